@@ -1,0 +1,34 @@
+"""Property: every generated bias-free ReLU-type network is positively homogeneous in each layer;
+every generated network with a homogeneity-breaking change is reported as not holding."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import theorycheck as tc
+from theorycheck.models import build_network
+from theorycheck.strategies import BREAKS, inputs, network_specs
+
+
+@given(data=st.data(), spec=network_specs(), seed=st.integers(0, 2**16))
+def test_homogeneous_networks_hold(data, spec, seed, tc_device, tc_dtype):
+    from theorycheck.devices import dtype_of
+
+    model = build_network(spec, seed=seed, device=tc_device, dtype=dtype_of(tc_dtype))
+    x = data.draw(inputs(spec, device=tc_device, dtype=tc_dtype))
+    verdict = tc.check_homogeneity(model, x)
+    if verdict.status == "inconclusive":  # a dead ReLU network outputs 0 everywhere: nothing to test
+        assert "outputs 0" in verdict.reason
+        return
+    assert verdict.status == "holds", f"{verdict.summary()}\nreproduce: build_network({spec.repr_line()}, seed={seed})"
+
+
+@given(data=st.data(), spec=network_specs(breaks=st.sampled_from(BREAKS)), seed=st.integers(0, 2**16))
+def test_broken_networks_do_not_hold(data, spec, seed, tc_device, tc_dtype):
+    from theorycheck.devices import dtype_of
+
+    model = build_network(spec, seed=seed, device=tc_device, dtype=dtype_of(tc_dtype))
+    x = data.draw(inputs(spec, batch=st.integers(2, 16), device=tc_device, dtype=tc_dtype))
+    verdict = tc.check_homogeneity(model, x)
+    assert verdict.status != "holds", verdict.summary()
+    if not spec.residual:  # the structural assumption that broke is named
+        assert verdict.status in ("vacuous", "inconclusive")

@@ -1,0 +1,110 @@
+"""Verdict: what a checker found on one instance of one claim.
+
+A checker never raises on a false theorem. It observes the theorem's assumptions, evaluates the
+conclusion within a derived tolerance, and returns a Verdict whose status is
+``holds`` (assumptions met, conclusion held), ``violated`` (assumptions met, conclusion failed),
+``vacuous`` (an assumption not met: the theorem says nothing; the conclusion is still reported) or
+``inconclusive`` (the numerics could not decide: NaN, overflow, too short a run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+STATUSES = ("holds", "violated", "vacuous", "inconclusive")
+
+
+def decide_status(assumptions: Mapping[str, bool], conclusion_held: bool, inconclusive: bool) -> str:
+    """The one rule mapping observations to a status (see module docstring)."""
+    if inconclusive:
+        return "inconclusive"
+    if not all(assumptions.values()):
+        return "vacuous"
+    return "holds" if conclusion_held else "violated"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking one claim on one instance."""
+
+    claim: str
+    status: str
+    conclusion_held: bool
+    assumptions: Mapping[str, bool]
+    statistic: float
+    bound: float
+    tolerance: float
+    tolerance_basis: str
+    device: str = "cpu"
+    dtype: str = "float64"
+    seed: int | None = None
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    reason: str = ""
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @classmethod
+    def decide(cls, *, claim, assumptions, conclusion_held, inconclusive=False, **fields) -> "Verdict":
+        """Build a Verdict whose status follows :func:`decide_status`."""
+        assumptions = {str(k): bool(v) for k, v in assumptions.items()}
+        status = decide_status(assumptions, bool(conclusion_held), bool(inconclusive))
+        return cls(claim=claim, status=status, conclusion_held=bool(conclusion_held),
+                   assumptions=assumptions, **fields)
+
+    @property
+    def failed_assumptions(self) -> list[str]:
+        return [name for name, held in self.assumptions.items() if not held]
+
+    def summary(self) -> str:
+        """One line: claim, status, measured vs allowed, failed assumptions, reason."""
+        line = (f"[theorycheck] {self.claim}: {self.status}; statistic {self.statistic:.3e} vs bound "
+                f"{self.bound:.3e} + tolerance {self.tolerance:.3e} ({self.tolerance_basis})")
+        if self.failed_assumptions:
+            line += "; assumption(s) not met: " + ", ".join(f'"{a}"' for a in self.failed_assumptions)
+        if self.reason:
+            line += f"; {self.reason}"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (floats that are not finite become strings)."""
+        return {field.name: to_jsonable(getattr(self, field.name)) for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Verdict":
+        values = dict(data)
+        for name in ("statistic", "bound", "tolerance"):
+            values[name] = float(values[name])
+        return cls(**values)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert tensors, numpy values, tuples and non-finite floats to plain JSON data."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def require_holds(verdict: Verdict) -> Verdict:
+    """Return the verdict if it holds; otherwise raise ClaimViolation with its one-line summary."""
+    from .errors import ClaimViolation
+
+    if verdict.status != "holds":
+        raise ClaimViolation(verdict.summary(), verdict)
+    return verdict
