@@ -9,9 +9,10 @@ conclusion within a derived tolerance, and returns a Verdict whose status is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -55,8 +56,11 @@ class Verdict:
         """Build a Verdict whose status follows :func:`decide_status`."""
         assumptions = {str(k): bool(v) for k, v in assumptions.items()}
         status = decide_status(assumptions, bool(conclusion_held), bool(inconclusive))
-        return cls(claim=claim, status=status, conclusion_held=bool(conclusion_held),
-                   assumptions=assumptions, **fields)
+        verdict = cls(claim=claim, status=status, conclusion_held=bool(conclusion_held),
+                      assumptions=assumptions, **fields)
+        for listener in tuple(_LISTENERS):
+            listener(verdict)
+        return verdict
 
     @property
     def failed_assumptions(self) -> list[str]:
@@ -82,6 +86,20 @@ class Verdict:
         for name in ("statistic", "bound", "tolerance"):
             values[name] = float(values[name])
         return cls(**values)
+
+
+_LISTENERS: list[Callable[[Verdict], None]] = []
+
+
+@contextlib.contextmanager
+def collecting_verdicts() -> Iterator[list[Verdict]]:
+    """Collect every Verdict a checker decides inside the ``with`` block (reports, the pytest plugin)."""
+    collected: list[Verdict] = []
+    _LISTENERS.append(collected.append)
+    try:
+        yield collected
+    finally:
+        _LISTENERS.remove(collected.append)
 
 
 def to_jsonable(value: Any) -> Any:
