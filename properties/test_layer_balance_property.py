@@ -1,0 +1,37 @@
+"""Property: plain SGD on any generated homogeneous network changes each D_k by exactly the eta^2
+term (to roundoff); momentum, weight decay and Adam are reported as breaking an assumption."""
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import theorycheck as tc
+from theorycheck.claims.layer_balance import ASSUME_PLAIN, recorded_run
+from theorycheck.sampling import network_and_batch
+from theorycheck.strategies import network_specs
+
+RUNS = dict(seed=st.integers(0, 2**16), batch=st.integers(2, 12), steps=st.integers(1, 25),
+            lr=st.floats(1e-3, 0.2))
+
+
+def _trajectory(spec, seed, batch, steps, lr, device, dtype, optimizer="sgd"):
+    model, X = network_and_batch(spec, seed, batch, device, dtype)
+    y = torch.where(torch.arange(batch, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+    return recorded_run(model, X, y, optimizer=optimizer, lr=lr, steps=steps, batch=max(1, batch // 2), seed=seed)
+
+
+@given(spec=network_specs(depth=st.integers(1, 3)), **RUNS)
+def test_plain_sgd_balances_layers(spec, seed, batch, steps, lr, tc_device, tc_dtype):
+    verdict = tc.check_layer_balance(_trajectory(spec, seed, batch, steps, lr, tc_device, tc_dtype))
+    assert verdict.status in ("holds", "inconclusive"), verdict.summary()
+    if verdict.status == "inconclusive":  # only an overflowing run may be undecided
+        assert "non-finite" in verdict.reason
+
+
+@given(spec=network_specs(depth=st.integers(1, 3)), optimizer=st.sampled_from(["momentum", "weight_decay", "adam"]),
+       **{**RUNS, "steps": st.integers(3, 25)})
+def test_non_plain_optimizers_are_flagged(spec, optimizer, seed, batch, steps, lr, tc_device, tc_dtype):
+    verdict = tc.check_layer_balance(_trajectory(spec, seed, batch, steps, lr, tc_device, tc_dtype, optimizer))
+    if verdict.status == "inconclusive":
+        return
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_PLAIN] is False, verdict.summary()

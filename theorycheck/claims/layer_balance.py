@@ -1,0 +1,262 @@
+"""Claim ``layer_balance``: gradient steps on a homogeneous network grow every layer's squared norm
+alike.
+
+By Euler, <W_k, grad_{W_k} L> = d_k sum_n l'(q_n) q_n for every layer k (d_k the degree of f in W_k:
+1 for ReLU networks), so under gradient flow D_k = ||W_k||^2 - r_k ||W_{k+1}||^2, r_k = d_k / d_{k+1},
+is conserved (per neuron too: ||W_k[i,:]||^2 - r_k ||W_{k+1}[:,i]||^2, r_k = the activation's degree).
+For discrete steps W <- W - eta g (any batch) the identity is exact with the eta^2 term:
+D_k(T) - D_k(0) = sum_t eta_t^2 (||g_k(t)||^2 - r_k ||g_{k+1}(t)||^2).
+Sources: Du, Hu & Lee, NeurIPS 2018, Sec. 2 (balancedness); Poggio et al. Theory III (equal
+layer-norm growth).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ..devices import dtype_of, gamma, unit_roundoff
+from ..errors import expect
+from ..recorder import BalanceTrajectory, Recorder
+from ..registry import AuditCase, Claim, register
+from ..verdict import Verdict, require_holds
+
+CLAIM_ID = "layer_balance"
+ASSUME_PLAIN = "updates are plain gradient steps (update = -lr * grad)"
+ASSUME_COMMON_LR = "one step size for all layers"
+ASSUME_NO_BIAS = "no bias parameters"
+ASSUME_GRADS = "every layer has a gradient at every step"
+ASSUME_TWO_LAYERS = "at least two weight layers"
+ASSUME_HOMOGENEOUS = "network positively homogeneous on X"
+MAX_SERIES_POINTS = 200
+
+
+def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype) -> np.ndarray:
+    """Roundoff bound on the balance residual of layers (k, k+1), accumulated step by step.
+
+    Per step: the rounded update (3u (||W^{t+1}||^2 + lr sum|W * g|) per layer), the computed
+    gradient's Euler sums (2 lr gamma_K sum|W * g|, K = 2 x total fan-in + depth) and the eta^2 term
+    (lr^2 (gamma_n + gamma_T) ||g||^2); plus gamma_n on the four endpoint norms. Returns the running
+    bound after each step (length steps).
+    """
+    both, weight = [k, k + 1], np.array([1.0, r])
+    steps = traj.steps
+    n = max(traj.sizes[k], traj.sizes[k + 1])
+    g_backward = gamma(2 * traj.fan_in_total + len(traj.layers), dtype)
+    lr = traj.lr[:, both]
+    per_step = (3 * u * (traj.sq_norms[1:, both] + lr * traj.abs_inner[:, both])
+                + 2 * lr * g_backward * traj.abs_inner[:, both]
+                + lr ** 2 * (gamma(n, dtype) + gamma(max(steps, 1), dtype)) * traj.grad_sq[:, both]) @ weight
+    endpoints = gamma(n, dtype) * (traj.sq_norms[0, both] @ weight + traj.sq_norms[1:, both] @ weight)
+    return np.cumsum(per_step) + endpoints
+
+
+def _subsample(values: np.ndarray) -> tuple[list[int], list[float]]:
+    index = np.unique(np.linspace(0, len(values) - 1, min(len(values), MAX_SERIES_POINTS)).astype(int))
+    return index.tolist(), values[index].tolist()
+
+
+def _plain_step_observation(traj: BalanceTrajectory, u: float) -> tuple[bool, dict]:
+    """Is every update -lr * grad to roundoff? Tolerance 2u (||W^{t+1}|| + 2 lr ||g||) (rounded step)."""
+    step = traj.lr * traj.grad_norm
+    allowed = 2 * u * (np.sqrt(traj.sq_norms[1:]) + 2 * step)
+    ok = traj.plain_residual <= allowed
+    # <update, g> recovered from ||update + lr g||^2 = ||update||^2 + 2 lr <update, g> + lr^2 ||g||^2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = (traj.plain_residual ** 2 - traj.update_norm ** 2 - step ** 2) / (2 * traj.lr)
+        cosine = np.where(traj.update_norm * traj.grad_norm > 0, -inner / (traj.update_norm * traj.grad_norm), 1.0)
+        relative = np.where(step > 0, traj.plain_residual / step, 0.0)
+    worst = np.unravel_index(np.argmax(relative), relative.shape) if relative.size else (0, 0)
+    return bool(ok.all()), {"worst_relative_deviation": float(relative.max()) if relative.size else 0.0,
+                            "worst_step": int(worst[0]), "worst_layer": traj.layers[worst[1]] if relative.size else None,
+                            "min_update_gradient_cosine": float(np.nanmin(cosine)) if cosine.size else 1.0,
+                            "steps_not_plain": int((~ok).any(1).sum())}
+
+
+def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
+    """Check the exact discrete balance identity (layer-wise and per neuron) on a recorded run."""
+    expect(isinstance(trajectory, BalanceTrajectory), expected="a BalanceTrajectory (Recorder(...).trajectory)",
+           received=type(trajectory).__name__, fix="attach theorycheck.Recorder(model, optimizer) to your loop "
+           "and pass rec.trajectory")
+    traj = trajectory
+    dtype = dtype_of(traj.dtype)
+    u = unit_roundoff(dtype)
+    common = dict(claim=CLAIM_ID, device=traj.device, dtype=traj.dtype, seed=seed)
+    arrays = [traj.sq_norms, traj.inner, traj.grad_sq, traj.plain_residual, *traj.neuron_sq]
+    finite = all(np.isfinite(a).all() for a in arrays)
+    plain, plain_details = _plain_step_observation(traj, u) if traj.steps else (True, {})
+    assumptions = {
+        ASSUME_PLAIN: plain,
+        ASSUME_COMMON_LR: bool((traj.lr == traj.lr[:, :1]).all()) if traj.steps else True,
+        ASSUME_NO_BIAS: not traj.non_weight_parameters,
+        ASSUME_GRADS: traj.missing_gradients == 0,
+        ASSUME_TWO_LAYERS: len(traj.layers) >= 2,
+    }
+    if traj.homogeneity is not None:
+        assumptions[ASSUME_HOMOGENEOUS] = traj.homogeneity.status == "holds"
+    if traj.steps == 0 or len(traj.layers) < 2 or not finite:
+        reason = ("no optimizer step recorded: run at least one step with the Recorder attached"
+                  if traj.steps == 0 else "fewer than two weight layers: nothing to balance"
+                  if len(traj.layers) < 2 else "non-finite norms or gradients (overflow or NaN)")
+        return Verdict.decide(assumptions=assumptions, conclusion_held=False, inconclusive=traj.steps == 0 or
+                              not finite, statistic=math.nan, bound=0.0, tolerance=math.nan,
+                              tolerance_basis="not evaluated", details={"plain_steps": plain_details},
+                              reason=reason, **common)
+
+    pairs, worst = {}, None
+    steps = np.arange(traj.steps + 1)
+    series = {}
+    for k in range(len(traj.layers) - 1):
+        name = f"{traj.layers[k]} -> {traj.layers[k + 1]}"
+        r = traj.degrees[k] / traj.degrees[k + 1]
+        balance = traj.sq_norms[:, k] - r * traj.sq_norms[:, k + 1]
+        eta_term = np.concatenate([[0.0], np.cumsum(traj.lr[:, k] ** 2 * traj.grad_sq[:, k]
+                                                    - r * traj.lr[:, k + 1] ** 2 * traj.grad_sq[:, k + 1])])
+        drift = balance - balance[0]
+        residual = drift - eta_term
+        tol = np.concatenate([[0.0], _pair_tolerance(traj, k, r, u, dtype)])
+        ratio = float(np.abs(residual[1:]).max() / tol[-1]) if tol[-1] > 0 else math.inf
+        pairs[name] = {"degree_ratio": r, "drift": float(drift[-1]), "eta2_term": float(eta_term[-1]), "residual": float(residual[-1]),
+                       "max_abs_residual": float(np.abs(residual).max()), "tolerance": float(tol[-1]),
+                       "ratio": ratio}
+        x, y = _subsample(drift)
+        series[f"D drift {name}"] = {"x": [int(steps[i]) for i in x], "y": y}
+        series[f"eta^2 term {name}"] = {"x": [int(steps[i]) for i in x], "y": _subsample(eta_term)[1]}
+        if worst is None or ratio > pairs[worst]["ratio"]:
+            worst = name
+    for k, layer in enumerate(traj.layers):
+        x, y = _subsample(traj.sq_norms[:, k])
+        series[f"||W||^2 {layer}"] = {"x": x, "y": y}
+
+    neurons = {}
+    for p, pair in enumerate(traj.pairs):
+        k = traj.layers.index(pair.lower)
+        r = traj.degrees[k] / traj.degrees[k + 1]
+        lr = traj.lr[:, k][:, None]
+        balance = traj.neuron_sq[p][:, 0] - r * traj.neuron_sq[p][:, 1]
+        residual = balance[-1] - balance[0] - (lr ** 2 * (traj.neuron_grad_sq[p][:, 0]
+                                                          - r * traj.neuron_grad_sq[p][:, 1])).sum(0)
+        # each unit's roundoff terms are parts of its layers' terms: the layer pair's bound covers it
+        tol = _pair_tolerance(traj, k, r, u, dtype)[-1]
+        unit = int(np.argmax(np.abs(residual)))
+        neurons[f"{pair.lower} -> {pair.upper}"] = {"units": pair.units, "worst_unit": unit,
+                                                    "residual": float(residual[unit]), "tolerance": float(tol),
+                                                    "ratio": float(abs(residual[unit]) / tol) if tol > 0 else math.inf}
+    per_degree = traj.inner / np.asarray(traj.degrees)
+    euler_spread = np.abs(per_degree - per_degree.mean(1, keepdims=True)).max(1) / np.maximum(
+        traj.abs_inner.max(1), np.finfo(np.float64).tiny)
+
+    worst_neuron = max(neurons, key=lambda n: neurons[n]["ratio"], default=None)
+    held = pairs[worst]["ratio"] <= 1 and all(n["ratio"] <= 1 for n in neurons.values())
+    reasons = []
+    if pairs[worst]["ratio"] > 1:
+        reasons.append(f"D ({worst}) drifted by {pairs[worst]['residual']:.1e} beyond the eta^2 term "
+                       f"{pairs[worst]['eta2_term']:.1e}, allowed {pairs[worst]['tolerance']:.1e}")
+    if worst_neuron is not None and neurons[worst_neuron]["ratio"] > 1:
+        reasons.append(f"neuron {neurons[worst_neuron]['worst_unit']} of {worst_neuron} drifted by "
+                       f"{neurons[worst_neuron]['residual']:.1e}, allowed {neurons[worst_neuron]['tolerance']:.1e}")
+    if not plain:
+        reasons.append(f"update/gradient cosine {plain_details['min_update_gradient_cosine']:.3f}, relative "
+                       f"deviation {plain_details['worst_relative_deviation']:.1e} in {plain_details['steps_not_plain']}"
+                       f" step(s) ({traj.optimizer}: momentum, weight decay or adaptive steps?)")
+    if traj.non_weight_parameters:
+        reasons.append(f"bias/non-weight parameters: {list(traj.non_weight_parameters)}")
+    if traj.homogeneity is not None and traj.homogeneity.status != "holds":
+        reasons.append(f"network not homogeneous on X ({traj.homogeneity.status})")
+    return Verdict.decide(
+        assumptions=assumptions, conclusion_held=held, inconclusive=False,
+        statistic=abs(pairs[worst]["residual"]), bound=0.0, tolerance=pairs[worst]["tolerance"],
+        tolerance_basis=("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W*g|) for each rounded "
+                         "update, 2 lr gamma_K sum|W*g| for the computed gradient's Euler sums, lr^2 (gamma_n + "
+                         "gamma_T) ||g||^2 for the eta^2 term, gamma_n on the endpoint norms; the eta^2 term is "
+                         "the exact discrete correction"),
+        details={"steps": traj.steps, "optimizer": traj.optimizer, "pairs": pairs, "neurons": neurons,
+                 "plain_steps": plain_details, "max_euler_spread": float(euler_spread.max()),
+                 "euler_spread_allowed": gamma(2 * traj.fan_in_total + len(traj.layers), dtype),
+                 "series": series},
+        reason="; ".join(reasons), **common)
+
+
+def assert_layer_balance(trajectory, **kwargs) -> Verdict:
+    """:func:`check_layer_balance`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
+    return require_holds(check_layer_balance(trajectory, **kwargs))
+
+
+OPTIMIZERS = {
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+    "momentum": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    "weight_decay": lambda params, lr: torch.optim.SGD(params, lr=lr, weight_decay=1e-2),
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+}
+
+
+def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None, seed=0) -> BalanceTrajectory:
+    """Train ``model`` with the summed logistic loss on minibatches and return the recorded trajectory.
+
+    ``optimizer`` is one of :data:`OPTIMIZERS` (plain SGD, and the negative controls).
+    """
+    expect(optimizer in OPTIMIZERS, expected=f"optimizer in {sorted(OPTIMIZERS)}", received=repr(optimizer),
+           fix="choose one of those")
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr)
+    generator = torch.Generator().manual_seed(seed)
+    batch = batch or len(X)
+    with Recorder(model, opt) as rec:
+        for _ in range(steps):
+            index = torch.randperm(len(X), generator=generator)[:batch].to(X.device)
+            opt.zero_grad()
+            margins = y[index] * model(X[index]).reshape(-1)
+            torch.nn.functional.softplus(-margins).sum().backward()
+            opt.step()
+        return rec.trajectory
+
+
+def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
+    """n plain-SGD runs on random homogeneous networks (expected: holds) and n controls cycling
+    through momentum, weight decay, Adam and biases (expected: vacuous, the assumption named)."""
+    from ..models import build_network
+    from ..sampling import case_rng, network_and_batch, random_spec
+
+    controls = ("momentum", "weight_decay", "adam", "bias")
+    for index in range(2 * n):
+        rng = case_rng(seed, CLAIM_ID, index)
+        control = None if index < n else controls[index % len(controls)]
+        spec = random_spec(rng, breaks="bias" if control == "bias" else None)
+        instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 17))
+        lr, steps = float(10 ** rng.uniform(-3, -1)), int(rng.integers(5, 31))
+        optimizer = control if control in OPTIMIZERS else "sgd"
+
+        def run(spec=spec, instance_seed=instance_seed, batch=batch, lr=lr, steps=steps, optimizer=optimizer):
+            model, X = network_and_batch(spec, instance_seed, batch, device, dtype)
+            y = torch.where(torch.arange(batch, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+            return check_layer_balance(recorded_run(model, X, y, optimizer=optimizer, lr=lr, steps=steps,
+                                                    seed=instance_seed), seed=instance_seed)
+
+        yield AuditCase(
+            name=f"{'control-' + control if control else 'instance'}-{index}",
+            kind="control" if control else "instance",
+            expected=frozenset({"vacuous"}) if control else frozenset({"holds"}),
+            reproduce=(f"import torch, theorycheck as tc; from theorycheck.models import NetworkSpec; "
+                       f"from theorycheck.sampling import network_and_batch; "
+                       f"from theorycheck.claims.layer_balance import recorded_run; "
+                       f"m, X = network_and_batch({spec.repr_line()}, seed={instance_seed}, batch={batch}, "
+                       f"device={device!r}, dtype={dtype!r}); y = torch.where(torch.arange({batch}) % 2 == 0, 1.0, "
+                       f"-1.0).to(X); print(tc.check_layer_balance(recorded_run(m, X, y, optimizer={optimizer!r}, "
+                       f"lr={lr!r}, steps={steps}, seed={instance_seed})).summary())"),
+            run=run, size=sum(p.numel() for p in build_network(spec).parameters()))
+
+
+register(Claim(
+    id=CLAIM_ID,
+    statement="Plain gradient steps on a bias-free homogeneous network change D_k = ||W_k||^2 - r_k ||W_{k+1}||^2 "
+              "(r_k = d_k / d_{k+1}, 1 for ReLU; and each neuron's ||W_k[i,:]||^2 - r_k ||W_{k+1}[:,i]||^2) by exactly "
+              "eta^2 (||g_k||^2 - r_k ||g_{k+1}||^2) per step; under gradient flow D_k is conserved.",
+    assumptions=(ASSUME_PLAIN, ASSUME_COMMON_LR, ASSUME_NO_BIAS, ASSUME_GRADS, ASSUME_TWO_LAYERS, ASSUME_HOMOGENEOUS),
+    source="Du, Hu & Lee, NeurIPS 2018, Sec. 2 (invariance of squared-norm differences under gradient flow, per "
+           "neuron and per layer, fully connected and convolutional); Poggio et al., Theory III",
+    checker=check_layer_balance,
+    tolerance="roundoff of the rounded updates, the gradient's Euler sums and the eta^2 term, accumulated per step",
+    audit_cases=audit_cases,
+))
