@@ -24,8 +24,8 @@ def _trajectory(spec, seed, batch, steps, lr, device, dtype, optimizer="sgd"):
 def test_plain_sgd_balances_layers(spec, seed, batch, steps, lr, tc_device, tc_dtype):
     verdict = tc.check_layer_balance(_trajectory(spec, seed, batch, steps, lr, tc_device, tc_dtype))
     assert verdict.status in ("holds", "inconclusive"), verdict.summary()
-    if verdict.status == "inconclusive":  # only an overflowing run may be undecided
-        assert "non-finite" in verdict.reason
+    if verdict.status == "inconclusive":  # only an overflowing or a frozen (dead) run may be undecided
+        assert "non-finite" in verdict.reason or "tests nothing" in verdict.reason
 
 
 @given(spec=network_specs(depth=st.integers(1, 3)), optimizer=st.sampled_from(["momentum", "weight_decay", "adam"]),

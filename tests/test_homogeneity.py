@@ -126,3 +126,14 @@ def test_verdict_round_trips_through_json():
     verdict = tc.check_homogeneity(model, x)
     data = json.loads(json.dumps(verdict.to_dict()))
     assert tc.Verdict.from_dict(data).to_dict() == data
+
+
+def test_underflowing_samples_are_set_aside_not_judged():
+    """ReLU^3 five layers deep in float32: f has degree 81 in the first layer and underflows."""
+    spec = NetworkSpec(in_shape=(6,), widths=(11, 10, 5, 9), activation="relu_p", power=3.0)
+    model, x = _instance(spec, "cpu", "float32", seed=822757814, batch=8)
+    verdict = tc.check_homogeneity(model, x)
+    assert verdict.status in ("holds", "inconclusive"), verdict.summary()
+    assert verdict.details["samples_set_aside_for_underflow"] + verdict.details["batch"] > 0
+    tiny = tc.check_homogeneity(model, x * 1e-30)
+    assert tiny.status == "inconclusive" and "underflow" in tiny.reason

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, jacrev
 
-from ..devices import dtype_name, gamma
+from ..devices import dtype_name, gamma, unit_roundoff
 from ..models import build_network, declared_degrees, read_parameters
 from ..registry import AuditCase, Claim, register
 from ..tensors import as_batch
@@ -33,6 +33,27 @@ def _tolerance_terms(weights: dict[str, torch.Tensor]) -> int:
     """K in gamma_K: the longest dot product (Euler sum) plus the forward and backward passes."""
     fan_in_total = sum(w[0].numel() for w in weights.values())
     return max(w.numel() for w in weights.values()) + 2 * fan_in_total + 2 * len(weights)
+
+
+def _masked_max(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return float(values[mask].max()) if bool(mask.any()) else math.nan
+
+
+def _layer_report(f, euler, abs_sum, f_doubled, degree, usable, tol) -> dict:
+    """Residuals of one layer: Euler's identity and the exact doubling f(2W_k) = 2^d f(W), normalized
+    by the absolute scale; the degree inferred from the doubling on samples where f is well above it."""
+    scale = torch.where(abs_sum > 0, abs_sum, torch.ones_like(abs_sum))
+    informative = usable & (f.abs() > 1e3 * tol * scale)
+    ratio = (f_doubled / f)[informative & (f_doubled * f > 0)]
+    inferred = torch.log2(ratio).detach().cpu().numpy() if ratio.numel() else np.array([math.nan])
+    return {
+        "degree_declared": degree,
+        "degree_inferred": float(np.median(inferred)),
+        "degree_inferred_range": [float(inferred.min()), float(inferred.max())],
+        "euler_residual": _masked_max((euler - degree * f).abs() / scale, usable),
+        "scaling_residual": _masked_max((f_doubled - 2.0 ** degree * f).abs() / (2.0 ** degree * scale), usable),
+        "euler_relative_to_f": _masked_max((euler - degree * f).abs() / f.abs(), informative),
+    }
 
 
 def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, seed=None) -> Verdict:
@@ -71,46 +92,46 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
         f_unit = output({n: params[n] / params[n].norm() for n in names})
     rho = math.prod(float(params[n].norm()) ** d for n, d in zip(names, degrees))
     tol = 2 * gamma(_tolerance_terms(found.weights), dtype)
+    # Higham's bound assumes no underflow: samples whose terms reach the subnormal range are set aside
+    normal_floor = torch.finfo(dtype).tiny / unit_roundoff(dtype)
 
-    layers, scales, finite = {}, [], bool(torch.isfinite(f).all() and torch.isfinite(f_unit).all())
+    finite = bool(torch.isfinite(f).all() and torch.isfinite(f_unit).all())
+    terms = {}  # per layer: Euler sum, absolute scale, f with the layer doubled (one value per sample)
     for name, degree in zip(names, degrees):
         w = params[name]
         state = {n: b.clone() for n, b in buffers.items()}  # an input, so batch norm may update it
-        jac = jacrev(lambda v, s: output({name: v}, s))(w, state).reshape(f.numel(), -1)
-        terms = jac * w.reshape(1, -1)
-        euler, abs_sum = terms.sum(1), terms.abs().sum(1) + degree * f.abs()
+        products = jacrev(lambda v, s: output({name: v}, s))(w, state).reshape(f.numel(), -1) * w.reshape(1, -1)
         with torch.no_grad():
             f_doubled = output({name: 2 * w})
-        finite &= bool(torch.isfinite(jac).all() and torch.isfinite(f_doubled).all())
-        scale = torch.where(abs_sum > 0, abs_sum, torch.ones_like(abs_sum))
-        euler_res = float(((euler - degree * f).abs() / scale).max())
-        scaling_res = float(((f_doubled - 2.0 ** degree * f).abs() / (2.0 ** degree * scale)).max())
-        informative = f.abs() > 1e3 * tol * scale
-        ratio = (f_doubled / f)[informative & (f_doubled * f > 0)]
-        inferred = torch.log2(ratio).detach().cpu().numpy() if ratio.numel() else np.array([math.nan])
-        layers[name] = {
-            "degree_declared": degree,
-            "degree_inferred": float(np.median(inferred)),
-            "degree_inferred_range": [float(inferred.min()), float(inferred.max())],
-            "euler_residual": euler_res,
-            "scaling_residual": scaling_res,
-            "euler_relative_to_f": float(((euler - degree * f).abs()[informative] / f.abs()[informative]).max())
-            if bool(informative.any()) else math.nan,
-        }
-        scales.append(abs_sum)
-    scale = torch.stack(scales).max(0).values
-    rescale_res = float(((f - rho * f_unit).abs() / torch.where(scale > 0, scale, torch.ones_like(scale))).max())
+        terms[name] = (products.sum(1), products.abs().sum(1) + degree * f.abs(), f_doubled)
+        finite &= bool(torch.isfinite(products).all() and torch.isfinite(f_doubled).all())
+    scale = torch.stack([t[1] for t in terms.values()]).max(0).values
+    # Higham's bound assumes no underflow: samples whose terms reach the subnormal range are set aside
+    normal_floor = torch.finfo(dtype).tiny / unit_roundoff(dtype)
+    underflow = torch.stack([(t[1] > 0) & (t[1] < normal_floor) for t in terms.values()]).any(0)
+    usable = ~underflow
+    layers = {name: _layer_report(f, *terms[name], degree, usable, tol) for name, degree in zip(names, degrees)}
+    ones = torch.ones_like(scale)
+    # f(V) is computed at the scale S / rho: it must stay in the normal range too
+    rescalable = usable & ((scale == 0) | (scale / rho >= normal_floor)) if 0 < rho < math.inf else usable & False
+    rescale_res = _masked_max((f - rho * f_unit).abs() / torch.where(scale > 0, scale, ones), rescalable)
 
     offending = [n for n, r in layers.items() if max(r["euler_residual"], r["scaling_residual"]) > tol]
-    statistic = max([rescale_res] + [max(r["euler_residual"], r["scaling_residual"]) for r in layers.values()])
+    statistic = max([0.0 if math.isnan(rescale_res) else rescale_res]
+                    + [max(r["euler_residual"], r["scaling_residual"]) for r in layers.values()])
     held = statistic <= tol
-    silent = not bool((f != 0).any())
-    inconclusive = (not finite) or silent or math.isnan(statistic)
+    silent = not bool((f[usable] != 0).any())
+    all_underflow = not bool(usable.any())
+    inconclusive = (not finite) or silent or all_underflow or math.isnan(statistic)
     reasons = []
     if not finite:
         reasons.append("non-finite output or gradient (overflow or NaN)")
-    if silent:
-        reasons.append("the network outputs 0 on every sample: nothing to test")
+    if all_underflow:
+        reasons.append("every sample's terms underflow to subnormal numbers: roundoff bounds do not apply")
+    elif silent:
+        aside = int(underflow.sum())
+        reasons.append("the network outputs 0 on every sample: nothing to test"
+                       + (f" ({aside} more set aside for underflow)" if aside else ""))
     if offending:
         worst = max(offending, key=lambda n: layers[n]["euler_residual"])
         reasons.append(f"Euler/scaling identity fails in layer(s) {offending}: {worst} residual "
@@ -129,6 +150,8 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
                          "2 x depth): Higham's dot-product roundoff bound, relative to sum|W * df/dW| + d|f|"),
         details={"layers": layers, "rescaling_residual": rescale_res, "rho": rho, "total_degree": sum(degrees),
                  "offending_layers": offending, "batch": int(x.shape[0]),
+                 "samples_set_aside_for_underflow": int(underflow.sum()),
+                 "samples_in_rescaling_check": int(rescalable.sum()),
                  "non_weight_parameters": sorted(found.others),
                  "non_homogeneous_modules": found.non_homogeneous_modules,
                  "unrecognized_modules": found.unrecognized_modules},

@@ -70,7 +70,8 @@ def _plain_step_observation(traj: BalanceTrajectory, u: float) -> tuple[bool, di
         cosine = np.where(traj.update_norm * traj.grad_norm > 0, -inner / (traj.update_norm * traj.grad_norm), 1.0)
         relative = np.where(step > 0, traj.plain_residual / step, 0.0)
     worst = np.unravel_index(np.argmax(relative), relative.shape) if relative.size else (0, 0)
-    return bool(ok.all()), {"worst_relative_deviation": float(relative.max()) if relative.size else 0.0,
+    informative = int((step > allowed).sum())  # steps where a non-gradient update could be seen at all
+    return bool(ok.all()), {"informative_steps": informative, "worst_relative_deviation": float(relative.max()) if relative.size else 0.0,
                             "worst_step": int(worst[0]), "worst_layer": traj.layers[worst[1]] if relative.size else None,
                             "min_update_gradient_cosine": float(np.nanmin(cosine)) if cosine.size else 1.0,
                             "steps_not_plain": int((~ok).any(1).sum())}
@@ -97,12 +98,15 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     }
     if traj.homogeneity is not None:
         assumptions[ASSUME_HOMOGENEOUS] = traj.homogeneity.status == "holds"
-    if traj.steps == 0 or len(traj.layers) < 2 or not finite:
+    frozen = bool(traj.steps) and plain_details["informative_steps"] == 0
+    if traj.steps == 0 or len(traj.layers) < 2 or not finite or frozen:
         reason = ("no optimizer step recorded: run at least one step with the Recorder attached"
                   if traj.steps == 0 else "fewer than two weight layers: nothing to balance"
-                  if len(traj.layers) < 2 else "non-finite norms or gradients (overflow or NaN)")
-        return Verdict.decide(assumptions=assumptions, conclusion_held=False, inconclusive=traj.steps == 0 or
-                              not finite, statistic=math.nan, bound=0.0, tolerance=math.nan,
+                  if len(traj.layers) < 2 else "non-finite norms or gradients (overflow or NaN)" if not finite
+                  else "every update lr*||g|| was below the weights' roundoff: the run tests nothing")
+        return Verdict.decide(assumptions=assumptions, conclusion_held=False,
+                              inconclusive=traj.steps == 0 or not finite or frozen,
+                              statistic=math.nan, bound=0.0, tolerance=math.nan,
                               tolerance_basis="not evaluated", details={"plain_steps": plain_details},
                               reason=reason, **common)
 
@@ -223,7 +227,7 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
     for index in range(2 * n):
         rng = case_rng(seed, CLAIM_ID, index)
         control = None if index < n else controls[index % len(controls)]
-        spec = random_spec(rng, breaks="bias" if control == "bias" else None)
+        spec = random_spec(rng, breaks="bias" if control == "bias" else None, depth=int(rng.integers(1, 4)))
         instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 17))
         lr, steps = float(10 ** rng.uniform(-3, -1)), int(rng.integers(5, 31))
         optimizer = control if control in OPTIMIZERS else "sgd"
