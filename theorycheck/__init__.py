@@ -7,6 +7,13 @@ the claim holds, is violated, or says nothing (an assumption is not met), with t
 from . import claims as _claims  # noqa: F401  (registers every claim)
 from .claims.homogeneity import assert_homogeneity, check_homogeneity
 from .claims.layer_balance import assert_layer_balance, check_layer_balance
+from .claims.stability import (LossConstants, assert_sgd_stability_convex, assert_sgd_stability_nonconvex,
+                               assert_sgd_stability_strongly_convex, check_sgd_stability_convex,
+                               check_sgd_stability_nonconvex, check_sgd_stability_strongly_convex,
+                               linear_loss_constants, tanh_network_constants)
+from .claims.stability_kernel import (assert_cvloo_stability, assert_erm_stability, check_cvloo_stability,
+                                      check_erm_stability)
+from .coupled import CoupledRun, coupled_sgd
 from .errors import ClaimViolation, InvalidArgument
 from .recorder import BalanceTrajectory, Recorder
 from .registry import CLAIMS, AuditCase, Claim
@@ -18,4 +25,8 @@ __all__ = [
     "CLAIMS", "STATUSES", "AuditCase", "Claim", "ClaimViolation", "InvalidArgument", "Verdict",
     "assert_homogeneity", "check_homogeneity",
     "BalanceTrajectory", "Recorder", "assert_layer_balance", "check_layer_balance",
+    "CoupledRun", "LossConstants", "coupled_sgd", "linear_loss_constants", "tanh_network_constants",
+    "assert_sgd_stability_convex", "assert_sgd_stability_nonconvex", "assert_sgd_stability_strongly_convex",
+    "check_sgd_stability_convex", "check_sgd_stability_nonconvex", "check_sgd_stability_strongly_convex",
+    "assert_cvloo_stability", "assert_erm_stability", "check_cvloo_stability", "check_erm_stability",
 ]

@@ -1,0 +1,167 @@
+"""Unit tests and negative controls for erm_stability (Bousquet & Elisseeff) and cvloo_stability (exact
+leave-one-out of kernel ridge regression)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import theorycheck as tc
+from theorycheck.claims.stability_kernel import KernelCase, rescaled_refit
+from theorycheck.data import digits, random_labels, separable
+from theorycheck.devices import dtype_of
+from theorycheck.kernels import kernel_matrix, kernel_ridge_refit, ridge_fit
+
+
+def _data(n=20, d=3, seed=0, dtype="float64", device="cpu"):
+    data = random_labels(n, d, seed=seed, dtype=dtype_of(dtype))
+    return data.X.to(device), data.y.to(device)
+
+
+@pytest.mark.parametrize("kernel, lam", [("rbf", 0.1), ("laplace", 0.01), ("linear", 0.3), ("laplace", 0.0)])
+def test_exact_loo_matches_refits(kernel, lam, tc_device, tc_dtype):
+    X, y = _data(16, 3, dtype=tc_dtype, device=tc_device)
+    verdict = tc.check_cvloo_stability(X, y, lam=lam, kernel=kernel, bandwidth=2.0)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.statistic <= verdict.tolerance < 1e-2 if tc_dtype == "float32" else verdict.tolerance < 1e-6
+    sizes = verdict.details["sizes"]
+    assert [row["n"] for row in sizes] == [4, 8, 16]
+    if lam > 0:
+        assert all(row["cvloo_max"] <= row["bound"] for row in sizes)
+        assert sizes[0]["bound"] == pytest.approx(4 * sizes[-1]["bound"])  # sigma^2 kappa^2/(2 lambda n): 1/n
+
+
+def test_exact_loo_agrees_with_scikit_learn_kernel_ridge():
+    """An independent implementation: sklearn's KernelRidge(alpha = n lambda) has the same coefficients."""
+    from sklearn.kernel_ridge import KernelRidge
+
+    X, y = _data(25, 4, seed=3)
+    lam, h = 0.05, 1.5
+    model = KernelRidge(alpha=25 * lam, kernel="rbf", gamma=1 / (2 * h ** 2)).fit(X.numpy(), y.numpy())
+    fit = ridge_fit(kernel_matrix("rbf", X, X, bandwidth=h), y, 25 * lam)
+    np.testing.assert_allclose(model.dual_coef_.reshape(-1), fit.alpha.numpy(), rtol=1e-9, atol=1e-12)
+
+    def sklearn_refit(X_train, y_train):  # nlambda of the full sample held fixed
+        return torch.as_tensor(KernelRidge(alpha=25 * lam, kernel="rbf", gamma=1 / (2 * h ** 2))
+                               .fit(X_train.numpy(), y_train.numpy()).dual_coef_.reshape(-1))
+
+    verdict = tc.check_cvloo_stability(X, y, lam=lam, bandwidth=h, sizes=[25], refit=sklearn_refit)
+    assert verdict.status == "holds", verdict.summary()
+
+
+# --- negative controls ---------------------------------------------------------------------------
+
+def test_refit_that_rescales_lambda_is_detected(tc_device, tc_dtype):
+    X, y = _data(16, 3, dtype=tc_dtype, device=tc_device)
+    verdict = tc.check_cvloo_stability(X, y, lam=0.1, bandwidth=2.0, refit=rescaled_refit("rbf", lam=0.1, bandwidth=2.0))
+    assert verdict.status == "violated", verdict.summary()
+    assert verdict.statistic > 10 * verdict.tolerance  # float64: > 1e9 x; float32: ~ 90 x
+    assert "n lambda fixed" in verdict.reason
+    with pytest.raises(tc.ClaimViolation, match=r"\[theorycheck\] cvloo_stability: violated"):
+        tc.assert_cvloo_stability(X, y, lam=0.1, bandwidth=2.0, refit=rescaled_refit("rbf", lam=0.1, bandwidth=2.0))
+
+
+def test_scikit_learn_refit_with_per_sample_alpha_is_detected():
+    """The realistic slip: refitting with alpha = len(X_train) * lambda, i.e. (n - 1) lambda."""
+    from sklearn.kernel_ridge import KernelRidge
+
+    X, y = _data(20, 3, seed=4)
+
+    def refit(X_train, y_train):
+        return torch.as_tensor(KernelRidge(alpha=len(X_train) * 0.05, kernel="rbf", gamma=0.5)
+                               .fit(X_train.numpy(), y_train.numpy()).dual_coef_.reshape(-1))
+
+    verdict = tc.check_cvloo_stability(X, y, lam=0.05, bandwidth=1.0, sizes=[20], refit=refit)
+    assert verdict.status == "violated", verdict.summary()
+
+
+def test_interpolation_with_duplicate_points_is_vacuous():
+    X, y = _data(12, 3)
+    X[1] = X[0]
+    verdict = tc.check_cvloo_stability(X, y, lam=0.0, kernel="laplace")
+    assert verdict.status == "vacuous" and verdict.assumptions["A = K + n lambda I positive definite (numerically: "
+                                                                "lambda_min(A) > n gamma_{n+1} lambda_max(A))"] is False
+
+
+@pytest.mark.parametrize("claim", ["cvloo_stability", "erm_stability"])
+def test_indefinite_kernel_is_vacuous(claim):
+    X, y = _data(12, 3)
+    check = tc.check_cvloo_stability if claim == "cvloo_stability" else tc.check_erm_stability
+    verdict = check(X, y, lam=0.01, kernel="sigmoid", bandwidth=0.5)
+    assert verdict.status == "vacuous" and "not a reproducing kernel" in verdict.reason
+
+
+def test_erm_bound_holds_and_replacement_doubles_it(tc_device, tc_dtype):
+    X, y = _data(21, 3, dtype=tc_dtype, device=tc_device)
+    removal = tc.check_erm_stability(X[:20], y[:20], lam=0.1, bandwidth=2.0)
+    replace = tc.check_erm_stability(X[:20], y[:20], lam=0.1, bandwidth=2.0, replacement=(X[20:], y[20:]))
+    for verdict in (removal, replace):
+        assert verdict.status == "holds", verdict.summary()
+        assert verdict.statistic <= verdict.bound
+        assert verdict.details["proof_inequality"]["held"]
+    assert replace.bound == pytest.approx(2 * removal.bound)
+    sigma = 2 * 1.0 * (1 + 1 / math.sqrt(0.1))  # B = 1 (labels +-1), kappa = 1 (rbf)
+    assert removal.details["sigma"] == pytest.approx(sigma)
+    assert removal.bound == pytest.approx(sigma ** 2 / (2 * 0.1 * 20))
+    # the certified sup dominates the loss change measured at every probe point
+    assert all(c >= p - 1e-12 for c, p in zip(removal.details["certified_sup"], removal.details["probe_sup"]))
+
+
+def test_erm_refit_that_forgets_n_is_violated():
+    X, y = _data(20, 3, seed=2)
+    verdict = tc.check_erm_stability(X, y, lam=0.2, bandwidth=2.0, refit=kernel_ridge_refit("rbf", ridge=0.2, bandwidth=2.0))
+    assert verdict.status == "violated", verdict.summary()
+    assert "proof inequality fails" in verdict.reason
+
+
+def test_erm_without_regularization_is_vacuous():
+    X, y = _data(12, 3)
+    verdict = tc.check_erm_stability(X, y, lam=0.0, kernel="laplace")
+    assert verdict.status == "vacuous" and verdict.assumptions["lambda > 0"] is False
+
+
+def test_kernel_matrix_of_duplicates_stays_positive_semidefinite():
+    """Distances by differences, not by the matmul expansion (which loses sqrt(eps) on near-duplicates)."""
+    X = separable(40, 2, seed=0).X
+    X = torch.cat([X, X[:5]])
+    eig = torch.linalg.eigvalsh(kernel_matrix("laplace", X, X, bandwidth=0.7))
+    assert float(eig[0]) > -1e-13
+
+
+def test_cvloo_decays_on_digits():
+    data = digits(64, seed=0)
+    verdict = tc.check_cvloo_stability(data.X, data.y, lam=0.05, bandwidth=4.0, sizes=[8, 16, 32, 64])
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["decay_slope"] < 0
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda X, y: tc.check_cvloo_stability(X.numpy(), y, lam=0.1), "floating torch tensors"),
+    (lambda X, y: tc.check_cvloo_stability(X, y[:-1], lam=0.1), "shaped (n, ...) and (n,)"),
+    (lambda X, y: tc.check_cvloo_stability(X, y, lam=-1.0), "lambda >= 0"),
+    (lambda X, y: tc.check_cvloo_stability(X, y, lam=0.1, sizes=[2]), "sizes in [3,"),
+    (lambda X, y: tc.check_cvloo_stability(X, y, lam=0.1, kernel="poly"), "a kernel in"),
+    (lambda X, y: tc.check_erm_stability(X, y, lam=0.1, indices=[99]), "indices in [0, 10)"),
+])
+def test_bad_input_names_expected_received_fix(call, message):
+    X, y = _data(10, 2)
+    with pytest.raises(tc.InvalidArgument, match="Fix:") as info:
+        call(X, y)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("claim", ["erm_stability", "cvloo_stability"])
+def test_audit_cases_reproduce(claim):
+    import contextlib
+    import io
+
+    cases = list(tc.CLAIMS[claim].audit_cases(n=3, seed=2, device="cpu", dtype="float64"))
+    for case in cases:
+        verdict = case.run()
+        assert verdict.status in case.expected, verdict.summary()
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(cases[-1].reproduce, {})  # noqa: S102  (the reproduce line is ours)
+    assert out.getvalue().strip() == cases[-1].run().summary()
+    assert isinstance(eval(cases[0].reproduce.split("print(")[1].split(".verdict")[0], {"KernelCase": KernelCase}),
+                      KernelCase)

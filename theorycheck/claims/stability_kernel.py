@@ -1,0 +1,342 @@
+"""Claims ``erm_stability`` and ``cvloo_stability``: regularized least squares in an RKHS (kernel ridge
+regression) is uniformly stable, and its leave-one-out residuals are exact.
+
+- Bousquet & Elisseeff, JMLR 2 (2002), Thm 22: minimizing (1/n) sum l(f, z_j) + lambda ||f||_k^2 with a
+  sigma-admissible loss and k(x, x) <= kappa^2 gives removal stability
+  sup_z |l(f_S, z) - l(f_{S\\i}, z)| <= sigma^2 kappa^2 / (2 lambda n); replacing z_i doubles it. On S\\i the
+  objective keeps the 1/n normalization (ridge n lambda held fixed). Square loss, |y| <= B:
+  lambda ||f||^2 <= (1/n) sum y^2 <= B^2 gives |f(x)| <= kappa B / sqrt(lambda), so
+  sigma = 2 B (1 + kappa / sqrt(lambda)). Checked through the proof's own inequality
+  sup_{x, |y| <= B} |l(f, z) - l(f', z)| <= sigma kappa ||f - f'||_k (every x with k(x, x) <= kappa^2).
+- CVloo stability (Mukherjee, Niyogi, Poggio & Rifkin, Adv. Comput. Math. 25 (2006), Def. 3.5 [recalled]):
+  |V(f_{S\\i}, z_i) - V(f_S, z_i)| -> 0. For kernel ridge regression (A = K + n lambda I, alpha = A^{-1} y)
+  y_i - f_{S\\i}(x_i) = alpha_i / (A^{-1})_ii exactly (Wahba 1990), checked against brute-force refits;
+  for lambda > 0 the Bousquet-Elisseeff bound sigma^2 kappa^2 / (2 lambda n) bounds it and decays as 1/n;
+  for lambda = 0 (minimum-norm interpolation) the decay is measured, not bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..devices import dtype_name, dtype_of, gamma
+from ..errors import expect
+from ..kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
+from ..registry import AuditCase, Claim, register
+from ..verdict import Verdict, require_holds
+from .stability import case_audit, generated_data
+
+BE = "Bousquet & Elisseeff, JMLR 2 (2002) 499-526"
+MNPR = "Mukherjee, Niyogi, Poggio & Rifkin, Adv. Comput. Math. 25 (2006) 161-193"
+ASSUME_LAMBDA = "lambda > 0"
+ASSUME_PSD = "kernel positive semi-definite on the points"
+ASSUME_PD = "A = K + n lambda I positive definite (numerically: lambda_min(A) > n gamma_{n+1} lambda_max(A))"
+
+
+def _data(X, y, name="X, y"):
+    expect(isinstance(X, torch.Tensor) and isinstance(y, torch.Tensor) and X.is_floating_point(),
+           expected=f"{name} as floating torch tensors", received=f"{type(X).__name__}, {type(y).__name__}",
+           fix="torch.as_tensor(..., dtype=torch.float64)")
+    expect(X.ndim >= 2 and y.shape == X.shape[:1], expected=f"{name} shaped (n, ...) and (n,)",
+           received=f"{tuple(X.shape)} and {tuple(y.shape)}", fix="one real target per input row")
+    return X.reshape(X.shape[0], -1), y.to(X.dtype)
+
+
+def _psd(K: torch.Tensor) -> tuple[bool, float, float]:
+    """K positive semi-definite up to the rounding of its eigenvalues (n gamma_{n+1} ||K||); its extreme
+    eigenvalues."""
+    eig = torch.linalg.eigvalsh(K)
+    n, lo, hi = K.shape[0], float(eig[0]), float(eig[-1])
+    return lo >= -n * gamma(n + 1, K.dtype) * max(abs(lo), abs(hi)), lo, hi
+
+
+def _sigma(B: float, kappa: float, lam: float) -> float:
+    return 2 * B * (1 + kappa / math.sqrt(lam)) if lam > 0 else math.inf
+
+
+def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel: str | Callable = "rbf",
+                        bandwidth: float = 1.0, indices=None, replacement=None, X_test=None, y_test=None,
+                        refit: Callable | None = None, seed: int | None = None) -> Verdict:
+    """Bousquet-Elisseeff uniform stability of kernel ridge regression (square loss), for each changed
+    index i (default: all): the certified sup_z |l(f_S, z) - l(f', z)| <= sigma kappa ||f_S - f'||_k against
+    sigma^2 kappa^2/(2 lambda n) (removal; replacement ``(x, y)``: twice that), and the proof's
+    strong-convexity inequality 2 lambda ||f_S - f'||_k^2 <= (1/n)[l(f', z_i) - l(f_S, z_i) (+ l(f_S, z') -
+    l(f', z'))], tight enough to catch a refit of another problem. ``refit(X_train, y_train) -> alpha``
+    computes f' (default: the exact solve with ridge n lambda held fixed)."""
+    X, y = _data(X, y)
+    n, dtype = X.shape[0], X.dtype
+    expect(lam >= 0 and n >= 2, expected="lambda >= 0 and n >= 2", received=f"lambda={lam}, n={n}",
+           fix="a regularization weight lambda > 0 on two or more points")
+    new = None if replacement is None else _data(*replacement, name="replacement")
+    test = None if X_test is None else _data(X_test, y_test, "probes")
+    Z = X if new is None else torch.cat([X, new[0]])  # every point a coefficient can sit on
+    P = torch.cat([Z] + ([] if test is None else [test[0]]))
+    Py = torch.cat([y] + ([] if new is None else [new[1]]) + ([] if test is None else [test[1]]))
+    chosen = list(range(n)) if indices is None else [int(i) for i in np.atleast_1d(indices)]
+    expect(all(0 <= i < n for i in chosen), expected=f"indices in [0, {n})", received=repr(indices),
+           fix="name training examples")
+    mu = n * lam
+    refit = refit or kernel_ridge_refit(kernel, ridge=mu, bandwidth=bandwidth)
+    kappa2, kappa_basis = kernel_kappa2(kernel, P, bandwidth=bandwidth)
+    kappa, B = math.sqrt(kappa2), float(Py.abs().max())
+    sigma = _sigma(B, kappa, lam)
+    KZ = kernel_matrix(kernel, Z, Z, bandwidth=bandwidth)
+    psd, eig_min, eig_max = _psd(KZ)
+    fit = ridge_fit(KZ[:n, :n], y, mu)
+    KP = kernel_matrix(kernel, P, Z, bandwidth=bandwidth)
+    c_S = torch.cat([fit.alpha, torch.zeros(Z.shape[0] - n, dtype=dtype, device=X.device)])
+    f_S, k_row = KP @ c_S, float(KP.norm(dim=1).max())
+    g_quad = gamma(Z.shape[0] + 1, dtype)
+    norms, probe_sup, lhs, rhs, tol_norm, tol_ineq = [], [], [], [], [], []
+    for i in chosen:
+        keep = [j for j in range(n) if j != i] + ([] if new is None else [n])
+        c = torch.zeros_like(c_S)
+        c[keep] = refit(Z[keep], Py[keep])
+        diff = c_S - c
+        sq = float(diff @ KZ @ diff)
+        f_other = KP @ c
+        loss_S, loss_other = (f_S - Py) ** 2, (f_other - Py) ** 2
+        change = float(loss_other[i] - loss_S[i]) + (0.0 if new is None else float(loss_S[n] - loss_other[n]))
+        norms.append(math.sqrt(abs(sq)))
+        probe_sup.append(float((loss_S - loss_other).abs().max()))
+        lhs.append(2 * lam * sq)
+        rhs.append(change / n)
+        # roundoff: coefficient error e_c = n gamma_{n+1} (1 + cond A)(||c_S|| + ||c'||) from the Cholesky solves
+        e_c = 2 * fit.backward * (1 + fit.condition) * (float(c_S.norm()) + float(c.norm()))
+        e_quad = 2 * eig_max * float(diff.norm()) * e_c + eig_max * e_c ** 2 + g_quad * float(diff.abs() @ KZ.abs() @ diff.abs())
+        e_f = k_row * e_c
+        tol_norm.append(math.sqrt(e_quad))
+        tol_ineq.append(2 * lam * e_quad + 4 / n * (float((f_S - Py).abs().max() + (f_other - Py).abs().max()) + e_f) * e_f)
+    factor = 1.0 if new is None else 2.0
+    bound = factor * sigma ** 2 * kappa2 / (2 * lam * n) if lam > 0 else math.inf
+    certified = [sigma * kappa * v for v in norms]
+    tolerance = sigma * kappa * max(tol_norm) if lam > 0 else math.inf
+    worst = int(np.argmax(norms))
+    statistic = certified[worst]
+    held_bound = all(v <= bound + sigma * kappa * t for v, t in zip(certified, tol_norm)) if lam > 0 else True
+    held_ineq = all(a <= b + t for a, b, t in zip(lhs, rhs, tol_ineq))
+    finite = all(math.isfinite(v) for v in norms + rhs + tol_ineq) and fit.positive_definite
+    assumptions = {ASSUME_LAMBDA: lam > 0, ASSUME_PSD: psd}
+    reasons = []
+    if lam <= 0:
+        reasons.append("lambda = 0: no regularization, sigma and the bound are infinite")
+    if not psd:
+        reasons.append(f"the kernel matrix has eigenvalue {eig_min:.3g} < 0: not a reproducing kernel")
+    if not held_bound:
+        reasons.append(f"sigma kappa ||f_S - f'||_k = {statistic:.4g} at i = {chosen[worst]} exceeds {bound:.4g}")
+    if not held_ineq:
+        bad = int(np.argmax([a - b - t for a, b, t in zip(lhs, rhs, tol_ineq)]))
+        reasons.append(f"proof inequality fails at i = {chosen[bad]}: 2 lambda ||f_S - f'||^2 = {lhs[bad]:.4g} > "
+                       f"{rhs[bad]:.4g} = loss change / n: the refit is not the regularized ERM on the changed sample "
+                       "(n lambda not held fixed?)")
+    if not finite:
+        reasons.append("non-finite values or a failed Cholesky factorization")
+    return Verdict.decide(
+        claim="erm_stability", assumptions=assumptions, conclusion_held=held_bound and held_ineq,
+        inconclusive=not finite and all(assumptions.values()), statistic=statistic, bound=bound, tolerance=tolerance,
+        tolerance_basis=("Cholesky backward error n gamma_{n+1} ||A|| amplified by cond A (condition number x eps) in "
+                         "the coefficients, carried through sqrt(dc^T K dc) (+ gamma_{n+1} |dc|^T |K| |dc|), times sigma kappa"),
+        device=str(X.device), dtype=dtype_name(dtype), seed=seed,
+        details={"sigma": sigma, "kappa2": kappa2, "kappa_basis": kappa_basis, "B": B, "n": n, "lambda": lam,
+                 "change": "removal" if new is None else "replacement", "indices": chosen,
+                 "certified_sup": certified, "probe_sup": probe_sup, "ratio": statistic / bound if lam > 0 else math.nan,
+                 "proof_inequality": {"lhs": lhs, "rhs": rhs, "held": held_ineq,
+                                      "max_ratio": max((a / b for a, b in zip(lhs, rhs) if b > 0), default=math.nan)},
+                 "condition": fit.condition, "kernel_min_eigenvalue": eig_min,
+                 "sigma_basis": "square loss with |y| <= B = max|y| (data and probes): sigma = 2B(1 + kappa/sqrt(lambda))"},
+        reason="; ".join(reasons))
+
+
+def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel: str | Callable = "rbf",
+                          bandwidth: float = 1.0, sizes=None, refit: Callable | None = None,
+                          seed: int | None = None) -> Verdict:
+    """CVloo stability of kernel ridge regression (lambda > 0) or minimum-norm interpolation (lambda = 0)
+    on the nested prefixes X[:m], m in ``sizes`` (default n/4, n/2, n): the exact residuals
+    y_i - f_{S\\i}(x_i) = alpha_i / (A^{-1})_ii against ``refit(X_train, y_train) -> alpha`` (default: exact,
+    ridge m lambda held fixed) for every i, and (lambda > 0) max_i |V(f_{S\\i}, z_i) - V(f_S, z_i)| <=
+    sigma^2 kappa^2 / (2 lambda m) at each size."""
+    X, y = _data(X, y)
+    n = X.shape[0]
+    expect(lam >= 0, expected="lambda >= 0", received=repr(lam), fix="lambda = 0 is minimum-norm interpolation")
+    sizes = sorted({max(4, n // 4), max(4, n // 2), n}) if sizes is None else sorted({int(m) for m in sizes})
+    expect(all(3 <= m <= n for m in sizes), expected=f"sizes in [3, {n}]", received=repr(sizes),
+           fix="prefix sizes of the data set")
+    kappa2, kappa_basis = kernel_kappa2(kernel, X, bandwidth=bandwidth)
+    kappa, B = math.sqrt(kappa2), float(y.abs().max())
+    sigma = _sigma(B, kappa, lam)
+    K_all = kernel_matrix(kernel, X, X, bandwidth=bandwidth)
+    psd, eig_min, _ = _psd(K_all)
+    rows, pd_all, finite, held_formula, held_bound = [], True, True, True, True
+    statistic, tolerance = 0.0, 0.0
+    for m in sizes:
+        K, ym, mu = K_all[:m, :m], y[:m], m * lam
+        fit = ridge_fit(K, ym, mu)
+        exact = kernel_ridge_refit(kernel, ridge=mu, bandwidth=bandwidth)
+        pd = fit.positive_definite and fit.condition * fit.backward < 1
+        pd_all &= pd
+        if not pd:
+            rows.append({"n": m, "condition": fit.condition, "positive_definite": False})
+            continue
+        mismatch, cv = [], []
+        for i in range(m):
+            rest = [j for j in range(m) if j != i]
+            own = exact(X[rest], ym[rest])
+            alpha = own if refit is None else refit(X[rest], ym[rest])
+            r_refit = float(ym[i] - K[i, rest] @ alpha)
+            scale = abs(float(ym[i])) + float(K[i, rest].norm()) * float(own.norm())
+            mismatch.append(abs(float(fit.loo[i]) - r_refit) / scale)
+            cv.append(abs(float(fit.loo[i]) ** 2 - float(mu * fit.alpha[i]) ** 2))
+        tol = 2 * fit.backward * (1 + fit.condition)
+        worst = max(mismatch)
+        finite &= all(math.isfinite(v) for v in mismatch + cv) and tol < 1
+        held_formula &= worst <= tol
+        statistic, tolerance = max(statistic, worst), max(tolerance, tol)
+        bound = sigma ** 2 * kappa2 / (2 * lam * m) if lam > 0 else math.inf
+        cv_tol = 4 * tol * (max(abs(float(v)) for v in fit.loo) + B) ** 2
+        held_bound &= max(cv) <= bound + cv_tol
+        rows.append({"n": m, "condition": fit.condition, "positive_definite": True, "max_mismatch": worst,
+                     "tolerance": tol, "cvloo_max": max(cv), "cvloo_mean": float(np.mean(cv)), "bound": bound})
+    measured = [(r["n"], r["cvloo_max"]) for r in rows if r.get("positive_definite") and r["cvloo_max"] > 0]
+    slope = (float(np.polyfit(np.log([m for m, _ in measured]), np.log([v for _, v in measured]), 1)[0])
+             if len(measured) >= 2 else math.nan)
+    reasons = []
+    if not psd:
+        reasons.append(f"the kernel matrix has eigenvalue {eig_min:.3g} < 0: not a reproducing kernel")
+    if not pd_all:
+        reasons.append("A = K + n lambda I is singular to working precision at some size (duplicate points with "
+                       "lambda = 0?)")
+    if not held_formula:
+        reasons.append(f"exact LOO residual alpha_i/(A^-1)_ii and the refit differ by {statistic:.3g} (relative), "
+                       f"above roundoff {tolerance:.3g}: the refit does not hold n lambda fixed, or is not this "
+                       "regularized least-squares problem")
+    if not held_bound:
+        reasons.append("CVloo exceeds the Bousquet-Elisseeff bound sigma^2 kappa^2/(2 lambda n)")
+    if not finite:
+        reasons.append("ill-conditioned A (condition x eps >= 1) or non-finite residuals: roundoff cannot be bounded")
+    return Verdict.decide(
+        claim="cvloo_stability", assumptions={ASSUME_PSD: psd, ASSUME_PD: pd_all},
+        conclusion_held=held_formula and held_bound, inconclusive=not finite and pd_all,
+        statistic=statistic, bound=0.0, tolerance=tolerance,
+        tolerance_basis=("statistic = max_i |alpha_i/(A^-1)_ii - (y_i - f_refit(x_i))| / (|y_i| + ||k_i|| ||alpha'||); "
+                         "tolerance 2 n gamma_{n+1} (1 + cond A): the Cholesky backward error n gamma_{n+1} ||A|| "
+                         "(Higham Thm 10.4) amplified by the condition number, for the formula and the refit"),
+        device=str(X.device), dtype=dtype_name(X.dtype), seed=seed,
+        details={"sizes": rows, "decay_slope": slope, "lambda": lam, "sigma": sigma, "kappa2": kappa2,
+                 "kappa_basis": kappa_basis, "B": B,
+                 "regime": "kernel ridge regression" if lam > 0 else "minimum-norm interpolation (no uniform bound)"},
+        reason="; ".join(reasons))
+
+
+def assert_erm_stability(X, y, **kwargs) -> Verdict:
+    """:func:`check_erm_stability`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
+    return require_holds(check_erm_stability(X, y, **kwargs))
+
+
+def assert_cvloo_stability(X, y, **kwargs) -> Verdict:
+    """:func:`check_cvloo_stability`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
+    return require_holds(check_cvloo_stability(X, y, **kwargs))
+
+
+def rescaled_refit(kernel: str | Callable = "rbf", *, lam: float, bandwidth: float = 1.0) -> Callable:
+    """A refit that silently uses ridge (n - 1) lambda on the n - 1 remaining points (per-sample lambda,
+    as a refit with the library default regularization per sample would): a negative control."""
+
+    def refit(X_train, y_train):
+        K = kernel_matrix(kernel, X_train, X_train, bandwidth=bandwidth)
+        return ridge_fit(K, y_train, X_train.shape[0] * lam, full=False).alpha
+
+    return refit
+
+
+# --- audit cases ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class KernelCase:
+    """One generated kernel instance, rebuilt from these fields alone (see :meth:`verdict`)."""
+
+    claim: str
+    kernel: str = "rbf"
+    data: str = "separable"
+    n: int = 16
+    d: int = 3
+    lam: float = 0.1
+    bandwidth: float = 1.0
+    change: str = "remove"
+    seed: int = 0
+    control: str | None = None
+
+    def verdict(self, device="cpu", dtype="float64") -> Verdict:
+        X, y = (t.to(device) for t in generated_data(self.data, self.n + 1, self.d, self.seed, dtype_of(dtype)))
+        if self.control == "duplicate":
+            X[1] = X[0]
+        common = dict(lam=self.lam, kernel=self.kernel, bandwidth=self.bandwidth, seed=self.seed)
+        if self.claim == "erm_stability":
+            refit = kernel_ridge_refit(self.kernel, ridge=self.lam, bandwidth=self.bandwidth) \
+                if self.control == "forgot-n" else None
+            new = None if self.change == "remove" else (X[-1:], y[-1:])
+            return check_erm_stability(X[:-1], y[:-1], replacement=new, refit=refit, **common)
+        refit = rescaled_refit(self.kernel, lam=self.lam, bandwidth=self.bandwidth) \
+            if self.control == "rescaled-lambda" else None
+        return check_cvloo_stability(X[:-1], y[:-1], refit=refit, **common)
+
+
+KERNEL_CONTROLS = {
+    "erm_stability": {"no-regularization": "vacuous", "non-psd": "vacuous", "forgot-n": "violated"},
+    "cvloo_stability": {"rescaled-lambda": "violated", "duplicate": "vacuous", "non-psd": "vacuous"},
+}
+
+
+def random_kernel_case(claim: str, rng: np.random.Generator, control: str | None = None) -> KernelCase:
+    """A random kernel instance: n in [8, 32], lambda in [1e-3, 1] (cvloo: a third are lambda = 0 with
+    the better-conditioned Laplace kernel), bandwidth around the data's scale."""
+    data = ("separable", "random", "digits")[int(rng.integers(3))]
+    d = int(rng.integers(2, 7))
+    scale = {"separable": 1.0, "random": math.sqrt(d), "digits": 4.0}[data]
+    fields = dict(claim=claim, data=data, n=int(rng.integers(8, 33)), d=d, seed=int(rng.integers(2**31)),
+                  kernel=("rbf", "laplace", "linear")[int(rng.integers(3))], lam=float(10 ** rng.uniform(-3, 0)),
+                  bandwidth=float(scale * rng.uniform(0.5, 2.0)), change=("remove", "replace")[int(rng.integers(2))],
+                  control=control)
+    if claim == "cvloo_stability" and (control == "duplicate" or (control is None and rng.uniform() < 1 / 3)):
+        # Gaussian inputs: no duplicate points (the separable generator can repeat points in low dimension)
+        fields.update(lam=0.0, kernel="laplace", data="random", n=int(rng.integers(8, 21)))
+    if control == "no-regularization":
+        fields.update(lam=0.0, kernel="laplace")
+    if control == "forgot-n":  # ridge lambda instead of n lambda: a full-rank kernel and a clear mismatch
+        fields.update(kernel=("rbf", "laplace")[int(rng.integers(2))], n=max(fields["n"], 16),
+                      lam=float(10 ** rng.uniform(-1.3, 0)))
+    if control == "non-psd":  # on Gaussian inputs (digits saturate tanh: an all-ones, PSD matrix)
+        fields.update(kernel="sigmoid", bandwidth=0.5, data="random")
+    return KernelCase(**fields)
+
+
+def _kernel_audit(claim: str):
+    def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
+        """n random instances (expected: holds) and n controls cycling through the claim's breaks."""
+        return case_audit(claim, KERNEL_CONTROLS[claim], random_kernel_case, n=n, seed=seed, device=device,
+                          dtype=dtype)
+    return audit_cases
+
+
+register(Claim(
+    id="erm_stability",
+    statement="Kernel ridge regression (square loss, |y| <= B, k(x, x) <= kappa^2) is uniformly stable: "
+              "sup_z |l(f_S, z) - l(f_{S\\i}, z)| <= sigma^2 kappa^2/(2 lambda n), sigma = 2B(1 + kappa/sqrt(lambda)); "
+              "replacing one example doubles the bound.",
+    assumptions=(ASSUME_LAMBDA, ASSUME_PSD),
+    source=f"{BE}, Def. 19 (sigma-admissible), Thm 22 (RKHS regularization)",
+    checker=check_erm_stability, audit_cases=_kernel_audit("erm_stability"),
+    tolerance="Cholesky backward error amplified by the condition number (condition number x eps)"))
+register(Claim(
+    id="cvloo_stability",
+    statement="Kernel ridge regression / minimum-norm interpolation: y_i - f_{S\\i}(x_i) = alpha_i/(A^{-1})_ii with "
+              "A = K + n lambda I (n lambda held fixed in the refit), and for lambda > 0 the CVloo stability "
+              "|V(f_{S\\i}, z_i) - V(f_S, z_i)| <= sigma^2 kappa^2/(2 lambda n) -> 0.",
+    assumptions=(ASSUME_PSD, ASSUME_PD),
+    source=f"{MNPR} (CVloo stability); Wahba 1990 (exact LOO for regularized least squares); {BE}, Thm 22",
+    checker=check_cvloo_stability, audit_cases=_kernel_audit("cvloo_stability"),
+    tolerance="2 n gamma_{n+1} (1 + cond A): Cholesky backward error x condition number"))
