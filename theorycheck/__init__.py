@@ -5,6 +5,7 @@ the claim holds, is violated, or says nothing (an assumption is not met), with t
 """
 
 from . import claims as _claims  # noqa: F401  (registers every claim)
+from .battery import ClaimCheck, parametrize_with_claims
 from .claims.homogeneity import assert_homogeneity, check_homogeneity
 from .claims.layer_balance import assert_layer_balance, check_layer_balance
 from .claims.stability import (LossConstants, assert_sgd_stability_convex, assert_sgd_stability_nonconvex,
@@ -29,4 +30,5 @@ __all__ = [
     "assert_sgd_stability_convex", "assert_sgd_stability_nonconvex", "assert_sgd_stability_strongly_convex",
     "check_sgd_stability_convex", "check_sgd_stability_nonconvex", "check_sgd_stability_strongly_convex",
     "assert_cvloo_stability", "assert_erm_stability", "check_cvloo_stability", "check_erm_stability",
+    "ClaimCheck", "parametrize_with_claims",
 ]

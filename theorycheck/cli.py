@@ -1,46 +1,179 @@
-"""The ``theorycheck`` command: ``list`` the claims, ``audit`` them on generated instances."""
+"""The ``theorycheck`` command.
+
+    theorycheck list                      the claims: statement, assumptions, source
+    theorycheck audit [options]           every claim on generated instances and negative controls
+    theorycheck report DIR                re-render report.json/.md/.html from DIR/results.jsonl
+
+Exit codes: 0 every instance held (or was inconclusive) and every negative control was caught;
+1 a claim was violated, a control was not caught, or a checker raised; 2 usage error (nothing run,
+nothing already written changed); 130 interrupted (finished results kept: continue with --resume).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
-from . import CLAIMS
+from .errors import InvalidArgument
+
+SETTINGS_FLAGS = ("claims", "devices", "dtypes", "examples", "budget", "seed")
 
 
 def _list(args) -> int:
+    from .registry import CLAIMS
+
     for claim in CLAIMS.values():
-        print(f"{claim.id}: {claim.statement}\n  source: {claim.source}\n  assumptions: "
-              + "; ".join(claim.assumptions))
+        battery = "" if claim.audit_cases else "  (no audit battery)"
+        print(f"{claim.id}{battery}\n  statement: {claim.statement}\n  source: {claim.source}\n  assumptions:")
+        print("".join(f"    - {a}\n" for a in claim.assumptions) + f"  tolerance: {claim.tolerance}\n")
     return 0
 
 
+def per_claim(text: str, claims: list[str], what: str, cast) -> dict:
+    """``"20"`` or ``"20,kkt=5"``: a default for every claim, then per-claim overrides."""
+    values, default = {}, None
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        name, _, value = item.rpartition("=")
+        try:
+            number = cast(value)
+        except ValueError:
+            number = -1
+        if number < 0 or (name and name not in claims):
+            raise InvalidArgument(f"expected --{what} as N or N,CLAIM=N,... with N >= 0 and claims from the audit "
+                                  f"{claims}, but got {item!r} in {text!r}. Fix: e.g. --{what} {cast(20)},{claims[0]}="
+                                  f"{cast(5)}")
+        if name:
+            values[name] = number
+        else:
+            default = number
+    return {c: values.get(c, default) for c in claims}
+
+
+def _settings(args):
+    from .audit import DEFAULT_BUDGET, DEFAULT_EXAMPLES, AuditSettings
+    from .devices import DTYPES, parse_list, resolve_device
+    from .registry import CLAIMS
+
+    known = list(CLAIMS)
+    claims = known if args.claims is None else [c.strip() for c in args.claims.split(",") if c.strip()]
+    unknown = [c for c in claims if c not in CLAIMS]
+    if unknown or not claims:
+        raise InvalidArgument(f"expected claim ids from {known}, but got {args.claims!r}"
+                              f"{f' (unknown: {unknown})' if unknown else ''}. Fix: `theorycheck list` shows the "
+                              f"ids; e.g. --claims {','.join(known[:2])}")
+    devices = parse_list(args.devices or "cpu", {"cpu", "cuda"}, "devices")
+    for device in devices:
+        resolve_device(device)
+    dtypes = parse_list(args.dtypes or "float64", set(DTYPES), "dtypes")
+    examples = per_claim(args.examples or str(DEFAULT_EXAMPLES), claims, "examples", int)
+    if min(examples.values()) < 1:
+        raise InvalidArgument(f"expected at least 1 example per claim, but got --examples {args.examples}. "
+                              "Fix: --examples 20")
+    budget = per_claim(args.budget or str(DEFAULT_BUDGET), claims, "budget", float)
+    return AuditSettings(claims=tuple(claims), devices=tuple(devices), dtypes=tuple(dtypes), examples=examples,
+                         budget=budget, seed=args.seed if args.seed is not None else 0)
+
+
+def _check_resumable(args, directory: Path) -> None:
+    from .audit import AuditSettings
+    from .devices import resolve_device
+    from .registry import CLAIMS
+    from .report import RESULTS, read_results
+
+    given = [f"--{flag}" for flag in SETTINGS_FLAGS if getattr(args, flag) is not None]
+    if given:
+        raise InvalidArgument(f"expected --resume alone (it continues with the settings recorded in "
+                              f"{directory / RESULTS}), but got {' '.join(given)} as well. Fix: drop those flags, "
+                              "or start a new audit with --out NEWDIR.")
+    if args.out is not None and Path(args.out) != directory:
+        raise InvalidArgument(f"expected one directory, but got --out {args.out} and --resume {directory}. "
+                              "Fix: --resume DIR writes into DIR; drop --out.")
+    settings = AuditSettings.from_dict(read_results(directory / RESULTS)[0]["settings"])
+    missing = [c for c in settings.claims if c not in CLAIMS]
+    if missing:
+        raise InvalidArgument(f"expected the claims of the audit in {directory} to be registered, but {missing} "
+                              f"are not (registered: {list(CLAIMS)}). Fix: resume with the theorycheck version "
+                              "that started the audit.")
+    for device in settings.devices:
+        resolve_device(device)
+
+
 def _audit(args) -> int:
-    violated = 0
-    for claim in CLAIMS.values():
-        if claim.audit_cases is None:
-            continue
-        counts: dict[str, int] = {}
-        for case in claim.audit_cases(n=args.examples, seed=args.seed, device="cpu", dtype="float64"):
-            verdict = case.run()
-            counts[verdict.status] = counts.get(verdict.status, 0) + 1
-            if verdict.status not in case.expected:
-                violated += 1
-                print(f"UNEXPECTED {claim.id} {case.name}: {verdict.summary()}\n  reproduce: {case.reproduce}")
-        print(f"{claim.id}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    return 1 if violated else 0
+    from .audit import prepare_directory, run_audit
+
+    resume = args.resume is not None
+    directory = Path(args.resume if resume else (args.out or "audit-out"))
+    prepare_directory(directory, resume=resume)
+    if resume:
+        _check_resumable(args, directory)
+        settings = None
+    else:
+        settings = _settings(args)
+    start = time.perf_counter()
+    try:
+        report = run_audit(settings, directory, resume=resume)
+    except KeyboardInterrupt:
+        from .report import render_reports
+
+        render_reports(directory)
+        print(f"\ninterrupted after {time.perf_counter() - start:.1f} s; finished results are in "
+              f"{directory}. Continue with: theorycheck audit --resume {directory}", file=sys.stderr)
+        return 130
+    summary = report["summary"]
+    print(f"{summary['cases']} cases in {time.perf_counter() - start:.1f} s: "
+          + ", ".join(f"{s} {n}" for s, n in summary["by_status"].items())
+          + f"; {summary['counterexamples']} unexpected. Reports: {directory}/report.html, report.md, report.json")
+    return summary["exit_code"]
+
+
+def _report(args) -> int:
+    from .report import render_reports
+
+    directory = Path(args.directory)
+    report = render_reports(directory)
+    print(f"re-rendered {directory}/report.json, report.md, report.html: "
+          f"{'PASS' if report['summary']['ok'] else 'FAIL'} ({report['summary']['cases']} cases)")
+    return report["summary"]["exit_code"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="theorycheck", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the claims").set_defaults(func=_list)
+    audit = sub.add_parser("audit", help="audit every claim on generated instances and negative controls",
+                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    audit.add_argument("--claims", help="comma-separated claim ids (default: every registered claim)")
+    audit.add_argument("--devices", help="comma-separated devices: cpu, cuda (default: cpu)")
+    audit.add_argument("--dtypes", help="comma-separated dtypes: float64, float32 (default: float64)")
+    audit.add_argument("--examples", help="instances per claim, N or N,CLAIM=N,... (default: 20; each claim "
+                                          "adds its negative controls)")
+    audit.add_argument("--budget", help="seconds per claim x device x dtype, N or N,CLAIM=N,...; a claim stops "
+                                        "early when spent, 0 = no limit (default: 15)")
+    audit.add_argument("--seed", type=int, help="audit seed; same seed and settings give the same verdicts "
+                                                "(default: 0)")
+    audit.add_argument("--out", help="output directory, must not hold an audit yet (default: ./audit-out)")
+    audit.add_argument("--resume", metavar="DIR", help="continue the interrupted audit in DIR with its "
+                                                       "recorded settings, skipping finished cases")
+    audit.set_defaults(func=_audit)
+    report = sub.add_parser("report", help="re-render the reports of DIR from DIR/results.jsonl")
+    report.add_argument("directory", metavar="DIR")
+    report.set_defaults(func=_report)
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="theorycheck", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the claims").set_defaults(func=_list)
-    audit = sub.add_parser("audit", help="run every claim on generated instances and negative controls")
-    audit.add_argument("--examples", type=int, default=40, help="instances per claim (default: 40)")
-    audit.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    audit.set_defaults(func=_audit)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
+        return int(exit_.code or 0)
+    try:
+        return args.func(args)
+    except InvalidArgument as error:
+        print(f"theorycheck {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

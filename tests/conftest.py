@@ -1,0 +1,61 @@
+"""Shared test helpers: pytester for plugin tests, and a fake claim registered for one test."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from theorycheck import registry
+from theorycheck.registry import AuditCase, Claim
+from theorycheck.verdict import Verdict
+
+pytest_plugins = ["pytester"]
+
+
+def fake_verdict(claim: str, statistic: float, *, assumption: bool = True, seed=None, series=None) -> Verdict:
+    """A verdict of the fake claim: holds iff statistic <= 1e-12 (and the assumption holds)."""
+    return Verdict.decide(claim=claim, assumptions={"fake assumption": assumption}, conclusion_held=statistic <= 1e-12,
+                          inconclusive=math.isnan(statistic), statistic=statistic, bound=0.0, tolerance=1e-12,
+                          tolerance_basis="fake: 1e-12", seed=seed,
+                          details={"series": series} if series else {}, reason="" if statistic <= 1e-12 else "too big")
+
+
+def make_fake_claim(claim_id: str = "fake", *, flaw: str | None = None, delay: float = 0.0) -> Claim:
+    """A claim whose instances hold and whose controls are violated; ``flaw`` breaks one case:
+    ``uncaught`` (control 1 holds), ``violated`` (instance 0 violated), ``raises`` (instance 0 raises)."""
+
+    def audit_cases(*, n, seed, device, dtype):
+        for index in range(2 * n):
+            control = index >= n
+            rng = np.random.default_rng([seed, index])
+            statistic = float(rng.uniform(1e-3, 1.0) if control else rng.uniform(0, 1e-12))
+            if (flaw == "uncaught" and index == n + 1) or (flaw == "violated" and index == 0):
+                statistic = 0.0 if control else 0.5
+
+            def run(statistic=statistic, index=index):
+                time.sleep(delay)
+                if flaw == "raises" and index == 0:
+                    raise RuntimeError("fake checker bug")
+                series = {"fake series": {"x": [0, 1, 2], "y": {"a": [1.0, 2.0, 3.0], "b": [3.0, 2.0, 1.0]}}}
+                return fake_verdict(claim_id, statistic, seed=index, series=series if index < 2 else None)
+
+            yield AuditCase(name=f"{'control' if control else 'instance'}-{index}",
+                            kind="control" if control else "instance",
+                            expected=frozenset({"violated"}) if control else frozenset({"holds"}),
+                            reproduce=f"fake_case({seed}, {index}, {device!r}, {dtype!r})", run=run, size=10 + index)
+
+    return Claim(id=claim_id, statement="a fake claim for tests", assumptions=("fake assumption",),
+                 source="tests/conftest.py", checker=fake_verdict, tolerance="1e-12", audit_cases=audit_cases)
+
+
+@pytest.fixture
+def fake_claims(monkeypatch):
+    """Register fake claims for one test only: ``fake_claims(make_fake_claim(...), ...)``."""
+
+    def register(*claims):
+        for claim in claims:
+            monkeypatch.setitem(registry._CLAIMS, claim.id, claim)
+        return [claim.id for claim in claims]
+
+    return register

@@ -1,0 +1,224 @@
+"""The ``theorycheck`` command: list, audit (exit codes, resume, budget, bad input), report."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import make_fake_claim
+
+import theorycheck as tc
+from theorycheck.cli import main
+
+
+def run_cli(*argv):
+    return main([str(a) for a in argv])
+
+
+def case_records(directory):
+    lines = (Path(directory) / "results.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["record"] == "case"]
+
+
+def verdicts_by_case(directory):
+    """(claim, device, dtype, case) -> verdict, without timings."""
+    return {(r["claim"], r["device"], r["dtype"], r["case"]): (r["status"], r["verdict"]) for r in case_records(directory)}
+
+
+def test_list_prints_every_claim(capsys):
+    assert run_cli("list") == 0
+    out = capsys.readouterr().out
+    for claim in tc.CLAIMS.values():
+        assert claim.id in out and claim.statement in out and claim.source in out
+        assert all(assumption in out for assumption in claim.assumptions)
+
+
+def test_audit_passes_and_writes_every_file(tmp_path, fake_claims, capsys):
+    fake_claims(make_fake_claim("fake"))
+    out = tmp_path / "audit"
+    assert run_cli("audit", "--claims", "fake", "--examples", 4, "--out", out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md", "results.jsonl"]
+    printed = capsys.readouterr().out
+    assert "fake" in printed and " s " in printed and "8/8 cases" in printed  # time per claim
+    report = json.loads((out / "report.json").read_text())
+    group = report["claims"]["fake"]["results"][0]
+    assert report["summary"]["exit_code"] == 0 and report["complete"]
+    assert group["by_status"] == {"control": {"holds": 0, "violated": 4, "vacuous": 0, "inconclusive": 0},
+                                  "instance": {"holds": 4, "violated": 0, "vacuous": 0, "inconclusive": 0}}
+    assert report["settings"]["seed"] == 0 and report["environment"]["versions"]["torch"]
+
+
+@pytest.mark.parametrize("flaw, status", [("uncaught", "holds"), ("violated", "violated"), ("raises", "error")])
+def test_audit_exits_1_on_a_counterexample(tmp_path, fake_claims, capsys, flaw, status):
+    fake_claims(make_fake_claim("fake", flaw=flaw))
+    assert run_cli("audit", "--claims", "fake", "--examples", 3, "--out", tmp_path) == 1
+    printed = capsys.readouterr().out
+    assert "UNEXPECTED fake" in printed and "reproduce: fake_case(0," in printed
+    [found] = json.loads((tmp_path / "report.json").read_text())["claims"]["fake"]["results"][0]["counterexamples"]
+    assert found["status"] == status and found["reproduce"].startswith("fake_case(0,")
+    assert {"uncaught": "negative control not caught", "violated": "too big", "raises": "fake checker bug"}[flaw] \
+        in found["reason"]
+
+
+def test_same_seed_gives_same_verdicts(tmp_path, fake_claims):
+    fake_claims(make_fake_claim("fake"))
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert run_cli("audit", "--claims", "fake", "--examples", 3, "--budget", 0, "--seed", seed,
+                       "--out", tmp_path / name) == 0
+    assert verdicts_by_case(tmp_path / "a") == verdicts_by_case(tmp_path / "b")
+    assert verdicts_by_case(tmp_path / "a") != verdicts_by_case(tmp_path / "c")
+
+
+def test_budget_stops_a_claim_early_after_both_kinds(tmp_path, fake_claims):
+    fake_claims(make_fake_claim("slow", delay=0.05), make_fake_claim("fast"))
+    assert run_cli("audit", "--claims", "slow,fast", "--examples", "10,fast=2", "--budget", "0.12,fast=0",
+                   "--out", tmp_path) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    slow, fast = (report["claims"][c]["results"][0] for c in ("slow", "fast"))
+    assert slow["planned"] == 20 and 2 <= slow["run"] < 20 and slow["not_run"] == 20 - slow["run"]
+    assert set(slow["by_status"]) == {"instance", "control"}  # interleaved: both kinds ran
+    assert fast["run"] == fast["planned"] == 4
+    assert "not run" in (tmp_path / "report.md").read_text()
+
+
+def test_report_command_rerenders(tmp_path, fake_claims):
+    fake_claims(make_fake_claim("fake", flaw="uncaught"))
+    assert run_cli("audit", "--claims", "fake", "--examples", 2, "--out", tmp_path) == 1
+    for name in ("report.json", "report.md", "report.html"):
+        (tmp_path / name).unlink()
+    assert run_cli("report", tmp_path) == 1
+    assert json.loads((tmp_path / "report.json").read_text())["summary"]["counterexamples"] == 1
+    assert (tmp_path / "report.html").read_text().count("<svg") >= 2
+
+
+def _usage_error(capsys, *argv):
+    code = run_cli(*argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    return err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--claims", "homogeneity,nope"), "unknown: ['nope']"),
+    (("--devices", "tpu"), "expected a comma-separated list of devices"),
+    (("--dtypes", "float16"), "expected a comma-separated list of dtypes"),
+    (("--examples", "many"), "expected --examples as N"),
+    (("--examples", "0"), "at least 1 example"),
+    (("--budget", "5,nope=3"), "expected --budget as N"),
+])
+def test_bad_audit_options_exit_2(tmp_path, capsys, argv, message):
+    err = _usage_error(capsys, "audit", *argv, "--out", tmp_path / "out")
+    assert message in err and "Fix:" in err
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+@pytest.mark.skipif(tc.devices.cuda_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu_exits_2(tmp_path, capsys):
+    err = _usage_error(capsys, "audit", "--devices", "cpu,cuda", "--out", tmp_path)
+    assert "torch sees no CUDA GPU" in err and "Fix:" in err
+
+
+def test_unwritable_output_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    err = _usage_error(capsys, "audit", "--out", blocker / "sub")
+    assert "expected a writable output directory" in err and "Fix:" in err
+    assert blocker.read_text() == "keep me"
+
+
+def test_existing_audit_is_never_overwritten(tmp_path, fake_claims, capsys):
+    fake_claims(make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "fake", "--examples", 2, "--out", tmp_path) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    err = _usage_error(capsys, "audit", "--claims", "fake", "--out", tmp_path)
+    assert "--resume" in err and {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    err = _usage_error(capsys, "audit", "--resume", tmp_path, "--seed", "3")
+    assert "expected --resume alone" in err and {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("corruption, message", [
+    (lambda text: text.replace("\n", "\n{not json\n", 2), "line 2 is not JSON"),
+    (lambda text: text.split("\n", 1)[1], "does not start with a header"),
+    (lambda text: text.replace('"schema_version": 1', '"schema_version": 99', 1), "schema version 99"),
+])
+def test_corrupt_results_on_resume_exit_2_untouched(tmp_path, fake_claims, capsys, corruption, message):
+    fake_claims(make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "fake", "--examples", 2, "--out", tmp_path) == 0
+    results = tmp_path / "results.jsonl"
+    results.write_text(corruption(results.read_text()))
+    before = results.read_bytes()
+    err = _usage_error(capsys, "audit", "--resume", tmp_path)
+    assert message in err and "Fix:" in err and results.read_bytes() == before
+    assert "Fix:" in _usage_error(capsys, "report", tmp_path)
+    assert "there is none" in _usage_error(capsys, "audit", "--resume", tmp_path / "missing")
+
+
+def test_resume_finishes_a_cut_audit_with_identical_verdicts(tmp_path, fake_claims):
+    """In-process: cut results.jsonl after a few cases (and a torn line), resume, compare."""
+    fake_claims(make_fake_claim("fake"))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli("audit", "--claims", "fake,homogeneity", "--examples", 3, "--budget", 0, "--out", whole) == 0
+    cut.mkdir()
+    lines = (whole / "results.jsonl").read_text().splitlines(keepends=True)
+    (cut / "results.jsonl").write_text("".join(lines[:6]) + lines[6][:25])  # torn last write
+    assert run_cli("audit", "--resume", cut) == 0
+    assert verdicts_by_case(cut) == verdicts_by_case(whole)
+    records = [json.loads(line) for line in (cut / "results.jsonl").read_text().splitlines()]
+    assert [r["record"] for r in records].count("resume") == 1 and records[-1]["record"] == "end"
+
+
+KILL_ARGS = ("audit", "--claims", "homogeneity", "--examples", "10", "--budget", "0")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "audit"
+    code = run_cli(*KILL_ARGS, "--out", out)
+    return out, code
+
+
+def _wait_for_cases(path: Path, process, count: int) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists() and path.read_text().count('"record": "case"') >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"audit finished or stalled before {count} cases: {process.poll()}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_audit_resumes_to_the_uninterrupted_counts(tmp_path, uninterrupted, sig):
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "theorycheck.cli", *KILL_ARGS, "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_cases(out / "results.jsonl", process, 5)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert 5 <= len(case_records(out)) < 20
+    if sig == signal.SIGINT:
+        assert process.returncode == 130 and "--resume" in err
+        assert json.loads((out / "report.json").read_text())["complete"] is False
+    whole, code = uninterrupted
+    assert run_cli("audit", "--resume", out) == code
+    resumed, expected = (json.loads((d / "report.json").read_text()) for d in (out, whole))
+    assert resumed["summary"]["by_status"] == expected["summary"]["by_status"]
+    assert resumed["summary"]["cases"] == expected["summary"]["cases"] == 20 and resumed["complete"]
+    assert verdicts_by_case(out) == verdicts_by_case(whole)
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from theorycheck.audit import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    plain, terminal = io.StringIO(), Terminal()
+    for stream in (plain, terminal):
+        Progress(stream).show("fake cpu/float64", 3, 10, 1.5)
+    assert plain.getvalue() == "" and "3/10" in terminal.getvalue()

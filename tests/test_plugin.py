@@ -1,0 +1,108 @@
+"""The pytest plugin in real pytest sessions (pytester): options, device/dtype parametrization,
+verdict summary and reports, xdist merging, GPU pinning per worker.
+
+Sessions that run tests go through subprocesses: an in-process run would unload the torch modules
+first imported inside it, and torch cannot register its operators twice in one process."""
+
+import json
+
+import pytest
+
+from theorycheck.verdict import STATUSES
+
+SUITE = '''
+import pytest, torch
+from hypothesis import given, strategies as st
+import theorycheck as tc
+from theorycheck.devices import dtype_of
+from theorycheck.models import NetworkSpec, build_network
+
+SEEDED = lambda seed: torch.Generator().manual_seed(seed)
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("width", [3, 5, 8])
+def test_homogeneity(width, bias, tc_device, tc_dtype):
+    model = build_network(NetworkSpec(widths=(width,), bias=bias), seed=width, device=tc_device, dtype=dtype_of(tc_dtype))
+    verdict = tc.check_homogeneity(model, torch.randn(6, 4, generator=SEEDED(width), dtype=dtype_of(tc_dtype)))
+    assert verdict.status == ("vacuous" if bias else "holds")
+
+@given(width=st.integers(1, 6))
+def test_property(width):
+    model = build_network(NetworkSpec(widths=(width,)), seed=width)
+    verdict = tc.check_homogeneity(model, torch.randn(3, 4, generator=SEEDED(width), dtype=torch.float64))
+    assert verdict.status in ("holds", "inconclusive")  # a dead width-1 ReLU net outputs 0: inconclusive
+
+def test_fails_after_a_verdict():
+    model = build_network(NetworkSpec(bias=True))
+    tc.assert_homogeneity(model, torch.randn(3, 4, generator=SEEDED(0), dtype=torch.float64))
+'''
+
+
+def _verdict_table(lines):
+    """The terminal summary's claim x status table as {claim: {status: n, "total": n}}."""
+    start = next(i for i, line in enumerate(lines) if "theorycheck verdicts" in line)
+    head = lines[start + 1].split()
+    table = {}
+    for line in lines[start + 2:]:
+        cells = line.split()
+        if len(cells) != len(head) or not cells[1].isdigit():
+            break
+        table[cells[0]] = dict(zip(head[1:], map(int, cells[1:])))
+    return table
+
+
+def _report(directory):
+    return json.loads((directory / "report.json").read_text())
+
+
+def test_help_lists_options_under_one_prefix(pytester):
+    result = pytester.runpytest_inprocess("--help")
+    text = result.stdout.str()
+    assert "theorycheck: theorems under test" in text
+    for option in ("--theorycheck-devices", "--theorycheck-dtypes", "--theorycheck-profile", "--theorycheck-report"):
+        assert option in text
+    assert "(default: no report)" in text
+
+
+def test_serial_and_xdist_give_the_same_verdicts(pytester, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # no GPU needed: pinning only rewrites the variable
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):  # when this suite itself runs under xdist
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makeconftest('''
+import os, pathlib, torch
+pathlib.Path("pinned-" + os.environ.get("PYTEST_XDIST_WORKER", "main")).write_text(
+    f"{os.environ.get('CUDA_VISIBLE_DEVICES')} {torch.cuda.is_initialized()}")
+''')
+    serial = pytester.runpytest_subprocess("-p", "no:xdist", "-rs")
+    serial.assert_outcomes(passed=13, failed=1, skipped=12)
+    text = serial.stdout.str()
+    assert "CUDA requested but torch sees no GPU" in text and "PytestUnknownMarkWarning" not in text
+    assert "1 verdict(s) were decided in failing tests" in text
+
+    parallel = pytester.runpytest_subprocess("--theorycheck-report", "parallel", "-n", "2", "-p", "xdist")
+    parallel.assert_outcomes(passed=13, failed=1, skipped=12)
+    assert "theorycheck report: parallel/report.html" in parallel.stdout.str()
+    tables = [_verdict_table(run.stdout.lines) for run in (serial, parallel)]
+    assert tables[0] == tables[1] and tables[0]["homogeneity"]["vacuous"] == 6 + 1
+    assert tables[0]["homogeneity"]["holds"] >= 6 + 6 and tables[0]["homogeneity"]["violated"] == 0
+    report = _report(pytester.path / "parallel")  # merged from both workers
+    assert report["source"] == "pytest" and report["summary"]["cases"] == tables[0]["homogeneity"]["total"]
+    assert report["summary"]["by_status"] == {s: tables[0]["homogeneity"][s] for s in STATUSES}
+    [failing] = report["claims"]["homogeneity"]["results"][0]["counterexamples"]
+    assert "test_fails_after_a_verdict" in failing["reproduce"] and report["summary"]["exit_code"] == 1
+    assert {p.name for p in (pytester.path / "parallel").iterdir()} == \
+        {"results.jsonl", "report.json", "report.md", "report.html"}
+    # conftests ran in each worker after its GPU was chosen (worker N takes entry N), CUDA not started
+    assert (pytester.path / "pinned-gw0").read_text() == "3 False"
+    assert (pytester.path / "pinned-gw1").read_text() == "5 False"
+    assert (pytester.path / "pinned-main").read_text() == "3,5 False"
+
+
+def test_unwritable_report_directory_is_a_usage_error(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    (pytester.path / "blocker").write_text("keep")
+    result = pytester.runpytest_inprocess("--theorycheck-report", "blocker/sub", "-p", "no:xdist")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "expected a writable --theorycheck-report directory" in result.stderr.str() and "Fix:" in result.stderr.str()
+    assert (pytester.path / "blocker").read_text() == "keep"

@@ -1,0 +1,37 @@
+"""Audit reports: ``results.jsonl`` (the record), ``report.json``, ``report.md``, ``report.html``.
+
+The schema of every file is documented in ``SCHEMA.md`` beside this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .records import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results
+from .summary import build_report
+
+__all__ = ["RESULTS", "SCHEMA_VERSION", "ResultsWriter", "build_report", "case_record", "environment",
+           "read_results", "render_reports", "write_reports"]
+
+
+def write_reports(directory: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Write report.json, report.md and report.html for ``records``; return the report document."""
+    import json
+
+    from .html import render_html
+    from .markdown import render_markdown
+    from .records import write_text_atomic
+
+    directory = Path(directory)
+    report = build_report(records)
+    write_text_atomic(directory / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")
+    write_text_atomic(directory / "report.md", render_markdown(report))
+    write_text_atomic(directory / "report.html", render_html(report, records))
+    return report
+
+
+def render_reports(directory: Path) -> dict[str, Any]:
+    """Re-render the reports of a directory from its ``results.jsonl``."""
+    return write_reports(Path(directory), read_results(Path(directory) / RESULTS))

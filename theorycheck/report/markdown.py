@@ -1,0 +1,108 @@
+"""``report.md``: a short Markdown page that fits a CI job summary (``$GITHUB_STEP_SUMMARY``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..verdict import STATUSES
+
+MAX_COUNTEREXAMPLES = 10  # per claim x device x dtype; report.json and results.jsonl hold them all
+
+
+def fmt(value, spec: str = ".3g") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def status_counts(group: Mapping[str, Any]) -> dict[str, int]:
+    """Counts by status over the non-control cases (instances, or the verdicts of a test session)."""
+    totals = {s: 0 for s in STATUSES}
+    for kind, counts in group["by_status"].items():
+        if kind != "control":
+            for status, n in counts.items():
+                totals[status] = totals.get(status, 0) + n
+    return totals
+
+
+def controls_caught(group: Mapping[str, Any]) -> str:
+    controls = sum(group["by_status"].get("control", {}).values())
+    if not controls:
+        return "–"
+    missed = sum(1 for c in group["counterexamples"] if c["kind"] == "control")
+    return f"{controls - missed}/{controls}"
+
+
+def setting_text(value) -> str:
+    """``[a, b]`` -> ``a,b``; a per-claim dict with one value -> that value, else ``claim=value,...``."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, Mapping):
+        values = set(map(str, value.values()))
+        return values.pop() if len(values) == 1 else ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def headline(report: Mapping[str, Any]) -> str:
+    summary = report["summary"]
+    word = "PASS" if summary["ok"] else f"FAIL: {summary['counterexamples']} counterexample(s)"
+    return f"theorycheck {'audit' if report['source'] == 'audit' else 'verdicts'}: {word}"
+
+
+def context_line(report: Mapping[str, Any]) -> str:
+    env, settings, summary = report["environment"], report["settings"], report["summary"]
+    parts = [f"{summary['cases']} cases in {summary['seconds']:.1f} s"]
+    parts += [f"{k} {setting_text(v)}" for k, v in settings.items()
+              if k in ("seed", "examples", "budget", "devices", "dtypes", "profile")]
+    git = env.get("git") or {}
+    if git.get("commit"):
+        parts.append(f"commit {git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}")
+    versions = env.get("versions", {})
+    parts += [f"torch {versions.get('torch')}", f"Python {env.get('python')}",
+              (env.get("machine") or {}).get("platform", "")]
+    return " · ".join(p for p in parts if p)
+
+
+def completeness(report: Mapping[str, Any]) -> str:
+    notes = []
+    if not report["complete"] and report["source"] == "audit":
+        notes.append("**Incomplete**: the audit was interrupted; continue it with `theorycheck audit --resume DIR`.")
+    if report["summary"]["not_run"]:
+        notes.append(f"{report['summary']['not_run']} planned case(s) not run (time budget or interruption).")
+    return " ".join(notes)
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    lines = [f"# {headline(report)}", "", context_line(report), ""]
+    if completeness(report):
+        lines += [completeness(report), ""]
+    head = ["claim", "device", "dtype", *STATUSES, "controls caught", "unexpected",
+            "worst statistic/allowance", "time", "result"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    failures = []
+    for claim_id, claim in report["claims"].items():
+        for group in claim["results"]:
+            counts = status_counts(group)
+            worst = group["worst_instance"]
+            lines.append("| " + " | ".join([
+                f"`{claim_id}`", group["device"], group["dtype"], *(str(counts[s]) for s in STATUSES),
+                controls_caught(group), str(group["by_outcome"]["unexpected"]),
+                fmt(worst and worst["ratio"]), f"{group['seconds']:.1f} s",
+                "pass" if group["ok"] else "**FAIL**"]) + " |")
+            if group["counterexamples"]:
+                failures.append((claim_id, group))
+    if failures:
+        lines += ["", "## Counterexamples", ""]
+    for claim_id, group in failures:
+        shown = group["counterexamples"][:MAX_COUNTEREXAMPLES]
+        lines += [f"### `{claim_id}` on {group['device']}/{group['dtype']} "
+                  f"({len(group['counterexamples'])}, {len(shown)} shown)", ""]
+        for c in shown:
+            expected = "/".join(c["expected"]) if c["expected"] else "a passing test"
+            lines += [f"- `{c['case']}` ({c['kind']}): expected {expected}, got **{c['status']}**; statistic "
+                      f"{fmt(c['statistic'])} vs bound {fmt(c['bound'])} + tolerance {fmt(c['tolerance'])}"
+                      + (f"; {c['reason']}" if c["reason"] else ""), "", "  ```", f"  {c['reproduce']}", "  ```"]
+    lines += ["", "Statuses: holds (assumptions met, conclusion within tolerance), violated, vacuous (an "
+              "assumption not met), inconclusive (numerics could not decide). Controls are negative controls: "
+              "caught = the checker did not report holds. Full data: report.json, results.jsonl "
+              "(schema: theorycheck/report/SCHEMA.md).", ""]
+    return "\n".join(lines)
