@@ -136,12 +136,12 @@ def _print_unexpected(record: Mapping[str, Any], out: TextIO) -> None:
           f"  reproduce: {record['reproduce']}", file=out, flush=True)
 
 
-def _group_line(claim_id, device, dtype, records, planned, seconds) -> str:
+def _group_line(claim_id, device, dtype, records, planned, seconds, width) -> str:
     statuses = Counter(r["status"] for r in records)
     unexpected = sum(r["outcome"] == "unexpected" for r in records)
     counts = " · ".join(f"{s} {n}" for s, n in statuses.most_common())
     not_run = f" ({planned - len(records)} not run: budget)" if len(records) < planned else ""
-    return (f"{claim_id:<22} {device}/{dtype:<8} {len(records):>4}/{planned} cases {seconds:7.1f} s  "
+    return (f"{claim_id:<{width}}  {device}/{dtype:<8} {len(records):>4}/{planned} cases {seconds:7.1f} s  "
             f"{counts or 'no cases'}{not_run}  {'ok' if not unexpected else f'FAIL ({unexpected} unexpected)'}")
 
 
@@ -170,6 +170,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         for record in records:
             if record["record"] == "case":
                 grouped.setdefault((record["claim"], record["device"], record["dtype"]), []).append(record)
+        width = max(map(len, settings.claims))
         planned_before = {(r["claim"], r["device"], r["dtype"]) for r in records if r["record"] == "group"}
         for key in _groups(settings):
             claim_id, device, dtype = key
@@ -207,7 +208,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
                     progress.clear()
                     _print_unexpected(record, out)
             progress.clear()
-            print(_group_line(claim_id, device, dtype, done, len(cases), seconds), file=out, flush=True)
+            print(_group_line(claim_id, device, dtype, done, len(cases), seconds, width), file=out, flush=True)
         writer.write({"record": "end", "time": now()})
     return write_reports(directory, read_results(path))
 
