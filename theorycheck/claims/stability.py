@@ -279,11 +279,11 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
     # the pathwise bound, on every run and step
     delta_all = run.distance
     held_path = bool((delta_all <= bound + tol).all())
-    positive = bound > 0
-    ratio = np.where(positive, delta_all / np.where(positive, bound, 1.0), 0.0)
+    informative = bound > tol  # where the bound rises above roundoff; elsewhere delta <= B + tol is all one can ask
+    ratio = np.where(informative, delta_all / np.where(informative, bound, 1.0), 0.0)
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-    statistic = float(ratio.max()) if positive.any() else 0.0
-    rel_tol = float(np.nan_to_num(tol[positive] / bound[positive], nan=np.inf).max(initial=0.0))
+    statistic = float(ratio.max())
+    rel_tol = float((tol[informative] / bound[informative]).max(initial=0.0))
     if not held_path:
         excess = np.unravel_index(int(np.argmax(delta_all - bound - tol)), delta_all.shape)
         reasons.append(f"pathwise bound fails: run {excess[0]}, step {excess[1]}: ||w - w'|| = "
@@ -337,7 +337,8 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
     return Verdict.decide(
         claim=claim, assumptions=assumptions, conclusion_held=held_path and held_mean,
         inconclusive=(not finite) or (not hits_any), statistic=statistic, bound=1.0, tolerance=rel_tol,
-        tolerance_basis=("statistic = max over runs and steps of ||w_t - w'_t|| / B_t (B_t the growth-recursion bound); "
+        tolerance_basis=("statistic = max over runs and steps of ||w_t - w'_t|| / B_t (B_t the growth-recursion bound, "
+                         "where it exceeds the roundoff tol_t; delta_t <= B_t + tol_t is checked everywhere); "
                          "tolerance: per-step rounding gamma_K [(1 + alpha beta)(||w|| + ||w'||) + alpha(||g|| + ||g'||)], "
                          "K = parameters + inputs + 10, carried by the same recursion, relative to B_t; "
                          "expectation: Student-t interval (details['expectation'])"),
