@@ -80,7 +80,8 @@ pathlib.Path("pinned-" + os.environ.get("PYTEST_XDIST_WORKER", "main")).write_te
     assert "CUDA requested but torch sees no GPU" in text and "PytestUnknownMarkWarning" not in text
     assert "1 verdict(s) were decided in failing tests" in text
 
-    parallel = pytester.runpytest_subprocess("--theorycheck-report", "parallel", "-n", "2", "-p", "xdist")
+    parallel = pytester.runpytest_subprocess("--theorycheck-report", "parallel", "-n", "2", "-p", "xdist",
+                                             "--junitxml", "junit.xml")
     parallel.assert_outcomes(passed=13, failed=1, skipped=12)
     assert "theorycheck report: parallel/report.html" in parallel.stdout.str()
     tables = [_verdict_table(run.stdout.lines) for run in (serial, parallel)]
@@ -91,6 +92,7 @@ pathlib.Path("pinned-" + os.environ.get("PYTEST_XDIST_WORKER", "main")).write_te
     assert report["summary"]["by_status"] == {s: tables[0]["homogeneity"][s] for s in STATUSES}
     [failing] = report["claims"]["homogeneity"]["results"][0]["counterexamples"]
     assert "test_fails_after_a_verdict" in failing["reproduce"] and report["summary"]["exit_code"] == 1
+    assert "theorycheck_verdicts" not in (pytester.path / "junit.xml").read_text()  # kept out of JUnit XML
     assert {p.name for p in (pytester.path / "parallel").iterdir()} == \
         {"results.jsonl", "report.json", "report.md", "report.html"}
     # conftests ran in each worker after its GPU was chosen (worker N takes entry N), CUDA not started

@@ -3,7 +3,8 @@
 - A test asking for the fixtures ``tc_device`` / ``tc_dtype`` runs once per device and dtype, with ids
   like ``test_homogeneity[cpu-float64]``; CUDA cases skip with a stated reason when no GPU is present.
 - Every Verdict decided during a test (setup, call, teardown) is collected and attached to that
-  phase's report (``user_properties`` entry ``theorycheck_verdicts``), so under pytest-xdist the
+  phase's report as the extra attribute ``theorycheck_verdicts`` (reports carry extra attributes
+  through xdist's serialization; unlike ``user_properties`` they stay out of JUnit XML), so the
   workers' verdicts reach the controller with the reports and the merged counts equal a serial run's.
 - The terminal summary shows a claim x status table; ``--theorycheck-report DIR`` writes
   results.jsonl, report.json, report.md and report.html there (as ``theorycheck audit`` does).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-USER_PROPERTY = "theorycheck_verdicts"
+REPORT_ATTRIBUTE = "theorycheck_verdicts"
 _PHASE_VERDICTS = pytest.StashKey[dict]()
 
 
@@ -118,7 +119,7 @@ def pytest_runtest_makereport(item, call):
     report = yield
     found = item.stash.get(_PHASE_VERDICTS, {}).pop(call.when, [])
     if found:
-        report.user_properties.append((USER_PROPERTY, [v.to_dict() for v in found]))
+        setattr(report, REPORT_ATTRIBUTE, [v.to_dict() for v in found])
     return report
 
 
@@ -142,7 +143,7 @@ class VerdictSession:
     def pytest_runtest_logreport(self, report):
         from .report import case_record
 
-        verdicts = [v for name, value in report.user_properties if name == USER_PROPERTY for v in value]
+        verdicts = getattr(report, REPORT_ATTRIBUTE, None)
         if not verdicts:
             return
         failed = report.failed and not hasattr(report, "wasxfail")

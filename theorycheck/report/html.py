@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..verdict import STATUSES
-from .markdown import completeness, context_line, controls_caught, fmt, headline, status_counts
+from .markdown import completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts
 from .plots import measurement_figure, series_figure, slug
 from .summary import group_key
 
@@ -56,13 +56,16 @@ def _summary_table(report: Mapping[str, Any]) -> str:
 
 def _environment_table(report: Mapping[str, Any]) -> str:
     env, settings = report["environment"], report["settings"]
-    items = [(f"setting: {k}", v) for k, v in settings.items()]
-    items += [("machine", ", ".join(f"{k} {v}" for k, v in (env.get("machine") or {}).items())),
+    git = env.get("git") or {}
+    items = [(f"setting: {k}", setting_text(v)) for k, v in settings.items()]
+    items += [("machine", ", ".join(f"{k} {v}" for k, v in (env.get("machine") or {}).items() if v)),
               ("python", env.get("python")),
               ("versions", ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)),
-              ("git", env.get("git")), ("cuda", env.get("cuda")), ("started", report.get("started")),
+              ("git", git and f"{git['commit']}{' (uncommitted changes)' if git.get('dirty') else ''}"),
+              ("cuda", env.get("cuda")), ("started", report.get("started")),
               ("resumed", len(report.get("resumed", [])) or None), ("generated", report["generated"])]
-    return "<table>" + "".join(_row([_e(k), f"<code>{_e(v)}</code>"]) for k, v in items if v is not None) + "</table>"
+    return "<table>" + "".join(_row([_e(k), f"<code>{_e(v)}</code>"]) for k, v in items if v not in (None, "")) \
+        + "</table>"
 
 
 def _counterexamples(group: Mapping[str, Any]) -> str:
