@@ -62,9 +62,10 @@ def test_expansive_steps_are_reported(case, tc_device, tc_dtype):
 
 @st.composite
 def kernel_cases(draw, claim: str) -> KernelCase:
-    interpolate = claim == "cvloo_stability" and draw(st.booleans())
+    interpolate = claim == "cvloo_stability" and draw(st.booleans())  # on Gaussian inputs: distinct points
     return KernelCase(claim=claim, kernel="laplace" if interpolate else draw(st.sampled_from(("rbf", "laplace", "linear"))),
-                      data=draw(st.sampled_from(("separable", "random", "digits"))), n=draw(st.integers(6, 24)),
+                      data="random" if interpolate else draw(st.sampled_from(("separable", "random", "digits"))),
+                      n=draw(st.integers(6, 24)),
                       d=draw(st.integers(1, 5)), lam=0.0 if interpolate else draw(st.floats(1e-3, 1.0)),
                       bandwidth=draw(st.floats(0.5, 4.0)), change=draw(st.sampled_from(("remove", "replace"))),
                       seed=draw(st.integers(0, 2**16)))
@@ -73,7 +74,7 @@ def kernel_cases(draw, claim: str) -> KernelCase:
 @given(case=kernel_cases("cvloo_stability"))
 def test_exact_leave_one_out_matches_refits(case, tc_device, tc_dtype):
     verdict = case.verdict(device=tc_device, dtype=tc_dtype)
-    if verdict.status != "holds":  # duplicate points (digits, d = 1) make interpolation singular: named
+    if verdict.status != "holds":  # interpolation on nearly coincident points can be singular to working precision
         assert verdict.status in ("vacuous", "inconclusive") and case.lam == 0, verdict.summary()
         return
     assert verdict.statistic <= verdict.tolerance

@@ -300,7 +300,7 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
                      "max_secant_smoothness": float(np.nanmax(secant)) if shared.any() else math.nan,
                      "min_secant_monotonicity": float(np.nanmin(monotone)) if shared.any() else math.nan,
                      "max_step_size": float(run.step_sizes.max()), "loss_seen": list(run.loss_seen)},
-        "series": {"step": _series(np.arange(run.steps + 1))[1], "distance_mean": _series(delta_all.mean(0))[1],
+        "series": {"step": _series(delta_all.mean(0))[0], "distance_mean": _series(delta_all.mean(0))[1],
                    "bound_mean": _series(bound.mean(0))[1]},
         "n": run.n, "removal": run.removal, "weight_decay": lam, "radius": run.radius, **(extra or {}),
     }
