@@ -63,6 +63,23 @@ def test_audit_exits_1_on_a_counterexample(tmp_path, fake_claims, capsys, flaw, 
         in found["reason"]
 
 
+def test_a_failing_case_generator_is_recorded_and_the_audit_goes_on(tmp_path, fake_claims, capsys):
+    import dataclasses
+
+    def broken(**_):
+        raise RuntimeError("generator bug")
+        yield
+
+    fake_claims(dataclasses.replace(make_fake_claim("broken"), audit_cases=broken), make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "broken,fake", "--examples", 2, "--out", tmp_path) == 1
+    printed = capsys.readouterr().out
+    assert "generator bug" in printed and "tc.CLAIMS['broken'].audit_cases(n=2, seed=0" in printed
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["claims"]["broken"]["results"][0]["by_status"] == {
+        "instance": {"holds": 0, "violated": 0, "vacuous": 0, "inconclusive": 0, "error": 1}}
+    assert report["claims"]["fake"]["results"][0]["ok"]
+
+
 def test_same_seed_gives_same_verdicts(tmp_path, fake_claims):
     fake_claims(make_fake_claim("fake"))
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
@@ -154,6 +171,14 @@ def test_corrupt_results_on_resume_exit_2_untouched(tmp_path, fake_claims, capsy
     assert message in err and "Fix:" in err and results.read_bytes() == before
     assert "Fix:" in _usage_error(capsys, "report", tmp_path)
     assert "there is none" in _usage_error(capsys, "audit", "--resume", tmp_path / "missing")
+
+
+def test_resume_refuses_a_pytest_report(tmp_path, capsys):
+    from theorycheck.report import ResultsWriter
+
+    with ResultsWriter(tmp_path / "results.jsonl") as writer:
+        writer.write({"record": "header", "schema_version": 1, "source": "pytest", "settings": {}})
+    assert "holds the report of a 'pytest' session" in _usage_error(capsys, "audit", "--resume", tmp_path)
 
 
 def test_resume_finishes_a_cut_audit_with_identical_verdicts(tmp_path, fake_claims):

@@ -24,7 +24,7 @@ from .errors import InvalidArgument
 from .registry import CLAIMS, AuditCase
 from .report import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results, write_reports
 from .report.records import ensure_writable_directory, now
-from .report.summary import reason_of
+from .report.summary import group_key, reason_of
 from .verdict import Verdict
 
 DEFAULT_EXAMPLES = 20
@@ -145,70 +145,78 @@ def _group_line(claim_id, device, dtype, records, planned, seconds, width) -> st
             f"{counts or 'no cases'}{not_run}  {'ok' if not unexpected else f'FAIL ({unexpected} unexpected)'}")
 
 
+def _generator_failure(claim_id: str, device: str, dtype: str, settings: AuditSettings, error: str) -> dict:
+    """The case record for a claim whose ``audit_cases`` raised (a defect of the claim, exit code 1)."""
+    call = (f"tc.CLAIMS[{claim_id!r}].audit_cases(n={settings.examples[claim_id]}, seed={settings.seed}, "
+            f"device={device!r}, dtype={dtype!r})")
+    return case_record(claim=claim_id, device=device, dtype=dtype, case="audit_cases", kind="instance",
+                       expected={"holds"}, status="error", error=error, reproduce=f"import theorycheck as tc; list({call})")
+
+
+def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: ResultsWriter, done: list[dict], *,
+               write_plan: bool, progress: Progress, out: TextIO) -> tuple[int, float]:
+    """Run the unfinished cases of one claim x device x dtype (appending to ``done``) until all ran or
+    the budget is spent; return the number of planned cases and the seconds spent on the group."""
+    claim_id, device, dtype = key
+    try:
+        cases, failure = _planned_cases(claim_id, device, dtype, settings), None
+    except Exception:  # the claim's case generator itself failed
+        cases, failure = [], traceback.format_exc(limit=-8)
+    planned = len(cases) or int(failure is not None)
+    if write_plan:
+        writer.write({"record": "group", "claim": claim_id, "device": device, "dtype": dtype, "planned": planned})
+    finished = {r["case"] for r in done}
+
+    def keep(record: dict) -> float:
+        writer.write(record)
+        done.append(record)
+        if record["outcome"] == "unexpected":
+            progress.clear()
+            _print_unexpected(record, out)
+        return record["seconds"]
+
+    if failure and "audit_cases" not in finished:
+        keep(_generator_failure(*key, settings, failure))
+    budget, seconds = float(settings.budget.get(claim_id, 0)), sum(r["seconds"] for r in done)
+    kinds_needed = {c.kind for c in cases}
+    for case in cases:
+        if case.name in finished:
+            continue
+        if budget and seconds >= budget and kinds_needed <= {r["kind"] for r in done}:
+            break
+        progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
+        seconds += keep(run_case(case, claim=claim_id, device=device, dtype=dtype, seed=settings.seed))
+    progress.clear()
+    return planned, seconds
+
+
 def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool = False,
               out: TextIO | None = None, err: TextIO | None = None) -> dict[str, Any]:
-    """Run (or, with ``resume``, continue) the audit recorded in ``directory``; write the reports.
-
-    Returns the report document (``report["summary"]["exit_code"]`` is 0 or 1).
-    """
-    directory = Path(directory)
+    """Run (or, with ``resume``, continue with the recorded settings) the audit in ``directory``;
+    write the reports. Returns the report document (``report["summary"]["exit_code"]`` is 0 or 1)."""
+    directory, out = Path(directory), out or sys.stdout
     path = directory / RESULTS
     records = read_results(path, repair_torn_tail=True) if resume else []
-    if resume:
-        settings = AuditSettings.from_dict(records[0]["settings"])
-    out = out or sys.stdout
+    settings = AuditSettings.from_dict(records[0]["settings"]) if resume else settings
     progress = Progress(err or sys.stderr)
     with ResultsWriter(path) as writer:
         if resume:
             writer.write({"record": "resume", "time": now(), "environment": environment(settings.devices)})
         else:
-            records = [{"record": "header", "schema_version": SCHEMA_VERSION, "source": "audit", "started": now(),
-                        "settings": settings.to_dict(), "environment": environment(settings.devices),
-                        "claims": {c: CLAIMS[c].to_dict() for c in settings.claims}}]
-            writer.write(records[0])
-        grouped: dict[tuple, list] = {}
+            writer.write({"record": "header", "schema_version": SCHEMA_VERSION, "source": "audit", "started": now(),
+                          "settings": settings.to_dict(), "environment": environment(settings.devices),
+                          "claims": {c: CLAIMS[c].to_dict() for c in settings.claims}})
+        done: dict[tuple, list] = {}
         for record in records:
             if record["record"] == "case":
-                grouped.setdefault((record["claim"], record["device"], record["dtype"]), []).append(record)
+                done.setdefault(group_key(record), []).append(record)
+        planned = {group_key(r) for r in records if r["record"] == "group"}
         width = max(map(len, settings.claims))
-        planned_before = {(r["claim"], r["device"], r["dtype"]) for r in records if r["record"] == "group"}
         for key in _groups(settings):
-            claim_id, device, dtype = key
-            try:
-                cases, failure = _planned_cases(claim_id, device, dtype, settings), None
-            except Exception:  # the claim's case generator itself failed: recorded as one error case
-                cases, failure = [], traceback.format_exc(limit=-8)
-            if key not in planned_before:
-                writer.write({"record": "group", "claim": claim_id, "device": device, "dtype": dtype,
-                              "planned": len(cases) or int(failure is not None)})
-            done = grouped.setdefault(key, [])
-            finished = {r["case"] for r in done}
-            budget = float(settings.budget.get(claim_id, 0))
-            seconds = sum(r["seconds"] for r in done)
-            kinds_needed = {c.kind for c in cases}
-            if failure and "audit_cases" not in finished:
-                cases_call = (f"tc.CLAIMS[{claim_id!r}].audit_cases(n={settings.examples[claim_id]}, "
-                              f"seed={settings.seed}, device={device!r}, dtype={dtype!r})")
-                done.append(case_record(claim=claim_id, device=device, dtype=dtype, case="audit_cases",
-                                        kind="instance", expected={"holds"}, status="error", error=failure,
-                                        reproduce=f"import theorycheck as tc; list({cases_call})"))
-                writer.write(done[-1])
-                _print_unexpected(done[-1], out)
-            for case in cases:
-                if case.name in finished:
-                    continue
-                if budget and seconds >= budget and kinds_needed <= {r["kind"] for r in done}:
-                    break
-                progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
-                record = run_case(case, claim=claim_id, device=device, dtype=dtype, seed=settings.seed)
-                writer.write(record)
-                done.append(record)
-                seconds += record["seconds"]
-                if record["outcome"] == "unexpected":
-                    progress.clear()
-                    _print_unexpected(record, out)
-            progress.clear()
-            print(_group_line(claim_id, device, dtype, done, len(cases), seconds, width), file=out, flush=True)
+            group = done.setdefault(key, [])
+            total, seconds = _run_group(key, settings, writer, group, write_plan=key not in planned,
+                                        progress=progress, out=out)
+            print(_group_line(*key, group, total, seconds, width), file=out, flush=True)
         writer.write({"record": "end", "time": now()})
     return write_reports(directory, read_results(path))
 

@@ -90,7 +90,12 @@ def _check_resumable(args, directory: Path) -> None:
     if args.out is not None and Path(args.out) != directory:
         raise InvalidArgument(f"expected one directory, but got --out {args.out} and --resume {directory}. "
                               "Fix: --resume DIR writes into DIR; drop --out.")
-    settings = AuditSettings.from_dict(read_results(directory / RESULTS)[0]["settings"])
+    header = read_results(directory / RESULTS)[0]
+    if header.get("source") != "audit":
+        raise InvalidArgument(f"expected an audit to resume in {directory}, but it holds the report of a "
+                              f"{header.get('source')!r} session. Fix: `theorycheck report {directory}` re-renders it; "
+                              "start an audit with --out NEWDIR.")
+    settings = AuditSettings.from_dict(header["settings"])
     missing = [c for c in settings.claims if c not in CLAIMS]
     if missing:
         raise InvalidArgument(f"expected the claims of the audit in {directory} to be registered, but {missing} "
