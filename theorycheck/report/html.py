@@ -68,10 +68,12 @@ def _environment_table(report: Mapping[str, Any]) -> str:
         + "</table>"
 
 
-def _counterexamples(group: Mapping[str, Any]) -> str:
+def _counterexamples(group: Mapping[str, Any], source: str) -> str:
     found = group["counterexamples"]
     if not found:
-        return '<p class="muted">No counterexamples: every instance held or was inconclusive, every control was caught.</p>'
+        return '<p class="muted">' + ("No verdicts in failing tests." if source == "pytest" else
+                                      "No counterexamples: every instance held or was inconclusive, every "
+                                      "control was caught.") + "</p>"
     head = _row(["case", "expected", "got", "statistic", "bound", "tolerance", "reason / reproduce"], header=True)
     rows = [_row([_e(c["case"]), _e("/".join(c["expected"] or ["a passing test"])), f"<b>{_e(c['status'])}</b>",
                   *(f'<td class="num">{fmt(c[k])}</td>' for k in ("statistic", "bound", "tolerance")),
@@ -82,7 +84,7 @@ def _counterexamples(group: Mapping[str, Any]) -> str:
     return f"<h4>Counterexamples ({len(found)})</h4><table>{head}{''.join(rows)}</table>{more}"
 
 
-def _claim_section(claim_id: str, claim: Mapping[str, Any], cases_by_group: Mapping) -> str:
+def _claim_section(claim_id: str, claim: Mapping[str, Any], cases_by_group: Mapping, source: str) -> str:
     parts = [f'<section id="{slug(claim_id)}"><h2>{_e(claim_id)}</h2>']
     if claim.get("statement"):
         parts.append(f"<p>{_e(claim['statement'])}</p>")
@@ -102,7 +104,7 @@ def _claim_section(claim_id: str, claim: Mapping[str, Any], cases_by_group: Mapp
         for figure in (measurement_figure(cases, anchor), series_figure(cases, anchor + "-series")):
             if figure:
                 parts.append(f"<figure>{figure}</figure>")
-        parts.append(_counterexamples(group))
+        parts.append(_counterexamples(group, source))
     return "".join(parts) + "</section>"
 
 
@@ -124,7 +126,8 @@ def render_html(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]])
         "status. Left: the measured statistic against its allowance (bound + tolerance); points above the dashed "
         "line exceed it. Right: statistic / allowance against the instance size. Time series come from "
         "<code>details[\"series\"]</code> of the verdicts.</p>",
-        *(_claim_section(claim_id, claim, cases_by_group) for claim_id, claim in report["claims"].items()),
+        *(_claim_section(claim_id, claim, cases_by_group, report["source"])
+          for claim_id, claim in report["claims"].items()),
         "<h2>Environment and settings</h2>", _environment_table(report),
         '<p class="muted">Schema of report.json and results.jsonl: theorycheck/report/SCHEMA.md.</p>',
         "</body></html>\n"])

@@ -87,6 +87,10 @@ def measurement_figure(cases: Sequence[Mapping[str, Any]], salt: str) -> str | N
         xs = [c.get("size") or 1 for _, c in ratios] if sized else list(range(1, len(ratios) + 1))
         _scatter(right, xs, values, [c for _, c in ratios])
         right.axhline(1.0, color="#444444", lw=0.8, ls="--")
+        if not sized:
+            from matplotlib.ticker import MaxNLocator
+
+            right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.set(xscale="log" if sized else "linear", yscale="log",
                   xlabel="instance size (parameters)" if sized else "case", ylabel="statistic / allowance",
                   title="residual vs size" + (f" ({zeros} zero(s) drawn at {floor:.0e})" if zeros else ""))
