@@ -91,7 +91,7 @@ def test_same_seed_gives_same_verdicts(tmp_path, fake_claims):
 
 def test_budget_stops_a_claim_early_after_both_kinds(tmp_path, fake_claims):
     fake_claims(make_fake_claim("slow", delay=0.05), make_fake_claim("fast"))
-    assert run_cli("audit", "--claims", "slow,fast", "--examples", "10,fast=2", "--budget", "0.12,fast=0",
+    assert run_cli("audit", "--claims", "slow,fast", "--examples", "fast=2,10", "--budget", "0.12,fast=0",
                    "--out", tmp_path) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     slow, fast = (report["claims"][c]["results"][0] for c in ("slow", "fast"))
@@ -125,6 +125,7 @@ def _usage_error(capsys, *argv):
     (("--examples", "many"), "expected --examples as N"),
     (("--examples", "0"), "at least 1 example"),
     (("--budget", "5,nope=3"), "expected --budget as N"),
+    (("--budget", "nan"), "expected --budget as N"),
 ])
 def test_bad_audit_options_exit_2(tmp_path, capsys, argv, message):
     err = _usage_error(capsys, "audit", *argv, "--out", tmp_path / "out")
@@ -247,3 +248,11 @@ def test_progress_bar_only_on_a_terminal():
     for stream in (plain, terminal):
         Progress(stream).show("fake cpu/float64", 3, 10, 1.5)
     assert plain.getvalue() == "" and "3/10" in terminal.getvalue()
+
+
+def test_per_claim_values():
+    from theorycheck.cli import per_claim
+
+    assert per_claim(None, ["a", "b"], "examples", int, 20) == {"a": 20, "b": 20}
+    assert per_claim("b=3", ["a", "b"], "examples", int, 20) == {"a": 20, "b": 3}
+    assert per_claim("5, b=3", ["a", "b"], "budget", float, 15.0) == {"a": 5.0, "b": 3.0}

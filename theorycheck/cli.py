@@ -12,6 +12,7 @@ nothing already written changed); 130 interrupted (finished results kept: contin
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,23 +32,21 @@ def _list(args) -> int:
     return 0
 
 
-def per_claim(text: str, claims: list[str], what: str, cast) -> dict:
-    """``"20"`` or ``"20,kkt=5"``: a default for every claim, then per-claim overrides."""
-    values, default = {}, None
-    for item in (part.strip() for part in text.split(",") if part.strip()):
+def per_claim(text: str | None, claims: list[str], what: str, cast, default) -> dict:
+    """``"20"`` or ``"20,kkt=5"`` or ``"kkt=5"``: a value for every claim (else ``default``), then overrides."""
+    values = {}
+    for item in (part.strip() for part in (text or "").split(",") if part.strip()):
         name, _, value = item.rpartition("=")
         try:
             number = cast(value)
         except ValueError:
             number = -1
-        if number < 0 or (name and name not in claims):
-            raise InvalidArgument(f"expected --{what} as N or N,CLAIM=N,... with N >= 0 and claims from the audit "
-                                  f"{claims}, but got {item!r} in {text!r}. Fix: e.g. --{what} {cast(20)},{claims[0]}="
-                                  f"{cast(5)}")
-        if name:
-            values[name] = number
-        else:
-            default = number
+        if not 0 <= number < math.inf or (name and name not in claims):
+            raise InvalidArgument(f"expected --{what} as N or N,CLAIM=N,... with finite N >= 0 and claims from the "
+                                  f"audit {claims}, but got {item!r} in {text!r}. Fix: e.g. --{what} {cast(20)},"
+                                  f"{claims[0]}={cast(5)}")
+        values[name or "*"] = number
+    default = values.pop("*", default)
     return {c: values.get(c, default) for c in claims}
 
 
@@ -67,11 +66,11 @@ def _settings(args):
     for device in devices:
         resolve_device(device)
     dtypes = parse_list(args.dtypes or "float64", set(DTYPES), "dtypes")
-    examples = per_claim(args.examples or str(DEFAULT_EXAMPLES), claims, "examples", int)
+    examples = per_claim(args.examples, claims, "examples", int, DEFAULT_EXAMPLES)
     if min(examples.values()) < 1:
         raise InvalidArgument(f"expected at least 1 example per claim, but got --examples {args.examples}. "
                               "Fix: --examples 20")
-    budget = per_claim(args.budget or str(DEFAULT_BUDGET), claims, "budget", float)
+    budget = per_claim(args.budget, claims, "budget", float, DEFAULT_BUDGET)
     return AuditSettings(claims=tuple(claims), devices=tuple(devices), dtypes=tuple(dtypes), examples=examples,
                          budget=budget, seed=args.seed if args.seed is not None else 0)
 
