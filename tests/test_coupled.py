@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import theorycheck as tc
-from theorycheck.claims.stability import logistic_loss
+from theorycheck.stability_constants import logistic_loss
 from theorycheck.data import separable
 from theorycheck.devices import dtype_of
 

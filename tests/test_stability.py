@@ -8,8 +8,10 @@ import torch
 from scipy import stats
 
 import theorycheck as tc
+from theorycheck import stability_cases as cases
+from theorycheck import stability_constants as sc
 from theorycheck.claims import stability as st
-from theorycheck.claims.stability import SGDCase
+from theorycheck.stability_cases import SGDCase
 from theorycheck.data import separable
 from theorycheck.devices import dtype_of
 
@@ -42,12 +44,12 @@ def test_huber_replacement_makes_the_pathwise_bound_tight():
     model = torch.nn.Linear(1, 1, bias=False).double()
     with torch.no_grad():
         model.weight.zero_()
-    run = tc.coupled_sgd(model, st.huber_loss, X, y, index=0, replacement=(X[:1], torch.full((1,), 5.0).double()),
+    run = tc.coupled_sgd(model, sc.huber_loss, X, y, index=0, replacement=(X[:1], torch.full((1,), 5.0).double()),
                          indices=[0, 1, 2], step_size=0.25)
     verdict = tc.check_sgd_stability_convex(run, tc.linear_loss_constants("huber", run))
     assert verdict.status == "holds", verdict.summary()
     assert verdict.statistic == pytest.approx(0.5, rel=1e-12)  # w' moves by alpha * 1 only: the S run sits at 0
-    run = tc.coupled_sgd(model, st.huber_loss, X, torch.full((4,), -5.0).double(), index=0,
+    run = tc.coupled_sgd(model, sc.huber_loss, X, torch.full((4,), -5.0).double(), index=0,
                          replacement=(X[:1], torch.full((1,), 5.0).double()), indices=[0, 1, 2], step_size=0.25)
     verdict = tc.check_sgd_stability_convex(run, tc.linear_loss_constants("huber", run))
     assert verdict.status == "holds" and verdict.statistic == pytest.approx(1.0, rel=1e-12)
@@ -56,7 +58,7 @@ def test_huber_replacement_makes_the_pathwise_bound_tight():
 # --- negative controls: each must not hold, for the stated reason ---------------------------------
 
 def test_expansive_steps_break_the_pathwise_bound(tc_device, tc_dtype):
-    verdict = st.expansive_counterexample(device=tc_device, dtype=tc_dtype)
+    verdict = cases.expansive_counterexample(device=tc_device, dtype=tc_dtype)
     assert verdict.status == "vacuous", verdict.summary()
     assert verdict.assumptions[st.ASSUME_STEP_CONVEX] is False
     assert verdict.conclusion_held is False and verdict.statistic >= 2.0 - 1e-6
@@ -70,7 +72,7 @@ def _counterexample_run():
     model = torch.nn.Linear(1, 1, bias=False).double()
     with torch.no_grad():
         model.weight.zero_()
-    run = tc.coupled_sgd(model, st.huber_loss, X, y, index=0, replacement=(X[:1], torch.ones(1).double()),
+    run = tc.coupled_sgd(model, sc.huber_loss, X, y, index=0, replacement=(X[:1], torch.ones(1).double()),
                          indices=[0, 1, 2, 3, 1, 2], step_size=[0.5, 3, 3, 3, 3, 3])
     return run, tc.linear_loss_constants("huber", run)
 
@@ -114,7 +116,7 @@ def test_understated_lipschitz_constant_also_fails_the_conclusion():
 def test_a_never_sampled_example_is_inconclusive():
     model = torch.nn.Linear(3, 1, bias=False).double()
     data = separable(6, 3, seed=1)
-    run = tc.coupled_sgd(model, st.logistic_loss, data.X[:5], data.y[:5], index=0,
+    run = tc.coupled_sgd(model, sc.logistic_loss, data.X[:5], data.y[:5], index=0,
                          replacement=(data.X[5:], data.y[5:]), indices=[1, 2, 3, 4], step_size=0.5)
     verdict = tc.check_sgd_stability_convex(run, tc.linear_loss_constants("logistic", run))
     assert verdict.status == "inconclusive" and "never sampled" in verdict.reason
@@ -123,7 +125,7 @@ def test_a_never_sampled_example_is_inconclusive():
 def test_divergence_is_inconclusive():
     model = torch.nn.Linear(1, 1, bias=False).double()
     X, y = torch.ones(3, 1, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
-    run = tc.coupled_sgd(model, st.squared_loss, X, y, index=0, replacement=(X[:1], -y[:1]), steps=1200, runs=2,
+    run = tc.coupled_sgd(model, sc.squared_loss, X, y, index=0, replacement=(X[:1], -y[:1]), steps=1200, runs=2,
                          step_size=5.0)
     verdict = tc.check_sgd_stability_convex(run, tc.LossConstants(lipschitz=1.0, smoothness=1.0, convex=True))
     assert verdict.status == "inconclusive" and "non-finite" in verdict.reason
@@ -175,10 +177,10 @@ def test_linear_closed_forms_bound_gradients_and_hessians(kind, radius):
     """The closed-form L and beta dominate ||grad f|| and ||hess f|| at random points of the domain."""
     data = separable(7, 3, seed=2)
     model = torch.nn.Linear(3, 1, bias=False).double()
-    run = tc.coupled_sgd(model, st.LINEAR_LOSSES[kind][0], data.X[:6], data.y[:6], replacement=(data.X[6:], data.y[6:]),
+    run = tc.coupled_sgd(model, sc.LINEAR_LOSSES[kind][0], data.X[:6], data.y[:6], replacement=(data.X[6:], data.y[6:]),
                          steps=3, radius=radius, weight_decay=0.05 if radius else 0.0, step_size=0.1)
     constants = tc.linear_loss_constants(kind, run)
-    loss = st.LINEAR_LOSSES[kind][0]
+    loss = sc.LINEAR_LOSSES[kind][0]
     rng = torch.Generator().manual_seed(0)
     for _ in range(20):
         w = torch.randn(3, generator=rng, dtype=torch.float64)
@@ -201,7 +203,7 @@ def test_tanh_network_closed_forms_bound_gradients_and_hessians():
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(0.1)
-    run = tc.coupled_sgd(model, st.sigmoid_loss, X, y, replacement=(X[:1], -y[:1]), steps=3, radius=1.5, step_size=0.1)
+    run = tc.coupled_sgd(model, sc.sigmoid_loss, X, y, replacement=(X[:1], -y[:1]), steps=3, radius=1.5, step_size=0.1)
     constants = tc.tanh_network_constants(model, run)
     rng = torch.Generator().manual_seed(1)
     for _ in range(30):
@@ -228,7 +230,7 @@ def test_tanh_network_closed_forms_bound_gradients_and_hessians():
 def test_bad_input_names_expected_received_fix(call, message):
     data = separable(5, 3, seed=0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 2, bias=False), torch.nn.Tanh(), torch.nn.Linear(2, 1, bias=False))
-    run = tc.coupled_sgd(model, st.sigmoid_loss, data.X[:4], data.y[:4], steps=2, step_size=0.1)
+    run = tc.coupled_sgd(model, sc.sigmoid_loss, data.X[:4], data.y[:4], steps=2, step_size=0.1)
     with pytest.raises(tc.InvalidArgument, match="Fix:") as info:
         call(run, model)
     assert message in str(info.value)
@@ -237,10 +239,10 @@ def test_bad_input_names_expected_received_fix(call, message):
 def test_linear_constants_refuse_other_models_and_labels():
     data = separable(5, 3, seed=0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 2, bias=False), torch.nn.Linear(2, 1, bias=False))
-    run = tc.coupled_sgd(net, st.logistic_loss, data.X, data.y, steps=2)
+    run = tc.coupled_sgd(net, sc.logistic_loss, data.X, data.y, steps=2)
     with pytest.raises(tc.InvalidArgument, match="bias-free linear model"):
         tc.linear_loss_constants("logistic", run)
-    run = tc.coupled_sgd(torch.nn.Linear(3, 1, bias=False), st.logistic_loss, data.X, 2 * data.y, steps=2)
+    run = tc.coupled_sgd(torch.nn.Linear(3, 1, bias=False), sc.logistic_loss, data.X, 2 * data.y, steps=2)
     with pytest.raises(tc.InvalidArgument, match="labels"):
         tc.linear_loss_constants("logistic", run)
 
@@ -253,7 +255,7 @@ def test_verdict_round_trips_through_json():
     assert tc.Verdict.from_dict(data).to_dict() == data
 
 
-@pytest.mark.parametrize("claim", sorted(st.CONTROLS))
+@pytest.mark.parametrize("claim", sorted(cases.CONTROLS))
 def test_audit_cases_reproduce(claim):
     cases = list(tc.CLAIMS[claim].audit_cases(n=3, seed=1, device="cpu", dtype="float64"))
     assert [c.kind for c in cases].count("control") == 3

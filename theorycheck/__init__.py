@@ -8,16 +8,16 @@ from . import claims as _claims  # noqa: F401  (registers every claim)
 from .battery import ClaimCheck, parametrize_with_claims
 from .claims.homogeneity import assert_homogeneity, check_homogeneity
 from .claims.layer_balance import assert_layer_balance, check_layer_balance
-from .claims.stability import (LossConstants, assert_sgd_stability_convex, assert_sgd_stability_nonconvex,
+from .claims.stability import (assert_sgd_stability_convex, assert_sgd_stability_nonconvex,
                                assert_sgd_stability_strongly_convex, check_sgd_stability_convex,
-                               check_sgd_stability_nonconvex, check_sgd_stability_strongly_convex,
-                               linear_loss_constants, tanh_network_constants)
+                               check_sgd_stability_nonconvex, check_sgd_stability_strongly_convex)
 from .claims.stability_kernel import (assert_cvloo_stability, assert_erm_stability, check_cvloo_stability,
                                       check_erm_stability)
 from .coupled import CoupledRun, coupled_sgd
 from .errors import ClaimViolation, InvalidArgument
 from .recorder import BalanceTrajectory, Recorder
 from .registry import CLAIMS, AuditCase, Claim
+from .stability_constants import LossConstants, linear_loss_constants, tanh_network_constants
 from .verdict import STATUSES, Verdict
 
 __version__ = "0.1.0"

@@ -28,8 +28,8 @@ from ..devices import dtype_name, dtype_of, gamma
 from ..errors import expect
 from ..kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
 from ..registry import AuditCase, Claim, register
+from ..stability_cases import case_audit, generated_data
 from ..verdict import Verdict, require_holds
-from .stability import case_audit, generated_data
 
 BE = "Bousquet & Elisseeff, JMLR 2 (2002) 499-526"
 MNPR = "Mukherjee, Niyogi, Poggio & Rifkin, Adv. Comput. Math. 25 (2006) 161-193"
