@@ -11,6 +11,7 @@ import pytest
 from conftest import make_fake_claim
 
 import theorycheck as tc
+from theorycheck import registry
 from theorycheck.cli import main
 
 
@@ -196,13 +197,23 @@ def test_resume_finishes_a_cut_audit_with_identical_verdicts(tmp_path, fake_clai
     assert [r["record"] for r in records].count("resume") == 1 and records[-1]["record"] == "end"
 
 
-KILL_ARGS = ("audit", "--claims", "homogeneity", "--examples", "10", "--budget", "0")
+KILL_ARGS = ("audit", "--claims", "slow,homogeneity", "--examples", "10", "--budget", "0")
+SLOW_AUDIT = """import sys
+sys.path.insert(0, {tests!r})
+from conftest import make_fake_claim
+from theorycheck.cli import main
+from theorycheck.registry import register
+register(make_fake_claim("slow", delay=0.1))
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "audit"
-    code = run_cli(*KILL_ARGS, "--out", out)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._CLAIMS, "slow", make_fake_claim("slow"))
+        code = run_cli(*KILL_ARGS, "--out", out)
     return out, code
 
 
@@ -216,22 +227,26 @@ def _wait_for_cases(path: Path, process, count: int) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_audit_resumes_to_the_uninterrupted_counts(tmp_path, uninterrupted, sig):
+def test_killed_audit_resumes_to_the_uninterrupted_counts(tmp_path, uninterrupted, fake_claims, sig):
+    """A subprocess audits a slow fake claim (0.1 s a case) then homogeneity; killed during the first,
+    resumed in this process: the same verdicts, case by case, as an uninterrupted run."""
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "theorycheck.cli", *KILL_ARGS, "--out", str(out)],
+    script = SLOW_AUDIT.format(tests=str(Path(__file__).parent))
+    process = subprocess.Popen([sys.executable, "-c", script, *KILL_ARGS, "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_cases(out / "results.jsonl", process, 5)
+    _wait_for_cases(out / "results.jsonl", process, 3)
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
-    assert 5 <= len(case_records(out)) < 20
+    assert 3 <= len(case_records(out)) < 40
     if sig == signal.SIGINT:
         assert process.returncode == 130 and "--resume" in err
         assert json.loads((out / "report.json").read_text())["complete"] is False
+    fake_claims(make_fake_claim("slow"))
     whole, code = uninterrupted
     assert run_cli("audit", "--resume", out) == code
     resumed, expected = (json.loads((d / "report.json").read_text()) for d in (out, whole))
     assert resumed["summary"]["by_status"] == expected["summary"]["by_status"]
-    assert resumed["summary"]["cases"] == expected["summary"]["cases"] == 20 and resumed["complete"]
+    assert resumed["summary"]["cases"] == expected["summary"]["cases"] == 40 and resumed["complete"]
     assert verdicts_by_case(out) == verdicts_by_case(whole)
 
 
