@@ -79,7 +79,7 @@ def measurement_figure(cases: Sequence[Mapping[str, Any]], salt: str) -> str | N
     low, high = min(stats + allowances), max(stats + allowances)
     left.plot([low, high], [low, high], color="#444444", lw=0.8, ls="--")
     left.set(xscale="log", yscale="log", xlabel="allowance = bound + tolerance", ylabel="measured statistic",
-             title="measured vs allowed" + (f" ({zeros} zero(s) drawn at {floor:.0e})" if zeros else ""))
+             title="measured vs allowed" + (f" ({zeros} at or below 0, drawn at {floor:.0e})" if zeros else ""))
     ratios = [(m["ratio"], c) for m, c in points if math.isfinite(m["ratio"])]
     if ratios:
         values, floor, zeros = _positive_or_floor([r for r, _ in ratios])
@@ -93,7 +93,7 @@ def measurement_figure(cases: Sequence[Mapping[str, Any]], salt: str) -> str | N
             right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.set(xscale="log" if sized else "linear", yscale="log",
                   xlabel="instance size (parameters)" if sized else "case", ylabel="statistic / allowance",
-                  title="residual vs size" + (f" ({zeros} zero(s) drawn at {floor:.0e})" if zeros else ""))
+                  title="residual vs size" + (f" ({zeros} at or below 0, drawn at {floor:.0e})" if zeros else ""))
     else:
         right.set_axis_off()
     return to_svg(figure, salt)
