@@ -7,16 +7,20 @@ the claim holds, is violated, or says nothing (an assumption is not met), with t
 from . import claims as _claims  # noqa: F401  (registers every claim)
 from .battery import ClaimCheck, parametrize_with_claims
 from .claims.homogeneity import assert_homogeneity, check_homogeneity
+from .claims.kkt import assert_kkt, check_kkt
 from .claims.layer_balance import assert_layer_balance, check_layer_balance
+from .claims.margin import assert_margin_monotone, check_margin_monotone
 from .claims.stability import (assert_sgd_stability_convex, assert_sgd_stability_nonconvex,
                                assert_sgd_stability_strongly_convex, check_sgd_stability_convex,
                                check_sgd_stability_nonconvex, check_sgd_stability_strongly_convex)
 from .claims.stability_kernel import (assert_cvloo_stability, assert_erm_stability, check_cvloo_stability,
                                       check_erm_stability)
 from .coupled import CoupledRun, coupled_sgd
+from .dynamics import Trajectory, train
 from .errors import ClaimViolation, InvalidArgument
 from .recorder import BalanceTrajectory, Recorder
 from .registry import CLAIMS, AuditCase, Claim
+from .svm import hard_margin_svm
 from .stability_constants import LossConstants, linear_loss_constants, tanh_network_constants
 from .verdict import STATUSES, Verdict
 
@@ -31,4 +35,6 @@ __all__ = [
     "check_sgd_stability_convex", "check_sgd_stability_nonconvex", "check_sgd_stability_strongly_convex",
     "assert_cvloo_stability", "assert_erm_stability", "check_cvloo_stability", "check_erm_stability",
     "ClaimCheck", "parametrize_with_claims",
+    "Trajectory", "train", "assert_margin_monotone", "check_margin_monotone", "assert_kkt", "check_kkt",
+    "hard_margin_svm",
 ]

@@ -1,0 +1,354 @@
+"""Claim ``kkt``: the direction gradient flow converges to is a KKT point of the max-margin problem,
+with multipliers only on support vectors, which share the minimum margin.
+
+Problem (P): minimize ||theta||^2 / 2 subject to q_n(theta) >= 1. Lyu & Li (ICLR 2020), Thm 4.4 and
+Defs C.5/C.6: every limit direction of gradient flow on an L-homogeneous network with an
+exponential-type loss is along a KKT point of (P); along the run, theta / q_min^{1/L} is an
+(eps, delta)-KKT point with eps, delta -> 0: ||theta~ - sum lambda_n h_n|| <= eps and
+lambda_n (q_n(theta~) - 1) <= delta, lambda >= 0, h_n in the (Clarke) subdifferential of q_n. Theory III
+(Poggio, Liao & Banburski, Nat. Commun. 2020): "the surviving terms are the support vectors".
+Linear case: Soudry, Hoffer, Nacson, Gunasekar & Srebro (JMLR 2018): w(t) / ||w(t)|| -> the hard-margin
+SVM direction at rate O(1 / log t).
+
+Multipliers: one non-negative least squares problem (scipy.optimize.nnls) for stationarity AND
+complementary slackness, min_{lambda >= 0} ||theta~ - G lambda||^2 + sum_n (L lambda_n (q~_n - 1) / ||theta~||)^2.
+Stationarity alone is not enough: with more samples than parameters it is solved exactly by many
+lambda, most of them on non-support points. For networks with kinks (ReLU, max-pooling) the columns of
+G are gradients at theta~ and at a few points within a relative radius r (Goldstein's r-subdifferential;
+r = the run's per-step error tolerance, within which the flow's position is known), so that a state
+sliding along a kink is judged with both one-sided gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+
+from ..devices import dtype_name
+from ..dynamics import DEFAULT_RTOL, FlatNetwork, Trajectory, as_labels, twice_differentiable
+from ..errors import expect
+from ..losses import get_loss
+from ..registry import AuditCase, Claim, register
+from ..svm import angle, hard_margin_svm
+from ..models import declared_degrees, read_parameters
+from ..tensors import as_batch
+from ..verdict import Verdict, require_holds
+from .homogeneity import check_homogeneity
+from .margin import ASSUME_HOMOGENEOUS, ASSUME_T0, run_assumptions, separation_index
+
+CLAIM_ID = "kkt"
+ASSUME_SEPARATED = "theta separates the data (q_min > 0)"
+NEAR_SUPPORT_DECADES = tuple(range(1, 8))  # Lyu & Li's counts #{q_n < q_min + ln 10^k}
+GOLDSTEIN_SAMPLES = 8
+MIN_SNAPSHOTS = 3
+
+
+def _subdifferential_columns(net: FlatNetwork, theta: torch.Tensor, radius: float, seed: int) -> list[torch.Tensor]:
+    """Per-sample gradients of q at theta and, for radius > 0, at GOLDSTEIN_SAMPLES points within
+    radius ||theta|| (each an N x P matrix)."""
+    q, A = net.margin_jacobian(theta)
+    blocks = [A]
+    if radius > 0:
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(GOLDSTEIN_SAMPLES):
+            direction = torch.randn(theta.shape, generator=generator, dtype=torch.float64).to(theta)
+            point = theta + radius * float(theta.norm()) * direction / direction.norm()
+            blocks.append(net.margin_jacobian(point)[1])
+    return [q] + blocks
+
+
+def kkt_point(net: FlatNetwork, theta: torch.Tensor, degree: float, *, radius: float = 0.0, seed: int = 0,
+              multipliers=None) -> dict:
+    """(eps, delta)-KKT measurements of (P) at theta~ = theta / q_min^{1/L} (Lyu & Li Def C.5).
+
+    ``eps`` = ||theta~ - sum_n lambda_n h_n|| / ||theta~||; ``delta`` = max_n lambda_n (q~_n - 1) L / ||theta~||^2
+    (the largest share of ||theta~||^2 = sum_n lambda_n L q~_n carried by a constraint that is not tight).
+    ``multipliers``: evaluate these lambda (one per sample, for the gradients at theta) instead of solving.
+    Also the flow's own certificate lambda_n ~ exp(-q_n) (``eps_flow``, ``delta_flow``).
+    """
+    q, *blocks = _subdifferential_columns(net, theta, radius, seed)
+    q64 = q.detach().double().cpu().numpy()
+    N, L = len(q64), float(degree)
+    q_min = float(q64.min())
+    out = {"q_min": q_min, "margins": q64}
+    if not q_min > 0:
+        return out
+    scale = q_min ** (1.0 / L)
+    target = (theta / scale).detach().double().cpu().numpy()
+    norm2 = float(target @ target)
+    G = np.concatenate([(b.T * scale ** (-(L - 1))).detach().double().cpu().numpy() for b in blocks], axis=1)
+    owner = np.tile(np.arange(N), len(blocks))
+    slack = q64 / q_min - 1.0
+    weight = L / math.sqrt(norm2)
+
+    def measure(lam_columns: np.ndarray) -> tuple[float, float, np.ndarray]:
+        lam = np.bincount(owner, weights=lam_columns, minlength=N)
+        eps = float(np.linalg.norm(target - G @ lam_columns) / math.sqrt(norm2))
+        delta = float(np.max(lam * slack) * L / norm2)
+        return eps, delta, lam
+
+    if multipliers is None:
+        system = np.vstack([G, np.diag(weight * slack[owner])])
+        rhs = np.concatenate([target, np.zeros(len(owner))])
+        solution, _ = nnls(system, rhs, maxiter=50 * system.shape[1])
+    else:
+        solution = np.zeros(len(owner))
+        solution[:N] = np.asarray(multipliers, dtype=np.float64).reshape(-1)
+    eps, delta, lam = measure(solution)
+    flow = np.exp(-(q64 - q_min))
+    direction = G[:, :N] @ flow
+    c = max(float(target @ direction) / float(direction @ direction), 0.0)
+    flow_columns = np.zeros(len(owner))
+    flow_columns[:N] = c * flow
+    eps_flow, delta_flow, _ = measure(flow_columns)
+    shares = lam * L * q64 / q_min / norm2
+    support = np.flatnonzero(q64 < q_min + math.log(10))
+    out.update(eps=eps, delta=delta, multipliers=lam, shares=shares, support=support,
+               off_support_share=float(shares[np.setdiff1d(np.arange(N), support)].sum()),
+               near_support={k: int((q64 < q_min + k * math.log(10)).sum()) for k in NEAR_SUPPORT_DECADES},
+               eps_flow=eps_flow, delta_flow=delta_flow,
+               residual=math.hypot(eps, float(np.linalg.norm(lam * slack)) * L / norm2),
+               residual_flow=math.hypot(eps_flow, float(np.linalg.norm(c * flow * slack)) * L / norm2))
+    return out
+
+
+def linear_weights(model: torch.nn.Module) -> np.ndarray | None:
+    """The weight vector of a one-layer linear model (a single bias-free Linear layer, after optional
+    Flatten/Identity), else None."""
+    from torch import nn
+
+    modules = [m for m in model.modules() if not isinstance(m, (nn.Sequential, nn.Flatten, nn.Identity))]
+    params = list(model.parameters())
+    if len(modules) == 1 and isinstance(modules[0], nn.Linear) and len(params) == 1:
+        return params[0].detach().double().cpu().numpy().reshape(-1)
+    return None
+
+
+def _trend(values: list[float]) -> bool:
+    """Decreasing: the median of the last third is below the median of the first third."""
+    third = max(1, len(values) // 3)
+    return bool(np.median(values[-third:]) < np.median(values[:third]))
+
+
+def _soudry_rate(angles: list[float], log_ts: list[float]) -> dict:
+    """angle x log t (bounded under the O(1/log t) rate) and the slope of log angle against log log t."""
+    keep = [(a, t) for a, t in zip(angles, log_ts) if a > 0 and t > 1]
+    out = {"angle_times_log_t": [a * t for a, t in keep]}
+    if len(keep) >= 2:
+        x = np.log([t for _, t in keep])
+        out["log_log_slope"] = float(np.polyfit(x, np.log([a for a, _ in keep]), 1)[0])
+    return out
+
+
+def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, trajectory: Trajectory | None = None,
+              multipliers=None, degree: float | None = None, loss: str = "exp", radius: float | None = None,
+              seed: int | None = None) -> Verdict:
+    """Check that ``model``'s direction is an approximate KKT point of max-margin problem (P) on (X, y).
+
+    With ``trajectory`` (the run from :func:`theorycheck.train` that produced the model): eps and delta
+    must decrease along the run (median of the last third of the snapshots after t0 below that of the
+    first third) and, once the run is long enough (1/(e q_min) <= 1%, the flow's own certificate delta
+    bound), the NNLS residual must not exceed the flow certificate's. Without it, one state is judged:
+    only a long-enough state can be, and only against that certificate. ``multipliers``: judge these
+    lambda (one per sample) instead; they must be at least as good as the NNLS or the flow certificate
+    in eps and in delta (a large multiplier on a non-support point is rejected). One-layer linear
+    models are also compared with the exact hard-margin SVM (angle, support set, Soudry's rate).
+    ``radius``: Goldstein sampling radius relative to ||theta|| (default: 0 for C^2 networks, the run's
+    rtol or the default non-smooth rtol otherwise).
+    """
+    X = as_batch(X, model)
+    y = as_labels(y, X)
+    net = FlatNetwork(model, X, y)
+    theta = net.flatten()
+    found = read_parameters(model)
+    L = float(degree) if degree is not None else (
+        trajectory.degree if trajectory is not None else float(sum(declared_degrees(model, list(found.weights)))))
+    smooth, _ = twice_differentiable(model)
+    if radius is None:
+        radius = 0.0 if smooth else (trajectory.rtol if trajectory is not None and trajectory.rtol else
+                                     DEFAULT_RTOL[False, X.dtype])
+    if trajectory is not None:
+        expect(isinstance(trajectory, Trajectory), expected="trajectory as a Trajectory from tc.train(...)",
+               received=type(trajectory).__name__, fix="trajectory = tc.train(model, X, y)")
+        expect(trajectory.n_parameters == theta.numel() and trajectory.n_samples == len(y),
+               expected=f"a trajectory of this model and data ({theta.numel()} parameters, {len(y)} samples)",
+               received=f"{trajectory.n_parameters} parameters, {trajectory.n_samples} samples",
+               fix="pass the Trajectory returned by train(model, X, y) for this model")
+    if multipliers is not None:
+        expect(np.asarray(multipliers).size == len(y), expected=f"{len(y)} multipliers (one per sample)",
+               received=f"{np.asarray(multipliers).size}", fix="one lambda_n >= 0 per row of X")
+    common = dict(claim=CLAIM_ID, device=str(X.device), dtype=dtype_name(X.dtype), seed=seed)
+    now = kkt_point(net, theta, L, radius=radius, seed=seed or 0, multipliers=multipliers)
+    separated = now["q_min"] > 0
+    homogeneity = check_homogeneity(model, X[:64])
+    reasons: list[str] = []
+    if trajectory is not None:
+        t0 = separation_index(trajectory)
+        snaps = [s for s in trajectory.snapshots if t0 is not None and s.record >= t0]
+        assumptions, unmet = run_assumptions(trajectory, t0 is not None)
+        assumptions[ASSUME_SEPARATED] = separated
+    else:
+        snaps, unmet = [], []
+        log_loss = float(torch.logsumexp(get_loss(loss).log(torch.as_tensor(now["margins"])), 0))
+        assumptions = {ASSUME_HOMOGENEOUS: homogeneity.status == "holds", ASSUME_SEPARATED: separated,
+                       ASSUME_T0: log_loss < math.log(get_loss(loss).at_zero)}
+        if not assumptions[ASSUME_HOMOGENEOUS]:
+            unmet.append(homogeneity.summary())
+        if not assumptions[ASSUME_T0]:
+            unmet.append(f"summed {loss} loss {math.exp(log_loss):.4g} is not below l(0)")
+    if not separated:
+        unmet.append(f"min margin {now['q_min']:.3g} <= 0: not separated, (P) has no feasible rescaling")
+        return Verdict.decide(assumptions=assumptions, conclusion_held=False, statistic=math.nan, bound=0.0,
+                              tolerance=math.nan, tolerance_basis="no KKT measurement without separation",
+                              reason="; ".join(unmet), details={"q_min": now["q_min"]}, **common)
+
+    long_enough = 1 / (math.e * now["q_min"]) <= 0.01
+    details: dict = {
+        "eps": now["eps"], "delta": now["delta"], "support": [int(i) for i in now["support"]],
+        "multipliers": now["multipliers"].tolist(), "multiplier_shares": now["shares"].tolist(),
+        "off_support_share": now["off_support_share"], "near_support_counts": now["near_support"],
+        "q_min": now["q_min"], "eps_flow": now["eps_flow"], "delta_flow": now["delta_flow"],
+        "goldstein_radius": radius, "degree": L, "long_enough": long_enough,
+    }
+    inconclusive = False
+    if multipliers is not None:
+        reference_eps = now["eps_flow"]
+        reference_delta = now["delta_flow"]
+        best = kkt_point(net, theta, L, radius=radius, seed=seed or 0)
+        reference_eps, reference_delta = max(reference_eps, best["eps"]), max(reference_delta, best["delta"])
+        held = now["eps"] <= reference_eps and now["delta"] <= reference_delta
+        statistic, bound, tolerance = now["delta"], reference_delta, 0.0
+        basis = ("given multipliers vs the better of the NNLS solution and the flow certificate lambda ~ exp(-q), "
+                 "per measure")
+        details.update(reference_eps=reference_eps, reference_delta=reference_delta)
+        if not held:
+            worst = int(np.argmax(now["multipliers"] * (now["margins"] / now["q_min"] - 1)))
+            reasons.append(f"multipliers are not KKT multipliers: eps {now['eps']:.3e} (reference {reference_eps:.3e}), "
+                           f"delta {now['delta']:.3e} (reference {reference_delta:.3e}); sample {worst} has margin "
+                           f"{now['margins'][worst] / now['q_min']:.4g} x q_min but lambda {now['multipliers'][worst]:.3g}")
+    elif trajectory is not None:
+        history = []
+        for snap in snaps:
+            point = kkt_point(net, torch.as_tensor(snap.theta, dtype=X.dtype, device=X.device), L, radius=radius,
+                              seed=seed or 0)
+            if point["q_min"] > 0:
+                history.append((snap, point))
+        eps_series = [p["eps"] for _, p in history]
+        delta_series = [p["delta"] for _, p in history]
+        log_t = [float(trajectory.records["log_t"][s.record]) for s, _ in history]
+        details["history"] = {"log_loss": [s.log_loss for s, _ in history], "log_t": log_t, "eps": eps_series,
+                              "delta": delta_series, "support_size": [len(p["support"]) for _, p in history]}
+        details["series"] = {"KKT residuals": {"x": [-s.log_loss for s, _ in history],
+                                               "y": {"eps": eps_series, "delta": delta_series},
+                                               "xlabel": "log(1/L)", "ylabel": "relative residual",
+                                               "xscale": "log", "yscale": "log"}}
+        enough = len(history) >= MIN_SNAPSHOTS
+        inconclusive = enough is False and all(assumptions.values())
+        eps_down = enough and _trend(eps_series)
+        delta_down = enough and _trend(delta_series)
+        certified = now["residual"] <= now["residual_flow"] * (1 + 1e-9) or not long_enough
+        held = bool(eps_down and delta_down and certified)
+        details.update(eps_decreasing=eps_down, delta_decreasing=delta_down, certified=certified)
+        statistic = eps_series[-1] if history else math.nan
+        bound = eps_series[0] if history else math.nan
+        tolerance = 0.0
+        basis = ("trend: median of eps and delta over the last third of the snapshots after t0 below the median over "
+                 "the first third; once 1/(e q_min) <= 1%, the NNLS KKT residual at most the flow certificate's")
+        if inconclusive:
+            reasons.append(f"only {len(history)} snapshots after t0 (need {MIN_SNAPSHOTS}): run too short")
+        elif not held:
+            reasons.append(f"eps {'decreasing' if eps_down else 'not decreasing'} ({eps_series[:1]} -> "
+                           f"{eps_series[-1:]}), delta {'decreasing' if delta_down else 'not decreasing'} "
+                           f"({delta_series[:1]} -> {delta_series[-1:]})"
+                           + ("" if certified else "; NNLS residual above the flow certificate"))
+        _linear_report(model, X, y, history, log_t, details)
+    else:
+        inconclusive = not long_enough and all(assumptions.values())
+        held = now["residual"] <= now["residual_flow"] * (1 + 1e-9)
+        statistic, bound, tolerance = now["residual"], now["residual_flow"], 1e-9 * now["residual_flow"]
+        basis = "NNLS KKT residual at most the flow certificate's (lambda ~ exp(-q)); judged once 1/(e q_min) <= 1%"
+        if inconclusive:
+            reasons.append(f"a single state with q_min = {now['q_min']:.3g} is not long enough (1/(e q_min) > 1%); "
+                           "pass trajectory=... to judge the trend")
+        _linear_report(model, X, y, [], [], details)
+    return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=inconclusive,
+                          statistic=float(statistic), bound=float(bound), tolerance=float(tolerance),
+                          tolerance_basis=basis, details=details, reason="; ".join(reasons + unmet), **common)
+
+
+def _linear_report(model, X, y, history, log_t, details: dict) -> None:
+    """For a one-layer linear model: the exact SVM, its angle to the model's w, support sets, Soudry's rate."""
+    w = linear_weights(model)
+    if w is None:
+        return
+    svm = hard_margin_svm(X.detach().double().cpu().numpy(), y.detach().double().cpu().numpy())
+    if not svm.separable:
+        details["svm"] = {"separable": False}
+        return
+    angles = [angle(snap.theta, svm.w) for snap, _ in history]  # theta is w for a one-layer linear model
+    details["svm"] = {"angle": angle(w, svm.w), "support": list(svm.support), "margin": svm.margin,
+                      "same_support": list(svm.support) == details["support"],
+                      "angles": angles, **_soudry_rate(angles, log_t)}
+
+
+def assert_kkt(model, X, y, **kwargs) -> Verdict:
+    """:func:`check_kkt`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
+    return require_holds(check_kkt(model, X, y, **kwargs))
+
+
+CONTROLS = ("weight_decay", "square", "inseparable", "before_separation", "wrong_multipliers")
+
+
+def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
+    """The margin claim's n runs (shared: trained once), checked for KKT (expected: holds), and n controls
+    cycling through weight decay, square loss, inseparable data, a run stopped before separation
+    (expected: vacuous) and a large multiplier on a non-support point (expected: violated)."""
+    from ..sampling import case_rng
+    from .margin import CLAIM_ID as MARGIN_ID, instance_line, random_instance, trained
+
+    for index in range(2 * n):
+        control = None if index < n else CONTROLS[index % len(CONTROLS)]
+        if control in ("weight_decay", "square", "inseparable"):  # the margin audit's control of the same index
+            instance = random_instance(case_rng(seed, MARGIN_ID, index), control=control)
+        else:  # one of the margin audit's instances
+            instance = random_instance(case_rng(seed, MARGIN_ID, index % n))
+        if control == "before_separation":
+            instance = dataclasses.replace(instance, log_loss_target=math.log(instance.n) - 0.5)
+
+        def run(instance=instance, control=control):
+            (model, X, y), trajectory = trained(instance, device, dtype)
+            lam = None
+            if control == "wrong_multipliers":
+                point = kkt_point(FlatNetwork(model, X, y), FlatNetwork(model, X, y).flatten(), trajectory.degree)
+                lam = np.array(point.get("multipliers", np.zeros(len(y))))
+                lam[int(np.argmax(point["margins"]))] += 10 * max(float(lam.max()), 1.0)
+            return check_kkt(model, X, y, trajectory=None if control == "wrong_multipliers" else trajectory,
+                             multipliers=lam, seed=instance.seed)
+
+        expected = {None: {"holds"}, "wrong_multipliers": {"violated"}}.get(control, {"vacuous"})
+        call = ("tc.check_kkt(m, X, y, trajectory=t)" if control != "wrong_multipliers" else
+                "tc.check_kkt(m, X, y, multipliers=<NNLS multipliers + a large one on the largest-margin sample>)")
+        yield AuditCase(name=f"{'control-' + control if control else 'instance'}-{index}",
+                        kind="control" if control else "instance", expected=frozenset(expected),
+                        reproduce=instance_line(instance, device, dtype, call), run=run, size=instance.size)
+
+
+CLAIM = register(Claim(
+    id=CLAIM_ID,
+    statement="Along gradient flow on an L-homogeneous network with an exponential-type loss, theta / q_min^{1/L} is an "
+              "(eps, delta)-KKT point of min ||theta||^2/2 s.t. q_n >= 1 with eps, delta -> 0: the limit direction is a "
+              "KKT point whose multipliers sit on support vectors of equal (minimum) margin; for linear models it is "
+              "the hard-margin SVM direction, reached at rate O(1/log t).",
+    assumptions=(ASSUME_HOMOGENEOUS, ASSUME_SEPARATED, ASSUME_T0),
+    source="Lyu & Li, ICLR 2020, Thm 4.4, Defs C.5-C.6; Soudry et al., JMLR 2018, Thm 3; Poggio, Liao & Banburski, "
+           "Nat. Commun. 2020",
+    checker=check_kkt,
+    audit_cases=audit_cases,
+    tolerance="trend (eps, delta decrease along the run) + NNLS residual within the flow's own KKT certificate "
+              "once 1/(e q_min) <= 1%",
+))

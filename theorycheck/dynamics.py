@@ -1,0 +1,658 @@
+"""Gradient flow, gradient descent and SGD on a user's binary classifier, recorded for the margin
+and KKT claims (Lyu & Li, ICLR 2020; Soudry et al., JMLR 2018).
+
+Gradient flow theta' = -grad J(theta), J = sum_n l(q_n) + (weight_decay / 2) ||theta||^2, is
+integrated in a reparameterized clock s: d theta / ds = -c(theta) grad log J(theta) with
+c = ||theta||^2 / (L sqrt(1 + log^2 J)). A positive speed factor does not change the path
+(dt/ds = c / J recovers the original time t); the clock makes ||theta|| grow by about one e-fold
+per unit of s once the data are separated, so losses of e^-700 and below take a few hundred steps.
+
+Integrator: the linearly implicit Rosenbrock pair of Shampine & Reichelt (SIAM J. Sci. Comput.
+18:1, 1997; MATLAB's ode23s): order 2, an embedded order-3 error estimate, L-stable, and a
+W-formula (order 2 with an approximate Jacobian). The Jacobian used is the generalized Gauss-Newton
+part -c A^T H A (A = per-sample gradients of the margins, H = Hessian of log J in the margins),
+which carries the stiff directions; it is inverted through an N x N system (Woodbury).
+Error control: every accepted step has estimated local error ||err_k|| <= rtol ||theta_k||, and the
+estimates are recorded: the Trajectory carries, per record interval, their sum (the standard
+global-error estimate, sum of local errors) and their first-order effect on the smoothed margin,
+sum_k ||grad gamma~(theta_k)|| ||err_k||, which the margin claim uses as its tolerance.
+Non-smooth networks (ReLU kinks) make steps that cross a kink first-order accurate; their larger
+local errors are estimated and recorded like any other.
+
+Everything is computed in log space: log l(q_n) per sample (:mod:`theorycheck.losses`), log J by
+log-sum-exp, and weights p_n = exp(log l(q_n) - log J); the loss is never formed, so 1e-300 and
+far below work in float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, jacrev
+
+from .devices import dtype_name, gamma, unit_roundoff
+from .errors import InvalidArgument, expect
+from .losses import Loss, get_loss
+from .tensors import as_batch
+from .verdict import to_jsonable
+
+METHODS = ("flow", "gd", "sgd")
+DEFAULT_LOG_LOSS_TARGET = -700.0  # flow stops at L <= e^-700 ~ 1e-304 (below the smallest normal float64)
+# local error per step relative to ||theta||: C^2 networks get a tight default; networks with kinks (ReLU,
+# max-pooling) cross kinks with first-order steps whose error no step size makes small (sliding modes
+# chatter), so their default accepts 1e-3 and the recorded estimates carry the price.
+DEFAULT_RTOL = {(True, torch.float64): 1e-5, (True, torch.float32): 1e-4,
+                (False, torch.float64): 1e-2, (False, torch.float32): 1e-2}
+SNAPSHOT_LEVELS = tuple(2.0**k for k in range(0, 16))  # log(1/L) levels at which parameters are kept
+
+# modules known to be C^2 in their input and weights (PowerReLU is C^2 exactly when p > 2)
+_SMOOTH_MODULES = (nn.Linear, nn.modules.conv._ConvNd, nn.Identity, nn.Flatten, nn.Unflatten,
+                   nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd, nn.Sequential,
+                   nn.ModuleList, nn.ModuleDict, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.Softplus)
+
+
+def twice_differentiable(model: nn.Module) -> tuple[bool, str]:
+    """Whether every module of ``model`` is known to be C^2 (Lyu & Li's Thm 4.2 needs it for GD).
+
+    ReLU, LeakyReLU, max-pooling and ReLU^p with p <= 2 are not; modules with their own forward
+    (unknown to this list) cannot be established and count as not.
+    """
+    from .models import PowerReLU
+
+    offending = []
+    for name, module in model.named_modules():
+        if isinstance(module, PowerReLU):
+            if module.p <= 2:
+                offending.append(f"{name or 'model'} (ReLU^{module.p:g}: C^2 needs p > 2)")
+        elif not isinstance(module, _SMOOTH_MODULES):
+            offending.append(f"{name or 'model'} ({type(module).__name__})")
+    return not offending, ("all modules C^2" if not offending else "not C^2 (or unknown): " + ", ".join(offending))
+
+
+_KINK_MODULES = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ReLU6, nn.Hardtanh, nn.modules.pooling._MaxPoolNd)
+
+
+class KinkPattern:
+    """The activation pattern of a network's kink modules (ReLU-type signs, max-pooling argmax) on X.
+
+    Two parameter vectors with the same pattern lie in one smooth piece of the field; a step whose
+    stages see different patterns crossed a kink, where the field jumps. ``known`` is False when the
+    model is not C^2 but its kinks are not in modules this class can read (a custom forward).
+    """
+
+    def __init__(self, net: "FlatNetwork", smooth: bool):
+        self.net = net
+        self.modules = [m for m in net.model.modules() if isinstance(m, _KINK_MODULES)]
+        self.known = smooth or bool(self.modules)
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor | None:
+        if not self.modules:
+            return None
+        seen: list[torch.Tensor] = []
+
+        def hook(module, inputs, output):
+            x = inputs[0]
+            if isinstance(module, nn.modules.pooling._MaxPoolNd):
+                pool = getattr(torch.nn.functional, f"max_pool{x.dim() - 2}d")
+                seen.append(pool(x, module.kernel_size, module.stride, module.padding, module.dilation,
+                                 module.ceil_mode, return_indices=True)[1].reshape(-1))
+            elif isinstance(module, (nn.ReLU6, nn.Hardtanh)):
+                low, high = (0.0, 6.0) if isinstance(module, nn.ReLU6) else (module.min_val, module.max_val)
+                seen.append(((x > low).to(torch.int8) + (x > high).to(torch.int8)).reshape(-1))
+            else:
+                seen.append((x > 0).reshape(-1))
+
+        handles = [m.register_forward_hook(hook) for m in self.modules]
+        try:
+            with torch.no_grad():
+                self.net.outputs(theta)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat([t.to(torch.int64) for t in seen])
+
+
+class FlatNetwork:
+    """A module seen as a function of one flat parameter vector theta (the module is not changed)."""
+
+    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor):
+        self.model, self.X, self.y = model, X, y
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.buffers = {n: b.detach() for n, b in model.named_buffers()}
+
+    def flatten(self) -> torch.Tensor:
+        params = dict(self.model.named_parameters())
+        return torch.cat([params[n].detach().reshape(-1) for n in self.names])
+
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: t.reshape(s) for n, t, s in zip(self.names, theta.split(self.sizes), self.shapes)}
+
+    def write(self, theta: torch.Tensor) -> None:
+        """Copy theta into the module's parameters."""
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.unflatten(theta).items():
+                params[name].copy_(value)
+
+    def outputs(self, theta: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        X = self.X if X is None else X
+        buffers = {n: b.clone() for n, b in self.buffers.items()}
+        return functional_call(self.model, (self.unflatten(theta), buffers), (X,)).reshape(-1)
+
+    def margins(self, theta: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """q_n = y_n f(theta; x_n), for all samples or those in ``index``."""
+        if index is None:
+            return self.y * self.outputs(theta)
+        return self.y[index] * self.outputs(theta, self.X[index])
+
+    def margin_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, A): the margins and their per-sample gradients A[n] = grad_theta q_n (N x P)."""
+        def margins(t):
+            q = self.margins(t)
+            return q, q.detach()
+
+        A, q = jacrev(margins, has_aux=True)(theta)
+        return q, A
+
+    def absolute_outputs(self, theta: torch.Tensor) -> torch.Tensor:
+        """f evaluated with |theta| on |X|: the scale of Higham's forward-error bound for a network of
+        dot products and monotone positively homogeneous activations."""
+        with torch.no_grad():
+            return self.outputs(theta.abs(), self.X.abs()).abs()
+
+    def dot_product_terms(self) -> int:
+        """K in gamma_K: the summed fan-in of the weight layers plus their number (forward-error length)."""
+        return sum(int(np.prod(s[1:])) for s in self.shapes if len(s) >= 2) + len(self.shapes)
+
+
+@dataclasses.dataclass
+class _State:
+    """Everything the integrator and the recorder need at one theta (log-space quantities)."""
+
+    theta: torch.Tensor
+    q: torch.Tensor
+    A: torch.Tensor | None
+    log_loss: float  # log L, L = sum_n l(q_n)
+    log_objective: float  # log J, J = L + (wd/2) ||theta||^2
+    grad_log_loss: torch.Tensor  # grad log L
+    grad_log_objective: torch.Tensor  # grad log J
+    weights: torch.Tensor  # p_n = l(q_n) / J
+    pull: torch.Tensor  # p_n d log l / dq = l'(q_n) / J (0 where l(q_n) = 0)
+    bend: torch.Tensor  # p_n (d log l/dq)^2 + p_n d^2 log l/dq^2 = l''(q_n) / J (0 where l(q_n) = 0)
+    slope: torch.Tensor  # |d log l / dq| where l(q_n) > 0: the sensitivity of log L to q_n (roundoff)
+
+    @property
+    def norm(self) -> float:
+        return float(self.theta.norm())
+
+
+class _Problem:
+    """Loss, weight decay and degree around a FlatNetwork; evaluates states and the flow field."""
+
+    def __init__(self, net: FlatNetwork, loss: Loss, weight_decay: float, degree: float):
+        self.net, self.loss, self.weight_decay, self.degree = net, loss, weight_decay, degree
+
+    def state(self, theta: torch.Tensor, *, jacobian: bool) -> _State:
+        if jacobian:
+            q, A = self.net.margin_jacobian(theta)
+            q_detached = q
+        else:
+            theta_var = theta.detach().requires_grad_(True)
+            q_var = self.net.margins(theta_var)
+            q_detached, A = q_var.detach(), None
+        log_terms = self.loss.log(q_detached)
+        log_loss = torch.logsumexp(log_terms, 0)
+        weights_loss = torch.exp(log_terms - log_loss)
+        alive = weights_loss > 0
+        slope = torch.where(alive, self.loss.dlog(q_detached), torch.zeros_like(q_detached))
+        curvature = torch.where(alive, self.loss.d2log(q_detached), torch.zeros_like(q_detached))
+        if A is not None:
+            grad_log_loss = A.T @ (weights_loss * slope)
+        else:
+            (grad_log_loss,) = torch.autograd.grad(q_var, theta_var, weights_loss * slope)
+        log_objective = log_loss
+        if self.weight_decay > 0:
+            log_reg = math.log(self.weight_decay / 2) + 2 * torch.log(theta.norm())
+            log_objective = torch.logaddexp(log_loss, log_reg)
+        share = torch.exp(log_loss - log_objective)
+        grad_log_objective = share * grad_log_loss
+        if self.weight_decay > 0:
+            grad_log_objective = grad_log_objective + self.weight_decay * torch.exp(-log_objective) * theta
+        return _State(theta=theta.detach(), q=q_detached, A=A, log_loss=float(log_loss),
+                      log_objective=float(log_objective), grad_log_loss=grad_log_loss.detach(),
+                      grad_log_objective=grad_log_objective.detach(), weights=weights_loss * share,
+                      pull=weights_loss * share * slope, bend=weights_loss * share * (slope**2 + curvature),
+                      slope=slope.abs())
+
+    def speed(self, state: _State) -> float:
+        """c(theta) = ||theta||^2 / (L sqrt(1 + log^2 J)): the clock factor ds = dt J / c."""
+        return state.norm**2 / (self.degree * math.sqrt(1 + state.log_objective**2))
+
+    def field(self, state: _State) -> torch.Tensor:
+        """d theta / ds = -c grad log J."""
+        return -self.speed(state) * state.grad_log_objective
+
+    def linear_solver(self, state: _State, scale: float):
+        """r -> W^{-1} r for W = I - scale * Jac, Jac = -c (A^T H A + (wd / J) I) (Gauss-Newton part),
+        through Woodbury: an N x N factorization instead of P x P."""
+        c = self.speed(state)
+        p = state.weights
+        H = torch.diag(state.bend) - torch.outer(state.pull, state.pull)
+        beta = 1.0 + (scale * c * self.weight_decay * math.exp(-state.log_objective) if self.weight_decay else 0.0)
+        alpha = scale * c / beta
+        A = state.A
+        K = torch.eye(len(p), dtype=A.dtype, device=A.device) + alpha * H @ (A @ A.T)
+        lu = torch.linalg.lu_factor(K)
+
+        def solve(r: torch.Tensor) -> torch.Tensor:
+            inner = torch.linalg.lu_solve(*lu, (H @ (A @ r)).unsqueeze(1)).squeeze(1)
+            return (r - alpha * (A.T @ inner)) / beta
+
+        return solve
+
+
+# --- the record ---------------------------------------------------------------------------------
+
+COLUMNS = ("step", "clock", "log_t", "log_loss", "log_objective", "norm", "min_margin", "normalized_margin",
+           "smoothed_margin", "alignment", "error", "margin_drift", "margin_roundoff")
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Parameters kept at one record (``record`` indexes the Trajectory's columns)."""
+
+    record: int
+    log_loss: float
+    theta: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectory:
+    """A training run recorded on a log-spaced grid of gradient-flow time t (GD/SGD: t = lr x step).
+
+    ``records`` maps each name in :data:`COLUMNS` to a float64 array (one entry per record) and
+    ``layer_norms`` to an array (records x parameters, in ``layer_names`` order). Per record:
+    ``log_loss`` = log L (summed loss), ``log_objective`` = log(L + wd/2 ||theta||^2), ``norm`` =
+    ||theta||, ``min_margin`` = min q_n, ``normalized_margin`` = min q_n / ||theta||^L,
+    ``smoothed_margin`` = l^{-1}(L) / ||theta||^L, ``alignment`` = cos(theta, -grad L);
+    ``error``: local error estimates summed over the steps since the previous record (parameter norm;
+    flow: the Rosenbrock estimate; GD: the Euler-Heun difference, the step's departure from the flow;
+    SGD: nan); ``margin_drift``: sum over those steps of ||grad gamma~|| x error (first-order effect on
+    the smoothed margin); ``margin_roundoff``: a roundoff bound on the recorded smoothed margin.
+    """
+
+    method: str
+    loss: str
+    lr: float | None
+    weight_decay: float
+    batch_size: int | None
+    degree: float
+    homogeneous: bool
+    homogeneity_reason: str
+    smooth: bool
+    smooth_reason: str
+    loss_at_zero: float
+    exponential_type: bool
+    n_samples: int
+    n_parameters: int
+    layer_names: tuple[str, ...]
+    records: Mapping[str, np.ndarray]
+    snapshots: tuple[Snapshot, ...]
+    stop_reason: str
+    integrator: str
+    rtol: float | None
+    log_loss_target: float | None
+    steps: int
+    rejected: int
+    evaluations: int
+    seconds: float
+    device: str = "cpu"
+    dtype: str = "float64"
+    seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.records["log_loss"])
+
+    @property
+    def error_estimate(self) -> float:
+        """Sum of the local error estimates over the run (parameter norm): the global-error estimate."""
+        return float(np.nansum(self.records["error"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("records", "snapshots")}
+        data["records"] = {k: np.asarray(v).tolist() for k, v in self.records.items()}
+        data["snapshots"] = [{"record": s.record, "log_loss": s.log_loss, "theta": s.theta.tolist()}
+                             for s in self.snapshots]
+        return to_jsonable(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Trajectory":
+        values = dict(data)
+        values["records"] = {k: np.asarray(v, dtype=np.float64) for k, v in data["records"].items()}
+        values["snapshots"] = tuple(Snapshot(int(s["record"]), float(s["log_loss"]), np.asarray(s["theta"]))
+                                    for s in data["snapshots"])
+        values["layer_names"] = tuple(data["layer_names"])
+        for name in ("lr", "loss_at_zero", "degree", "rtol", "log_loss_target", "weight_decay", "seconds"):
+            if isinstance(values.get(name), str):
+                values[name] = float(values[name])
+        return cls(**values)
+
+
+class _Log:
+    """Collects records on the time grid, the error accounting between them, and snapshots."""
+
+    def __init__(self, problem: _Problem, points_per_decade: float, keep_snapshots: bool):
+        self.problem, self.per_decade, self.keep = problem, float(points_per_decade), keep_snapshots
+        self.rows: list[dict[str, float]] = []
+        self.layer_norms: list[list[float]] = []
+        self.snapshots: list[Snapshot] = []
+        self.next_grid = -math.inf
+        self.next_level = 0
+        self.error = 0.0
+        self.drift = 0.0
+        net = problem.net
+        self.terms = net.dot_product_terms()
+        self.numerator = problem.loss.margin_numerator
+
+    def smoothed_margin(self, state: _State) -> tuple[float, float]:
+        """gamma~ = l^{-1}(L) / ||theta||^L and ||grad gamma~||."""
+        L, rho = self.problem.degree, state.norm
+        log_loss = torch.tensor(state.log_loss, dtype=torch.float64)
+        value = float(self.numerator(log_loss)) / rho**L
+        slope = float(self.problem.loss.margin_numerator_slope(log_loss))
+        grad = (slope / rho**L) * state.grad_log_loss - (L * value / rho**2) * state.theta
+        return value, float(grad.norm())
+
+    def add_step(self, state: _State, error: float) -> None:
+        """Account one accepted step ending at ``state`` with local error estimate ``error``."""
+        self.error += error
+        if math.isfinite(error) and error > 0:
+            self.drift += self.smoothed_margin(state)[1] * error
+
+    def due(self, log_t: float, log_loss: float) -> bool:
+        return log_t >= self.next_grid or (self.keep and self.next_level < len(SNAPSHOT_LEVELS)
+                                             and -log_loss >= SNAPSHOT_LEVELS[self.next_level])
+
+    def record(self, state: _State, *, step: int, clock: float, log_t: float, snapshot: bool = False) -> None:
+        problem, L, rho = self.problem, self.problem.degree, state.norm
+        smoothed, _ = self.smoothed_margin(state)
+        g = state.grad_log_loss
+        alignment = float(-(state.theta @ g) / (rho * g.norm())) if float(g.norm()) > 0 and rho > 0 else math.nan
+        dtype = state.theta.dtype
+        # roundoff: q_n to gamma_K |f|(|theta|, |x|); log L inherits max |slope| x that; ||theta|| to gamma_P
+        q_error = gamma(self.terms, dtype) * float((problem.net.absolute_outputs(state.theta)
+                                                    * state.slope).max())
+        log_loss_error = q_error + gamma(len(state.q), dtype) * abs(state.log_loss)
+        roundoff = (log_loss_error / rho**L + L * abs(smoothed) * gamma(state.theta.numel(), dtype)
+                    if math.isfinite(smoothed) else math.nan)
+        min_margin = float(state.q.min())
+        self.rows.append({"step": step, "clock": clock, "log_t": log_t, "log_loss": state.log_loss,
+                          "log_objective": state.log_objective, "norm": rho, "min_margin": min_margin,
+                          "normalized_margin": min_margin / rho**L, "smoothed_margin": smoothed,
+                          "alignment": alignment, "error": self.error, "margin_drift": self.drift,
+                          "margin_roundoff": roundoff})
+        self.layer_norms.append([float(t.norm()) for t in state.theta.split(problem.net.sizes)])
+        self.error = self.drift = 0.0
+        if math.isfinite(log_t) and log_t >= self.next_grid:
+            self.next_grid = (math.floor(log_t / math.log(10) * self.per_decade) + 1) / self.per_decade * math.log(10)
+        crossed = False
+        while self.next_level < len(SNAPSHOT_LEVELS) and -state.log_loss >= SNAPSHOT_LEVELS[self.next_level]:
+            self.next_level += 1
+            crossed = True
+        if self.keep and (crossed or snapshot):
+            self.snapshots.append(Snapshot(len(self.rows) - 1, state.log_loss,
+                                           state.theta.detach().cpu().numpy().astype(np.float64)))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        out = {name: np.array([row[name] for row in self.rows], dtype=np.float64) for name in COLUMNS}
+        out["layer_norms"] = np.array(self.layer_norms, dtype=np.float64)
+        return out
+
+
+def _log_mean_exp_interval(a: float, b: float) -> float:
+    """log of the logarithmic mean of e^a and e^b: log of (1/h) int e^{v(s)} ds for v linear from a to b."""
+    lo, hi = min(a, b), max(a, b)
+    gap = hi - lo
+    if gap < 1e-8:
+        return 0.5 * (a + b)
+    return hi + math.log(-math.expm1(-gap) / gap)
+
+
+# --- integrators ---------------------------------------------------------------------------------
+
+_D = 1 / (2 + math.sqrt(2))
+_SEPARATION_HORIZON = math.log(1e10)  # a flow still above l(0) at t = 1e10 has stalled short of separation
+_E32 = 6 + math.sqrt(2)
+
+
+def _flow(problem: _Problem, theta: torch.Tensor, log: _Log, *, rtol: float, target: float, max_steps: int,
+          kinks: KinkPattern):
+    """Integrate d theta / ds = -c grad log J with the Shampine-Reichelt Rosenbrock pair.
+
+    Step sizes follow the embedded estimate; a step that raises J (beyond roundoff) is rejected, as the
+    exact flow never does. The recorded error of a step whose stages see different
+    activation patterns (it crossed a kink, where the field jumps and the embedded estimate is not
+    reliable) is the first-order bound h (max_ab ||F_a - F_b|| + ||k2 - F_1||) over the stage fields
+    F_0, F_1, F_2: any Filippov solution through theta moves with an average velocity in their hull.
+    """
+    state = problem.state(theta, jacobian=True)
+    pattern = kinks(state.theta)
+    terms = problem.net.dot_product_terms()
+    stationary = math.sqrt(unit_roundoff(theta.dtype))
+    field = problem.field(state)
+    h = 0.01 * state.norm / max(float(field.norm()), 1e-300)
+    log_t, clock, steps, rejected, evaluations, failures = -math.inf, 0.0, 0, 0, 1, 0
+    log.record(state, step=0, clock=0.0, log_t=log_t)
+    reason = "max_steps"
+    while steps < max_steps:
+        solve = problem.linear_solver(state, h * _D)
+        k1 = solve(field)
+        mid = problem.state(state.theta + 0.5 * h * k1, jacobian=True)
+        f1 = problem.field(mid)
+        k2 = solve(f1 - k1) + k1
+        new = problem.state(state.theta + h * k2, jacobian=True)
+        evaluations += 2
+        f2 = problem.field(new)
+        k3 = solve(f2 - _E32 * (k2 - f1) - 2 * (k1 - field))
+        error = float((h / 6 * (k1 - 2 * k2 + k3)).norm())
+        ratio = error / (rtol * max(state.norm, new.norm))
+        finite = math.isfinite(ratio) and math.isfinite(new.log_objective) and bool(torch.isfinite(new.theta).all())
+        # the exact flow decreases J; a step that raises it beyond roundoff left the flow (a kink it stepped over)
+        descent = finite and new.log_objective <= state.log_objective + gamma(terms, theta.dtype) * (
+            1 + abs(state.log_objective))
+        if finite and not descent:
+            ratio = max(ratio, 2.0)
+        if finite and ratio <= 1:
+            new_pattern = kinks(new.theta)
+            crossed = not kinks.known or (pattern is not None and not (
+                torch.equal(pattern, new_pattern) and torch.equal(pattern, kinks(mid.theta))))
+            if crossed:
+                spread = max(float((field - f1).norm()), float((field - f2).norm()), float((f1 - f2).norm()))
+                error = max(error, h * (spread + float((k2 - f1).norm())))
+            pattern = new_pattern
+            # original time: dt/ds = c / J, integrated with log-linear interpolation of c / J over the step
+            log_rate0 = math.log(problem.speed(state)) - state.log_objective
+            log_rate1 = math.log(problem.speed(new)) - new.log_objective
+            log_t = float(np.logaddexp(log_t, math.log(h) + _log_mean_exp_interval(log_rate0, log_rate1)))
+            clock += h
+            steps += 1
+            log.add_step(new, error)
+            state, field, failures = new, f2, 0
+            if state.log_loss <= target:
+                reason = "log_loss_target"
+                break
+            if state.norm * float(state.grad_log_objective.norm()) <= stationary:
+                reason = "stationary"
+                break
+            if log_t > _SEPARATION_HORIZON and state.log_loss >= math.log(problem.loss.at_zero):
+                reason = "not_separated"
+                break
+            if log.due(log_t, state.log_loss):
+                log.record(state, step=steps, clock=clock, log_t=log_t)
+        else:
+            rejected += 1
+            failures += 1
+            if failures > 60:
+                reason = "step_size_underflow" if finite else "non_finite"
+                break
+        factor = 0.8 * ratio ** (-1 / 3) if finite and ratio > 0 else (5.0 if finite else 0.2)
+        h *= min(5.0 if failures == 0 else 1.0, max(0.2, factor))
+    log.record(state, step=steps, clock=clock, log_t=log_t, snapshot=True)
+    return state, reason, steps, rejected, evaluations
+
+
+def _discrete(problem: _Problem, theta: torch.Tensor, log: _Log, *, lr: float, steps_max: int, target: float,
+              batch_size: int | None, seed: int | None):
+    """Plain GD (batch_size None) or SGD: theta <- theta - lr (grad L_batch + wd theta).
+
+    SGD samples batches without replacement within each epoch and scales the batch sum by N / b, an
+    unbiased estimate of grad L for the summed loss. GD's error estimate against the flow from the
+    same point is the Euler-Heun difference (lr/2) ||g(theta_{k+1}) - g(theta_k)||.
+    """
+    net, N = problem.net, len(problem.net.y)
+    state = problem.state(theta, jacobian=False)
+    log.record(state, step=0, clock=0.0, log_t=-math.inf)
+    generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    order: list[int] = []
+    reason, steps, evaluations = "max_steps", 0, 1
+
+    def full_gradient(s: _State) -> torch.Tensor:
+        return (math.exp(s.log_objective) if s.log_objective < 709 else math.inf) * s.grad_log_objective
+
+    gradient = full_gradient(state)
+    while steps < steps_max:
+        if batch_size is None:
+            update = gradient
+        else:
+            if len(order) < batch_size:
+                order += torch.randperm(N, generator=generator).tolist()
+            index = torch.tensor(order[:batch_size], device=theta.device)
+            del order[:batch_size]
+            theta_var = state.theta.detach().requires_grad_(True)
+            q = net.margins(theta_var, index)
+            batch_loss = torch.exp(problem.loss.log(q)).sum() * (N / batch_size)
+            (update,) = torch.autograd.grad(batch_loss, theta_var)
+            update = update + problem.weight_decay * state.theta
+        new = problem.state(state.theta - lr * update, jacobian=False)
+        evaluations += 1
+        steps += 1
+        if not (math.isfinite(new.log_objective) and bool(torch.isfinite(new.theta).all())):
+            reason = "non_finite"
+            break
+        new_gradient = full_gradient(new)
+        error = 0.5 * lr * float((new_gradient - gradient).norm()) if batch_size is None else math.nan
+        log.add_step(new, error)
+        state, gradient = new, new_gradient
+        log_t = math.log(lr * steps)
+        if state.log_loss <= target:
+            reason = "log_loss_target"
+            break
+        if steps < steps_max and log.due(log_t, state.log_loss):
+            log.record(state, step=steps, clock=lr * steps, log_t=log_t)
+    log.record(state, step=steps, clock=lr * steps, log_t=math.log(lr * max(steps, 1)), snapshot=True)
+    return state, reason, steps, 0, evaluations
+
+
+# --- the entry point ------------------------------------------------------------------------------
+
+def as_labels(y, X: torch.Tensor) -> torch.Tensor:
+    """Check that y holds one label in {-1, +1} per row of X; return it on X's device and dtype."""
+    expect(isinstance(y, torch.Tensor), expected="y as a torch.Tensor of labels in {-1, +1}",
+           received=type(y).__name__, fix=f"torch.as_tensor(y, dtype={X.dtype})")
+    expect(y.shape == (X.shape[0],), expected=f"y of shape ({X.shape[0]},) (one label per row of X)",
+           received=f"shape {tuple(y.shape)}", fix="y.reshape(-1)")
+    expect(bool(((y == 1) | (y == -1)).all()), expected="labels in {-1, +1}",
+           received=f"values {sorted(set(y.detach().cpu().tolist()))[:6]}", fix="y = 2 * y - 1 for 0/1 labels")
+    return y.to(dtype=X.dtype, device=X.device)
+
+
+def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp", method: str = "flow",
+          lr: float | None = None, weight_decay: float = 0.0, batch_size: int | None = None,
+          steps: int | None = None, log_loss_target: float = DEFAULT_LOG_LOSS_TARGET, rtol: float | None = None,
+          points_per_decade: float = 4.0, degree: float | None = None, snapshots: bool = True,
+          seed: int | None = None) -> Trajectory:
+    """Train ``model`` (a scalar-output binary classifier) on (X, y) and return its Trajectory.
+
+    ``method``: ``"flow"`` (gradient flow, adaptive Rosenbrock; see the module docstring), ``"gd"``
+    (full-batch steps of size ``lr``) or ``"sgd"`` (mini-batches of ``batch_size``). The summed loss
+    ``loss`` (``"exp"``, ``"logistic"``, ``"square"``) plus ``weight_decay``/2 ||theta||^2 is minimized.
+    Stopping: log L <= ``log_loss_target`` (default -700, L ~ 1e-304), or ``steps`` accepted steps
+    (flow default 20000, GD/SGD default 10000), or (flow) a stationary point, a summed loss still
+    above l(0) at t = 1e10 (stalled short of separation), or no admissible step.
+    ``degree``: the homogeneity degree L of f in theta (default: the sum of the model's declared
+    per-layer degrees, ``model.homogeneity_degrees``, else 1 per weight layer); homogeneity is checked
+    with :func:`theorycheck.check_homogeneity` on X. The model's parameters are left at the final
+    state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
+    """
+    from .claims.homogeneity import check_homogeneity
+    from .models import declared_degrees, read_parameters
+
+    X = as_batch(X, model)
+    y = as_labels(y, X)
+    expect(method in METHODS, expected=f"method in {METHODS}", received=repr(method),
+           fix="'flow' for gradient flow, 'gd' or 'sgd' with lr=...")
+    loss_fn = get_loss(loss)
+    expect(weight_decay >= 0 and math.isfinite(weight_decay), expected="weight_decay >= 0",
+           received=repr(weight_decay), fix="weight_decay=0.0 for the margin theorems")
+    if method != "flow":
+        expect(lr is not None and lr > 0 and math.isfinite(lr), expected=f"a step size lr > 0 for method={method!r}",
+               received=f"lr={lr!r}", fix="e.g. lr=0.1")
+    if method == "sgd":
+        expect(batch_size is not None and 1 <= batch_size <= len(y), expected=f"1 <= batch_size <= {len(y)}",
+               received=f"batch_size={batch_size!r}", fix="e.g. batch_size=len(y) // 4")
+    net = FlatNetwork(model, X, y)
+    with torch.no_grad():
+        out = model(X[:1])
+    expect(out.numel() == 1, expected="a model with one output per sample (binary classifier, labels +-1)",
+           received=f"{out.numel()} outputs per sample", fix="use a final layer with out_features=1")
+    found = read_parameters(model)
+    homogeneity = check_homogeneity(model, X[:64])
+    layer_sum = float(sum(declared_degrees(model, list(found.weights)))) if found.weights else 1.0
+    degree = layer_sum if degree is None else float(degree)
+    expect(degree > 0 and math.isfinite(degree), expected="a positive homogeneity degree", received=repr(degree),
+           fix="pass degree=L for an L-homogeneous model")
+    homogeneous, homogeneity_reason = homogeneity.status == "holds", homogeneity.summary()
+    if degree != layer_sum:
+        homogeneous = False
+        homogeneity_reason = f"degree L={degree:g} given, but the layers' degrees sum to {layer_sum:g}"
+    smooth, smooth_reason = twice_differentiable(model)
+    problem = _Problem(net, loss_fn, float(weight_decay), float(degree))
+    dtype = X.dtype
+    rtol = DEFAULT_RTOL[smooth, dtype] if rtol is None else float(rtol)
+    expect(method != "flow" or 0 < rtol < 1, expected="0 < rtol < 1", received=repr(rtol), fix="e.g. rtol=1e-4")
+    log = _Log(problem, points_per_decade, snapshots)
+    theta = net.flatten()
+    started = time.perf_counter()
+    if method == "flow":
+        final, reason, n_steps, rejected, evaluations = _flow(
+            problem, theta, log, rtol=rtol, target=log_loss_target, max_steps=20000 if steps is None else steps,
+            kinks=KinkPattern(net, smooth))
+        integrator = ("Rosenbrock 2(3) (Shampine & Reichelt 1997, ode23s) on d theta/ds = -c grad log J, "
+                      "c = ||theta||^2 / (L sqrt(1 + log^2 J)); local error <= rtol ||theta|| per step")
+    else:
+        final, reason, n_steps, rejected, evaluations = _discrete(
+            problem, theta, log, lr=float(lr), steps_max=10000 if steps is None else steps,
+            target=log_loss_target, batch_size=batch_size if method == "sgd" else None, seed=seed)
+        integrator = ("gradient descent; error vs the flow: Euler-Heun estimate" if method == "gd"
+                      else "stochastic gradient descent (no flow error estimate)")
+    net.write(final.theta)
+    return Trajectory(
+        method=method, loss=loss_fn.name, lr=None if method == "flow" else float(lr),
+        weight_decay=float(weight_decay), batch_size=batch_size if method == "sgd" else None, degree=float(degree),
+        homogeneous=homogeneous, homogeneity_reason=homogeneity_reason,
+        smooth=smooth, smooth_reason=smooth_reason, loss_at_zero=loss_fn.at_zero,
+        exponential_type=loss_fn.exponential_type, n_samples=len(y), n_parameters=int(theta.numel()),
+        layer_names=tuple(net.names), records=log.columns(), snapshots=tuple(log.snapshots), stop_reason=reason,
+        integrator=integrator, rtol=rtol if method == "flow" else None, log_loss_target=float(log_loss_target),
+        steps=n_steps, rejected=rejected, evaluations=evaluations, seconds=time.perf_counter() - started,
+        device=str(X.device), dtype=dtype_name(dtype), seed=seed)
