@@ -10,8 +10,8 @@ per unit of s once the data are separated, so losses of e^-700 and below take a 
 Integrator: the linearly implicit Rosenbrock pair of Shampine & Reichelt (SIAM J. Sci. Comput.
 18:1, 1997; MATLAB's ode23s): order 2, an embedded order-3 error estimate, L-stable, and a
 W-formula (order 2 with an approximate Jacobian). The Jacobian used is the generalized Gauss-Newton
-part -c A^T H A (A = per-sample gradients of the margins, H = Hessian of log J in the margins),
-which carries the stiff directions; it is inverted through an N x N system (Woodbury).
+part of -c Hess(log J) (A = per-sample gradients of the margins; the margins' own curvature is left
+out), which carries the stiff directions; it is inverted through an (N+1) x (N+1) system (Woodbury).
 Error control: every accepted step has estimated local error ||err_k|| <= rtol ||theta_k||, and the
 estimates are recorded: the Trajectory carries, per record interval, their sum (the standard
 global-error estimate, sum of local errors) and their first-order effect on the smoothed margin,
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev
+from torch.func import functional_call
 
 from .devices import dtype_name, gamma, unit_roundoff
 from .errors import InvalidArgument, expect
@@ -156,13 +156,13 @@ class FlatNetwork:
         return self.y[index] * self.outputs(theta, self.X[index])
 
     def margin_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(q, A): the margins and their per-sample gradients A[n] = grad_theta q_n (N x P)."""
-        def margins(t):
-            q = self.margins(t)
-            return q, q.detach()
-
-        A, q = jacrev(margins, has_aux=True)(theta)
-        return q, A
+        """(q, A): the margins and their per-sample gradients A[n] = grad_theta q_n (N x P), by one batched
+        backward pass."""
+        theta = theta.detach().requires_grad_(True)
+        q = self.margins(theta)
+        basis = torch.eye(len(q), dtype=q.dtype, device=q.device)
+        (A,) = torch.autograd.grad(q, theta, basis, is_grads_batched=True)
+        return q.detach(), A
 
     def absolute_outputs(self, theta: torch.Tensor) -> torch.Tensor:
         """f evaluated with |theta| on |X|: the scale of Higham's forward-error bound for a network of
@@ -187,7 +187,6 @@ class _State:
     grad_log_loss: torch.Tensor  # grad log L
     grad_log_objective: torch.Tensor  # grad log J
     weights: torch.Tensor  # p_n = l(q_n) / J
-    pull: torch.Tensor  # p_n d log l / dq = l'(q_n) / J (0 where l(q_n) = 0)
     bend: torch.Tensor  # p_n (d log l/dq)^2 + p_n d^2 log l/dq^2 = l''(q_n) / J (0 where l(q_n) = 0)
     slope: torch.Tensor  # |d log l / dq| where l(q_n) > 0: the sensitivity of log L to q_n (roundoff)
 
@@ -231,7 +230,7 @@ class _Problem:
         return _State(theta=theta.detach(), q=q_detached, A=A, log_loss=float(log_loss),
                       log_objective=float(log_objective), grad_log_loss=grad_log_loss.detach(),
                       grad_log_objective=grad_log_objective.detach(), weights=weights_loss * share,
-                      pull=weights_loss * share * slope, bend=weights_loss * share * (slope**2 + curvature),
+                      bend=weights_loss * share * (slope**2 + curvature),
                       slope=slope.abs())
 
     def speed(self, state: _State) -> float:
@@ -243,20 +242,20 @@ class _Problem:
         return -self.speed(state) * state.grad_log_objective
 
     def linear_solver(self, state: _State, scale: float):
-        """r -> W^{-1} r for W = I - scale * Jac, Jac = -c (A^T H A + (wd / J) I) (Gauss-Newton part),
-        through Woodbury: an N x N factorization instead of P x P."""
+        """r -> W^{-1} r for W = I - scale * Jac with the Gauss-Newton part of the flow's Jacobian,
+        Jac = -c (A^T diag(l''/J) A + (wd / J) I - g g^T), g = grad log J (the Hessian of log J without the
+        margins' own curvature), through Woodbury: an (N+1) x (N+1) factorization instead of P x P."""
         c = self.speed(state)
-        p = state.weights
-        H = torch.diag(state.bend) - torch.outer(state.pull, state.pull)
         beta = 1.0 + (scale * c * self.weight_decay * math.exp(-state.log_objective) if self.weight_decay else 0.0)
         alpha = scale * c / beta
-        A = state.A
-        K = torch.eye(len(p), dtype=A.dtype, device=A.device) + alpha * H @ (A @ A.T)
+        rows = torch.cat([state.A, state.grad_log_objective.unsqueeze(0)])
+        middle = torch.cat([state.bend, -torch.ones(1, dtype=rows.dtype, device=rows.device)])
+        K = torch.eye(len(middle), dtype=rows.dtype, device=rows.device) + alpha * middle[:, None] * (rows @ rows.T)
         lu = torch.linalg.lu_factor(K)
 
         def solve(r: torch.Tensor) -> torch.Tensor:
-            inner = torch.linalg.lu_solve(*lu, (H @ (A @ r)).unsqueeze(1)).squeeze(1)
-            return (r - alpha * (A.T @ inner)) / beta
+            inner = torch.linalg.lu_solve(*lu, (middle * (rows @ r)).unsqueeze(1)).squeeze(1)
+            return (r - alpha * (rows.T @ inner)) / beta
 
         return solve
 
@@ -264,7 +263,8 @@ class _Problem:
 # --- the record ---------------------------------------------------------------------------------
 
 COLUMNS = ("step", "clock", "log_t", "log_loss", "log_objective", "norm", "min_margin", "normalized_margin",
-           "smoothed_margin", "alignment", "error", "margin_drift", "margin_roundoff")
+           "smoothed_margin", "alignment", "error", "margin_drift", "margin_roundoff", "margin_rate",
+           "margin_rate_roundoff")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,20 +364,21 @@ class _Log:
         self.terms = net.dot_product_terms()
         self.numerator = problem.loss.margin_numerator
 
-    def smoothed_margin(self, state: _State) -> tuple[float, float]:
-        """gamma~ = l^{-1}(L) / ||theta||^L and ||grad gamma~||."""
+    def smoothed_margin(self, state: _State) -> tuple[float, torch.Tensor, float]:
+        """gamma~ = l^{-1}(L) / ||theta||^L, its gradient, and the gradient's roundoff scale (sum of the norms
+        of its two terms)."""
         L, rho = self.problem.degree, state.norm
         log_loss = torch.tensor(state.log_loss, dtype=torch.float64)
         value = float(self.numerator(log_loss)) / rho**L
         slope = float(self.problem.loss.margin_numerator_slope(log_loss))
-        grad = (slope / rho**L) * state.grad_log_loss - (L * value / rho**2) * state.theta
-        return value, float(grad.norm())
+        first, second = (slope / rho**L) * state.grad_log_loss, (L * value / rho**2) * state.theta
+        return value, first - second, float(first.norm() + second.norm())
 
     def add_step(self, state: _State, error: float) -> None:
         """Account one accepted step ending at ``state`` with local error estimate ``error``."""
         self.error += error
         if math.isfinite(error) and error > 0:
-            self.drift += self.smoothed_margin(state)[1] * error
+            self.drift += float(self.smoothed_margin(state)[1].norm()) * error
 
     def due(self, log_t: float, log_loss: float) -> bool:
         return log_t >= self.next_grid or (self.keep and self.next_level < len(SNAPSHOT_LEVELS)
@@ -385,7 +386,13 @@ class _Log:
 
     def record(self, state: _State, *, step: int, clock: float, log_t: float, snapshot: bool = False) -> None:
         problem, L, rho = self.problem, self.problem.degree, state.norm
-        smoothed, _ = self.smoothed_margin(state)
+        smoothed, gradient, gradient_scale = self.smoothed_margin(state)
+        # Lyu & Li's key inequality in differential form: d gamma~/dt = <grad gamma~, -grad L> >= 0 after t0;
+        # recorded along -grad log L (same sign); roundoff: gamma_{K+P} on each factor and the dot product
+        flow = -state.grad_log_loss
+        rate = float(gradient @ flow)
+        rate_roundoff = 3 * gamma(self.terms + state.theta.numel(), state.theta.dtype) * gradient_scale * float(
+            flow.norm())
         g = state.grad_log_loss
         alignment = float(-(state.theta @ g) / (rho * g.norm())) if float(g.norm()) > 0 and rho > 0 else math.nan
         dtype = state.theta.dtype
@@ -400,7 +407,7 @@ class _Log:
                           "log_objective": state.log_objective, "norm": rho, "min_margin": min_margin,
                           "normalized_margin": min_margin / rho**L, "smoothed_margin": smoothed,
                           "alignment": alignment, "error": self.error, "margin_drift": self.drift,
-                          "margin_roundoff": roundoff})
+                          "margin_roundoff": roundoff, "margin_rate": rate, "margin_rate_roundoff": rate_roundoff})
         self.layer_norms.append([float(t.norm()) for t in state.theta.split(problem.net.sizes)])
         self.error = self.drift = 0.0
         if math.isfinite(log_t) and log_t >= self.next_grid:
@@ -439,19 +446,17 @@ def _flow(problem: _Problem, theta: torch.Tensor, log: _Log, *, rtol: float, tar
           kinks: KinkPattern):
     """Integrate d theta / ds = -c grad log J with the Shampine-Reichelt Rosenbrock pair.
 
-    Step sizes follow the embedded estimate; a step that raises J (beyond roundoff) is rejected, as the
-    exact flow never does. The recorded error of a step whose stages see different
+    Step sizes follow the embedded estimate. The recorded error of a step whose stages see different
     activation patterns (it crossed a kink, where the field jumps and the embedded estimate is not
     reliable) is the first-order bound h (max_ab ||F_a - F_b|| + ||k2 - F_1||) over the stage fields
     F_0, F_1, F_2: any Filippov solution through theta moves with an average velocity in their hull.
     """
     state = problem.state(theta, jacobian=True)
     pattern = kinks(state.theta)
-    terms = problem.net.dot_product_terms()
     stationary = math.sqrt(unit_roundoff(theta.dtype))
     field = problem.field(state)
     h = 0.01 * state.norm / max(float(field.norm()), 1e-300)
-    log_t, clock, steps, rejected, evaluations, failures = -math.inf, 0.0, 0, 0, 1, 0
+    log_t, clock, steps, rejected, evaluations, failures, quiet = -math.inf, 0.0, 0, 0, 1, 0, 0
     log.record(state, step=0, clock=0.0, log_t=log_t)
     reason = "max_steps"
     while steps < max_steps:
@@ -467,11 +472,6 @@ def _flow(problem: _Problem, theta: torch.Tensor, log: _Log, *, rtol: float, tar
         error = float((h / 6 * (k1 - 2 * k2 + k3)).norm())
         ratio = error / (rtol * max(state.norm, new.norm))
         finite = math.isfinite(ratio) and math.isfinite(new.log_objective) and bool(torch.isfinite(new.theta).all())
-        # the exact flow decreases J; a step that raises it beyond roundoff left the flow (a kink it stepped over)
-        descent = finite and new.log_objective <= state.log_objective + gamma(terms, theta.dtype) * (
-            1 + abs(state.log_objective))
-        if finite and not descent:
-            ratio = max(ratio, 2.0)
         if finite and ratio <= 1:
             new_pattern = kinks(new.theta)
             crossed = not kinks.known or (pattern is not None and not (
@@ -487,11 +487,15 @@ def _flow(problem: _Problem, theta: torch.Tensor, log: _Log, *, rtol: float, tar
             clock += h
             steps += 1
             log.add_step(new, error)
+            previous_log_objective = state.log_objective
             state, field, failures = new, f2, 0
             if state.log_loss <= target:
                 reason = "log_loss_target"
                 break
-            if state.norm * float(state.grad_log_objective.norm()) <= stationary:
+            still = (float((h * k2).norm()) <= stationary * state.norm
+                     and abs(state.log_objective - previous_log_objective) <= stationary * (1 + abs(state.log_objective)))
+            quiet = quiet + 1 if still else 0
+            if state.norm * float(state.grad_log_objective.norm()) <= stationary or quiet >= 3:
                 reason = "stationary"
                 break
             if log_t > _SEPARATION_HORIZON and state.log_loss >= math.log(problem.loss.at_zero):
@@ -612,9 +616,9 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
                received=f"batch_size={batch_size!r}", fix="e.g. batch_size=len(y) // 4")
     net = FlatNetwork(model, X, y)
     with torch.no_grad():
-        out = model(X[:1])
-    expect(out.numel() == 1, expected="a model with one output per sample (binary classifier, labels +-1)",
-           received=f"{out.numel()} outputs per sample", fix="use a final layer with out_features=1")
+        out = net.outputs(net.flatten(), X[:2])  # buffers are copies: batch-norm statistics stay as they are
+    expect(out.numel() == len(X[:2]), expected="a model with one output per sample (binary classifier, labels +-1)",
+           received=f"{out.numel() // len(X[:2])} outputs per sample", fix="use a final layer with out_features=1")
     found = read_parameters(model)
     homogeneity = check_homogeneity(model, X[:64])
     layer_sum = float(sum(declared_degrees(model, list(found.weights)))) if found.weights else 1.0

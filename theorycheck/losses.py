@@ -18,18 +18,23 @@ import torch
 from .errors import InvalidArgument
 
 
+def _log1p_ratio(u: torch.Tensor) -> torch.Tensor:
+    """log1p(u) / u for u in [0, 1], with its series 1 - u/2 below 1e-8 (where u may be subnormal or 0)."""
+    small = u < 1e-8
+    return torch.where(small, 1 - u / 2, torch.log1p(u) / torch.where(small, torch.ones_like(u), u))
+
+
 def _logistic_log(q: torch.Tensor) -> torch.Tensor:
     """log(log(1 + e^{-q})): -q + log(log1p(u)/u) with u = e^{-q} for q > 0 (no underflow to log 0)."""
     u = torch.exp(-q.clamp(min=0))
-    ratio = torch.where(u > 0, torch.log1p(u) / torch.where(u > 0, u, torch.ones_like(u)), torch.ones_like(u))
+    ratio = _log1p_ratio(u)
     return torch.where(q > 0, -q + torch.log(ratio), torch.log(torch.nn.functional.softplus(-q.clamp(max=0))))
 
 
 def _logistic_dlog(q: torch.Tensor) -> torch.Tensor:
     """d/dq log l = -sigmoid(-q) / softplus(-q) (-> -1 as q -> infinity)."""
     u = torch.exp(-q.clamp(min=0))
-    ratio = torch.where(u > 0, torch.log1p(u) / torch.where(u > 0, u, torch.ones_like(u)), torch.ones_like(u))
-    positive = -1.0 / ((1 + u) * ratio)
+    positive = -1.0 / ((1 + u) * _log1p_ratio(u))
     qn = q.clamp(max=0)
     return torch.where(q > 0, positive, -torch.sigmoid(-qn) / torch.nn.functional.softplus(-qn))
 
@@ -42,20 +47,21 @@ def _logistic_d2log(q: torch.Tensor) -> torch.Tensor:
     return ratio - dlog**2
 
 
+def _expm1_ratio(x: torch.Tensor) -> torch.Tensor:
+    """expm1(x) / x for x >= 0, with its series 1 + x/2 below 1e-8 (where x may be subnormal or 0)."""
+    small = x < 1e-8
+    return torch.where(small, 1 + x / 2, torch.expm1(x) / torch.where(small, torch.ones_like(x), x))
+
+
 def _logistic_numerator(log_loss: torch.Tensor) -> torch.Tensor:
     """l^{-1}(L) = -log(expm1(L)) = -log L - log(expm1(L)/L), stable for log L -> -infinity."""
-    total = torch.exp(log_loss)
-    ratio = torch.where(total > 0, torch.expm1(total) / torch.where(total > 0, total, torch.ones_like(total)),
-                        torch.ones_like(total))
-    return -log_loss - torch.log(ratio)
+    return -log_loss - torch.log(_expm1_ratio(torch.exp(log_loss)))
 
 
 def _logistic_numerator_slope(log_loss: torch.Tensor) -> torch.Tensor:
     """d l^{-1}(L) / d log L = -L e^L / (e^L - 1) (-> -1 as L -> 0)."""
     total = torch.exp(log_loss)
-    ratio = torch.where(total > 0, torch.expm1(total) / torch.where(total > 0, total, torch.ones_like(total)),
-                        torch.ones_like(total))
-    return -torch.exp(total) / ratio
+    return -torch.exp(total) / _expm1_ratio(total)
 
 
 @dataclasses.dataclass(frozen=True)

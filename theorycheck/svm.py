@@ -22,11 +22,13 @@ from .errors import expect
 @dataclasses.dataclass(frozen=True)
 class HardMarginSVM:
     """w (min-norm with all margins >= 1), the multipliers alpha >= 0 (w = sum alpha_n y_n x_n), the
-    support set {n: alpha_n > 0}, the geometric margin 1/||w|| and the NNLS residual of the LDP."""
+    support set {n: alpha_n > 0}, the active set {n: y_n <w, x_n> = 1} (within sqrt(eps): it also holds
+    points on the margin with alpha_n = 0), and the geometric margin 1/||w||."""
 
     w: np.ndarray
     alpha: np.ndarray
     support: tuple[int, ...]
+    active: tuple[int, ...]
     margin: float
     separable: bool
 
@@ -45,11 +47,12 @@ def hard_margin_svm(X, y) -> HardMarginSVM:
     r = E @ u - f
     if abs(r[-1]) <= np.finfo(np.float64).eps * max(1.0, float(u.sum())):
         nan = np.full(X.shape[1], np.nan)
-        return HardMarginSVM(nan, np.full(len(y), np.nan), (), float("nan"), separable=False)
+        return HardMarginSVM(nan, np.full(len(y), np.nan), (), (), float("nan"), separable=False)
     w = -r[:-1] / r[-1]
     alpha = u / (1.0 - u.sum())
-    return HardMarginSVM(w, alpha, tuple(int(i) for i in np.flatnonzero(alpha > 0)), float(1 / np.linalg.norm(w)),
-                         separable=True)
+    active = np.flatnonzero(G @ w <= 1 + np.sqrt(np.finfo(np.float64).eps))
+    return HardMarginSVM(w, alpha, tuple(int(i) for i in np.flatnonzero(alpha > 0)), tuple(int(i) for i in active),
+                         float(1 / np.linalg.norm(w)), separable=True)
 
 
 def angle(a, b) -> float:

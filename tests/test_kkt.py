@@ -1,0 +1,186 @@
+"""Unit tests and negative controls for the kkt claim (Lyu & Li 2020 Thm 4.4; Soudry et al. 2018) and the SVM oracle."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+import theorycheck as tc
+from theorycheck.claims.kkt import ASSUME_SEPARATED, kkt_point, linear_weights
+from theorycheck.claims.margin import ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, FlowInstance
+from theorycheck.data import separable, with_contradiction
+from theorycheck.dynamics import FlatNetwork
+from theorycheck.models import NetworkSpec
+from theorycheck.svm import angle, hard_margin_svm
+
+LINEAR = NetworkSpec(family="linear", in_shape=(4,), widths=())
+DEEP = NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu")
+SMOOTH = NetworkSpec(in_shape=(3,), widths=(4,), activation="relu_p", power=3.0)
+
+
+def _trained(spec, device="cpu", dtype="float64", *, control=None, target=math.log(1e-30), seed=5, n=10, **train):
+    instance = FlowInstance(spec=spec, seed=seed, n=n, control=control, log_loss_target=target)
+    model, X, y = instance.build(device, dtype)
+    trajectory = tc.train(model, X, y, **{**instance.train_kwargs(), **train})
+    return model, X, y, trajectory
+
+
+# --- the SVM oracle -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+def test_svm_matches_a_qp_solver(seed):
+    data = separable(12, 4, margin=0.1, seed=seed)
+    X, y = data.X.numpy(), data.y.numpy()
+    svm = hard_margin_svm(X, y)
+    qp = minimize(lambda w: 0.5 * w @ w, np.zeros(4), jac=lambda w: w, method="SLSQP",
+                  constraints=[{"type": "ineq", "fun": lambda w: y * (X @ w) - 1, "jac": lambda w: y[:, None] * X}],
+                  options={"ftol": 1e-15, "maxiter": 500})
+    assert angle(svm.w, qp.x) < 1e-7 and (y * (X @ svm.w)).min() == pytest.approx(1.0, abs=1e-12)
+    assert np.allclose(svm.w, (svm.alpha * y) @ X, atol=1e-12) and (svm.alpha >= 0).all()
+    assert set(svm.support) <= set(svm.active) and svm.margin == pytest.approx(1 / np.linalg.norm(svm.w))
+
+
+def test_svm_reports_inseparable_data():
+    data = with_contradiction(separable(8, 3, seed=1))
+    assert not hard_margin_svm(data.X.numpy(), data.y.numpy()).separable
+
+
+def test_angle_is_accurate_for_tiny_angles():
+    assert angle([1.0, 0.0], [1.0, 1e-12]) == pytest.approx(1e-12, rel=1e-6)
+    assert angle([1.0, 0.0], [-1.0, 0.0]) == pytest.approx(math.pi)
+
+
+# --- the flow reaches the SVM / KKT points ---------------------------------------------------------
+
+def test_linear_flow_converges_to_the_svm_at_soudrys_rate():
+    model, X, y, trajectory = _trained(LINEAR, target=-700.0)
+    verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
+    assert verdict.status == "holds", verdict.summary()
+    svm = verdict.details["svm"]
+    assert svm["angle"] <= 1e-2 and svm["same_support"] and set(svm["active"]) <= set(verdict.details["support"])
+    assert -1.5 < svm["log_log_slope"] < -0.5  # angle ~ C / log t
+    assert verdict.details["eps_decreasing"] and verdict.details["delta_decreasing"]
+    assert sorted(verdict.details["support"]) == verdict.details["support"]
+    assert len(verdict.details["multipliers"]) == len(y)
+    assert linear_weights(model) is not None and linear_weights(tc.models.build_network(DEEP)) is None
+
+
+@pytest.mark.parametrize("spec", [DEEP, SMOOTH], ids=["leaky-mlp", "relu3-mlp"])
+def test_deep_flow_has_decreasing_eps_and_delta(spec, tc_device, tc_dtype):
+    model, X, y, trajectory = _trained(spec, tc_device, tc_dtype)
+    verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
+    assert verdict.status == "holds", verdict.summary()
+    history = verdict.details["history"]
+    assert len(history["eps"]) >= 3 and history["eps"][-1] < history["eps"][0]
+    assert verdict.details["goldstein_radius"] == (0.0 if spec is SMOOTH else 3 * trajectory.rtol)
+
+
+def test_plain_stationarity_would_put_multipliers_on_non_support_points():
+    """Why complementary slackness is in the NNLS: with N > P the stationarity system alone is solved exactly
+    by multipliers on non-support points; the joint problem leaves them ~0."""
+    from scipy.optimize import nnls
+
+    model, X, y, _ = _trained(LINEAR, target=-300.0, n=12)
+    point = kkt_point(FlatNetwork(model, X, y), FlatNetwork(model, X, y).flatten(), 1.0)
+    q = point["margins"]
+    theta = FlatNetwork(model, X, y).flatten().numpy() / q.min()
+    G = (y[:, None] * X).numpy().T
+    plain, _ = nnls(G, theta)
+    off = np.setdiff1d(np.arange(len(q)), point["support"])
+    assert plain[off].sum() > 10 * point["multipliers"][off].sum()
+    assert point["delta"] < 1e-2
+
+
+# --- negative controls -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("control, assumption", [("weight_decay", ASSUME_NO_DECAY), ("square", ASSUME_LOSS),
+                                                 ("inseparable", ASSUME_T0)])
+def test_broken_assumptions_are_vacuous(control, assumption):
+    model, X, y, trajectory = _trained(DEEP, control=control)
+    verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
+    assert verdict.status == "vacuous", verdict.summary()
+    assert verdict.assumptions[assumption] is False and f'"{assumption}"' in verdict.summary()
+
+
+def test_square_loss_limit_is_not_a_kkt_point():
+    """Square loss on a linear model with N > d: the least-squares solution, eps stays large."""
+    model, X, y, trajectory = _trained(LINEAR, control="square", n=12)
+    verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
+    assert verdict.status == "vacuous" and not verdict.conclusion_held
+
+
+def test_evaluation_before_separation_is_vacuous():
+    model, X, y, trajectory = _trained(DEEP, target=math.log(10) - 0.5)
+    verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_T0] is False
+    single = tc.check_kkt(model, X, y)
+    assert single.status == "vacuous"
+
+
+def test_a_large_multiplier_on_a_non_support_point_is_rejected():
+    model, X, y, _ = _trained(LINEAR, target=-300.0)
+    net = FlatNetwork(model, X, y)
+    point = kkt_point(net, net.flatten(), 1.0)
+    good = tc.check_kkt(model, X, y, multipliers=point["multipliers"])
+    assert good.status == "holds", good.summary()
+    wrong = np.array(point["multipliers"])
+    outsider = int(np.argmax(point["margins"]))
+    assert outsider not in point["support"]
+    wrong[outsider] += 10 * wrong.max()
+    verdict = tc.check_kkt(model, X, y, multipliers=wrong)
+    assert verdict.status == "violated" and f"sample {outsider}" in verdict.reason
+    with pytest.raises(tc.ClaimViolation, match=r"\[theorycheck\] kkt: violated; .*not KKT multipliers"):
+        tc.assert_kkt(model, X, y, multipliers=wrong)
+
+
+def test_reversed_residuals_are_not_a_decreasing_trend():
+    """The trend check can fail: the same long run of a C^2 network with its snapshots in reverse order."""
+    model, X, y, trajectory = _trained(SMOOTH, target=-300.0)
+    snapshots = trajectory.snapshots
+    reversed_run = dataclasses.replace(trajectory, snapshots=tuple(
+        dataclasses.replace(s, theta=t.theta) for s, t in zip(snapshots, snapshots[::-1])))
+    verdict = tc.check_kkt(model, X, y, trajectory=reversed_run)
+    assert verdict.status == "violated" and "not decreasing" in verdict.reason
+    short = dataclasses.replace(reversed_run, snapshots=tuple(s for s in reversed_run.snapshots if -s.log_loss < 100))
+    assert tc.check_kkt(model, X, y, trajectory=short).status == "inconclusive"
+
+
+# --- single states and input checks -----------------------------------------------------------------
+
+def test_single_state_is_judged_only_when_long_enough():
+    model, X, y, _ = _trained(SMOOTH, target=-5.0)
+    assert tc.check_kkt(model, X, y).status == "inconclusive"
+    model, X, y, _ = _trained(SMOOTH, target=-300.0)
+    verdict = tc.check_kkt(model, X, y)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["near_support_counts"][7] >= verdict.details["near_support_counts"][1] >= 1
+
+
+def test_unseparated_model_is_vacuous():
+    model, X, y, _ = _trained(DEEP, target=3.0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.neg_()
+    verdict = tc.check_kkt(model, X, y)
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_SEPARATED] is False
+
+
+def test_bad_input_names_expected_received_fix():
+    model, X, y, trajectory = _trained(LINEAR, target=-10.0)
+    with pytest.raises(tc.InvalidArgument, match="expected a trajectory of this model and data .*Fix:"):
+        tc.check_kkt(model, X[:-1], y[:-1], trajectory=trajectory)
+    with pytest.raises(tc.InvalidArgument, match=r"expected 10 multipliers .*Fix:"):
+        tc.check_kkt(model, X, y, multipliers=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("claim", ["margin_monotone", "kkt"])
+def test_audit_cases_reproduce(claim):
+    cases = list(tc.CLAIMS[claim].audit_cases(n=2, seed=1, device="cpu", dtype="float64"))
+    assert [c.kind for c in cases] == ["instance", "instance", "control", "control"]
+    namespace: dict = {}
+    exec(cases[0].reproduce.replace("print(", "result = ("), namespace)
+    assert namespace["result"].startswith(f"[theorycheck] {claim}: holds")
+    assert all(case.run().status in case.expected for case in cases)

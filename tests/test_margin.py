@@ -1,0 +1,144 @@
+"""Unit tests and negative controls for the margin_monotone claim (Lyu & Li 2020, Thm 4.1/4.2)."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+import theorycheck as tc
+from theorycheck.claims.margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0,
+                                       FlowInstance, largest_drop)
+from theorycheck.models import NetworkSpec
+
+LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=())
+DEEP_LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=(3,))
+LEAKY = NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu")
+CNN = NetworkSpec(family="cnn", in_shape=(1, 3, 3), widths=(3,), pooling="avg")
+RELU = NetworkSpec(in_shape=(3,), widths=(5,))
+TARGET = math.log(1e-30)
+
+
+def _run(spec, device="cpu", dtype="float64", *, control=None, loss="exp", seed=3, **train):
+    instance = FlowInstance(spec=spec, seed=seed, n=8, loss=loss, control=control, log_loss_target=TARGET)
+    model, X, y = instance.build(device, dtype)
+    return tc.train(model, X, y, **{**instance.train_kwargs(), **train})
+
+
+@pytest.mark.parametrize("spec, loss, seed", [(LINEAR, "exp", 3), (DEEP_LINEAR, "logistic", 3), (LEAKY, "exp", 3),
+                                              (CNN, "logistic", 4)],
+                         ids=["linear-exp", "deep-linear-logistic", "leaky-mlp-exp", "cnn-logistic"])
+def test_gradient_flow_holds(spec, loss, seed, tc_device, tc_dtype):
+    trajectory = _run(spec, tc_device, tc_dtype, loss=loss, seed=seed)
+    verdict = tc.check_margin_monotone(trajectory)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.statistic <= verdict.tolerance
+    assert verdict.details["log_loss_end"] <= TARGET and verdict.details["norm_growth"] > 1
+    assert verdict.details["pointwise"]["held"] and verdict.dtype == tc_dtype
+    assert verdict.details["integrated"]["decisive"] == trajectory.smooth
+    assert set(verdict.details["series"]) == {"smoothed margin", "log loss", "alignment"}
+
+
+def test_gd_on_a_smooth_network_holds_with_the_euler_heun_tolerance():
+    trajectory = _run(LINEAR, method="gd", lr=0.2, steps=400)
+    verdict = tc.check_margin_monotone(trajectory)
+    assert verdict.status == "holds", verdict.summary()
+    assert "Euler-Heun" in verdict.tolerance_basis and verdict.details["integrated"]["decisive"]
+
+
+CONTROLS = {  # control, expected status, the assumption the verdict must name as not met
+    "weight_decay": (dict(control="weight_decay"), ASSUME_NO_DECAY),
+    "square_loss": (dict(control="square"), ASSUME_LOSS),
+    "inseparable": (dict(control="inseparable"), ASSUME_T0),
+    "gd_relu": (dict(control="gd_relu"), ASSUME_DYNAMICS),
+    "sgd": (dict(method="sgd", lr=0.05, batch_size=3, steps=200), ASSUME_DYNAMICS),
+}
+
+
+@pytest.mark.parametrize("name", CONTROLS)
+def test_negative_controls_are_vacuous(name):
+    options, assumption = CONTROLS[name]
+    trajectory = _run(RELU if name == "gd_relu" else LINEAR, **options)
+    verdict = tc.check_margin_monotone(trajectory)
+    assert verdict.status == "vacuous", verdict.summary()
+    assert verdict.assumptions[assumption] is False
+    assert f'"{assumption}"' in verdict.summary()
+    with pytest.raises(tc.ClaimViolation, match=r"\[theorycheck\] margin_monotone: vacuous"):
+        tc.assert_margin_monotone(trajectory)
+
+
+def test_weight_decay_control_reports_that_the_loss_did_not_vanish():
+    verdict = tc.check_margin_monotone(_run(LINEAR, control="weight_decay"))
+    assert "L did not go to 0" in verdict.reason
+
+
+def test_evaluation_before_separation_is_vacuous():
+    trajectory = _run(LINEAR)
+    early = tc.check_margin_monotone(trajectory, since=-math.inf)
+    assert early.status == "vacuous" and early.assumptions[ASSUME_T0] is False
+    stopped = _run(LINEAR, log_loss_target=math.log(8) - 0.5)  # stopped while L > l(0) = 1
+    verdict = tc.check_margin_monotone(stopped)
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_T0] is False
+
+
+def test_non_homogeneous_model_is_vacuous():
+    trajectory = _run(NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu", bias=True))
+    verdict = tc.check_margin_monotone(trajectory)
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False
+
+
+def _tampered(trajectory, column, change):
+    records = dict(trajectory.records)
+    records[column] = change(np.array(records[column]))
+    return dataclasses.replace(trajectory, records=records)
+
+
+def test_a_decreasing_smoothed_margin_is_violated():
+    """The check can fail: the same run with its smoothed margin reversed after t0."""
+    trajectory = _run(LINEAR)
+    start = tc.check_margin_monotone(trajectory).details["start_record"]
+
+    def reverse(values):
+        values[start:] = values[start:][::-1]
+        return values
+
+    verdict = tc.check_margin_monotone(_tampered(trajectory, "smoothed_margin", reverse))
+    assert verdict.status == "violated" and "smoothed margin fell by" in verdict.reason
+    with pytest.raises(tc.ClaimViolation, match=r"margin_monotone: violated; statistic .* smoothed margin fell"):
+        tc.assert_margin_monotone(_tampered(trajectory, "smoothed_margin", reverse))
+
+
+def test_a_negative_margin_rate_is_violated_even_on_a_network_with_kinks():
+    trajectory = _run(LEAKY)
+    verdict = tc.check_margin_monotone(_tampered(trajectory, "margin_rate", lambda r: r - 2 * np.abs(r).max()))
+    assert verdict.status == "violated" and "d gamma~/dt" in verdict.reason
+
+
+def test_too_short_a_run_is_inconclusive():
+    trajectory = _run(LINEAR)
+    records = {k: np.asarray(v)[:1] for k, v in trajectory.records.items()}
+    records["log_loss"] = np.array([-1.0])
+    verdict = tc.check_margin_monotone(dataclasses.replace(trajectory, records=records))
+    assert verdict.status == "inconclusive" and "too short" in verdict.reason
+
+
+def test_largest_drop_finds_the_worst_pair_against_accumulated_allowances():
+    values = np.array([1.0, 2.0, 1.5, 3.0, 2.9, 4.0])
+    assert largest_drop(values, np.zeros(6), np.zeros(6)) == (0.5, 0.0, 1, 2)
+    drift = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])  # the 2 -> 1.5 drop is covered by its allowance
+    drop, allowed, i, j = largest_drop(values, drift, np.zeros(6))
+    assert (i, j) == (3, 4) and drop == pytest.approx(0.1) and allowed == 0.0
+    assert largest_drop(np.arange(5.0), np.zeros(5), np.zeros(5))[0] < 0  # increasing: no drop
+
+
+def test_bad_input_names_expected_received_fix():
+    with pytest.raises(tc.InvalidArgument, match="expected a Trajectory .* Fix:"):
+        tc.check_margin_monotone({"records": {}})
+
+
+def test_verdict_round_trips_through_json():
+    import json
+
+    verdict = tc.check_margin_monotone(_run(LINEAR))
+    data = json.loads(json.dumps(verdict.to_dict()))
+    assert tc.Verdict.from_dict(data).to_dict() == data
