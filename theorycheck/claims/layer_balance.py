@@ -54,9 +54,9 @@ def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype) 
     return np.cumsum(per_step) + endpoints
 
 
-def _subsample(values: np.ndarray) -> tuple[list[int], list[float]]:
-    index = np.unique(np.linspace(0, len(values) - 1, min(len(values), MAX_SERIES_POINTS)).astype(int))
-    return index.tolist(), values[index].tolist()
+def _subsample_index(length: int) -> np.ndarray:
+    """At most MAX_SERIES_POINTS indices spread over range(length), first and last included."""
+    return np.unique(np.linspace(0, length - 1, min(length, MAX_SERIES_POINTS)).astype(int))
 
 
 def _plain_step_observation(traj: BalanceTrajectory, u: float) -> tuple[bool, dict]:
@@ -111,8 +111,8 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                               reason=reason, **common)
 
     pairs, worst = {}, None
-    steps = np.arange(traj.steps + 1)
-    series = {}
+    index = _subsample_index(traj.steps + 1)
+    drift_lines, unexplained_lines = {}, {}
     for k in range(len(traj.layers) - 1):
         name = f"{traj.layers[k]} -> {traj.layers[k + 1]}"
         r = traj.degrees[k] / traj.degrees[k + 1]
@@ -123,17 +123,20 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         residual = drift - eta_term
         tol = np.concatenate([[0.0], _pair_tolerance(traj, k, r, u, dtype)])
         ratio = float(np.abs(residual[1:]).max() / tol[-1]) if tol[-1] > 0 else math.inf
-        pairs[name] = {"degree_ratio": r, "drift": float(drift[-1]), "eta2_term": float(eta_term[-1]), "residual": float(residual[-1]),
-                       "max_abs_residual": float(np.abs(residual).max()), "tolerance": float(tol[-1]),
+        pairs[name] = {"degree_ratio": r, "drift": float(drift[-1]), "eta2_term": float(eta_term[-1]),
+                       "residual": float(residual[-1]), "max_abs_residual": float(np.abs(residual).max()), "tolerance": float(tol[-1]),
                        "ratio": ratio}
-        x, y = _subsample(drift)
-        series[f"D drift {name}"] = {"x": [int(steps[i]) for i in x], "y": y}
-        series[f"eta^2 term {name}"] = {"x": [int(steps[i]) for i in x], "y": _subsample(eta_term)[1]}
+        drift_lines[f"D_{k + 1}"] = drift[index].tolist()
+        unexplained_lines[f"D_{k + 1}"] = np.abs(residual[index]).tolist()
         if worst is None or ratio > pairs[worst]["ratio"]:
             worst = name
-    for k, layer in enumerate(traj.layers):
-        x, y = _subsample(traj.sq_norms[:, k])
-        series[f"||W||^2 {layer}"] = {"x": x, "y": y}
+    steps = index.tolist()
+    series = {
+        "||W_k||^2": {"x": steps, "y": {f"layer {k + 1}": traj.sq_norms[index, k].tolist()
+                                        for k in range(len(traj.layers))}, "xlabel": "step"},
+        "D_k(t) - D_k(0)": {"x": steps, "y": drift_lines, "xlabel": "step", "yscale": "symlog"},
+        "|drift - eta^2 term|": {"x": steps, "y": unexplained_lines, "xlabel": "step", "yscale": "symlog"},
+    }
 
     neurons = {}
     for p, pair in enumerate(traj.pairs):
