@@ -277,7 +277,8 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
                  "the first third; once 1/(e q_min) <= 1%, the NNLS KKT residual at most the flow certificate's")
         if inconclusive:
             reasons.append(f"only {len(history)} snapshots after t0 (need {MIN_SNAPSHOTS}): run too short" if not enough
-                           else f"the trend has not shown by log(1/L) = {-history[-1][0].log_loss:.3g}; it is decided "
+                           else f"run too short to decide: the trend has not shown by log(1/L) = "
+                                f"{-history[-1][0].log_loss:.3g}; it is decided "
                                 f"from {LONG_TREND:g} on, and only for C^2 networks (at kinks the residuals come from "
                                 f"subgradients sampled within radius {radius:.2g} ||theta||)")
         if not held:

@@ -1,0 +1,49 @@
+"""Property (Lyu & Li 2020, Thm 4.1): on every generated homogeneous network (MLP, CNN, linear; ReLU,
+leaky ReLU, ReLU^p) and separable data, gradient flow on the exp or logistic loss never lowers the smoothed
+margin after the summed loss falls below l(0); a run that never separates is reported as saying nothing."""
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import theorycheck as tc
+from theorycheck.claims.margin import ASSUME_T0, FlowInstance
+from theorycheck.strategies import network_specs
+
+STEPS = 1000  # a cap per run (a flow that never separates runs to it): the ci profile's examples stay small
+
+
+@st.composite
+def flow_instances(draw, **fields):
+    """A FlowInstance: ReLU^p only with one hidden layer (its degree is p^depth + ...), up to 2 hidden layers."""
+    activation = draw(st.sampled_from(("relu", "leaky_relu", "relu_p")))
+    depth = 1 if activation == "relu_p" else draw(st.integers(0, 2))
+    spec = draw(network_specs(family=st.sampled_from(("mlp", "cnn", "linear")), depth=depth, width=st.integers(3, 6),
+                              activation=activation, in_dim=st.integers(2, 5)))
+    return FlowInstance(spec=spec, seed=draw(st.integers(0, 2**16)), n=draw(st.integers(4, 10)),
+                        data_margin=draw(st.floats(0.05, 0.3)), loss=draw(st.sampled_from(("exp", "logistic"))),
+                        log_loss_target=math.log(1e-30), **fields)
+
+
+def flow(instance, device, dtype, steps=STEPS):
+    model, X, y = instance.build(device, dtype)
+    kwargs = instance.train_kwargs()
+    return model, X, y, tc.train(model, X, y, **{**kwargs, "steps": min(kwargs["steps"], steps)})
+
+
+@given(instance=flow_instances())
+def test_smoothed_margin_never_decreases_after_separation(instance, tc_device, tc_dtype):
+    *_, trajectory = flow(instance, tc_device, tc_dtype)
+    verdict = tc.check_margin_monotone(trajectory)
+    assert verdict.status != "violated", f"{verdict.summary()}\nreproduce: {instance!r}"
+    if verdict.status != "holds":  # only a run that never separated (a dead sample, a stalled flow) says nothing
+        assert verdict.failed_assumptions == [ASSUME_T0], f"{verdict.summary()}\nreproduce: {instance!r}"
+
+
+@given(instance=flow_instances(control="weight_decay"))
+def test_weight_decay_is_never_covered(instance, tc_device, tc_dtype):
+    *_, trajectory = flow(instance, tc_device, tc_dtype, steps=40)
+    verdict = tc.check_margin_monotone(trajectory)
+    assert verdict.status in ("vacuous", "inconclusive"), verdict.summary()
+    assert verdict.status == "inconclusive" or "no weight decay" in verdict.failed_assumptions
