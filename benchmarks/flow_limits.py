@@ -35,9 +35,13 @@ def run(instance, dtype: str) -> dict:
     svm = kkt.details.get("svm", {})
     return {"spec": instance.spec.repr_line(), "loss": instance.loss, "log_loss_end": float(trajectory.records["log_loss"][-1]),
             "stop": trajectory.stop_reason, "steps": trajectory.steps, "margin": margin.status,
-            "margin_drop": margin.statistic, "margin_allowed": margin.tolerance, "kkt": kkt.status,
+            "integrated_held": margin.details.get("integrated", {}).get("held"),
+            "integrated_decisive": margin.details.get("integrated", {}).get("decisive"),
+            "pointwise_held": margin.details.get("pointwise", {}).get("held"), "kkt": kkt.status,
             "eps": kkt.details.get("history", {}).get("eps", []), "delta": kkt.details.get("history", {}).get("delta", []),
-            "angle": svm.get("angle"), "same_support": svm.get("same_support"), "log_log_slope": svm.get("log_log_slope"),
+            "eps_decreasing": kkt.details.get("eps_decreasing"), "delta_decreasing": kkt.details.get("delta_decreasing"),
+            "angle": svm.get("angle"), "same_support": svm.get("same_support"),
+            "same_active_set": svm.get("same_active_set"), "log_log_slope": svm.get("log_log_slope"),
             "seconds": time.perf_counter() - started}
 
 
@@ -88,7 +92,15 @@ def main(argv=None) -> int:
         "delta_first_to_last_median": [float(np.median([r["delta"][0] for r in rows if r["delta"]])),
                                        float(np.median([r["delta"][-1] for r in rows if r["delta"]]))],
         "linear_max_angle": max((r["angle"] for r in linear), default=math.nan),
+        "deep_eps_and_delta_decreasing": sum(bool(r["eps_decreasing"] and r["delta_decreasing"]) for r in rows),
+        "deep_runs": len(rows),
+        "margin_pointwise_held": sum(bool(r["pointwise_held"]) for r in everything),
+        "margin_integrated_held": sum(bool(r["integrated_held"]) for r in everything),
+        "margin_integrated_held_where_decisive (C^2)": [sum(bool(r["integrated_held"]) for r in everything
+                                                          if r["integrated_decisive"]),
+                                                      sum(bool(r["integrated_decisive"]) for r in everything)],
         "linear_same_support": sum(bool(r["same_support"]) for r in linear),
+        "linear_same_exact_active_set": sum(bool(r["same_active_set"]) for r in linear),
         "linear_log_log_slope_median": float(np.median([r["log_log_slope"] for r in linear])) if linear else math.nan,
         "controls": {k: dict(v) for k, v in controls.items()},
         "seconds": sum(r["seconds"] for r in everything),

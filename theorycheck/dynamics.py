@@ -44,7 +44,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .devices import dtype_name, gamma, unit_roundoff
-from .errors import InvalidArgument, expect
+from .errors import expect
 from .losses import Loss, get_loss
 from .tensors import as_batch
 from .verdict import to_jsonable
