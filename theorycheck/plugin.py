@@ -8,7 +8,8 @@
   workers' verdicts reach the controller with the reports and the merged counts equal a serial run's.
 - The terminal summary shows a claim x status table; ``--theorycheck-report DIR`` writes
   results.jsonl, report.json, report.md and report.html there (as ``theorycheck audit`` does).
-- Under pytest-xdist each worker is pinned to one GPU before any conftest can start CUDA.
+- Under pytest-xdist each worker is pinned to one GPU before any conftest can start CUDA, and to its
+  share of the CPU cores (cores // workers torch threads) unless ``OMP_NUM_THREADS`` is set.
 
 Importing this module is cheap; configuring a session imports theorycheck (and torch) for the
 Hypothesis profiles, and nothing here starts CUDA.
@@ -42,6 +43,9 @@ def pytest_addoption(parser):
 
 def _pin_worker() -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        from .threads import pin_worker_threads
+
+        pin_worker_threads()  # before torch is imported, so its thread pool starts at the worker's share
         from .devices import pin_xdist_worker_to_gpu
 
         pin_xdist_worker_to_gpu()
