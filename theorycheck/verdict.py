@@ -10,7 +10,9 @@ conclusion within a derived tolerance, and returns a Verdict whose status is
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -58,8 +60,8 @@ class Verdict:
         status = decide_status(assumptions, bool(conclusion_held), bool(inconclusive))
         verdict = cls(claim=claim, status=status, conclusion_held=bool(conclusion_held),
                       assumptions=assumptions, **fields)
-        for listener in tuple(_LISTENERS):
-            listener(verdict)
+        if _NESTING.get() == 0:  # decided by the user's own call, not inside a checker or an engine
+            _publish(verdict)
         return verdict
 
     @property
@@ -89,11 +91,46 @@ class Verdict:
 
 
 _LISTENERS: list[Callable[[Verdict], None]] = []
+_NESTING = contextvars.ContextVar("theorycheck_nesting", default=0)
+
+
+def _publish(verdict: Verdict) -> None:
+    for listener in tuple(_LISTENERS):
+        listener(verdict)
+
+
+@contextlib.contextmanager
+def unreported() -> Iterator[None]:
+    """Verdicts decided inside the block are the caller's business, not the user's: engines (``train``,
+    ``Recorder``) and checkers that run another claim as a pre-check use it, so reports and the pytest
+    plugin collect only the verdicts that the user's own calls return."""
+    token = _NESTING.set(_NESTING.get() + 1)
+    try:
+        yield
+    finally:
+        _NESTING.reset(token)
+
+
+def reported(checker: Callable[..., Verdict]) -> Callable[..., Verdict]:
+    """Decorate a public checker: the verdict it returns is published to :func:`collecting_verdicts` when
+    the call is the user's own (outermost); verdicts decided inside it (pre-checks) are not."""
+
+    @functools.wraps(checker)
+    def run(*args, **kwargs):
+        outermost = _NESTING.get() == 0
+        with unreported():
+            verdict = checker(*args, **kwargs)
+        if outermost and isinstance(verdict, Verdict):
+            _publish(verdict)
+        return verdict
+
+    return run
 
 
 @contextlib.contextmanager
 def collecting_verdicts() -> Iterator[list[Verdict]]:
-    """Collect every Verdict a checker decides inside the ``with`` block (reports, the pytest plugin)."""
+    """Collect every Verdict that a user's own checker call returns inside the ``with`` block (reports,
+    the pytest plugin); pre-checks run inside checkers and engines are not collected."""
     collected: list[Verdict] = []
     _LISTENERS.append(collected.append)
     try:
