@@ -10,10 +10,11 @@ from theorycheck import threads
     ({"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"}, 16, 8),
     ({"PYTEST_XDIST_WORKER": "gw3", "PYTEST_XDIST_WORKER_COUNT": "8"}, 2, 1),
     ({"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "2", "OMP_NUM_THREADS": "2"}, 2, None),
+    ({"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "2", "MKL_NUM_THREADS": "1"}, 2, None),
     ({}, 2, None),
 ])
 def test_worker_thread_share(monkeypatch, env, cores, expected):
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "OMP_NUM_THREADS"):
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", *threads.THREAD_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -29,14 +30,12 @@ def test_probe():
 """
 
 
-@pytest.mark.parametrize("user_threads", [None, "2"])
-def test_xdist_workers_get_their_share(pytester, monkeypatch, user_threads):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    if user_threads:
-        monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
+def test_xdist_workers_get_their_share(pytester, monkeypatch):
+    for name in threads.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(test_probe=PROBE)
     result = pytester.runpytest_subprocess("-n", "2", "-q")
     result.assert_outcomes(passed=1)
-    expected = int(user_threads) if user_threads else max(1, threads.available_cores() // 2)
+    expected = max(1, threads.available_cores() // 2)
     worker, count = (pytester.path / "threads.txt").read_text().split()
     assert worker.startswith("gw") and int(count) == expected

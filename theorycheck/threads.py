@@ -2,13 +2,15 @@
 
 N workers that each run torch's default intra-op pool (one thread per core) oversubscribe the machine:
 on 2 cores with ``-n 2`` the suite ran 5.8x slower than with one thread per worker. A thread count the
-user set (``OMP_NUM_THREADS``, or ``torch.set_num_threads`` in a conftest, which runs later) wins.
+user set (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, or ``torch.set_num_threads`` in a conftest, which runs later) wins.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def available_cores() -> int:
@@ -21,9 +23,10 @@ def available_cores() -> int:
 
 def worker_thread_share() -> int | None:
     """This xdist worker's share of the cores (at least 1), or None outside xdist or when the user set
-    ``OMP_NUM_THREADS``."""
+    ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS``."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if not os.environ.get("PYTEST_XDIST_WORKER") or not workers or os.environ.get("OMP_NUM_THREADS"):
+    user_set = any(os.environ.get(variable) for variable in THREAD_VARIABLES)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not workers or user_set:
         return None
     return max(1, available_cores() // max(1, int(workers)))
 
@@ -34,7 +37,7 @@ def pin_worker_threads() -> int | None:
     share = worker_thread_share()
     if share is None:
         return None
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for variable in THREAD_VARIABLES:
         os.environ.setdefault(variable, str(share))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(share)
