@@ -1,0 +1,85 @@
+"""The claim kit: declared assumptions only, the deciding comparison in the headline, seeded named cases."""
+
+import math
+
+import pytest
+
+import theorycheck as tc
+from theorycheck import registry
+from theorycheck.kit import KITS, Case, ClaimKit, Comparison, case_seed, deciding
+
+
+@pytest.fixture
+def kit():
+    kit = ClaimKit(id="kit_probe", statement="x <= 1", source="tests", tolerance="0",
+                   assumptions={"finite": "x is finite", "small": "x below 10"})
+
+    @kit.checker
+    def check_kit_probe(x: float, y: float = 0.0):
+        return kit.decide(assumptions={"finite": math.isfinite(x), "small": x < 10},
+                          comparisons=[Comparison("x", measured=x, bound=1.0, tolerance=0.0, basis="exact"),
+                                       Comparison("y", measured=y, bound=1.0, tolerance=0.5, basis="half")])
+
+    @kit.instances
+    def instances(rng, device, dtype):
+        value = float(rng.uniform(0, 1))
+        return Case(run=lambda: check_kit_probe(value), size=1)
+
+    @kit.control("too_big", expect="violated")
+    def too_big(rng, device, dtype):
+        value = float(rng.uniform(2, 3))
+        return Case(run=lambda: check_kit_probe(value))
+
+    yield kit
+    registry._CLAIMS.pop(kit.id)
+    KITS.pop(kit.id)
+
+
+def test_the_deciding_comparison_is_the_failing_one_else_the_tightest(kit):
+    holds = kit.check(0.2, 1.3)
+    assert holds.status == "holds" and holds.statistic == 1.3 and holds.tolerance == 0.5
+    assert holds.tolerance_basis == "y: half" and len(holds.details["comparisons"]) == 2
+    violated = kit.check(0.2, 1.6)
+    assert violated.status == "violated" and violated.statistic == 1.6
+    assert violated.statistic > violated.bound + violated.tolerance
+    assert [c["held"] for c in violated.details["comparisons"]] == [True, False]
+    with pytest.raises(tc.InvalidArgument, match="expected at least one Comparison"):
+        deciding([])
+
+
+def test_undeclared_assumptions_are_refused_with_a_suggestion(kit):
+    with pytest.raises(tc.InvalidArgument, match=r"got \['smal'\] \('smal': did you mean 'small'\?\)"):
+        kit.decide(assumptions={"smal": True}, comparisons=[Comparison("x", 0.0, 1.0, 0.0, "exact")])
+    with pytest.raises(tc.InvalidArgument, match="expected comparisons"):
+        kit.decide(assumptions={"finite": True})
+    nothing = kit.decide(assumptions={"finite": True}, inconclusive=True)
+    assert nothing.status == "inconclusive" and math.isnan(nothing.statistic)
+
+
+def test_registered_with_assert_and_audit_cases(kit):
+    claim = tc.CLAIMS["kit_probe"]
+    assert claim.assumptions == ("x is finite", "x below 10") and claim.checker is kit.check
+    assert kit.assert_.__name__ == "assert_kit_probe"
+    with pytest.raises(tc.ClaimViolation, match="kit_probe: violated"):
+        kit.assert_(5.0)
+    cases = list(claim.audit_cases(n=3, seed=7, device="cpu", dtype="float64"))
+    assert [c.name for c in cases] == ["instance-0", "instance-1", "instance-2",
+                                       "control-too_big-0", "control-too_big-1", "control-too_big-2"]
+    assert all(c.run().status in c.expected for c in cases)
+    again = list(claim.audit_cases(n=3, seed=7, device="cpu", dtype="float64"))
+    assert [c.run().statistic for c in cases] == [c.run().statistic for c in again]
+    assert kit.case("control-too_big-1", seed=7).statistic == cases[4].run().statistic
+    assert "KITS['kit_probe'].case('instance-0', seed=7" in cases[0].reproduce
+    assert case_seed(7, "ab", "c") != case_seed(7, "ba", "c")  # anagram ids get their own streams
+
+
+def test_only_the_users_call_is_collected(kit):
+    from theorycheck.verdict import collecting_verdicts, reported
+
+    @reported
+    def wrapper():
+        return kit.check(0.5)  # a nested checker call
+
+    with collecting_verdicts() as found:
+        wrapper()
+    assert len(found) == 1

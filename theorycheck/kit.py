@@ -1,0 +1,203 @@
+"""The claim kit: a claim is declared once, in one file, and the kit does the bookkeeping.
+
+    kit = ClaimKit(id="my_claim", statement="...", source="Author, Venue year, Thm N",
+                   assumptions={"no_bias": "the network has no bias parameters"}, tolerance="4 u |f|")
+
+    @kit.checker                     # registered in theorycheck.CLAIMS, kit.assert_ made from it
+    def check_my_claim(model, x) -> Verdict:
+        return kit.decide(assumptions={"no_bias": ...},
+                          comparisons=[Comparison("residual", measured=r, bound=0.0, tolerance=t, basis="4 u |f|")])
+
+    @kit.instances                   # seeded audit instances, expected to hold
+    def instances(rng, device, dtype) -> Case: ...
+
+    @kit.control("with_bias", expect="vacuous")
+    def with_bias(rng, device, dtype) -> Case: ...
+
+The kit names the audit cases, derives each case's random stream from (audit seed, claim, case name),
+writes the reproduce line, refuses observed assumptions that the claim did not declare, and makes the
+verdict's headline numbers the deciding comparison, so statistic/bound/tolerance always explain the status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InvalidArgument
+from .registry import AuditCase, Claim, register
+from .verdict import Verdict, reported, require_holds
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One part of a conclusion: it holds when ``measured <= bound + tolerance``."""
+
+    name: str
+    measured: float
+    bound: float
+    tolerance: float
+    basis: str
+
+    @property
+    def held(self) -> bool:
+        return self.measured <= self.bound + self.tolerance
+
+    @property
+    def slack_ratio(self) -> float:
+        """(measured - bound) / tolerance: above 1 fails; the largest ratio is the tightest part."""
+        excess = self.measured - self.bound
+        if self.tolerance > 0:
+            return excess / self.tolerance
+        return math.inf if excess > 0 else (0.0 if excess == 0 else -math.inf)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "held": self.held}
+
+
+def deciding(comparisons: Sequence[Comparison]) -> Comparison:
+    """The comparison that decides: the first that failed, else the tightest one."""
+    if not comparisons:
+        raise InvalidArgument("expected at least one Comparison, but got none. Fix: pass the conclusion's parts.")
+    failed = [c for c in comparisons if not c.held]
+    return failed[0] if failed else max(comparisons, key=lambda c: c.slack_ratio)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One generated audit case: ``run()`` returns the verdict; ``size`` is a size measure (parameters)."""
+
+    run: Callable[[], Verdict]
+    size: int = 0
+
+
+def case_seed(seed: int, claim: str, case: str) -> int:
+    """The one seed derivation of the project: a CRC32 of (audit seed, claim, case name)."""
+    return zlib.crc32(f"{seed}/{claim}/{case}".encode())
+
+
+CaseMaker = Callable[[np.random.Generator, str, str], Case]
+KITS: dict[str, "ClaimKit"] = {}  # claim id -> its kit, for reproduce lines
+
+
+@dataclasses.dataclass
+class ClaimKit:
+    """A claim's declaration; its methods register the checker, the audit cases and the battery check."""
+
+    id: str
+    statement: str
+    source: str
+    assumptions: Mapping[str, str]  # key -> the assumption's text
+    tolerance: str
+    check: Callable[..., Verdict] | None = None
+    assert_: Callable[..., Verdict] | None = None
+    _instances: CaseMaker | None = None
+    _controls: dict[str, tuple[CaseMaker, frozenset[str]]] = dataclasses.field(default_factory=dict)
+
+    def decide(self, *, assumptions: Mapping[str, bool], comparisons: Sequence[Comparison] = (),
+               inconclusive: bool = False, **fields) -> Verdict:
+        """A verdict of this claim. ``assumptions`` maps declared keys to whether each was observed to
+        hold; with no comparisons (nothing could be measured) the verdict must be inconclusive or vacuous."""
+        unknown = sorted(set(assumptions) - set(self.assumptions))
+        if unknown:
+            close = {key: difflib.get_close_matches(key, list(self.assumptions), n=1) for key in unknown}
+            hint = "; ".join(f"{key!r}: did you mean {match[0]!r}?" for key, match in close.items() if match)
+            raise InvalidArgument(f"expected assumptions declared by claim {self.id!r} ({sorted(self.assumptions)}), "
+                                  f"but got {unknown}{f' ({hint})' if hint else ''}. Fix: declare them in "
+                                  "ClaimKit(assumptions=...) or use a declared key.")
+        observed = {self.assumptions[key]: bool(held) for key, held in assumptions.items()}
+        details = dict(fields.pop("details", {}))
+        if comparisons:
+            head = deciding(comparisons)
+            details["comparisons"] = [c.to_dict() for c in comparisons]
+            fields.update(statistic=head.measured, bound=head.bound, tolerance=head.tolerance,
+                          tolerance_basis=f"{head.name}: {head.basis}")
+            held = all(c.held for c in comparisons)
+        else:
+            if not inconclusive and all(observed.values()):
+                raise InvalidArgument(f"expected comparisons for a verdict of {self.id!r} whose assumptions all "
+                                      "hold, but got none. Fix: pass comparisons=[Comparison(...)], or "
+                                      "inconclusive=True when nothing could be measured.")
+            fields.setdefault("statistic", math.nan)
+            fields.setdefault("bound", math.nan)
+            fields.setdefault("tolerance", math.nan)
+            fields.setdefault("tolerance_basis", "nothing measured")
+            held = False
+        return Verdict.decide(claim=self.id, assumptions=observed, conclusion_held=held,
+                              inconclusive=inconclusive, details=details, **fields)
+
+    def checker(self, function: Callable[..., Verdict]) -> Callable[..., Verdict]:
+        """Register ``function`` as the claim's checker; ``kit.assert_`` raises ClaimViolation unless it holds."""
+        self.check = reported(function)
+
+        def assert_claim(*args, **kwargs) -> Verdict:
+            return require_holds(self.check(*args, **kwargs))
+
+        assert_claim.__name__ = function.__name__.replace("check_", "assert_", 1)
+        assert_claim.__doc__ = f":func:`{function.__name__}`, raising ``ClaimViolation`` unless it holds."
+        self.assert_ = assert_claim
+        KITS[self.id] = self
+        register(Claim(id=self.id, statement=self.statement, assumptions=tuple(self.assumptions.values()),
+                       source=self.source, checker=self.check, tolerance=self.tolerance,
+                       audit_cases=self.audit_cases))
+        return self.check
+
+    def instances(self, make: CaseMaker) -> CaseMaker:
+        """Register the generator of audit instances (expected: holds)."""
+        self._instances = make
+        return make
+
+    def control(self, name: str, *, expect: str | Sequence[str]) -> Callable[[CaseMaker], CaseMaker]:
+        """Register a negative control and the status(es) the checker must give it."""
+        expected = frozenset([expect] if isinstance(expect, str) else expect)
+
+        def add(make: CaseMaker) -> CaseMaker:
+            self._controls[name] = (make, expected)
+            return make
+
+        return add
+
+    def battery(self, check: Callable[..., Verdict]) -> Callable[..., Verdict]:
+        """Register the battery adapter ``check(model, X, y, *, seed) -> Verdict`` for parametrize_with_claims."""
+        from .battery import register_battery_check
+
+        return register_battery_check(self.id, check)
+
+    def case(self, name: str, *, seed: int, device: str = "cpu", dtype: str = "float64") -> Verdict:
+        """Rebuild and run one audit case by name (what the reproduce line calls)."""
+        for case in self.audit_cases(n=_index_of(name) + 1, seed=seed, device=device, dtype=dtype):
+            if case.name == name:
+                return case.run()
+        raise InvalidArgument(f"expected an audit case name of claim {self.id!r} such as 'instance-0' or "
+                              f"'control-<name>-0', but got {name!r}. Fix: copy the name from the report.")
+
+    def audit_cases(self, *, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
+        """n instances, then the controls in turn until n controls (each case its own seeded stream)."""
+        if self._instances is None:
+            return
+        controls = list(self._controls.items())
+        for index in range(n):
+            yield self._audit_case(f"instance-{index}", "instance", self._instances, frozenset({"holds"}),
+                                   seed, device, dtype)
+        for index in range(n if controls else 0):
+            control, (make, expected) = controls[index % len(controls)]
+            yield self._audit_case(f"control-{control}-{index}", "control", make, expected, seed, device, dtype)
+
+    def _audit_case(self, name, kind, make, expected, seed, device, dtype) -> AuditCase:
+        rng = np.random.default_rng(case_seed(seed, self.id, name))
+        generated = make(rng, device, dtype)
+        module = getattr(self.check, "__module__", "theorycheck")
+        return AuditCase(name=name, kind=kind, expected=expected, run=generated.run, size=generated.size,
+                         reproduce=(f"import theorycheck, {module}; from theorycheck.kit import KITS; "
+                                    f"print(KITS[{self.id!r}].case({name!r}, seed={seed}, device={device!r}, "
+                                    f"dtype={dtype!r}).summary())"))
+
+
+def _index_of(name: str) -> int:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
