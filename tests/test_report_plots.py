@@ -23,8 +23,9 @@ def _verdict(statistic, bound=0.0, tolerance=1e-12, series=None):
             "details": {"series": series} if series is not None else {}}
 
 
-def _case(name, kind="instance", series=None, size=7, statistic=1e-13, **allowance):
+def _case(name, kind="instance", series=None, size=7, statistic=1e-13, status=None, **allowance):
     verdict = _verdict(statistic, series=series, **allowance)
+    verdict["status"] = status or verdict["status"]
     expected = {"holds"} if kind == "instance" else {"violated"}
     return case_record(claim="fake", device="cpu", dtype="float64", case=name, kind=kind, expected=expected,
                        status=verdict["status"], reproduce="", size=size, seconds=0.0, verdict=verdict)
@@ -90,6 +91,16 @@ def test_non_finite_cases_are_noted_and_no_ratio_panel_without_ratios():
     assert len(check_panels(svg)) == 1  # allowance 0: no ratio, so no second (blank) panel
     assert plot.notes[0].startswith("1 case(s) with a non-finite statistic")
     assert measurement_plot([_case("a", statistic=math.nan)], "m").svg is None
+
+
+def test_legend_by_status_past_six_kind_status_pairs():
+    statuses = ("holds", "violated", "vacuous", "inconclusive")
+    cases = [_case(f"{kind}-{status}", kind, statistic=0.1, status=status) for kind in ("instance", "control")
+             for status in statuses]
+    [svg] = svgs(measurement_plot(cases, "m").svg)
+    for axis in check_panels(svg):
+        [legend] = _groups(axis, "legend")
+        assert [t.text for t in legend.iter(f"{SVG}text")] == sorted(statuses)
 
 
 def _layered(k, scale):

@@ -76,6 +76,17 @@ class _Ids:
         return artist
 
 
+def _log_minor_labels(axis) -> None:
+    """Unlabelled minor ticks on log axes whose view holds a power of 10 (its labels then suffice; the
+    minor ones, 2x10^0 3x10^0 ..., overlap)."""
+    from matplotlib.ticker import NullFormatter
+
+    for ax, (low, high) in ((axis.xaxis, axis.get_xlim()), (axis.yaxis, axis.get_ylim())):
+        low, high = sorted((low, high))
+        if ax.get_scale() == "log" and low > 0 and math.floor(math.log10(high)) >= math.ceil(math.log10(low)):
+            ax.set_minor_formatter(NullFormatter())
+
+
 def _floor(values: Sequence[float], *references: float) -> float:
     """Where values <= 0 go on a log axis: FLOOR_DECADES below the smallest positive value or reference."""
     positive = [v for v in (*values, *references) if math.isfinite(v) and v > 0]
@@ -98,18 +109,24 @@ def _floor_band(axis, floor: float, ids: _Ids, which: str = "y") -> None:
 
 
 def _scatter(axis, xs, ys, cases, ids: _Ids) -> None:
-    """One scatter per (kind, status): colour by status, marker by kind; legend by status alone past MAX_LEGEND."""
+    """One scatter per (kind, status): colour by status, marker by kind; past MAX_LEGEND pairs the legend
+    lists the statuses alone (square swatches)."""
+    from matplotlib.lines import Line2D
+
     groups: dict[tuple[str, str], tuple[list, list]] = {}
     for x, y, case in zip(xs, ys, cases):
         points = groups.setdefault((case["kind"], case["status"]), ([], []))
         points[0].append(x)
         points[1].append(y)
-    by_status = len(groups) > MAX_LEGEND
     for (kind, status), (gx, gy) in sorted(groups.items()):
         ids(axis.scatter(gx, gy, s=22, marker=KIND_MARKERS.get(kind, "o"), color=STATUS_COLORS.get(status, "#555555"),
-                         label=status if by_status else f"{kind}: {status}"))
-    handles = dict(zip(*reversed(axis.get_legend_handles_labels())))
-    axis.legend(handles.values(), handles.keys(), fontsize=7, loc="best", frameon=False)
+                         label=f"{kind}: {status}"))
+    if len(groups) > MAX_LEGEND:
+        statuses = sorted({status for _, status in groups})
+        axis.legend([Line2D([], [], ls="", marker="s", color=STATUS_COLORS.get(s, "#555555")) for s in statuses],
+                    statuses, fontsize=7, loc="best", frameon=False)
+    else:
+        axis.legend(fontsize=7, loc="best", frameon=False)
 
 
 def _measured_panel(axis, points, ids: _Ids) -> list[str]:
@@ -131,6 +148,7 @@ def _measured_panel(axis, points, ids: _Ids) -> list[str]:
                          f"<= 0, {where}")
     axis.set(xscale="log", yscale="log", xlabel="allowance = bound + tolerance", ylabel="measured statistic",
              title="measured vs allowed")
+    _log_minor_labels(axis)
     return notes
 
 
@@ -150,6 +168,7 @@ def _ratio_panel(axis, ratios, ids: _Ids) -> None:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set(xscale="log" if sized else "linear", yscale="log", xlabel="instance size (parameters)" if sized
              else "case", ylabel="statistic / allowance", title="residual vs size")
+    _log_minor_labels(axis)
 
 
 def measurement_plot(cases: Sequence[Mapping[str, Any]], salt: str) -> Plot:
@@ -297,6 +316,7 @@ def _draw(axis, panel: Mapping[str, Any], ids: _Ids) -> None:
         _floor_band(axis, panel["floor"], ids)
     handles.update(cases)
     axis.legend(handles.values(), handles.keys(), fontsize=6, loc="best", frameon=False)
+    _log_minor_labels(axis)
 
 
 def _linthresh(values: list[float]) -> float:
