@@ -143,6 +143,8 @@ def test_series_not_in_schema_form_give_a_note_not_a_panel():
     [svg] = svgs(plot.svg)
     assert len(check_panels(svg)) == 1
     assert any("'empty', 'gaps': no finite values" in note for note in plot.notes)
+    listed = series_plot([_case("i", series=[[0, 1], [1.0, 2.0]])], "s")
+    assert listed.svg is None and "not a mapping of series names in 1 case(s)" in listed.notes[0]
 
 
 def _audit(tmp_path, examples):

@@ -335,12 +335,15 @@ SERIES_CAPTION = (
     "the band labelled <= 0.")
 
 
-def series_plot(cases: Sequence[Mapping[str, Any]], salt: str) -> Plot:
-    """One figure, one panel per series name in ``details["series"]`` with drawable data (SCHEMA.md)."""
-    members: dict[str, list[_Member]] = {}  # every name in SCHEMA.md's form, with the cases that have points
+def _gather(cases: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list[_Member]], list[str]]:
+    """Series name -> the cases with points under it (every name in SCHEMA.md's form, possibly with
+    none), and notes on what is not in that form."""
+    members: dict[str, list[_Member]] = {}
     malformed: dict[str, int] = {}
+    not_mappings = 0
     for case in cases:
         series = ((case.get("verdict") or {}).get("details") or {}).get("series")
+        not_mappings += series is not None and not isinstance(series, Mapping)
         for name, entry in (series.items() if isinstance(series, Mapping) else ()):
             lines = _lines(entry) if isinstance(entry, Mapping) else None
             if lines is None:
@@ -349,6 +352,14 @@ def series_plot(cases: Sequence[Mapping[str, Any]], salt: str) -> Plot:
                 members.setdefault(str(name), []).extend([_Member(case, lines)] if lines else [])
     notes = [f"series {', '.join(map(repr, malformed))} (in {max(malformed.values())} case(s)) not in SCHEMA.md's "
              f"form {SERIES_FORM}: not drawn"] if malformed else []
+    notes += [f'details["series"] is not a mapping of series names in {not_mappings} case(s): not drawn'] \
+        if not_mappings else []
+    return members, notes
+
+
+def series_plot(cases: Sequence[Mapping[str, Any]], salt: str) -> Plot:
+    """One figure, one panel per series name in ``details["series"]`` with drawable data (SCHEMA.md)."""
+    members, notes = _gather(cases)
     panels = [p for p in (_panel(n, m) for n, m in members.items() if m) if p]
     blank = [n for n in members if n not in {p["name"] for p in panels}]
     notes += [f"series {', '.join(map(repr, blank))}: no finite values, not drawn"] if blank else []
