@@ -8,7 +8,7 @@ from typing import Any
 
 from ..verdict import STATUSES
 from .markdown import completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts
-from .plots import measurement_figure, series_figure, slug
+from .plots import Plot, measurement_plot, series_plot, slug
 from .summary import group_key
 
 MAX_COUNTEREXAMPLES = 20  # per claim x device x dtype
@@ -24,6 +24,7 @@ th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: ta
 td.pass { color: #1b5e20; font-weight: 600; } td.fail { color: #b71c1c; font-weight: 700; }
 code { font-size: 12px; background: #f5f5f5; padding: 1px 3px; border-radius: 3px; word-break: break-all; }
 .muted { color: #666; } figure { margin: 8px 0; } figure svg { max-width: 100%; height: auto; }
+figcaption, .note { color: #666; font-size: 12px; margin: 2px 0 8px; } .note { color: #8a5a00; }
 """
 
 
@@ -84,6 +85,15 @@ def _counterexamples(group: Mapping[str, Any], source: str) -> str:
     return f"<h4>Counterexamples ({len(found)})</h4><table>{head}{''.join(rows)}</table>{more}"
 
 
+def _figure(plot: Plot) -> str:
+    """The plot with its caption and notes; only the notes when nothing is drawable."""
+    notes = "".join(f'<p class="note">Note: {_e(n)}.</p>' for n in plot.notes)
+    if plot.svg is None:
+        return notes
+    caption = f"<figcaption>{_e(plot.caption)}</figcaption>" if plot.caption else ""
+    return f"<figure>{plot.svg}{caption}</figure>{notes}"
+
+
 def _claim_section(claim_id: str, claim: Mapping[str, Any], cases_by_group: Mapping, source: str) -> str:
     parts = [f'<section id="{slug(claim_id)}"><h2>{_e(claim_id)}</h2>']
     if claim.get("statement"):
@@ -101,9 +111,7 @@ def _claim_section(claim_id: str, claim: Mapping[str, Any], cases_by_group: Mapp
         parts.append(f'<h3 id="{anchor}">{_e(group["device"])} / {_e(group["dtype"])}: {result} '
                      f'<span class="muted">({group["run"]} cases, {group["seconds"]:.1f} s'
                      + (f", {group['not_run']} not run" if group["not_run"] else "") + ")</span></h3>")
-        for figure in (measurement_figure(cases, anchor), series_figure(cases, anchor + "-series")):
-            if figure:
-                parts.append(f"<figure>{figure}</figure>")
+        parts += [_figure(plot) for plot in (measurement_plot(cases, anchor), series_plot(cases, anchor + "-series"))]
         parts.append(_counterexamples(group, source))
     return "".join(parts) + "</section>"
 
@@ -124,8 +132,9 @@ def render_html(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]])
         _summary_table(report),
         '<p class="muted">Plots: each point is one case (circle: instance, cross: negative control), coloured by '
         "status. Left: the measured statistic against its allowance (bound + tolerance); points above the dashed "
-        "line exceed it. Right: statistic / allowance against the instance size. Time series come from "
-        "<code>details[\"series\"]</code> of the verdicts.</p>",
+        "line exceed it. Right: statistic / allowance against the instance size. On these log axes a statistic "
+        "at or below 0 is drawn in the grey band labelled &lt;= 0, beneath every positive value and so below "
+        "the allowance line. Time series come from <code>details[\"series\"]</code> of the verdicts.</p>",
         *(_claim_section(claim_id, claim, cases_by_group, report["source"])
           for claim_id, claim in report["claims"].items()),
         "<h2>Environment and settings</h2>", _environment_table(report),
