@@ -191,34 +191,71 @@ def _known_role(model: nn.Module, name: str) -> str | None:
     return None
 
 
+SHAPE_ONLY = ("View", "Reshape", "Expand", "Unsqueeze", "Squeeze", "Permute", "Transpose", "TBackward",
+              "Clone", "ToCopy", "Alias", "Unsafe")
+
+
+def _consumers(output: torch.Tensor, leaves: dict[str, torch.Tensor]) -> dict[str, set[str]]:
+    """For each leaf tensor, the autograd ops that first use it past reshapes: how it enters the graph."""
+    parents: dict = {}
+    stack, seen = [output.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for child, _ in node.next_functions:
+            if child is not None:
+                parents.setdefault(child, []).append(node)
+                stack.append(child)
+    found = {}
+    for name, leaf in leaves.items():
+        frontier = [n for n in parents if getattr(n, "variable", None) is leaf]
+        ops, visited = set(), set()
+        while frontier:
+            node = frontier.pop()
+            for parent in parents.get(node, []):
+                if parent in visited:
+                    continue
+                visited.add(parent)
+                if any(parent.name().startswith(s) or s in parent.name() for s in SHAPE_ONLY):
+                    frontier.append(parent)
+                else:
+                    ops.add(parent.name())
+        found[name] = ops
+    return found
+
+
 def _measured_roles(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, str]:
-    """Roles of parameters no known module defines, read from how f depends on them (float64 copy):
-    f = 0 at p = 0 (and not before) -> a weight, a multiplicative factor; f affine in p with
-    f != 0 at p = 0 -> an additive offset; otherwise a parameter f is not homogeneous in."""
+    """Roles of parameters no known module defines, read on a float64 copy: f = 0 at p = 0 -> a weight
+    (a multiplicative factor, homogeneous or not: the identities then decide); otherwise an additive
+    offset if p enters the graph only through additions, else a parameter f is not homogeneous in."""
     from torch.func import functional_call
 
     params = {n: p.detach().to(torch.float64) for n, p in model.named_parameters()}
+    leaves = {n: params[n].clone().requires_grad_(True) for n in names}
     buffers = {n: b.detach().to(torch.float64) if b.is_floating_point() else b for n, b in model.named_buffers()}
     x = x.detach().to(torch.float64)
 
-    def f(name, factor):
+    def f(replaced):
         state = {n: b.clone() for n, b in buffers.items()}
-        with torch.no_grad():
-            return functional_call(model, ({**params, name: factor * params[name]}, state), (x,)).reshape(-1)
+        return functional_call(model, ({**params, **replaced}, state), (x,)).reshape(-1)
 
+    with torch.enable_grad():
+        consumers = _consumers(f(leaves), leaves)
     roles = {}
     for name in names:
-        at_zero, at_one, at_two = f(name, 0.0), f(name, 1.0), f(name, 2.0)
+        with torch.no_grad():
+            at_zero, at_one = f({name: torch.zeros_like(params[name])}), f({})
         if not bool((at_one != 0).any()):
             continue  # f = 0 on the batch: the role cannot be read here
+        ops = sorted(consumers[name])
         if not bool((at_zero != 0).any()):
-            roles[name] = "weight (measured: f = 0 when it is 0)"
-            continue
-        curvature = (at_two - 2 * at_one + at_zero).abs()
-        size = at_two.abs() + 2 * at_one.abs() + at_zero.abs()
-        affine = bool((curvature <= 64 * torch.finfo(torch.float64).eps * size).all())
-        roles[name] = ("additive offset (measured: f affine in it, f != 0 when it is 0)" if affine
-                       else "not homogeneous (measured: f != 0 when it is 0)")
+            roles[name] = f"weight (measured: f = 0 when it is 0; enters through {ops})"
+        elif ops and all(op.startswith(("AddBackward", "SubBackward")) for op in ops):
+            roles[name] = f"additive offset (measured: f != 0 when it is 0; enters through {ops})"
+        else:
+            roles[name] = f"not homogeneous (measured: f != 0 when it is 0; enters through {ops})"
     return roles
 
 

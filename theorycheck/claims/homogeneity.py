@@ -55,15 +55,17 @@ def _fan(w: torch.Tensor) -> tuple[int, int]:
     return w[0].numel(), w[:, 0].numel()
 
 
-def _roundoff_counts(weights: dict, degrees: list[float], reduction: dict) -> tuple[float, float]:
-    """K of the forward pass and of an Euler sum: first-order error of a bias-free net with activations
-    |sigma(z)| <= |z|^p is <= gamma_K times the same net run on |W|, |x| (each layer's dot products and
-    the activation, amplified by the degree), and the Euler sum adds the backward dot products and its sum."""
-    amplification = max(1.0, max(degrees))
+def _roundoff_counts(weights: dict, degrees: list[float]) -> float:
+    """K of the forward pass: its first-order error, for a bias-free net with activations |sigma(z)| <=
+    |z|^p, is <= gamma_K times the same net run on |W|, |x| (each layer's dot products and activation,
+    the relative errors amplified by the degree)."""
+    return max(1.0, max(degrees)) * sum(_fan(w)[0] + 2 for w in weights.values())
+
+
+def _euler_count(weights: dict, degrees: list[float], reduction: dict) -> float:
+    """K of an Euler sum: the forward count plus the backward dot products and the sum itself."""
     fans = [_fan(w) for w in weights.values()]
-    forward = amplification * sum(fan_in + 2 for fan_in, _ in fans)
-    euler = amplification * (sum(fan_in + fan_out + 2 for fan_in, fan_out in fans) + max(reduction.values()))
-    return forward, euler
+    return max(1.0, max(degrees)) * (sum(i + o + 2 for i, o in fans) + max(reduction.values()))
 
 
 def _infer_degree(f, scaled: dict, informative) -> list[float]:
@@ -111,8 +113,7 @@ def _stochastic(forward, found, f_abs, tol_forward) -> dict[str, str]:
     """Modules random in training mode, named, or measured: two identical passes that differ."""
     if found.stochastic_modules:
         return dict(found.stochastic_modules)
-    with torch.random.fork_rng(devices=[]):
-        first, second = forward({}), forward({})
+    first, second = forward({}), forward({})
     if bool(((first - second).abs() > tol_forward * f_abs).any()):
         return {"<forward>": "two identical forward passes differ"}
     return {}
@@ -130,6 +131,11 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
     The model is not changed (buffers are copied, the random state restored).
     """
     x = as_batch(x, model)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        return _check(model, x, degrees, seed)
+
+
+def _check(model, x, degrees, seed) -> Verdict:
     dtype, device = x.dtype, x.device
     found = read_parameters(model, x)
     layer_params = {**found.weights, **found.frozen_weights}
@@ -157,19 +163,20 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
 
     u = unit_roundoff(REFERENCE)
     f_abs = forward({n: p.abs() for n, p in params.items()}, xr.abs())  # the net on |W|, |x|
-    sums = euler_sums(model, params, buffers, names, xr)
-    k_forward, k_euler = _roundoff_counts({n: params[n] for n in names}, degrees, sums.reduction)
-    tolerances = {"euler": _gamma(k_euler, u), "forward": _gamma(k_forward, u),
-                  "scaling": lambda d: 2 * _gamma(k_forward, u) + (d + 2) * u,
-                  "rescaling": 2 * _gamma(k_forward, u) + 2 * sum(
-                      d * (_gamma(params[n].numel(), u) + 2 * u) for n, d in zip(names, degrees))}
-    stochastic = _stochastic(forward, found, f_abs, 2 * tolerances["forward"])
+    k_forward = _roundoff_counts({n: params[n] for n in names}, degrees)
+    stochastic = _stochastic(forward, found, f_abs, 2 * _gamma(k_forward, u))
     if stochastic:
         assumptions[ASSUME_DETERMINISTIC] = False
         return Verdict.decide(assumptions=assumptions, conclusion_held=False, inconclusive=False,
                               statistic=math.nan, bound=0.0, tolerance=math.nan, details={**reading,
                               "stochastic_modules": stochastic}, tolerance_basis="not tested: random forward",
                               reason=f"the forward pass is random ({stochastic}): call model.eval() first", **common)
+    sums = euler_sums(model, params, buffers, names, xr)
+    k_euler = _euler_count({n: params[n] for n in names}, degrees, sums.reduction)
+    tolerances = {"euler": _gamma(k_euler, u), "forward": _gamma(k_forward, u),
+                  "scaling": lambda d: 2 * _gamma(k_forward, u) + (d + 2) * u,
+                  "rescaling": 2 * _gamma(k_forward, u) + 2 * sum(
+                      d * (_gamma(params[n].numel(), u) + 2 * u) for n, d in zip(names, degrees))}
 
     f = sums.output
     scaled = {n: {a: forward({n: a * params[n]}) for a in SCALES} for n in names}
