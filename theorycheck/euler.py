@@ -104,10 +104,12 @@ def _hooked_sums(model, names, weights, state, x) -> tuple[EulerSums | None, str
                     euler[name][:, j] += (call["grad"] * call["lin"]).reshape(batch, -1).sum(1)
                     absolute[name][:, j] += (call["grad"].abs() * call["abs"]).reshape(batch, -1).sum(1)
                     call["grad"] = None
-            # the per-sample sums must add up to the whole gradient's: else the weight is used elsewhere
+            # the hooks' per-sample sums and <W, dF/dW> use the same computed delta and a, summed in two
+            # orders: each within gamma_K sum|terms| (K = entries + batch x terms per sample), unless the
+            # weight also enters f outside its module's forward
             total = 0.0 if g is None else float((weights[name].detach() * g).sum())
-            slack = gamma(2 * weights[name].numel() + batch, f.dtype) * 4 * float(absolute[name][:, j].sum())
-            if abs(total - float(euler[name][:, j].sum())) > slack:
+            k = weights[name].numel() + batch * sum(c["lin"][0].numel() for c in calls[name])
+            if abs(total - float(euler[name][:, j].sum())) > 2 * gamma(k, f.dtype) * float(absolute[name][:, j].sum()):
                 return None, f"{name} is used outside its module's forward (its gradient is not the hooks' sum)"
     reduction = {n: max(c["lin"][0].numel() for c in calls[n]) * max(1, len(calls[n])) if calls[n] else 0
                  for n in names}
