@@ -32,3 +32,31 @@ def test_broken_networks_do_not_hold(data, spec, seed, tc_device, tc_dtype):
     assert verdict.status != "holds", verdict.summary()
     if not spec.residual:  # the structural assumption that broke is named
         assert verdict.status in ("vacuous", "inconclusive")
+
+
+@given(data=st.data(), spec=network_specs(), seed=st.integers(0, 2**16))
+def test_euler_sums_agree_with_the_jacrev_reference(data, spec, seed, tc_device, tc_dtype):
+    """The hook path gives the old per-layer Jacobian's Euler sums to roundoff on every generated net."""
+    import importlib.util
+    import pathlib
+
+    import torch
+
+    from theorycheck.devices import dtype_of, gamma
+    from theorycheck.euler import euler_sums
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_homogeneity.py"
+    module_spec = importlib.util.spec_from_file_location("bench_homogeneity", path)
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+    model = build_network(spec, seed=seed, device=tc_device, dtype=dtype_of(tc_dtype))
+    x = data.draw(inputs(spec, device=tc_device, dtype=tc_dtype))
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    names = list(params)
+    sums = euler_sums(model, params, {}, names, x)
+    euler, absolute = bench.jacrev_sums(model, x, names)
+    k = 2 * sum(p.numel() for p in params.values()) + 2 * max(sums.reduction.values())
+    for n in names:
+        assert bool(((sums.euler[n] - euler[n]).abs() <= gamma(k, x.dtype) * absolute[n]).all()), n
+        assert bool((sums.absolute[n] >= absolute[n] * (1 - gamma(k, x.dtype))).all()), n
+    assert sums.method == "hooks"
