@@ -21,7 +21,7 @@ from ..euler import euler_sums
 from ..models import build_network, declared_degrees, read_parameters
 from ..registry import AuditCase, Claim, register
 from ..tensors import as_batch
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "homogeneity"
 ASSUME_WEIGHTS = "weight layers found"
@@ -121,6 +121,7 @@ def _stochastic(forward, found, f, scale, tolerance) -> dict[str, str]:
     return {}
 
 
+@reported
 def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, seed=None) -> Verdict:
     """Check positive homogeneity of ``model`` in each weight layer on the batch ``x``.
 
