@@ -20,6 +20,7 @@ and peak memory (growth of the resident set's high-water mark over one reference
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import sys
 import time
@@ -104,7 +105,7 @@ def seconds_per_step(networks: int, widths: tuple[int, ...], samples: int, steps
 
 def scaling(args) -> list[tuple[str, list, list, float]]:
     """Engine seconds per step along one axis of the reference setting at a time; log-log slope of each."""
-    E, N, steps, dtype = args.networks, args.samples, max(10, args.steps // 3), torch.float32
+    E, N, steps, dtype = args.networks, args.samples, max(5, args.steps // 3), torch.float32
     sweeps = {
         "width": ([16, 32, 64, 128], lambda w: (E, (10, w, w, 1), N)),
         "depth": ([2, 3, 4, 6], lambda k: (E, (10,) + (32,) * (k - 1) + (1,), N)),
@@ -136,6 +137,7 @@ def peak_memory(args) -> dict:
         ensemble = Ensemble.random(args.networks, (10, 32, 32, 1), dtype=dtype)
         for program, run in (("engine", lambda: engine_rate(ensemble, X, y, args.steps)),
                              ("loop", lambda: loop_rate(ensemble, X, y, 2, args.networks))):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the system: the run's pages are counted
             Path("/proc/self/clear_refs").write_text("5")
             before = _status_kib("VmRSS")
             run()
@@ -155,7 +157,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.repeats, args.steps, args.networks, args.samples, args.loop_networks = 1, 20, 8, 32, 2
+        args.repeats, args.steps, args.networks, args.samples, args.loop_networks = 1, 10, 8, 32, 2
     print(f"setting: {args.networks} bias-free ReLU MLPs 10-32-32-1, {args.samples} samples, full-batch GD on the "
           f"logistic loss, {args.steps} steps, lr {LR}; torch {torch.__version__}, {args.threads} thread(s); "
           f"{args.repeats} interleaved repeats, loop timed on {args.loop_networks} networks")
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
         memory = peak_memory(args)
         print("peak resident-set growth of one run (loop: 2 steps of every network): " + ", ".join(
             f"{program} {dt} {value / 1024:.0f} KiB" for (program, dt), value in memory.items()))
-    except OSError as error:
+    except (OSError, AttributeError) as error:
         print(f"peak memory: not measured ({error})")
     print(f"speedup float32={result['speedup']['float32']:.1f} float64={result['speedup']['float64']:.1f}")
     return 0

@@ -35,7 +35,7 @@ from .losses import get_loss
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
 LOSSES = ("logistic", "exp")
 METHODS = ("gd", "sgd")
-CACHE_BYTES = 2**18  # activations of one chunk of networks: well inside a core's L2 cache
+CACHE_BYTES = 2**21  # activations of one chunk: a core's L2 (measured: 10-32-32-1 on 128 samples, 16-64 networks)
 
 
 def mlp(widths: Sequence[int], activation: str = "relu", negative_slope: float = 0.01,
