@@ -174,7 +174,8 @@ class EnsembleRun:
     """Records of an ensemble run, float64 arrays indexed [t, e] (t = 0..steps: after t updates).
 
     ``log_loss``: log L on the full data set; ``min_margin``: min_n y_n f(x_n); ``layer_norms_sq``
-    [t, e, k]: ||W_k||_F^2; ``non_finite`` [e]: the first record with a non-finite value (-1: none);
+    [t, e, k]: ||W_k||_F^2; ``non_finite`` [e]: the first record with a non-finite value (-1: none; a summed loss below N times the
+    dtype's smallest normal number has lost its digits and is recorded as nan);
     ``indices`` [t, e, :]: the SGD batches (None for GD).
     """
 
