@@ -12,8 +12,9 @@ SGD on batches of b indices with the batch sum scaled by N / b (``"sgd"``), as i
 updates, on the full data set): log L, min_n q_n and each layer's squared Frobenius norm. In exact
 arithmetic every network follows the iterates of its own nn.Sequential under torch.optim.SGD(lr) on the same
 loss; in floating point the two differ by the order of the sums in the matrix products only.
-Losses: logistic l(q) = log(1 + e^-q) (as -logsigmoid(q); torch's softplus returns its input beyond
--q > 20, a relative change below e^-20 of that sample's gradient) and exponential l(q) = e^-q.
+Losses: logistic l(q) = log(1 + e^-q) (softplus(-q), returning -q only beyond -q > -log u, where that errs
+below u; torch's default cut at 20 changes a loop's gradient there by up to e^-20 relative) and exponential
+l(q) = e^-q. Records are computed in the run's dtype and returned as float64 arrays.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from torch import nn
 
 from .devices import dtype_name
 from .errors import expect
-from .losses import get_loss
 
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
 LOSSES = ("logistic", "exp")
