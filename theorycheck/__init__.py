@@ -17,6 +17,7 @@ from .claims.stability_kernel import (assert_cvloo_stability, assert_erm_stabili
                                       check_erm_stability)
 from .coupled import CoupledRun, coupled_sgd
 from .dynamics import Trajectory, train
+from .ensemble import Ensemble, EnsembleRun, train_ensemble  # noqa: F401  (batched GD/SGD over many MLPs)
 from .errors import ClaimViolation, InvalidArgument
 from .recorder import BalanceTrajectory, Recorder
 from .registry import CLAIMS, AuditCase, Claim

@@ -1,0 +1,190 @@
+"""The batched ensemble engine (theorycheck.ensemble) against the loop a researcher writes.
+
+    python benchmarks/run.py [--quick] [--repeats 5] [--loop-networks 16] [--steps 300] [--threads 1]
+
+Reference setting: 64 bias-free ReLU MLPs 10 -> 32 -> 32 -> 1 (depth 3 = three weight layers), 128 samples,
+full-batch GD on the summed logistic loss, 300 steps, in float32 and float64. Three programs, timed in
+network-steps per second (networks x steps / wall seconds) and interleaved repeat by repeat, so that load
+from other processes hits all of them alike:
+  loop      one nn.Sequential and one torch.optim.SGD per network, autograd backward, no records (its cost is
+            per network: it is timed on --loop-networks of the 64);
+  stacked   the 64 networks' weights stacked, bmm forward, autograd backward, one in-place update per layer;
+  engine    train_ensemble: hand-written backward into preallocated buffers, cache-sized chunks, and the
+            records (log L, min margin, squared layer norms at every step), which the other two do not keep.
+The speedup is the median over repeats of engine / loop measured in the same repeat. Then the engine's cost
+(seconds per step) against width, depth, sample count and ensemble size with a fitted log-log slope each,
+and peak memory (growth of the resident set's high-water mark over one reference run). Last line:
+``speedup float32=<x> float64=<y>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from theorycheck.ensemble import Ensemble, train_ensemble  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+LR = 0.01
+
+
+def data(n: int, d: int, dtype: torch.dtype, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=generator, dtype=torch.float64)
+    return X.to(dtype), torch.where(X[:, 0] >= 0, 1.0, -1.0).to(dtype)
+
+
+def loop_rate(ensemble: Ensemble, X, y, steps: int, networks: int) -> float:
+    """Network-steps/s of the plain loop: per network one model, one optimizer, autograd."""
+    models = ensemble.to_models()[:networks]
+    started = time.perf_counter()
+    for model in models:
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            F.softplus(-y * model(X).squeeze(1)).sum().backward()
+            optimizer.step()
+    return len(models) * steps / (time.perf_counter() - started)
+
+
+def stacked_rate(ensemble: Ensemble, X, y, steps: int) -> float:
+    """Network-steps/s of the stacked-weights autograd program (the batched floor)."""
+    weights = [W.clone().requires_grad_(True) for W in ensemble.weights]
+    Xe = X.expand(ensemble.size, *X.shape)
+    started = time.perf_counter()
+    for _ in range(steps):
+        h = Xe
+        for k, W in enumerate(weights):
+            h = torch.bmm(h, W.transpose(1, 2))
+            h = torch.relu(h) if k < len(weights) - 1 else h
+        grads = torch.autograd.grad(F.softplus(-y * h.squeeze(2)).sum(), weights)
+        with torch.no_grad():
+            for W, G in zip(weights, grads):
+                W.sub_(LR * G)
+    return ensemble.size * steps / (time.perf_counter() - started)
+
+
+def engine_rate(ensemble: Ensemble, X, y, steps: int) -> float:
+    return train_ensemble(ensemble, X, y, lr=LR, steps=steps).network_steps_per_second
+
+
+def reference(args) -> dict:
+    """Interleaved repeats of the three programs in both dtypes; medians and per-repeat speedups."""
+    rates = {(name, dt): [] for name in ("loop", "stacked", "engine") for dt in DTYPES}
+    for dt, dtype in DTYPES.items():  # warm-up: first-call costs are nobody's steady state
+        X, y = data(args.samples, 10, dtype)
+        ensemble = Ensemble.random(args.networks, (10, 32, 32, 1), dtype=dtype)
+        loop_rate(ensemble, X, y, 5, 1), stacked_rate(ensemble, X, y, 5), engine_rate(ensemble, X, y, 5)
+    for _ in range(args.repeats):
+        for dt, dtype in DTYPES.items():
+            X, y = data(args.samples, 10, dtype)
+            ensemble = Ensemble.random(args.networks, (10, 32, 32, 1), dtype=dtype)
+            rates["loop", dt].append(loop_rate(ensemble, X, y, args.steps, args.loop_networks))
+            rates["stacked", dt].append(stacked_rate(ensemble, X, y, args.steps))
+            rates["engine", dt].append(engine_rate(ensemble, X, y, args.steps))
+    speedup = {dt: statistics.median(e / lp for e, lp in zip(rates["engine", dt], rates["loop", dt])) for dt in DTYPES}
+    return {"rates": rates, "speedup": speedup}
+
+
+def seconds_per_step(networks: int, widths: tuple[int, ...], samples: int, steps: int, dtype) -> float:
+    X, y = data(samples, widths[0], dtype)
+    ensemble = Ensemble.random(networks, widths, dtype=dtype)
+    train_ensemble(ensemble, X, y, lr=LR, steps=2)
+    times = [train_ensemble(ensemble, X, y, lr=LR, steps=steps).seconds / steps for _ in range(3)]
+    return statistics.median(times)
+
+
+def scaling(args) -> list[tuple[str, list, list, float]]:
+    """Engine seconds per step along one axis of the reference setting at a time; log-log slope of each."""
+    E, N, steps, dtype = args.networks, args.samples, max(5, args.steps // 3), torch.float32
+    sweeps = {
+        "width": ([16, 32, 64, 128], lambda w: (E, (10, w, w, 1), N)),
+        "depth": ([2, 3, 4, 6], lambda k: (E, (10,) + (32,) * (k - 1) + (1,), N)),
+        "samples": ([64, 128, 256, 512], lambda n: (E, (10, 32, 32, 1), n)),
+        "networks": ([16, 32, 64, 128, 256], lambda e: (e, (10, 32, 32, 1), N)),
+    }
+    rows = []
+    for axis, (values, setting) in sweeps.items():
+        values = values[:2] if args.quick else values
+        cost = [seconds_per_step(*setting(v), steps, dtype) for v in values]
+        slope = float(np.polyfit(np.log(values), np.log(cost), 1)[0])
+        rows.append((axis, values, cost, slope))
+    return rows
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def peak_memory(args) -> dict:
+    """Peak resident-set growth (bytes) of one reference run per program and dtype: the kernel's high-water
+    mark is reset (/proc/self/clear_refs, Linux) before each run and read (VmHWM) after it."""
+    out = {}
+    for dt, dtype in DTYPES.items():
+        X, y = data(args.samples, 10, dtype)
+        ensemble = Ensemble.random(args.networks, (10, 32, 32, 1), dtype=dtype)
+        for program, run in (("engine", lambda: engine_rate(ensemble, X, y, args.steps)),
+                             ("loop", lambda: loop_rate(ensemble, X, y, 2, args.networks))):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the system: the run's pages are counted
+            Path("/proc/self/clear_refs").write_text("5")
+            before = _status_kib("VmRSS")
+            run()
+            out[program, dt] = (_status_kib("VmHWM") - before) * 1024
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (small sizes, one repeat)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default: 5)")
+    parser.add_argument("--steps", type=int, default=300, help="GD steps per run (default: 300)")
+    parser.add_argument("--networks", type=int, default=64, help="ensemble size (default: 64)")
+    parser.add_argument("--samples", type=int, default=128, help="samples (default: 128)")
+    parser.add_argument("--loop-networks", type=int, default=16, help="networks the plain loop is timed on (default: 16)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.repeats, args.steps, args.networks, args.samples, args.loop_networks = 1, 10, 8, 32, 2
+    print(f"setting: {args.networks} bias-free ReLU MLPs 10-32-32-1, {args.samples} samples, full-batch GD on the "
+          f"logistic loss, {args.steps} steps, lr {LR}; torch {torch.__version__}, {args.threads} thread(s); "
+          f"{args.repeats} interleaved repeats, loop timed on {args.loop_networks} networks")
+    result = reference(args)
+    print(f"{'program':<10}{'float32 net-steps/s':>22}{'x loop':>8}{'float64 net-steps/s':>22}{'x loop':>8}")
+    for name in ("loop", "stacked", "engine"):
+        cells = ""
+        for dt in DTYPES:
+            rate, loop = statistics.median(result["rates"][name, dt]), statistics.median(result["rates"]["loop", dt])
+            cells += f"{rate:>22,.0f}{rate / loop:>8.1f}"
+        print(f"{name:<10}{cells}")
+    spread = {dt: [round(e / lp, 1) for e, lp in zip(result["rates"]["engine", dt], result["rates"]["loop", dt])]
+              for dt in DTYPES}
+    print(f"engine / loop per repeat: {spread}")
+    print("engine cost, float32, one axis of the setting varied at a time (seconds per step):")
+    for axis, values, cost, slope in scaling(args):
+        points = ", ".join(f"{v}: {c * 1e3:.3g} ms" for v, c in zip(values, cost))
+        print(f"  {axis:<9} slope {slope:5.2f}   {points}")
+    try:
+        memory = peak_memory(args)
+        print("peak resident-set growth of one run (loop: 2 steps of every network): " + ", ".join(
+            f"{program} {dt} {value / 1024:.0f} KiB" for (program, dt), value in memory.items()))
+    except (OSError, AttributeError) as error:
+        print(f"peak memory: not measured ({error})")
+    print(f"speedup float32={result['speedup']['float32']:.1f} float64={result['speedup']['float64']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
