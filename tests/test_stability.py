@@ -277,3 +277,65 @@ def test_float32_and_float64_agree_on_a_convex_instance():
     assert a.status == b.status == "holds"
     assert b.statistic == pytest.approx(a.statistic, rel=1e-4, abs=1e-6)
     assert dtype_of(b.dtype) == torch.float32
+
+
+# --- a conclusion of several parts: the headline is the deciding part -------------------------------
+
+STABILITY_CLAIMS = ("sgd_stability_convex", "sgd_stability_strongly_convex", "sgd_stability_nonconvex",
+                    "erm_stability", "cvloo_stability")
+
+
+def _headline_contradictions(n: int) -> list[str]:
+    """Records whose conclusion_held disagrees with statistic <= bound + tolerance, or whose parts do."""
+    wrong = []
+    for claim in STABILITY_CLAIMS:
+        for case in tc.CLAIMS[claim].audit_cases(n=n, seed=0, device="cpu", dtype="float64"):
+            v = case.run()
+            parts = v.details["comparisons"]
+            if math.isfinite(v.statistic) and (v.statistic <= v.bound + v.tolerance) != v.conclusion_held:
+                wrong.append(f"{claim} {case.name}: {v.summary()}")
+            if v.conclusion_held != all(p["held"] for p in parts) or any(
+                    p["held"] != (p["measured"] <= p["bound"] + p["tolerance"]) for p in parts):
+                wrong.append(f"{claim} {case.name}: parts {parts}")
+            if not v.conclusion_held and v.statistic not in [p["measured"] for p in parts if not p["held"]]:
+                wrong.append(f"{claim} {case.name}: headline is not a failing part")
+    return wrong
+
+
+def test_headline_is_the_deciding_part_on_audit_cases():
+    assert _headline_contradictions(4) == []
+
+
+@pytest.mark.slow
+def test_headline_is_the_deciding_part_on_the_default_audit():
+    assert _headline_contradictions(20) == []
+
+
+def test_pathwise_failure_at_a_roundoff_level_bound_is_the_headline():
+    """Overstated gamma contracts B_t to roundoff while w_t != w'_t: that part fails and is reported."""
+    case = SGDCase(claim="sgd_stability_strongly_convex", loss="logistic", weight_decay=0.1, n=10, steps=20,
+                   control="overstated-gamma", seed=2)
+    verdict = case.verdict()
+    assert verdict.conclusion_held is False and verdict.statistic > verdict.bound + verdict.tolerance
+    failing = [p["name"] for p in verdict.details["comparisons"] if not p["held"]]
+    assert failing and verdict.tolerance_basis.split(":")[0] in failing
+
+
+def test_deciding_part_prefers_failing_then_tightest():
+    parts = [st.comparison("a", 0.5, 1.0, 0.0, "x"), st.comparison("b", 0.9, 1.0, 0.0, "x")]
+    assert st.deciding(parts)["name"] == "b"
+    parts.append(st.comparison("c", 2.0, 1.0, 0.5, "x"))
+    parts.append(st.comparison("d", 1e-9, 0.0, 0.0, "x"))  # any excess over a zero allowance is infinitely far
+    assert st.deciding(parts)["name"] == "d" and st.headline(parts)["conclusion_held"] is False
+    assert st.comparison("nan", math.nan, 1.0, 0.0, "x")["held"] is False
+
+
+@pytest.mark.parametrize("claim", sorted(cases.CONTROLS))
+def test_series_follow_the_report_schema(claim):
+    from theorycheck.report.plots import _lines
+
+    verdict = SGDCase(claim=claim, loss="tanh" if claim.endswith("nonconvex") else "logistic",
+                      radius=1.0 if claim.endswith("nonconvex") else None,
+                      weight_decay=0.1 if "strongly" in claim else 0.0, n=8, steps=16).verdict()
+    series = verdict.details["series"]
+    assert series and all(len(_lines(entry)) == 2 for entry in series.values())
