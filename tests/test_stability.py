@@ -1,5 +1,6 @@
 """Unit tests and negative controls for the SGD stability claims (Hardt, Recht & Singer 2016)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -339,3 +340,47 @@ def test_series_follow_the_report_schema(claim):
                       weight_decay=0.1 if "strongly" in claim else 0.0, n=8, steps=16).verdict()
     series = verdict.details["series"]
     assert series and all(len(_lines(entry)) == 2 for entry in series.values())
+
+
+# --- an understated beta that every secant stays under: caught by the path's curvature ---------------
+
+UNDERSTATED_BETA = {  # claim, loss, data, radius
+    "convex-huber-digits": ("sgd_stability_convex", "huber", "digits", None),
+    "nonconvex-tanh": ("sgd_stability_nonconvex", "tanh", "separable", 1.5),
+}
+
+
+@pytest.mark.parametrize("name", UNDERSTATED_BETA)
+def test_understated_beta_below_the_curvature_is_vacuous(name, tc_device, tc_dtype):
+    claim, loss, data, radius = UNDERSTATED_BETA[name]
+    case = SGDCase(claim=claim, loss=loss, data=data, radius=radius, n=20, steps=40)
+    right = case.verdict(device=tc_device, dtype=tc_dtype)  # the closed-form beta: holds, at the edge for Huber
+    assert right.status == "holds", right.summary()
+    observed, beta = right.details["observed"], right.details["constants"]["smoothness"]
+    secant, curvature = observed["max_secant_smoothness"], observed["max_curvature"]
+    assert secant < curvature <= beta * (1 + 1e-5)
+    if loss == "huber":  # l'' = 1 on the largest input: the estimate reaches beta
+        assert curvature == pytest.approx(beta, rel=1e-5)
+    torch_dtype = dtype_of(tc_dtype)
+    X, y, new = case.data_set(torch_dtype)
+    model = case.model(torch_dtype)
+    run = tc.coupled_sgd(model, cases.NETWORK_LOSSES.get(loss) or sc.LINEAR_LOSSES[loss][0], X, y, index=0,
+                         replacement=new, steps=case.steps, runs=case.runs, radius=radius, seed=case.seed,
+                         step_size=case.step_size(torch.cat([X, new[0]]), model), device=tc_device, dtype=tc_dtype)
+    declared = dataclasses.replace(case.constants(model, run), smoothness=(secant + curvature) / 2)
+    wrong = st.__dict__[f"check_{claim}"](run, declared)
+    assert wrong.status == "vacuous", wrong.summary()
+    assert wrong.assumptions[st.ASSUME_SECANT] and not wrong.assumptions[st.ASSUME_CURVATURE]
+    assert "beta understated" in wrong.reason
+
+
+def test_curvature_estimate_is_a_lower_bound_of_the_hessian_norm():
+    """Power iteration on a random quadratic per example: ||H v_k|| <= ||H||_2, close after 20 steps."""
+    torch.manual_seed(0)
+    A = torch.randn(3, 5, 5, dtype=torch.float64)
+    H = A @ A.transpose(1, 2)
+    objective = lambda w, x, t: 0.5 * torch.einsum("i,bij,j->b", w, H[t.long()], w)  # noqa: E731
+    estimate = tc.coupled.path_curvature(objective, torch.randn(2, 5, dtype=torch.float64),
+                                         torch.zeros(3, 1, dtype=torch.float64), torch.arange(3.0).double())
+    exact = torch.linalg.matrix_norm(H, ord=2)
+    assert bool((estimate <= exact * (1 + 1e-12)).all()) and bool((estimate >= 0.9 * exact).all())

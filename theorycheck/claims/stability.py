@@ -42,6 +42,7 @@ ASSUME_LIPSCHITZ = "f(.; z) L-Lipschitz with finite L"
 ASSUME_SMOOTH = "f(.; z) beta-smooth with finite beta"
 ASSUME_GRADIENTS = "observed per-sample gradient norms <= L"
 ASSUME_SECANT = "observed secant smoothness ||g - g'|| <= beta ||w - w'||"
+ASSUME_CURVATURE = "observed curvature ||hess f(w; z)||_2 <= beta at visited points (power iteration)"
 ASSUME_CONVEX = "f(.; z) convex (declared; observed <g - g', w - w'> >= 0)"
 ASSUME_STRONG = "f(.; z) gamma-strongly convex, gamma > 0 (declared; observed <g - g', w - w'> >= gamma ||w - w'||^2)"
 ASSUME_STEP_CONVEX = "step sizes alpha_t <= 2/beta"
@@ -173,6 +174,12 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
                                                                         True).all())
     if ASSUME_STRONG in assumptions:
         assumptions[ASSUME_STRONG] = constants.strong_convexity > 0 and bool(convex_ok.all())
+    # power iteration gives ||H v|| <= ||H||_2: an estimate above beta refutes it; NaN (not estimated) does not
+    curvature_slack = g_k * (beta_tol + run.curvature)
+    assumptions[ASSUME_CURVATURE] = not run.curvature > beta + curvature_slack
+    if not assumptions[ASSUME_CURVATURE]:
+        reasons.append(f"curvature ||hess f(w; z)|| >= {run.curvature:.4g} at a visited point exceeds beta = {beta:.4g} "
+                       "(beta understated)")
     if not assumptions[ASSUME_GRADIENTS]:
         reasons.append(f"a per-sample gradient of norm {grad_max:.4g} exceeds L = {L:.4g}")
     if not assumptions[ASSUME_SECANT]:
@@ -203,6 +210,12 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
         "observed": {"max_gradient_norm": grad_max,
                      "max_secant_smoothness": float(np.nanmax(secant)) if shared.any() else math.nan,
                      "min_secant_monotonicity": float(np.nanmin(monotone)) if shared.any() else math.nan,
+                     "max_curvature": run.curvature, "curvature_points": run.curvature_points,
+                     "curvature_basis": (f"max over {run.curvature_points} visited w and every training example of "
+                                         "||H v_k||, k power-iteration steps on hess_w f(w; z): a lower bound on the "
+                                         "largest curvature (it can miss sharper directions and unvisited points); "
+                                         f"refutes beta above rounding gamma_K (beta + estimate) = {curvature_slack:.2g}"
+                                         if run.curvature_points else "not estimated: the loss has no second derivative"),
                      "max_step_size": float(run.step_sizes.max()), "loss_seen": list(run.loss_seen)},
         "series": {"||w_t - w'_t|| (mean over runs)": _series(
             {"||w_t - w'_t||": delta_all.mean(0), "growth-recursion bound B_t": bound.mean(0)},
@@ -364,7 +377,7 @@ def _audit(claim: str):
     return audit_cases
 
 
-_ASSUME_COMMON = (ASSUME_LIPSCHITZ, ASSUME_SMOOTH, ASSUME_GRADIENTS, ASSUME_SECANT)
+_ASSUME_COMMON = (ASSUME_LIPSCHITZ, ASSUME_SMOOTH, ASSUME_GRADIENTS, ASSUME_SECANT, ASSUME_CURVATURE)
 register(Claim(
     id="sgd_stability_convex",
     statement="SGD on a convex, beta-smooth, L-Lipschitz loss with alpha_t <= 2/beta: for S, S' differing in example "
