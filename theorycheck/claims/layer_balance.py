@@ -31,20 +31,24 @@ ASSUME_NO_BIAS = "no bias parameters"
 ASSUME_GRADS = "every layer has a gradient at every step"
 ASSUME_TWO_LAYERS = "at least two weight layers"
 ASSUME_HOMOGENEOUS = "network positively homogeneous on X"
+ASSUME_EULER = ("gradients are a loss gradient of the homogeneous f: Euler sums <W_k, g_k>/d_k agree across layers "
+                "(no penalty, clipping or noise)")
+ASSUME_UNEDITED = "weights unchanged between optimizer steps"
 MAX_SERIES_POINTS = 200
 
 
-def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype) -> np.ndarray:
-    """Roundoff bound on the balance residual of layers (k, k+1), accumulated step by step.
+def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype, j: int | None = None) -> np.ndarray:
+    """Roundoff bound on the balance residual of layers (k, j) (default j = k + 1), accumulated step by step.
 
     Per step: the rounded update (3u (||W^{t+1}||^2 + lr sum|W * g|) per layer), the computed
     gradient's Euler sums (2 lr gamma_K sum|W * g|, K = 2 x total fan-in + depth) and the eta^2 term
     (lr^2 (gamma_n + gamma_T) ||g||^2); plus gamma_n on the four endpoint norms. Returns the running
     bound after each step (length steps).
     """
-    both, weight = [k, k + 1], np.array([1.0, r])
+    j = k + 1 if j is None else j
+    both, weight = [k, j], np.array([1.0, r])
     steps = traj.steps
-    n = max(traj.sizes[k], traj.sizes[k + 1])
+    n = max(traj.sizes[k], traj.sizes[j])
     g_backward = gamma(2 * traj.fan_in_total + len(traj.layers), dtype)
     lr = traj.lr[:, both]
     per_step = (3 * u * (traj.sq_norms[1:, both] + lr * traj.abs_inner[:, both])
@@ -77,6 +81,24 @@ def _plain_step_observation(traj: BalanceTrajectory, u: float) -> tuple[bool, di
                             "steps_not_plain": int((~ok).any(1).sum())}
 
 
+def _euler_observation(traj: BalanceTrajectory, dtype) -> tuple[bool, dict]:
+    """Do the gradient's Euler sums <W_k, g_k>/d_k agree across layers at every step? For the gradient of
+    any loss of f they all equal sum_n l'(f_n) f_n (Euler); each computed sum is within gamma_K sum|W_k * g_k|
+    of it, so the spread about their mean is allowed 2 gamma_K max_k sum|W_k * g_k|/d_k per step."""
+    degrees = np.asarray(traj.degrees)
+    per_degree = traj.inner / degrees
+    spread = np.abs(per_degree - per_degree.mean(1, keepdims=True)).max(1)
+    allowed = 2 * gamma(2 * traj.fan_in_total + len(traj.layers), dtype) * (traj.abs_inner / degrees).max(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.where(spread > allowed, spread / np.where(allowed > 0, allowed, np.nan), 0.0)
+    step = int(np.nanargmax(np.where(np.isnan(excess), np.inf, excess))) if len(excess) else 0
+    return bool((spread <= allowed).all()), {
+        "steps_off": int((spread > allowed).sum()), "worst_step": step,
+        "worst_spread": float(spread[step]) if len(spread) else 0.0,
+        "allowed": float(allowed[step]) if len(allowed) else 0.0,
+        "per_degree_sums": per_degree[step].tolist() if len(per_degree) else []}
+
+
 def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     """Check the exact discrete balance identity (layer-wise and per neuron) on a recorded run."""
     expect(isinstance(trajectory, BalanceTrajectory), expected="a BalanceTrajectory (Recorder(...).trajectory)",
@@ -89,12 +111,16 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     arrays = [traj.sq_norms, traj.inner, traj.grad_sq, traj.plain_residual, *traj.neuron_sq]
     finite = all(np.isfinite(a).all() for a in arrays)
     plain, plain_details = _plain_step_observation(traj, u) if traj.steps else (True, {})
+    euler, euler_details = _euler_observation(traj, dtype) if traj.steps and finite else (True, {})
+    edited = traj.edited if traj.edited is not None else np.zeros((traj.steps, len(traj.layers)))
     assumptions = {
         ASSUME_PLAIN: plain,
         ASSUME_COMMON_LR: bool((traj.lr == traj.lr[:, :1]).all()) if traj.steps else True,
         ASSUME_NO_BIAS: not traj.non_weight_parameters,
         ASSUME_GRADS: traj.missing_gradients == 0,
         ASSUME_TWO_LAYERS: len(traj.layers) >= 2,
+        ASSUME_EULER: euler,
+        ASSUME_UNEDITED: bool((edited == 0).all()),
     }
     if traj.homogeneity is not None:
         assumptions[ASSUME_HOMOGENEOUS] = traj.homogeneity.status == "holds"
@@ -140,22 +166,18 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
 
     neurons = {}
     for p, pair in enumerate(traj.pairs):
-        k = traj.layers.index(pair.lower)
-        r = traj.degrees[k] / traj.degrees[k + 1]
+        k, j = traj.layers.index(pair.lower), traj.layers.index(pair.upper)
+        r = traj.degrees[k] / traj.degrees[j]
         lr = traj.lr[:, k][:, None]
         balance = traj.neuron_sq[p][:, 0] - r * traj.neuron_sq[p][:, 1]
         residual = balance[-1] - balance[0] - (lr ** 2 * (traj.neuron_grad_sq[p][:, 0]
                                                           - r * traj.neuron_grad_sq[p][:, 1])).sum(0)
         # each unit's roundoff terms are parts of its layers' terms: the layer pair's bound covers it
-        tol = _pair_tolerance(traj, k, r, u, dtype)[-1]
+        tol = _pair_tolerance(traj, k, r, u, dtype, j)[-1]
         unit = int(np.argmax(np.abs(residual)))
         neurons[f"{pair.lower} -> {pair.upper}"] = {"units": pair.units, "worst_unit": unit,
                                                     "residual": float(residual[unit]), "tolerance": float(tol),
                                                     "ratio": float(abs(residual[unit]) / tol) if tol > 0 else math.inf}
-    per_degree = traj.inner / np.asarray(traj.degrees)
-    euler_spread = np.abs(per_degree - per_degree.mean(1, keepdims=True)).max(1) / np.maximum(
-        traj.abs_inner.max(1), np.finfo(np.float64).tiny)
-
     worst_neuron = max(neurons, key=lambda n: neurons[n]["ratio"], default=None)
     held = pairs[worst]["ratio"] <= 1 and all(n["ratio"] <= 1 for n in neurons.values())
     reasons = []
@@ -169,6 +191,15 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         reasons.append(f"update/gradient cosine {plain_details['min_update_gradient_cosine']:.3f}, relative "
                        f"deviation {plain_details['worst_relative_deviation']:.1e} in {plain_details['steps_not_plain']}"
                        f" step(s) ({traj.optimizer}: momentum, weight decay or adaptive steps?)")
+    if not euler:
+        reasons.append(f"Euler sums <W_k, g_k>/d_k = {euler_details['per_degree_sums']} disagree by "
+                       f"{euler_details['worst_spread']:.2e} > {euler_details['allowed']:.2e} at step "
+                       f"{euler_details['worst_step']} ({euler_details['steps_off']} step(s)): the gradient is not a "
+                       "loss gradient of f (a penalty, per-layer or value clipping, noise, or wrong degrees?)")
+    if not assumptions[ASSUME_UNEDITED]:
+        step, layer = np.unravel_index(int(np.argmax(edited)), edited.shape)
+        reasons.append(f"{traj.layers[layer]} changed by {edited[step, layer]:.2e} between steps {step - 1} and "
+                       f"{step}, outside the optimizer")
     if traj.non_weight_parameters:
         reasons.append(f"bias/non-weight parameters: {list(traj.non_weight_parameters)}")
     if traj.homogeneity is not None and traj.homogeneity.status != "holds":
@@ -181,8 +212,9 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                          "gamma_T) ||g||^2 for the eta^2 term, gamma_n on the endpoint norms; the eta^2 term is "
                          "the exact discrete correction"),
         details={"steps": traj.steps, "optimizer": traj.optimizer, "pairs": pairs, "neurons": neurons,
-                 "plain_steps": plain_details, "max_euler_spread": float(euler_spread.max()),
-                 "euler_spread_allowed": gamma(2 * traj.fan_in_total + len(traj.layers), dtype),
+                 "plain_steps": plain_details, "euler_sums": euler_details,
+                 "max_edit_between_steps": float(edited.max(initial=0.0)),
+                 "neurons_unpaired": [{"lower": lo, "upper": up, "why": why} for lo, up, why in traj.unpaired],
                  "series": series},
         reason="; ".join(reasons), **common)
 
@@ -260,7 +292,8 @@ register(Claim(
     statement="Plain gradient steps on a bias-free homogeneous network change D_k = ||W_k||^2 - r_k ||W_{k+1}||^2 "
               "(r_k = d_k / d_{k+1}, 1 for ReLU; and each neuron's ||W_k[i,:]||^2 - r_k ||W_{k+1}[:,i]||^2) by exactly "
               "eta^2 (||g_k||^2 - r_k ||g_{k+1}||^2) per step; under gradient flow D_k is conserved.",
-    assumptions=(ASSUME_PLAIN, ASSUME_COMMON_LR, ASSUME_NO_BIAS, ASSUME_GRADS, ASSUME_TWO_LAYERS, ASSUME_HOMOGENEOUS),
+    assumptions=(ASSUME_PLAIN, ASSUME_COMMON_LR, ASSUME_NO_BIAS, ASSUME_GRADS, ASSUME_TWO_LAYERS, ASSUME_HOMOGENEOUS,
+                 ASSUME_EULER, ASSUME_UNEDITED),
     source="Du, Hu & Lee, NeurIPS 2018, Sec. 2 (invariance of squared-norm differences under gradient flow, per "
            "neuron and per layer, fully connected and convolutional); Poggio et al., Theory III",
     checker=check_layer_balance,
