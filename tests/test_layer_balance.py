@@ -266,3 +266,10 @@ def test_an_optimizer_that_does_not_own_the_weights_is_refused():
     other, _ = network_and_batch(SPECS["mlp"], 2, 4, "cpu", "float64")
     with pytest.raises(tc.InvalidArgument, match="expected an optimizer that owns every trainable weight.*Fix"):
         tc.Recorder(model, torch.optim.SGD(other.parameters(), lr=0.1))
+
+
+@pytest.mark.parametrize("control", ["l2_penalty", "clip_per_layer", "clip_value", "noise", "edit_between"])
+def test_audit_loop_controls_name_their_assumption(control, tc_device, tc_dtype):
+    verdict = tc.check_layer_balance(_run(SPECS["cnn"], tc_device, tc_dtype, loop_control=control))
+    assumption = ASSUME_UNEDITED if control == "edit_between" else ASSUME_EULER
+    assert verdict.status == "vacuous" and verdict.failed_assumptions == [assumption], verdict.summary()

@@ -232,13 +232,50 @@ OPTIMIZERS = {
 }
 
 
-def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None, seed=0) -> BalanceTrajectory:
+def _penalty(model, generator):  # the gradient of 0.01 sum ||W||^2 added to the loss
+    for p in model.parameters():
+        p.grad.add_(p.detach(), alpha=2e-2)
+
+
+def _clip_each_layer(model, generator):  # every layer clipped to half the smallest layer's gradient norm
+    cap = 0.5 * min(float(p.grad.norm()) for p in model.parameters())
+    for p in model.parameters():
+        torch.nn.utils.clip_grad_norm_([p], cap)
+
+
+def _clip_value(model, generator):
+    torch.nn.utils.clip_grad_value_(model.parameters(), 0.5 * max(float(p.grad.abs().max()) for p in model.parameters()))
+
+
+def _noise(model, generator):  # 1% of each layer's gradient norm
+    for p in model.parameters():
+        noise = torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.grad)
+        p.grad.add_(noise * (1e-2 * p.grad.norm() / noise.norm()))
+
+
+def _edit_first_layer(model, generator):
+    with torch.no_grad():
+        next(iter(model.parameters())).mul_(1.01)
+
+
+# loops outside the theorem though every update is -lr * (recorded grad): gradient edits before each step
+LOOP_CONTROLS = {"l2_penalty": _penalty, "clip_per_layer": _clip_each_layer, "clip_value": _clip_value,
+                 "noise": _noise}
+BETWEEN_STEPS = {"edit_between": _edit_first_layer}  # weights changed after each step
+
+
+def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None, seed=0,
+                 loop_control=None) -> BalanceTrajectory:
     """Train ``model`` with the summed logistic loss on minibatches and return the recorded trajectory.
 
-    ``optimizer`` is one of :data:`OPTIMIZERS` (plain SGD, and the negative controls).
+    ``optimizer`` is one of :data:`OPTIMIZERS` (plain SGD, and the negative controls); ``loop_control`` one
+    of :data:`LOOP_CONTROLS` or :data:`BETWEEN_STEPS` (a loop that edits gradients or weights).
     """
     expect(optimizer in OPTIMIZERS, expected=f"optimizer in {sorted(OPTIMIZERS)}", received=repr(optimizer),
            fix="choose one of those")
+    expect(loop_control is None or loop_control in {**LOOP_CONTROLS, **BETWEEN_STEPS},
+           expected=f"loop_control None or in {sorted({**LOOP_CONTROLS, **BETWEEN_STEPS})}",
+           received=repr(loop_control), fix="choose one of those")
     opt = OPTIMIZERS[optimizer](model.parameters(), lr)
     generator = torch.Generator().manual_seed(seed)
     batch = batch or len(X)
@@ -248,17 +285,22 @@ def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None,
             opt.zero_grad()
             margins = y[index] * model(X[index]).reshape(-1)
             torch.nn.functional.softplus(-margins).sum().backward()
+            if loop_control in LOOP_CONTROLS:
+                LOOP_CONTROLS[loop_control](model, generator)
             opt.step()
+            if loop_control in BETWEEN_STEPS:
+                BETWEEN_STEPS[loop_control](model, generator)
         return rec.trajectory
 
 
 def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
     """n plain-SGD runs on random homogeneous networks (expected: holds) and n controls cycling
-    through momentum, weight decay, Adam and biases (expected: vacuous, the assumption named)."""
+    through momentum, weight decay, Adam, biases and loops that edit gradients or weights (expected:
+    vacuous, the assumption named)."""
     from ..models import build_network
     from ..sampling import case_rng, network_and_batch, random_spec
 
-    controls = ("momentum", "weight_decay", "adam", "bias")
+    controls = ("momentum", "weight_decay", "adam", "bias", *LOOP_CONTROLS, *BETWEEN_STEPS)
     for index in range(2 * n):
         rng = case_rng(seed, CLAIM_ID, index)
         control = None if index < n else controls[index % len(controls)]
@@ -266,12 +308,13 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
         instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 17))
         lr, steps = float(10 ** rng.uniform(-3, -1)), int(rng.integers(5, 31))
         optimizer = control if control in OPTIMIZERS else "sgd"
+        loop = control if control in LOOP_CONTROLS or control in BETWEEN_STEPS else None
 
-        def run(spec=spec, instance_seed=instance_seed, batch=batch, lr=lr, steps=steps, optimizer=optimizer):
+        def run(spec=spec, instance_seed=instance_seed, batch=batch, lr=lr, steps=steps, optimizer=optimizer, loop=loop):
             model, X = network_and_batch(spec, instance_seed, batch, device, dtype)
             y = torch.where(torch.arange(batch, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
             return check_layer_balance(recorded_run(model, X, y, optimizer=optimizer, lr=lr, steps=steps,
-                                                    seed=instance_seed), seed=instance_seed)
+                                                    seed=instance_seed, loop_control=loop), seed=instance_seed)
 
         yield AuditCase(
             name=f"{'control-' + control if control else 'instance'}-{index}",
@@ -283,7 +326,7 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
                        f"m, X = network_and_batch({spec.repr_line()}, seed={instance_seed}, batch={batch}, "
                        f"device={device!r}, dtype={dtype!r}); y = torch.where(torch.arange({batch}) % 2 == 0, 1.0, "
                        f"-1.0).to(X); print(tc.check_layer_balance(recorded_run(m, X, y, optimizer={optimizer!r}, "
-                       f"lr={lr!r}, steps={steps}, seed={instance_seed})).summary())"),
+                       f"lr={lr!r}, steps={steps}, seed={instance_seed}, loop_control={loop!r})).summary())"),
             run=run, size=sum(p.numel() for p in build_network(spec).parameters()))
 
 
