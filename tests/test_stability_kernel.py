@@ -191,5 +191,8 @@ def test_duplicates_and_tiny_samples_never_crash(claim, tc_device, tc_dtype):
     check = tc.check_erm_stability if claim == "erm_stability" else tc.check_cvloo_stability
     assert check(X, y, lam=0.1, kernel="rbf").status == "holds"  # lambda > 0: A stays positive definite
     assert check(X, y, lam=0.0, kernel="laplace").status == "vacuous"  # duplicate rows: K singular, or lambda = 0
+    assert check(X[:3], y[:3], lam=0.1, kernel="rbf").status == "holds"  # the smallest sample of each check
+    zeros = torch.zeros_like(X)  # every input equal (a zero linear kernel): exact zeros, holds
+    assert check(zeros, y, lam=0.1, kernel="linear").status == "holds"
     with pytest.raises(tc.InvalidArgument, match="expected .* but got .* Fix"):
         check(X[:1], y[:1], lam=0.1, kernel="rbf")  # one sample: nothing to leave out

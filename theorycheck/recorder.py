@@ -175,9 +175,9 @@ class Recorder:
         return {name: lr_of.get(id(p), float("nan")) for name, p in self._weights.items()}
 
     def _before_step(self, optimizer, args, kwargs):
-        for hook in self._forward_hooks:  # the first forward pass has fixed the layer order
+        for hook in self._forward_hooks:  # the first forward pass has fixed the layer order and the links
             hook.remove()
-        self._forward_hooks = []
+        self._forward_hooks, self._producers = [], {}
         before, grads, edited = {}, {}, {}
         for name, p in self._weights.items():
             before[name] = p.detach().clone()

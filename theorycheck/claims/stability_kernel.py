@@ -184,7 +184,10 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
     X, y = _data(X, y)
     n = X.shape[0]
     expect(lam >= 0, expected="lambda >= 0", received=repr(lam), fix="lambda = 0 is minimum-norm interpolation")
-    sizes = sorted({max(4, n // 4), max(4, n // 2), n}) if sizes is None else sorted({int(m) for m in sizes})
+    expect(n >= 3, expected="at least 3 points (a leave-one-out fit on 2 or more)", received=f"n = {n}",
+           fix="pass a larger sample")
+    sizes = (sorted({min(n, max(4, n // 4)), min(n, max(4, n // 2)), n}) if sizes is None
+             else sorted({int(m) for m in sizes}))
     expect(all(3 <= m <= n for m in sizes), expected=f"sizes in [3, {n}]", received=repr(sizes),
            fix="prefix sizes of the data set")
     kappa2, kappa_basis = kernel_kappa2(kernel, X, bandwidth=bandwidth)
