@@ -147,8 +147,9 @@ def test_bad_input():
 
 # --- loops outside the theorem: the gradient is not a loss gradient of f --------------------------
 
-def _loop(model, X, y, opt, *, steps=8, edit_grads=None, penalty=0.0, check_X=None, degrees=None):
-    """The user's loop: logistic loss (+ penalty sum ||W||^2), optional gradient edits before each step."""
+def _loop(model, X, y, opt, *, steps=8, edit_grads=None, penalty=0.0, check_X=None, degrees=None, between=None):
+    """The user's loop: logistic loss (+ penalty sum ||W||^2), optional gradient edits before each step
+    and weight edits after it."""
     with tc.Recorder(model, opt, check_X, degrees=degrees) as rec:
         for _ in range(steps):
             opt.zero_grad()
@@ -159,6 +160,8 @@ def _loop(model, X, y, opt, *, steps=8, edit_grads=None, penalty=0.0, check_X=No
             if edit_grads is not None:
                 edit_grads(model)
             opt.step()
+            if between is not None:
+                between(model)
     return rec.trajectory
 
 
@@ -273,3 +276,34 @@ def test_audit_loop_controls_name_their_assumption(control, tc_device, tc_dtype)
     verdict = tc.check_layer_balance(_run(SPECS["cnn"], tc_device, tc_dtype, loop_control=control))
     assumption = ASSUME_UNEDITED if control == "edit_between" else ASSUME_EULER
     assert verdict.status == "vacuous" and verdict.failed_assumptions == [assumption], verdict.summary()
+
+
+def test_headline_is_the_deciding_part():
+    """Layer pairs and neurons are parts of one conclusion: statistic <= bound + tolerance iff it held."""
+    for case in tc.CLAIMS["layer_balance"].audit_cases(n=3, seed=0, device="cpu", dtype="float64"):
+        verdict = case.run()
+        if np.isfinite(verdict.statistic):
+            assert (verdict.statistic <= verdict.bound + verdict.tolerance) == verdict.conclusion_held, verdict.summary()
+
+
+def test_a_failing_neuron_is_the_headline_when_the_layers_balance():
+    """Between steps, norm moves from unit 0's incoming row to unit 1's (||W_1|| kept): the layer pair
+    still balances, the neurons do not; the headline reports the failing neuron."""
+    model, X = network_and_batch(SPECS["mlp"], 1, 8, "cpu", "float64")
+    y = torch.where(torch.arange(8) % 2 == 0, 1.0, -1.0).double()
+    first = next(iter(model.parameters()))
+
+    @torch.no_grad()
+    def move_norm(model):
+        a, b = (first[0] ** 2).sum(), (first[1] ** 2).sum()
+        first[0].mul_(0.5)
+        first[1].mul_(torch.sqrt((b + 0.75 * a) / b))
+
+    verdict = tc.check_layer_balance(_loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.01), steps=4,
+                                           between=move_norm))
+    layers = [p for p in verdict.details["comparisons"] if p["name"].startswith("D ")]
+    failing = [p for p in verdict.details["comparisons"] if not p["held"]]
+    assert all(p["held"] for p in layers) and failing and all(p["name"].startswith("neuron") for p in failing)
+    assert verdict.statistic > verdict.bound + verdict.tolerance
+    assert verdict.statistic == max(p["measured"] for p in failing)
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_UNEDITED] is False

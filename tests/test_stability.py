@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 import theorycheck as tc
+from theorycheck import comparisons as cmp
 from theorycheck import stability_cases as cases
 from theorycheck import stability_constants as sc
 from theorycheck.claims import stability as st
@@ -323,12 +324,12 @@ def test_pathwise_failure_at_a_roundoff_level_bound_is_the_headline():
 
 
 def test_deciding_part_prefers_failing_then_tightest():
-    parts = [st.comparison("a", 0.5, 1.0, 0.0, "x"), st.comparison("b", 0.9, 1.0, 0.0, "x")]
-    assert st.deciding(parts)["name"] == "b"
-    parts.append(st.comparison("c", 2.0, 1.0, 0.5, "x"))
-    parts.append(st.comparison("d", 1e-9, 0.0, 0.0, "x"))  # any excess over a zero allowance is infinitely far
-    assert st.deciding(parts)["name"] == "d" and st.headline(parts)["conclusion_held"] is False
-    assert st.comparison("nan", math.nan, 1.0, 0.0, "x")["held"] is False
+    parts = [cmp.comparison("a", 0.5, 1.0, 0.0, "x"), cmp.comparison("b", 0.9, 1.0, 0.0, "x")]
+    assert cmp.deciding(parts)["name"] == "b"
+    parts.append(cmp.comparison("c", 2.0, 1.0, 0.5, "x"))
+    parts.append(cmp.comparison("d", 1e-9, 0.0, 0.0, "x"))  # any excess over a zero allowance is infinitely far
+    assert cmp.deciding(parts)["name"] == "d" and cmp.headline(parts)["conclusion_held"] is False
+    assert cmp.comparison("nan", math.nan, 1.0, 0.0, "x")["held"] is False
 
 
 @pytest.mark.parametrize("claim", sorted(cases.CONTROLS))

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ..comparisons import comparison, headline
 from ..devices import dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..recorder import BalanceTrajectory, Recorder
@@ -97,6 +98,11 @@ def _euler_observation(traj: BalanceTrajectory, dtype) -> tuple[bool, dict]:
         "worst_spread": float(spread[step]) if len(spread) else 0.0,
         "allowed": float(allowed[step]) if len(allowed) else 0.0,
         "per_degree_sums": per_degree[step].tolist() if len(per_degree) else []}
+
+
+_TOLERANCE_BASIS = ("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W*g|) for each rounded update, 2 lr "
+                    "gamma_K sum|W*g| for the computed gradient's Euler sums, lr^2 (gamma_n + gamma_T) ||g||^2 for the "
+                    "eta^2 term, gamma_n on the endpoint norms; the eta^2 term is the exact discrete correction")
 
 
 def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
@@ -179,7 +185,6 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                                                     "residual": float(residual[unit]), "tolerance": float(tol),
                                                     "ratio": float(abs(residual[unit]) / tol) if tol > 0 else math.inf}
     worst_neuron = max(neurons, key=lambda n: neurons[n]["ratio"], default=None)
-    held = pairs[worst]["ratio"] <= 1 and all(n["ratio"] <= 1 for n in neurons.values())
     reasons = []
     if pairs[worst]["ratio"] > 1:
         reasons.append(f"D ({worst}) drifted by {pairs[worst]['residual']:.1e} beyond the eta^2 term "
@@ -204,18 +209,18 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         reasons.append(f"bias/non-weight parameters: {list(traj.non_weight_parameters)}")
     if traj.homogeneity is not None and traj.homogeneity.status != "holds":
         reasons.append(f"network not homogeneous on X ({traj.homogeneity.status})")
+    parts = [comparison(f"D ({name}) drift - eta^2 term, max over steps", pair["max_abs_residual"], 0.0,
+                        pair["tolerance"], _TOLERANCE_BASIS) for name, pair in pairs.items()]
+    parts += [comparison(f"neuron {n['worst_unit']} of {name}: drift - eta^2 term", abs(n["residual"]), 0.0,
+                         n["tolerance"], "the layer pair's bound (each unit's roundoff terms are parts of its layers')")
+              for name, n in neurons.items()]
     return Verdict.decide(
-        assumptions=assumptions, conclusion_held=held, inconclusive=False,
-        statistic=abs(pairs[worst]["residual"]), bound=0.0, tolerance=pairs[worst]["tolerance"],
-        tolerance_basis=("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W*g|) for each rounded "
-                         "update, 2 lr gamma_K sum|W*g| for the computed gradient's Euler sums, lr^2 (gamma_n + "
-                         "gamma_T) ||g||^2 for the eta^2 term, gamma_n on the endpoint norms; the eta^2 term is "
-                         "the exact discrete correction"),
+        assumptions=assumptions, inconclusive=False, **headline(parts),
         details={"steps": traj.steps, "optimizer": traj.optimizer, "pairs": pairs, "neurons": neurons,
                  "plain_steps": plain_details, "euler_sums": euler_details,
                  "max_edit_between_steps": float(edited.max(initial=0.0)),
                  "neurons_unpaired": [{"lower": lo, "upper": up, "why": why} for lo, up, why in traj.unpaired],
-                 "series": series},
+                 "comparisons": parts, "series": series},
         reason="; ".join(reasons), **common)
 
 

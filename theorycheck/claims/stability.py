@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import stats
 
+from ..comparisons import comparison, headline
 from ..coupled import CoupledRun
 from ..devices import dtype_of, gamma
 from ..errors import expect
@@ -90,40 +91,6 @@ def _series(lines: dict[str, np.ndarray], **options) -> dict:
     length = len(next(iter(lines.values())))
     index = np.unique(np.linspace(0, length - 1, min(length, SERIES_POINTS)).astype(int))
     return {"x": index.tolist(), "y": {label: a[index].tolist() for label, a in lines.items()}, **options}
-
-
-# --- conclusions of several parts -----------------------------------------------------------------
-
-def comparison(name: str, measured: float, bound: float, tolerance: float, basis: str) -> dict:
-    """One part of a conclusion: held iff measured <= bound + tolerance (NaN never holds)."""
-    measured, bound, tolerance = float(measured), float(bound), float(tolerance)
-    return {"name": name, "measured": measured, "bound": bound, "tolerance": tolerance, "basis": basis,
-            "held": bool(measured <= bound + tolerance)}
-
-
-def _allowance_ratio(part: dict) -> float:
-    allowed = part["bound"] + part["tolerance"]
-    if math.isnan(part["measured"]) or math.isnan(allowed):
-        return math.inf
-    if allowed > 0:
-        return part["measured"] / allowed
-    return math.inf if part["measured"] > 0 else 0.0
-
-
-def deciding(parts: list[dict]) -> dict:
-    """The part a verdict's headline reports: the failing part furthest over its allowance, else the
-    tightest (largest measured / (bound + tolerance))."""
-    expect(bool(parts), expected="at least one comparison", received="none", fix="compare something")
-    failing = [p for p in parts if not p["held"]]
-    return max(failing or parts, key=_allowance_ratio)
-
-
-def headline(parts: list[dict]) -> dict:
-    """Verdict fields for a conclusion made of ``parts``: conclusion_held (every part held), and the
-    deciding part's statistic, bound, tolerance and basis."""
-    part = deciding(parts)
-    return {"conclusion_held": all(p["held"] for p in parts), "statistic": part["measured"], "bound": part["bound"],
-            "tolerance": part["tolerance"], "tolerance_basis": f"{part['name']}: {part['basis']}"}
 
 
 def _validate(run, constants, confidence) -> None:

@@ -28,7 +28,7 @@ from ..devices import dtype_name, dtype_of, gamma
 from ..errors import expect
 from ..kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
 from ..registry import AuditCase, Claim, register
-from ..claims.stability import comparison, headline
+from ..comparisons import comparison, headline
 from ..stability_cases import case_audit, generated_data
 from ..verdict import Verdict, require_holds
 
