@@ -30,8 +30,8 @@ from .errors import expect
 
 __all__ = ["CoupledRun", "coupled_sgd", "path_curvature", "step_sizes"]
 
-CURVATURE_STEPS = 6  # visited steps (evenly spaced, first and last included) where the curvature is estimated
-CURVATURE_RUNS = 4  # run pairs (both runs of each) per visited step
+CURVATURE_STEPS = 4  # visited steps (evenly spaced, first and last included) where the curvature is estimated
+CURVATURE_RUNS = 2  # run pairs (both runs of each) per visited step
 POWER_ITERATIONS = 20
 
 
