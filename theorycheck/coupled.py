@@ -46,7 +46,8 @@ class CoupledRun:
     ``param_norm[r, t]`` = (||w_t||, ||w'_t||); ``loss_seen`` = (min, max) of every loss value seen.
     ``inputs``/``targets``: the training set, then the replacement point (if any), then the probes.
     ``curvature``: the largest power-iteration estimate of ||hess_w f(w; z)||_2 over ``curvature_points``
-    visited w and every training example z (:func:`path_curvature`; a lower bound on the path's curvature).
+    visited w and every training example z (:func:`path_curvature`; a lower bound on the path's curvature);
+    ``curvature_error``: why it could not be estimated (NaN, 0 points), else empty.
     """
 
     n: int
@@ -74,6 +75,7 @@ class CoupledRun:
     dtype: str
     curvature: float = float("nan")
     curvature_points: int = 0
+    curvature_error: str = ""
 
     @property
     def runs(self) -> int:
@@ -300,8 +302,9 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
         with _one_cpu_thread(device):
             curvature = path_curvature(objective, torch.cat(points), torch.cat([X] + extra),
                                        torch.cat([y] + extra_y), seed=seed)
-    except (NotImplementedError, RuntimeError):  # a loss without second derivatives: curvature not estimated
-        curvature, points = torch.full((1,), float("nan")), []
+        why = ""
+    except (NotImplementedError, RuntimeError) as error:  # e.g. a loss without second derivatives
+        curvature, points, why = torch.full((1,), float("nan")), [], f"{type(error).__name__}: {str(error)[:160]}"
     return CoupledRun(
         n=n, index=index, removal=removal, step_sizes=alphas, indices=sequence.numpy(),
         sampled_uniformly=indices is None, distance=cpu(dist), loss_gap=cpu(gap), hits=sequence.numpy() == index,
@@ -312,4 +315,4 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
         input_dim=int(np.prod(X.shape[1:])), param_count=int(w0.numel()), weight_decay=float(weight_decay),
         radius=None if radius is None else float(radius), seed=int(seed) if indices is None else None,
         device=str(device), dtype=dtype_name(torch_dtype), curvature=float(curvature.max()),
-        curvature_points=len(points) * int(pick.numel()))
+        curvature_points=len(points) * int(pick.numel()), curvature_error=why)

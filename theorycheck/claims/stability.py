@@ -182,7 +182,7 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
                                          "||H v_k||, k power-iteration steps on hess_w f(w; z): a lower bound on the "
                                          "largest curvature (it can miss sharper directions and unvisited points); "
                                          f"refutes beta above rounding gamma_K (beta + estimate) = {curvature_slack:.2g}"
-                                         if run.curvature_points else "not estimated: the loss has no second derivative"),
+                                         if run.curvature_points else f"not estimated ({run.curvature_error})"),
                      "max_step_size": float(run.step_sizes.max()), "loss_seen": list(run.loss_seen)},
         "series": {"||w_t - w'_t|| (mean over runs)": _series(
             {"||w_t - w'_t||": delta_all.mean(0), "growth-recursion bound B_t": bound.mean(0)},
