@@ -307,3 +307,21 @@ def test_a_failing_neuron_is_the_headline_when_the_layers_balance():
     assert verdict.statistic > verdict.bound + verdict.tolerance
     assert verdict.statistic == max(p["measured"] for p in failing)
     assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_UNEDITED] is False
+
+
+def test_layers_used_outside_modules_are_declared_untraced():
+    """Weights applied with F.linear in forward: no module hook sees them, so no neuron is paired by guess."""
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first_weight = nn.Parameter(torch.randn(5, 3, dtype=torch.float64))
+            self.second_weight = nn.Parameter(torch.randn(1, 5, dtype=torch.float64))
+
+        def forward(self, x):
+            return nn.functional.linear(torch.relu(nn.functional.linear(x, self.first_weight)), self.second_weight)
+
+    torch.manual_seed(0)
+    model, X = Functional(), torch.randn(10, 3, dtype=torch.float64)
+    traj = _loop(model, X, torch.ones(10, dtype=torch.float64), torch.optim.SGD(model.parameters(), lr=0.05))
+    assert traj.pairs == () and {upper for _, upper, _ in traj.unpaired} == set(traj.layers)

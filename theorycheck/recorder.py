@@ -136,6 +136,7 @@ class Recorder:
         self._order: list[str] = []
         self._producers: dict[int, tuple[str, Any]] = {}  # id(grad_fn) -> (weight name, grad_fn kept alive)
         self._links: dict[str, tuple[str | None, str]] = {}  # upper -> (lower or None, why not)
+        self._traced: set[str] = set()  # layers whose forward ran with autograd on while the hooks were attached
         self._last_after: dict[str, torch.Tensor] | None = None
         self._rows: list[dict] = []
         self._outputs: list[torch.Tensor] = []
@@ -160,6 +161,7 @@ class Recorder:
                 self._order.append(name)
             if not torch.is_grad_enabled() or name in self._links:
                 return
+            self._traced.add(name)
             if isinstance(output, torch.Tensor) and output.grad_fn is not None:
                 self._producers[id(output.grad_fn)] = (name, output.grad_fn)
             x = args[0] if args and isinstance(args[0], torch.Tensor) else None
@@ -237,6 +239,8 @@ class Recorder:
                     pairs.append(NeuronPair(lower, upper, units))
                 else:
                     unpaired.append((lower, upper, f"{units} units against an input of shape {shape}"))
+        unpaired += [(None, name, "its forward was not traced (not a module's .weight, or run without autograd "
+                      "before the first step)") for name in self._weights if name not in self._traced]
         return pairs, unpaired
 
     @staticmethod
