@@ -165,7 +165,7 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
         device=str(X.device), dtype=dtype_name(dtype), seed=seed,
         details={"comparisons": parts, "sigma": sigma, "kappa2": kappa2, "kappa_basis": kappa_basis, "B": B, "n": n, "lambda": lam,
                  "change": "removal" if new is None else "replacement", "indices": chosen,
-                 "certified_sup": certified, "probe_sup": probe_sup, "ratio": statistic / bound if bound > 0 else math.nan,
+                 "certified_sup": certified, "probe_sup": probe_sup, "ratio": statistic / bound if lam > 0 and bound > 0 else math.nan,
                  "proof_inequality": {"lhs": lhs, "rhs": rhs, "held": held_ineq,
                                       "max_ratio": max((a / b for a, b in zip(lhs, rhs) if b > 0), default=math.nan)},
                  "condition": fit.condition, "kernel_min_eigenvalue": eig_min,
