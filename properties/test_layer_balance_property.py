@@ -1,12 +1,13 @@
 """Property: plain SGD on any generated homogeneous network changes each D_k by exactly the eta^2
-term (to roundoff); momentum, weight decay and Adam are reported as breaking an assumption."""
+term (to roundoff); momentum, weight decay, Adam and loops that edit the gradients are reported as
+breaking an assumption."""
 
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
-from theorycheck.claims.layer_balance import ASSUME_PLAIN, recorded_run
+from theorycheck.claims.layer_balance import ASSUME_EULER, ASSUME_PLAIN, LOOP_CONTROLS, recorded_run
 from theorycheck.sampling import network_and_batch
 from theorycheck.strategies import network_specs
 
@@ -35,3 +36,17 @@ def test_non_plain_optimizers_are_flagged(spec, optimizer, seed, batch, steps, l
     if verdict.status == "inconclusive":
         return
     assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_PLAIN] is False, verdict.summary()
+
+
+@given(spec=network_specs(depth=st.integers(1, 3)), control=st.sampled_from(sorted(LOOP_CONTROLS)),
+       **{**RUNS, "steps": st.integers(3, 25)})
+def test_loops_that_edit_gradients_are_flagged(spec, control, seed, batch, steps, lr, tc_device, tc_dtype):
+    """An L2 penalty, per-layer or value clipping, or noise: every update is still -lr * (recorded grad),
+    but the Euler sums <W_k, g_k>/d_k no longer agree (the gradient is not a loss gradient of f)."""
+    model, X = network_and_batch(spec, seed, batch, tc_device, tc_dtype)
+    y = torch.where(torch.arange(batch, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+    verdict = tc.check_layer_balance(recorded_run(model, X, y, lr=lr, steps=steps, batch=max(1, batch // 2),
+                                                  seed=seed, loop_control=control))
+    if verdict.status == "inconclusive":
+        return
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_EULER] is False, verdict.summary()

@@ -1,5 +1,7 @@
 """Unit tests of the coupled-SGD harness: same indices and start, what it records, bad input."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,21 @@ def test_bad_input_names_expected_received_fix(kwargs, message):
     with pytest.raises(tc.InvalidArgument, match="Fix:") as info:
         tc.coupled_sgd(**args)
     assert message in str(info.value)
+
+
+def test_curvature_that_cannot_be_estimated_is_stated_not_guessed(monkeypatch):
+    """A loss whose second derivative fails: the run is kept, the curvature is NaN over 0 points with the
+    error stated, and the checker does not count it as observed."""
+    import theorycheck.coupled as coupled
+
+    def fail(*args, **kwargs):
+        raise NotImplementedError("no double backward")
+
+    monkeypatch.setattr(coupled, "path_curvature", fail)
+    X = torch.randn(6, 2, dtype=torch.float64)
+    y = torch.sign(X[:, 0])
+    run = tc.coupled_sgd(torch.nn.Linear(2, 1, bias=False).double(), logistic_loss, X, y,
+                         replacement=(-X[:1], y[:1]), steps=12, runs=4)
+    assert run.curvature_points == 0 and math.isnan(run.curvature) and "no double backward" in run.curvature_error
+    verdict = tc.check_sgd_stability_convex(run, tc.linear_loss_constants("logistic", run))
+    assert verdict.status != "inconclusive" and "not estimated" in verdict.details["observed"]["curvature_basis"]

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 import theorycheck as tc
-from theorycheck.claims.layer_balance import ASSUME_HOMOGENEOUS, ASSUME_NO_BIAS, ASSUME_PLAIN, recorded_run
+from theorycheck.claims.layer_balance import (ASSUME_EULER, ASSUME_HOMOGENEOUS, ASSUME_NO_BIAS, ASSUME_PLAIN,
+                                              ASSUME_UNEDITED, recorded_run)
+from theorycheck.devices import dtype_of
 from theorycheck.models import NetworkSpec
 from theorycheck.sampling import network_and_batch
 
@@ -50,8 +52,9 @@ def test_bias_control_names_the_assumption():
     assert not verdict.conclusion_held and "bias" in verdict.reason
 
 
-def test_weights_changed_outside_the_optimizer_are_a_violation():
-    """Plain steps, but the loop rescales a layer between steps: the drift is caught."""
+def test_weights_changed_outside_the_optimizer_are_an_assumption_not_met():
+    """Plain steps, but the loop rescales a layer between steps: the run is outside the theorem
+    (vacuous, the edit named), and the drift is still reported."""
     model, X = network_and_batch(SPECS["mlp"], 1, 8, "cpu", "float64")
     y = torch.ones(8, dtype=torch.float64)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -63,8 +66,8 @@ def test_weights_changed_outside_the_optimizer_are_a_violation():
             with torch.no_grad():
                 model[0][0].weight.mul_(1.01)
     verdict = tc.check_layer_balance(rec.trajectory)
-    assert verdict.status == "violated", verdict.summary()
-    assert "drifted by" in verdict.reason
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_UNEDITED] is False, verdict.summary()
+    assert not verdict.conclusion_held and "drifted by" in verdict.reason and "outside the optimizer" in verdict.reason
 
 
 def test_recorder_with_X_checks_homogeneity_and_records_outputs():
@@ -140,3 +143,185 @@ def test_bad_input():
     model, _ = network_and_batch(SPECS["mlp"], 1, 4, "cpu", "float64")
     with pytest.raises(tc.InvalidArgument, match="torch.optim.Optimizer"):
         tc.Recorder(model, "sgd")
+
+
+# --- loops outside the theorem: the gradient is not a loss gradient of f --------------------------
+
+def _loop(model, X, y, opt, *, steps=8, edit_grads=None, penalty=0.0, check_X=None, degrees=None, between=None):
+    """The user's loop: logistic loss (+ penalty sum ||W||^2), optional gradient edits before each step
+    and weight edits after it."""
+    with tc.Recorder(model, opt, check_X, degrees=degrees) as rec:
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = nn.functional.softplus(-y * model(X).reshape(-1)).sum()
+            if penalty:
+                loss = loss + penalty * sum((p ** 2).sum() for p in model.parameters())
+            loss.backward()
+            if edit_grads is not None:
+                edit_grads(model)
+            opt.step()
+            if between is not None:
+                between(model)
+    return rec.trajectory
+
+
+def _noise(model):
+    for p in model.parameters():
+        p.grad.add_(1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)).to(p.grad))
+
+
+GRADIENT_EDITS = {  # name: (edit, penalty); none of them is visible in update = -lr * recorded grad
+    "l2-penalty": (None, 0.01),
+    "per-layer-clipping": (lambda m: [nn.utils.clip_grad_norm_([p], 1e-2) for p in m.parameters()], 0.0),
+    "clip-grad-value": (lambda m: nn.utils.clip_grad_value_(m.parameters(), 1e-2), 0.0),
+    "gradient-noise": (_noise, 0.0),
+}
+
+
+@pytest.mark.parametrize("name", GRADIENT_EDITS)
+def test_gradient_edits_break_the_euler_assumption(name, tc_device, tc_dtype):
+    model, X = network_and_batch(SPECS["mlp"], 1, 12, tc_device, tc_dtype)
+    y = torch.where(torch.arange(12, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+    edit, penalty = GRADIENT_EDITS[name]
+    traj = _loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.05), edit_grads=edit, penalty=penalty)
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "vacuous", verdict.summary()
+    assert verdict.assumptions[ASSUME_EULER] is False and verdict.assumptions[ASSUME_PLAIN] is True
+    assert "Euler sums" in verdict.reason
+
+
+def test_global_norm_clipping_is_a_loss_gradient_and_holds(tc_device, tc_dtype):
+    """clip_grad_norm_ over all layers scales every g_k alike: the gradient of c L, so the identity holds
+    with the recorded (clipped) gradient (an edge instance: clipping active at every step)."""
+    model, X = network_and_batch(SPECS["mlp"], 1, 12, tc_device, tc_dtype)
+    y = torch.where(torch.arange(12, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+    norms = []
+    traj = _loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.05),
+                 edit_grads=lambda m: norms.append(float(nn.utils.clip_grad_norm_(m.parameters(), 1e-2))))
+    assert min(norms) > 1e-2  # clipped at every step
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["euler_sums"]["worst_spread"] <= verdict.details["euler_sums"]["allowed"]
+
+
+# --- per-neuron pairs follow the graph -------------------------------------------------------------
+
+class ChannelsLast(nn.Module):
+    """conv -> ReLU -> permute to (N, H, W, C) -> flatten -> linear: input block i of the linear layer is
+    not channel i, though the shapes divide."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, bias=False)
+        self.head = nn.Linear(3 * 4 * 4, 1, bias=False)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).permute(0, 2, 3, 1).flatten(1))
+
+
+def _frozen_middle():
+    model = nn.Sequential(nn.Linear(4, 6, bias=False), nn.ReLU(), nn.Linear(6, 6, bias=False), nn.ReLU(),
+                          nn.Linear(6, 1, bias=False))
+    model[2].weight.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize("make, inputs, why", [(_frozen_middle, (4,), "frozen"),
+                                               (ChannelsLast, (2, 6, 6), "Permute")])
+def test_layers_that_cannot_be_paired_by_the_graph_are_declared(make, inputs, why, tc_device, tc_dtype):
+    torch.manual_seed(0)
+    model = make().to(device=tc_device, dtype=dtype_of(tc_dtype))
+    X = torch.randn(10, *inputs, device=tc_device, dtype=dtype_of(tc_dtype))
+    y = torch.where(torch.arange(10, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+    traj = _loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.05))
+    assert traj.pairs == () and len(traj.unpaired) == (2 if why == "frozen" else 1)
+    assert all(why in reason for _, _, reason in traj.unpaired)
+    verdict = tc.check_layer_balance(traj)  # the layer-wise identity needs no adjacency: it holds
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["neurons"] == {} and verdict.details["neurons_unpaired"]
+
+
+def test_channel_major_flatten_and_pooling_are_paired():
+    model, X = network_and_batch(SPECS["cnn"], 3, 6, "cpu", "float64")
+    y = torch.where(torch.arange(6) % 2 == 0, 1.0, -1.0).double()
+    traj = _loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.05))
+    assert [(p.lower, p.upper) for p in traj.pairs] == list(zip(traj.layers, traj.layers[1:])) and not traj.unpaired
+    assert tc.check_layer_balance(traj).status == "holds"
+
+
+def test_recorder_passes_its_degrees_to_the_homogeneity_check(tc_device, tc_dtype):
+    from theorycheck.models import PowerReLU
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5, bias=False), PowerReLU(2.0), nn.Linear(5, 1, bias=False)).to(
+        device=tc_device, dtype=dtype_of(tc_dtype))
+    X = torch.randn(8, 3, device=tc_device, dtype=dtype_of(tc_dtype))
+    y = torch.where(torch.arange(8, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+    right = _loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.01), check_X=X, degrees=[2.0, 1.0])
+    assert right.homogeneity.status == "holds", right.homogeneity.summary()
+    assert tc.check_layer_balance(right).status == "holds"
+    wrong = tc.check_layer_balance(_loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.01), degrees=[1.0, 1.0]))
+    assert wrong.status == "vacuous" and wrong.assumptions[ASSUME_EULER] is False, wrong.summary()
+
+
+def test_an_optimizer_that_does_not_own_the_weights_is_refused():
+    model, _ = network_and_batch(SPECS["mlp"], 1, 4, "cpu", "float64")
+    other, _ = network_and_batch(SPECS["mlp"], 2, 4, "cpu", "float64")
+    with pytest.raises(tc.InvalidArgument, match="expected an optimizer that owns every trainable weight.*Fix"):
+        tc.Recorder(model, torch.optim.SGD(other.parameters(), lr=0.1))
+
+
+@pytest.mark.parametrize("control", ["l2_penalty", "clip_per_layer", "clip_value", "noise", "edit_between"])
+def test_audit_loop_controls_name_their_assumption(control, tc_device, tc_dtype):
+    verdict = tc.check_layer_balance(_run(SPECS["cnn"], tc_device, tc_dtype, loop_control=control))
+    assumption = ASSUME_UNEDITED if control == "edit_between" else ASSUME_EULER
+    assert verdict.status == "vacuous" and verdict.failed_assumptions == [assumption], verdict.summary()
+
+
+def test_headline_is_the_deciding_part():
+    """Layer pairs and neurons are parts of one conclusion: statistic <= bound + tolerance iff it held."""
+    for case in tc.CLAIMS["layer_balance"].audit_cases(n=3, seed=0, device="cpu", dtype="float64"):
+        verdict = case.run()
+        if np.isfinite(verdict.statistic):
+            assert (verdict.statistic <= verdict.bound + verdict.tolerance) == verdict.conclusion_held, verdict.summary()
+
+
+def test_a_failing_neuron_is_the_headline_when_the_layers_balance():
+    """Between steps, norm moves from unit 0's incoming row to unit 1's (||W_1|| kept): the layer pair
+    still balances, the neurons do not; the headline reports the failing neuron."""
+    model, X = network_and_batch(SPECS["mlp"], 1, 8, "cpu", "float64")
+    y = torch.where(torch.arange(8) % 2 == 0, 1.0, -1.0).double()
+    first = next(iter(model.parameters()))
+
+    @torch.no_grad()
+    def move_norm(model):
+        a, b = (first[0] ** 2).sum(), (first[1] ** 2).sum()
+        first[0].mul_(0.5)
+        first[1].mul_(torch.sqrt((b + 0.75 * a) / b))
+
+    verdict = tc.check_layer_balance(_loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.01), steps=4,
+                                           between=move_norm))
+    layers = [p for p in verdict.details["comparisons"] if p["name"].startswith("D ")]
+    failing = [p for p in verdict.details["comparisons"] if not p["held"]]
+    assert all(p["held"] for p in layers) and failing and all(p["name"].startswith("neuron") for p in failing)
+    assert verdict.statistic > verdict.bound + verdict.tolerance
+    assert verdict.statistic == max(p["measured"] for p in failing)
+    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_UNEDITED] is False
+
+
+def test_layers_used_outside_modules_are_declared_untraced():
+    """Weights applied with F.linear in forward: no module hook sees them, so no neuron is paired by guess."""
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first_weight = nn.Parameter(torch.randn(5, 3, dtype=torch.float64))
+            self.second_weight = nn.Parameter(torch.randn(1, 5, dtype=torch.float64))
+
+        def forward(self, x):
+            return nn.functional.linear(torch.relu(nn.functional.linear(x, self.first_weight)), self.second_weight)
+
+    torch.manual_seed(0)
+    model, X = Functional(), torch.randn(10, 3, dtype=torch.float64)
+    traj = _loop(model, X, torch.ones(10, dtype=torch.float64), torch.optim.SGD(model.parameters(), lr=0.05))
+    assert traj.pairs == () and {upper for _, upper, _ in traj.unpaired} == set(traj.layers)

@@ -1,5 +1,6 @@
 """Unit tests and negative controls for the SGD stability claims (Hardt, Recht & Singer 2016)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from scipy import stats
 
 import theorycheck as tc
+from theorycheck import comparisons as cmp
 from theorycheck import stability_cases as cases
 from theorycheck import stability_constants as sc
 from theorycheck.claims import stability as st
@@ -277,3 +279,109 @@ def test_float32_and_float64_agree_on_a_convex_instance():
     assert a.status == b.status == "holds"
     assert b.statistic == pytest.approx(a.statistic, rel=1e-4, abs=1e-6)
     assert dtype_of(b.dtype) == torch.float32
+
+
+# --- a conclusion of several parts: the headline is the deciding part -------------------------------
+
+STABILITY_CLAIMS = ("sgd_stability_convex", "sgd_stability_strongly_convex", "sgd_stability_nonconvex",
+                    "erm_stability", "cvloo_stability")
+
+
+def _headline_contradictions(n: int, device: str = "cpu", dtype: str = "float64") -> list[str]:
+    """Records whose conclusion_held disagrees with statistic <= bound + tolerance, or whose parts do."""
+    wrong = []
+    for claim in STABILITY_CLAIMS:
+        for case in tc.CLAIMS[claim].audit_cases(n=n, seed=0, device=device, dtype=dtype):
+            v = case.run()
+            parts = v.details["comparisons"]
+            if math.isfinite(v.statistic) and (v.statistic <= v.bound + v.tolerance) != v.conclusion_held:
+                wrong.append(f"{claim} {case.name}: {v.summary()}")
+            if v.conclusion_held != all(p["held"] for p in parts) or any(
+                    p["held"] != (p["measured"] <= p["bound"] + p["tolerance"]) for p in parts):
+                wrong.append(f"{claim} {case.name}: parts {parts}")
+            if not v.conclusion_held and v.statistic not in [p["measured"] for p in parts if not p["held"]]:
+                wrong.append(f"{claim} {case.name}: headline is not a failing part")
+    return wrong
+
+
+def test_headline_is_the_deciding_part_on_audit_cases(tc_device, tc_dtype):
+    assert _headline_contradictions(3, tc_device, tc_dtype) == []
+
+
+@pytest.mark.slow
+def test_headline_is_the_deciding_part_on_the_default_audit():
+    assert _headline_contradictions(20) == []
+
+
+def test_pathwise_failure_at_a_roundoff_level_bound_is_the_headline():
+    """Overstated gamma contracts B_t to roundoff while w_t != w'_t: that part fails and is reported."""
+    case = SGDCase(claim="sgd_stability_strongly_convex", loss="logistic", weight_decay=0.1, n=10, steps=20,
+                   control="overstated-gamma", seed=2)
+    verdict = case.verdict()
+    assert verdict.conclusion_held is False and verdict.statistic > verdict.bound + verdict.tolerance
+    failing = [p["name"] for p in verdict.details["comparisons"] if not p["held"]]
+    assert failing and verdict.tolerance_basis.split(":")[0] in failing
+
+
+def test_deciding_part_prefers_failing_then_tightest():
+    parts = [cmp.comparison("a", 0.5, 1.0, 0.0, "x"), cmp.comparison("b", 0.9, 1.0, 0.0, "x")]
+    assert cmp.deciding(parts)["name"] == "b"
+    parts.append(cmp.comparison("c", 2.0, 1.0, 0.5, "x"))
+    parts.append(cmp.comparison("d", 1e-9, 0.0, 0.0, "x"))  # any excess over a zero allowance is infinitely far
+    assert cmp.deciding(parts)["name"] == "d" and cmp.headline(parts)["conclusion_held"] is False
+    assert cmp.comparison("nan", math.nan, 1.0, 0.0, "x")["held"] is False
+
+
+@pytest.mark.parametrize("claim", sorted(cases.CONTROLS))
+def test_series_follow_the_report_schema(claim):
+    from theorycheck.report.plots import _lines
+
+    verdict = SGDCase(claim=claim, loss="tanh" if claim.endswith("nonconvex") else "logistic",
+                      radius=1.0 if claim.endswith("nonconvex") else None,
+                      weight_decay=0.1 if "strongly" in claim else 0.0, n=8, steps=16).verdict()
+    series = verdict.details["series"]
+    assert series and all(len(_lines(entry)) == 2 for entry in series.values())
+
+
+# --- an understated beta that every secant stays under: caught by the path's curvature ---------------
+
+UNDERSTATED_BETA = {  # claim, loss, data, radius
+    "convex-huber-digits": ("sgd_stability_convex", "huber", "digits", None),
+    "nonconvex-tanh": ("sgd_stability_nonconvex", "tanh", "separable", 1.5),
+}
+
+
+@pytest.mark.parametrize("name", UNDERSTATED_BETA)
+def test_understated_beta_below_the_curvature_is_vacuous(name, tc_device, tc_dtype):
+    claim, loss, data, radius = UNDERSTATED_BETA[name]
+    case = SGDCase(claim=claim, loss=loss, data=data, radius=radius, n=20, steps=40)
+    right = case.verdict(device=tc_device, dtype=tc_dtype)  # the closed-form beta: holds, at the edge for Huber
+    assert right.status == "holds", right.summary()
+    observed, beta = right.details["observed"], right.details["constants"]["smoothness"]
+    secant, curvature = observed["max_secant_smoothness"], observed["max_curvature"]
+    assert secant < curvature <= beta * (1 + 1e-5)
+    if loss == "huber":  # l'' = 1 on the largest input: the estimate reaches beta
+        assert curvature == pytest.approx(beta, rel=1e-5)
+    torch_dtype = dtype_of(tc_dtype)
+    X, y, new = case.data_set(torch_dtype)
+    model = case.model(torch_dtype)
+    run = tc.coupled_sgd(model, cases.NETWORK_LOSSES.get(loss) or sc.LINEAR_LOSSES[loss][0], X, y, index=0,
+                         replacement=new, steps=case.steps, runs=case.runs, radius=radius, seed=case.seed,
+                         step_size=case.step_size(torch.cat([X, new[0]]), model), device=tc_device, dtype=tc_dtype)
+    declared = dataclasses.replace(case.constants(model, run), smoothness=(secant + curvature) / 2)
+    wrong = st.__dict__[f"check_{claim}"](run, declared)
+    assert wrong.status == "vacuous", wrong.summary()
+    assert wrong.assumptions[st.ASSUME_SECANT] and not wrong.assumptions[st.ASSUME_CURVATURE]
+    assert "beta understated" in wrong.reason
+
+
+def test_curvature_estimate_is_a_lower_bound_of_the_hessian_norm():
+    """Power iteration on a random quadratic per example: ||H v_k|| <= ||H||_2, close after 20 steps."""
+    torch.manual_seed(0)
+    A = torch.randn(3, 5, 5, dtype=torch.float64)
+    H = A @ A.transpose(1, 2)
+    objective = lambda w, x, t: 0.5 * torch.einsum("i,bij,j->b", w, H[t.long()], w)  # noqa: E731
+    estimate = tc.coupled.path_curvature(objective, torch.randn(2, 5, dtype=torch.float64),
+                                         torch.zeros(3, 1, dtype=torch.float64), torch.arange(3.0).double())
+    exact = torch.linalg.matrix_norm(H, ord=2)
+    assert bool((estimate <= exact * (1 + 1e-12)).all()) and bool((estimate >= 0.9 * exact).all())

@@ -24,7 +24,11 @@ def test_exact_loo_matches_refits(kernel, lam, tc_device, tc_dtype):
     X, y = _data(16, 3, dtype=tc_dtype, device=tc_device)
     verdict = tc.check_cvloo_stability(X, y, lam=lam, kernel=kernel, bandwidth=2.0)
     assert verdict.status == "holds", verdict.summary()
-    assert verdict.statistic <= verdict.tolerance < 1e-2 if tc_dtype == "float32" else verdict.tolerance < 1e-6
+    formula = [p for p in verdict.details["comparisons"] if p["name"].startswith("exact LOO")]
+    assert len(formula) == 3  # one per size; the headline is the tightest part, formula or bound
+    for part in formula:
+        assert part["measured"] <= part["tolerance"] < 1e-2 if tc_dtype == "float32" else part["tolerance"] < 1e-6
+    assert verdict.statistic <= verdict.bound + verdict.tolerance
     sizes = verdict.details["sizes"]
     assert [row["n"] for row in sizes] == [4, 8, 16]
     if lam > 0:
@@ -96,14 +100,18 @@ def test_erm_bound_holds_and_replacement_doubles_it(tc_device, tc_dtype):
     X, y = _data(21, 3, dtype=tc_dtype, device=tc_device)
     removal = tc.check_erm_stability(X[:20], y[:20], lam=0.1, bandwidth=2.0)
     replace = tc.check_erm_stability(X[:20], y[:20], lam=0.1, bandwidth=2.0, replacement=(X[20:], y[20:]))
-    for verdict in (removal, replace):
+    stability = {}  # the theorem's part; the headline is the tightest part (here the proof inequality)
+    for name, verdict in (("removal", removal), ("replace", replace)):
         assert verdict.status == "holds", verdict.summary()
-        assert verdict.statistic <= verdict.bound
+        stability[name] = verdict.details["comparisons"][0]
+        assert stability[name]["name"].startswith("certified sup")
+        assert stability[name]["measured"] <= stability[name]["bound"]
+        assert verdict.statistic <= verdict.bound + verdict.tolerance
         assert verdict.details["proof_inequality"]["held"]
-    assert replace.bound == pytest.approx(2 * removal.bound)
+    assert stability["replace"]["bound"] == pytest.approx(2 * stability["removal"]["bound"])
     sigma = 2 * 1.0 * (1 + 1 / math.sqrt(0.1))  # B = 1 (labels +-1), kappa = 1 (rbf)
     assert removal.details["sigma"] == pytest.approx(sigma)
-    assert removal.bound == pytest.approx(sigma ** 2 / (2 * 0.1 * 20))
+    assert stability["removal"]["bound"] == pytest.approx(sigma ** 2 / (2 * 0.1 * 20))
     # the certified sup dominates the loss change measured at every probe point
     assert all(c >= p - 1e-12 for c, p in zip(removal.details["certified_sup"], removal.details["probe_sup"]))
 
@@ -165,3 +173,26 @@ def test_audit_cases_reproduce(claim):
     assert out.getvalue().strip() == cases[-1].run().summary()
     assert isinstance(eval(cases[0].reproduce.split("print(")[1].split(".verdict")[0], {"KernelCase": KernelCase}),
                       KernelCase)
+
+
+@pytest.mark.parametrize("claim", ["erm_stability", "cvloo_stability"])
+def test_all_zero_targets_hold_trivially(claim, tc_device, tc_dtype):
+    """y = 0: f_S = f' = 0 exactly, every loss change is 0 and the bound holds (no division by zero)."""
+    X, _ = _data(12, 3, dtype=tc_dtype, device=tc_device)
+    check = tc.check_erm_stability if claim == "erm_stability" else tc.check_cvloo_stability
+    verdict = check(X, torch.zeros(12, dtype=X.dtype, device=X.device), lam=0.1, kernel="rbf", bandwidth=1.0)
+    assert verdict.status == "holds" and verdict.statistic == 0, verdict.summary()
+
+
+@pytest.mark.parametrize("claim", ["erm_stability", "cvloo_stability"])
+def test_duplicates_and_tiny_samples_never_crash(claim, tc_device, tc_dtype):
+    X, y = _data(6, 2, dtype=tc_dtype, device=tc_device)
+    X[1], y[1] = X[0], y[0]
+    check = tc.check_erm_stability if claim == "erm_stability" else tc.check_cvloo_stability
+    assert check(X, y, lam=0.1, kernel="rbf").status == "holds"  # lambda > 0: A stays positive definite
+    assert check(X, y, lam=0.0, kernel="laplace").status == "vacuous"  # duplicate rows: K singular, or lambda = 0
+    assert check(X[:3], y[:3], lam=0.1, kernel="rbf").status == "holds"  # the smallest sample of each check
+    zeros = torch.zeros_like(X)  # every input equal (a zero linear kernel): exact zeros, holds
+    assert check(zeros, y, lam=0.1, kernel="linear").status == "holds"
+    with pytest.raises(tc.InvalidArgument, match="expected .* but got .* Fix"):
+        check(X[:1], y[:1], lam=0.1, kernel="rbf")  # one sample: nothing to leave out

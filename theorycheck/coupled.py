@@ -7,7 +7,9 @@ parameters are flattened into one vector w, and ``runs`` independent index seque
 once (``torch.func.vmap`` over 2 x runs parameter vectors). Every step records ||w_t - w'_t||, the
 loss gap f(w_t; z) - f(w'_t; z) on probe (held-out) points, and what the theorems' assumptions can
 be checked against along the path: per-sample gradient norms (Lipschitz), and on steps that use the
-same example in both runs, ||g - g'|| and <g - g', w - w'> (smoothness, convexity).
+same example in both runs, ||g - g'|| and <g - g', w - w'> (smoothness, convexity). At a few visited
+points it estimates the largest per-example curvature ||hess_w f(w; z)||_2 by power iteration on
+Hessian-vector products: secants only see the curvature along w - w', this sees every direction.
 
 Removal: the run on S \\ {z_i} skips the steps whose sampled index is i (given the shared sequence,
 its other indices are uniform over the n - 1 remaining points).
@@ -21,12 +23,16 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 from .devices import DEFAULT_DTYPE, dtype_name, dtype_of, resolve_device
 from .errors import expect
 
-__all__ = ["CoupledRun", "coupled_sgd", "step_sizes"]
+__all__ = ["CoupledRun", "coupled_sgd", "path_curvature", "step_sizes"]
+
+CURVATURE_STEPS = 4  # visited steps (evenly spaced, first and last included) where the curvature is estimated
+CURVATURE_RUNS = 2  # run pairs (both runs of each) per visited step
+POWER_ITERATIONS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +45,9 @@ class CoupledRun:
     <g - g', w - w'> (NaN on hit steps, where the two runs use different examples);
     ``param_norm[r, t]`` = (||w_t||, ||w'_t||); ``loss_seen`` = (min, max) of every loss value seen.
     ``inputs``/``targets``: the training set, then the replacement point (if any), then the probes.
+    ``curvature``: the largest power-iteration estimate of ||hess_w f(w; z)||_2 over ``curvature_points``
+    visited w and every training example z (:func:`path_curvature`; a lower bound on the path's curvature);
+    ``curvature_error``: why it could not be estimated (NaN, 0 points), else empty.
     """
 
     n: int
@@ -64,6 +73,9 @@ class CoupledRun:
     seed: int | None
     device: str
     dtype: str
+    curvature: float = float("nan")
+    curvature_points: int = 0
+    curvature_error: str = ""
 
     @property
     def runs(self) -> int:
@@ -76,7 +88,7 @@ class CoupledRun:
     @property
     def finite(self) -> bool:
         return bool(all(np.isfinite(a).all() for a in (self.distance, self.loss_gap, self.grad_norm,
-                                                         self.param_norm)))
+                                                         self.param_norm))) and not (self.curvature_points and np.isnan(self.curvature))
 
 
 @contextlib.contextmanager
@@ -105,6 +117,30 @@ def step_sizes(step_size, steps: int) -> np.ndarray:
     expect(bool(np.all(np.isfinite(values)) and np.all(values > 0)), expected="positive finite step sizes",
            received=f"min {values.min():.3g}, max {values.max():.3g}", fix="use step sizes > 0")
     return values
+
+
+def path_curvature(objective: Callable, points: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *,
+                   iterations: int = POWER_ITERATIONS, seed: int = 0) -> torch.Tensor:
+    """||H v_k|| per visited point (rows of ``points``) and example (rows of ``X``, ``y``), H = hess_w f(w; z),
+    after ``iterations`` power-iteration steps v_{j+1} = H v_j / ||H v_j|| from a random unit v_0: each value is
+    at most ||H||_2 (up to the rounding of the Hessian-vector product), so an estimate above beta refutes
+    beta; one below it can miss a sharper direction or point (power iteration converges from below)."""
+    P, N = points.shape[0], X.shape[0]
+    W = points.repeat_interleave(N, 0)
+    XX, YY = X.repeat(P, *[1] * (X.ndim - 1)), y.repeat(P, *[1] * (y.ndim - 1))
+
+    def hvp(w, x, t, v):  # reverse over reverse: more losses have double backward than forward-mode AD
+        slope = grad(lambda u: objective(u, x.unsqueeze(0), t.unsqueeze(0)).sum())
+        return grad(lambda u: (slope(u) * v).sum())(w)
+
+    v = torch.randn(W.shape, generator=torch.Generator().manual_seed(seed), dtype=W.dtype).to(W.device)
+    v = v / v.norm(dim=1, keepdim=True)
+    norm = torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
+    for _ in range(iterations):
+        Hv = vmap(hvp)(W, XX, YY, v)
+        norm = Hv.norm(dim=1)
+        v = torch.where(norm[:, None] > 0, Hv / norm.clamp_min(torch.finfo(W.dtype).tiny)[:, None], v)
+    return norm.reshape(P, N)
 
 
 def _flat_parameters(model: torch.nn.Module, device, dtype):
@@ -225,8 +261,14 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
     lo = torch.full((), float("inf"), device=device, dtype=torch_dtype)
     hi = -lo
 
+    visited = set(np.linspace(0, T, min(T + 1, CURVATURE_STEPS)).astype(int).tolist())
+    pick = torch.cat([torch.arange(min(R, CURVATURE_RUNS)), R + torch.arange(min(R, CURVATURE_RUNS))]).to(device)
+    points = []
+
     def record(t):
         nonlocal lo, hi
+        if t in visited:
+            points.append(W[pick].detach().clone())
         values = probe_losses(W)
         gap[:, t] = values[:R] - values[R:]
         dist[:, t] = (W[:R] - W[R:]).norm(dim=1)
@@ -256,6 +298,13 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
     cpu = lambda a: a.detach().cpu().numpy()  # noqa: E731
     extra = [] if removal else [X2[index:index + 1]]
     extra_y = [] if removal else [y2[index:index + 1]]
+    try:
+        with _one_cpu_thread(device):
+            curvature = path_curvature(objective, torch.cat(points), torch.cat([X] + extra),
+                                       torch.cat([y] + extra_y), seed=seed)
+        why = ""
+    except (NotImplementedError, RuntimeError) as error:  # e.g. a loss without second derivatives
+        curvature, points, why = torch.full((1,), float("nan")), [], f"{type(error).__name__}: {str(error)[:160]}"
     return CoupledRun(
         n=n, index=index, removal=removal, step_sizes=alphas, indices=sequence.numpy(),
         sampled_uniformly=indices is None, distance=cpu(dist), loss_gap=cpu(gap), hits=sequence.numpy() == index,
@@ -265,4 +314,5 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
         targets=torch.cat([y] + extra_y + [y_test]).detach().cpu(),
         input_dim=int(np.prod(X.shape[1:])), param_count=int(w0.numel()), weight_decay=float(weight_decay),
         radius=None if radius is None else float(radius), seed=int(seed) if indices is None else None,
-        device=str(device), dtype=dtype_name(torch_dtype))
+        device=str(device), dtype=dtype_name(torch_dtype), curvature=float(curvature.max()),
+        curvature_points=len(points) * int(pick.numel()), curvature_error=why)

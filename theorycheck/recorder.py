@@ -1,8 +1,9 @@
 """Recorder: attach to a user's UNCHANGED training loop through the optimizer's step hooks.
 
-Before each ``optimizer.step()`` it reads every weight layer W_k, its gradient g_k and its step size;
-after the step it reads the update actually applied. ``rec.trajectory`` is the record, the input of
-:func:`theorycheck.check_layer_balance`.
+Before each ``optimizer.step()`` it reads every weight layer W_k, its gradient g_k, its step size and
+whatever changed W_k since the last step; after the step it reads the update actually applied. In the
+first forward pass it traces, through autograd, which weight layer's output each layer consumes (the
+per-neuron pairs). ``rec.trajectory`` is the record, the input of :func:`theorycheck.check_layer_balance`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,35 @@ from .tensors import as_batch, model_device_dtype
 
 @dataclasses.dataclass(frozen=True)
 class NeuronPair:
-    """Layers k -> k+1 in a chain: unit i of layer k feeds input group i of layer k+1."""
+    """Layer ``lower`` feeds ``upper`` (traced in the autograd graph): unit i of ``lower`` feeds input
+    group i of ``upper`` (its input channel i, or a channel-major block of a flattened input)."""
 
     lower: str
     upper: str
     units: int
+
+
+# autograd nodes between two layers that keep unit i of the lower layer in input group i of the upper one:
+# elementwise maps and per-channel pooling (unit axis 1 kept), and row-major reshapes (channel-major flatten)
+_UNIT_PRESERVING = ("Relu", "LeakyRelu", "Threshold", "Pow", "Mul", "Div", "Neg", "Hardtanh", "Clamp", "Abs",
+                    "Elu", "Gelu", "Silu", "Sigmoid", "Tanh", "Softplus", "MaxPool", "AvgPool", "AdaptiveAvgPool",
+                    "AdaptiveMaxPool", "View", "UnsafeView", "Reshape", "Clone", "Squeeze", "Unsqueeze", "Flatten")
+
+
+def _trace_producer(node, producers: dict) -> tuple[str | None, str]:
+    """Walk back from an input's autograd node to the weight layer that produced it: (name, "") when
+    only unit-preserving nodes lie between, else (None, why)."""
+    while node is not None:
+        if id(node) in producers:
+            return producers[id(node)][0], ""
+        kind = type(node).__name__
+        if not kind.startswith(_UNIT_PRESERVING):
+            return None, f"passes through {kind} (not elementwise, pooling or a channel-major reshape)"
+        parents = [f for f, _ in node.next_functions if f is not None]
+        if len(parents) != 1:
+            return None, f"{kind} combines {len(parents)} tensors (a residual, concatenation or product?)"
+        node = parents[0]
+    return None, "no weight layer upstream"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +61,10 @@ class BalanceTrajectory:
     Per layer (columns in ``layers`` order): ``sq_norms`` (steps + 1: before each step, then after
     the last), ``inner`` <W, g>, ``abs_inner`` sum|W * g|, ``grad_sq`` ||g||^2, ``lr`` the step size
     of the layer's parameter group, ``plain_residual`` ||update + lr g||, ``update_norm`` ||update||,
-    ``grad_norm`` ||g||. Per neuron pair: ``neuron_sq[p]`` (steps + 1, 2, units) the values of
-    ||W_k[i]||^2 and ||W_{k+1}[:, i]||^2, ``neuron_grad_sq[p]`` (steps, 2, units) the same for g.
+    ``grad_norm`` ||g||, ``edited`` ||W before step t - W after step t-1|| (0 at t = 0: changes made
+    outside the optimizer between steps). Per neuron pair: ``neuron_sq[p]`` (steps + 1, 2, units) the
+    values of ||W_k[i]||^2 and ||W_{k+1}[:, i]||^2, ``neuron_grad_sq[p]`` (steps, 2, units) the same for g.
+    ``unpaired``: (lower or None, upper, why) for consumers of a layer output that cannot be paired.
     """
 
     layers: tuple[str, ...]
@@ -62,6 +89,8 @@ class BalanceTrajectory:
     dtype: str
     homogeneity: Any = None  # Verdict of check_homogeneity(model, X) at attach time, when X was given
     outputs: Any = None  # model(X) after each step, when X was given
+    edited: Any = None
+    unpaired: tuple = ()
 
     @property
     def steps(self) -> int:
@@ -74,8 +103,9 @@ class Recorder:
     ``Recorder(model, optimizer, X=None, y=None)``: with ``X``, the model's homogeneity is checked on
     ``X`` at attach time (an assumption of the balance theorem) and outputs on ``X`` are recorded
     after each step. ``degrees``: the degree of f in each weight layer (default
-    ``model.homogeneity_degrees``, else 1 each). ``neurons=False`` skips the per-neuron record. Call :meth:`close` (or use
-    ``with``) to detach the hooks.
+    ``model.homogeneity_degrees``, else 1 each), also used by that check. ``neurons=False`` skips the
+    per-neuron record. The optimizer must own every trainable weight. Call :meth:`close` (or use ``with``)
+    to detach the hooks.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, X=None, y=None, *,
@@ -90,23 +120,33 @@ class Recorder:
         self._degrees = dict(zip(self._weights, declared_degrees(model, list(self._weights), degrees)))
         expect(bool(self._weights), expected="a model with weight layers (parameters named '*weight', 2+ dims)",
                received="none", fix="attach the Recorder to the network being trained")
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        foreign = [name for name, p in self._weights.items() if id(p) not in owned]
+        expect(not foreign, expected="an optimizer that owns every trainable weight of the model",
+               received=f"weights {foreign} not in {type(optimizer).__name__}'s param groups",
+               fix="build the optimizer from this model's parameters (model.parameters()), or freeze the others "
+                   "with requires_grad_(False)")
         self.X = None if X is None else as_batch(X, model, "X")
         self.y = y
         self._homogeneity = None
         if self.X is not None:
             from .claims.homogeneity import check_homogeneity
 
-            self._homogeneity = check_homogeneity(model, self.X)
+            self._homogeneity = check_homogeneity(model, self.X, degrees=dict(self._degrees))
         self._order: list[str] = []
+        self._producers: dict[int, tuple[str, Any]] = {}  # id(grad_fn) -> (weight name, grad_fn kept alive)
+        self._links: dict[str, tuple[str | None, str]] = {}  # upper -> (lower or None, why not)
+        self._traced: set[str] = set()  # layers whose forward ran with autograd on while the hooks were attached
+        self._last_after: dict[str, torch.Tensor] | None = None
         self._rows: list[dict] = []
         self._outputs: list[torch.Tensor] = []
         self._last_sq: dict[str, torch.Tensor] | None = None
         self._pending: dict | None = None
         self._missing = 0
         self._neurons_after: dict = {}
-        owners = {id(p): name for name, p in self._weights.items()}
+        owners = {id(p): name for name, p in model.named_parameters()}  # frozen ones too: they sit in the graph
         self._forward_hooks = [
-            module.register_forward_pre_hook(self._note_order(owners[id(module.weight)]))
+            module.register_forward_hook(self._note_layer(owners[id(module.weight)]))
             for module in model.modules()
             if isinstance(getattr(module, "weight", None), nn.Parameter) and id(module.weight) in owners
         ]
@@ -114,10 +154,19 @@ class Recorder:
                             optimizer.register_step_post_hook(self._after_step)]
 
     # -- hooks -----------------------------------------------------------------------------------
-    def _note_order(self, name: str):
-        def hook(module, args):
-            if name not in self._order:
+    def _note_layer(self, name: str):
+        """Forward hook: the order layers run in, and (with autograd on) whose output each consumes."""
+        def hook(module, args, output):
+            if name in self._weights and name not in self._order:
                 self._order.append(name)
+            if not torch.is_grad_enabled() or name in self._links:
+                return
+            self._traced.add(name)
+            if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+                self._producers[id(output.grad_fn)] = (name, output.grad_fn)
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if x is not None and x.grad_fn is not None:
+                self._links[name] = _trace_producer(x.grad_fn, self._producers) + (tuple(x.shape),)
         return hook
 
     def _layer_lr(self) -> dict[str, float]:
@@ -128,18 +177,20 @@ class Recorder:
         return {name: lr_of.get(id(p), float("nan")) for name, p in self._weights.items()}
 
     def _before_step(self, optimizer, args, kwargs):
-        for hook in self._forward_hooks:  # the first forward pass has fixed the layer order
+        for hook in self._forward_hooks:  # the first forward pass has fixed the layer order and the links
             hook.remove()
-        self._forward_hooks = []
-        before, grads = {}, {}
+        self._forward_hooks, self._producers = [], {}
+        before, grads, edited = {}, {}, {}
         for name, p in self._weights.items():
             before[name] = p.detach().clone()
+            last = None if self._last_after is None else self._last_after[name]
+            edited[name] = torch.zeros((), dtype=p.dtype, device=p.device) if last is None else (before[name] - last).norm()
             if p.grad is None:
                 self._missing += 1
                 grads[name] = torch.zeros_like(before[name])
             else:
                 grads[name] = p.grad.detach().clone()
-        self._pending = {"before": before, "grads": grads, "lr": self._layer_lr()}
+        self._pending = {"before": before, "grads": grads, "lr": self._layer_lr(), "edited": edited}
 
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs):
@@ -152,7 +203,8 @@ class Recorder:
             update = p.detach() - w
             row["layers"][name] = torch.stack([
                 (w * w).sum(), (w * g).sum(), (w * g).abs().sum(), (g * g).sum(),
-                (update + lr * g).norm(), update.norm(), g.norm(), (p.detach() ** 2).sum()])
+                (update + lr * g).norm(), update.norm(), g.norm(), (p.detach() ** 2).sum(), pending["edited"][name]])
+        self._last_after = {name: p.detach().clone() for name, p in self._weights.items()}
         if self.neurons:
             row["neurons"] = {pair: (self._unit_sq(pending["before"], pair), self._unit_sq(pending["grads"], pair))
                               for pair in self._pairs()}
@@ -168,12 +220,28 @@ class Recorder:
         return seen + [n for n in self._weights if n not in seen]
 
     def _pairs(self) -> tuple[NeuronPair, ...]:
-        order, pairs = self._layer_order(), []
-        for lower, upper in zip(order, order[1:]):
-            units, upper_w = self._weights[lower].shape[0], self._weights[upper]
-            if upper_w.shape[1] == units or (upper_w.ndim == 2 and upper_w.shape[1] % units == 0):
-                pairs.append(NeuronPair(lower, upper, units))
-        return tuple(pairs)
+        return tuple(self._pairing()[0])
+
+    def _pairing(self) -> tuple[list[NeuronPair], list[tuple]]:
+        """Per-neuron pairs traced in the graph, and (lower, upper, why) for consumers that cannot pair."""
+        pairs, unpaired = [], []
+        for upper, (lower, why, shape) in self._links.items():
+            if lower is None:
+                unpaired.append((None, upper, f"its input {why}"))
+            elif lower not in self._weights or upper not in self._weights:
+                frozen = upper if upper not in self._weights else lower
+                unpaired.append((lower, upper, f"{frozen} is not trained (frozen)"))
+            else:
+                units, upper_w = self._weights[lower].shape[0], self._weights[upper]
+                groups = shape[1] if len(shape) > 1 else 0
+                if upper_w.shape[1] == groups == units or (upper_w.ndim == 2 and groups == upper_w.shape[1]
+                                                           and groups % units == 0):
+                    pairs.append(NeuronPair(lower, upper, units))
+                else:
+                    unpaired.append((lower, upper, f"{units} units against an input of shape {shape}"))
+        unpaired += [(None, name, "its forward was not traced (not a module's .weight, or run without autograd "
+                      "before the first step)") for name in self._weights if name not in self._traced]
+        return pairs, unpaired
 
     @staticmethod
     def _unit_sq(tensors: dict[str, torch.Tensor], pair: NeuronPair) -> torch.Tensor:
@@ -191,10 +259,10 @@ class Recorder:
         weights = self._weights
         if self._rows:
             table = torch.stack([torch.stack([row["layers"][n] for n in order]) for row in self._rows])
-            table = table.to("cpu", torch.float64).numpy()  # (steps, layers, 8)
+            table = table.to("cpu", torch.float64).numpy()  # (steps, layers, 9)
             lr = [[row["lr"][n] for n in order] for row in self._rows]
         else:
-            table = torch.zeros(0, len(order), 8, dtype=torch.float64).numpy()
+            table = torch.zeros(0, len(order), 9, dtype=torch.float64).numpy()
             lr = []
         sq_norms = np.concatenate([table[:, :, 0], table[-1:, :, 7]]) if len(table) else np.zeros((0, len(order)))
         pairs = self._pairs() if (self.neurons and self._rows) else ()
@@ -211,7 +279,8 @@ class Recorder:
             pairs=pairs, neuron_sq=neuron_sq, neuron_grad_sq=neuron_grad_sq, missing_gradients=self._missing,
             non_weight_parameters=self._others, optimizer=type(self.optimizer).__name__,
             device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
-            homogeneity=self._homogeneity, outputs=outputs)
+            homogeneity=self._homogeneity, outputs=outputs, edited=table[:, :, 8],
+            unpaired=tuple(self._pairing()[1]) if self.neurons else ())
 
     def close(self) -> None:
         for hook in self._forward_hooks + self._step_hooks:

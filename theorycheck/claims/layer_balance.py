@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ..comparisons import comparison, headline
 from ..devices import dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..recorder import BalanceTrajectory, Recorder
@@ -31,20 +32,24 @@ ASSUME_NO_BIAS = "no bias parameters"
 ASSUME_GRADS = "every layer has a gradient at every step"
 ASSUME_TWO_LAYERS = "at least two weight layers"
 ASSUME_HOMOGENEOUS = "network positively homogeneous on X"
+ASSUME_EULER = ("gradients are a loss gradient of the homogeneous f: Euler sums <W_k, g_k>/d_k agree across layers "
+                "(no penalty, clipping or noise)")
+ASSUME_UNEDITED = "weights unchanged between optimizer steps"
 MAX_SERIES_POINTS = 200
 
 
-def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype) -> np.ndarray:
-    """Roundoff bound on the balance residual of layers (k, k+1), accumulated step by step.
+def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype, j: int | None = None) -> np.ndarray:
+    """Roundoff bound on the balance residual of layers (k, j) (default j = k + 1), accumulated step by step.
 
     Per step: the rounded update (3u (||W^{t+1}||^2 + lr sum|W * g|) per layer), the computed
     gradient's Euler sums (2 lr gamma_K sum|W * g|, K = 2 x total fan-in + depth) and the eta^2 term
     (lr^2 (gamma_n + gamma_T) ||g||^2); plus gamma_n on the four endpoint norms. Returns the running
     bound after each step (length steps).
     """
-    both, weight = [k, k + 1], np.array([1.0, r])
+    j = k + 1 if j is None else j
+    both, weight = [k, j], np.array([1.0, r])
     steps = traj.steps
-    n = max(traj.sizes[k], traj.sizes[k + 1])
+    n = max(traj.sizes[k], traj.sizes[j])
     g_backward = gamma(2 * traj.fan_in_total + len(traj.layers), dtype)
     lr = traj.lr[:, both]
     per_step = (3 * u * (traj.sq_norms[1:, both] + lr * traj.abs_inner[:, both])
@@ -77,6 +82,29 @@ def _plain_step_observation(traj: BalanceTrajectory, u: float) -> tuple[bool, di
                             "steps_not_plain": int((~ok).any(1).sum())}
 
 
+def _euler_observation(traj: BalanceTrajectory, dtype) -> tuple[bool, dict]:
+    """Do the gradient's Euler sums <W_k, g_k>/d_k agree across layers at every step? For the gradient of
+    any loss of f they all equal sum_n l'(f_n) f_n (Euler); each computed sum is within gamma_K sum|W_k * g_k|
+    of it, so the spread about their mean is allowed 2 gamma_K max_k sum|W_k * g_k|/d_k per step."""
+    degrees = np.asarray(traj.degrees)
+    per_degree = traj.inner / degrees
+    spread = np.abs(per_degree - per_degree.mean(1, keepdims=True)).max(1)
+    allowed = 2 * gamma(2 * traj.fan_in_total + len(traj.layers), dtype) * (traj.abs_inner / degrees).max(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.where(spread > allowed, spread / np.where(allowed > 0, allowed, np.nan), 0.0)
+    step = int(np.nanargmax(np.where(np.isnan(excess), np.inf, excess))) if len(excess) else 0
+    return bool((spread <= allowed).all()), {
+        "steps_off": int((spread > allowed).sum()), "worst_step": step,
+        "worst_spread": float(spread[step]) if len(spread) else 0.0,
+        "allowed": float(allowed[step]) if len(allowed) else 0.0,
+        "per_degree_sums": per_degree[step].tolist() if len(per_degree) else []}
+
+
+_TOLERANCE_BASIS = ("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W*g|) for each rounded update, 2 lr "
+                    "gamma_K sum|W*g| for the computed gradient's Euler sums, lr^2 (gamma_n + gamma_T) ||g||^2 for the "
+                    "eta^2 term, gamma_n on the endpoint norms; the eta^2 term is the exact discrete correction")
+
+
 def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     """Check the exact discrete balance identity (layer-wise and per neuron) on a recorded run."""
     expect(isinstance(trajectory, BalanceTrajectory), expected="a BalanceTrajectory (Recorder(...).trajectory)",
@@ -89,12 +117,16 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     arrays = [traj.sq_norms, traj.inner, traj.grad_sq, traj.plain_residual, *traj.neuron_sq]
     finite = all(np.isfinite(a).all() for a in arrays)
     plain, plain_details = _plain_step_observation(traj, u) if traj.steps else (True, {})
+    euler, euler_details = _euler_observation(traj, dtype) if traj.steps and finite else (True, {})
+    edited = traj.edited if traj.edited is not None else np.zeros((traj.steps, len(traj.layers)))
     assumptions = {
         ASSUME_PLAIN: plain,
         ASSUME_COMMON_LR: bool((traj.lr == traj.lr[:, :1]).all()) if traj.steps else True,
         ASSUME_NO_BIAS: not traj.non_weight_parameters,
         ASSUME_GRADS: traj.missing_gradients == 0,
         ASSUME_TWO_LAYERS: len(traj.layers) >= 2,
+        ASSUME_EULER: euler,
+        ASSUME_UNEDITED: bool((edited == 0).all()),
     }
     if traj.homogeneity is not None:
         assumptions[ASSUME_HOMOGENEOUS] = traj.homogeneity.status == "holds"
@@ -140,24 +172,19 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
 
     neurons = {}
     for p, pair in enumerate(traj.pairs):
-        k = traj.layers.index(pair.lower)
-        r = traj.degrees[k] / traj.degrees[k + 1]
+        k, j = traj.layers.index(pair.lower), traj.layers.index(pair.upper)
+        r = traj.degrees[k] / traj.degrees[j]
         lr = traj.lr[:, k][:, None]
         balance = traj.neuron_sq[p][:, 0] - r * traj.neuron_sq[p][:, 1]
         residual = balance[-1] - balance[0] - (lr ** 2 * (traj.neuron_grad_sq[p][:, 0]
                                                           - r * traj.neuron_grad_sq[p][:, 1])).sum(0)
         # each unit's roundoff terms are parts of its layers' terms: the layer pair's bound covers it
-        tol = _pair_tolerance(traj, k, r, u, dtype)[-1]
+        tol = _pair_tolerance(traj, k, r, u, dtype, j)[-1]
         unit = int(np.argmax(np.abs(residual)))
         neurons[f"{pair.lower} -> {pair.upper}"] = {"units": pair.units, "worst_unit": unit,
                                                     "residual": float(residual[unit]), "tolerance": float(tol),
                                                     "ratio": float(abs(residual[unit]) / tol) if tol > 0 else math.inf}
-    per_degree = traj.inner / np.asarray(traj.degrees)
-    euler_spread = np.abs(per_degree - per_degree.mean(1, keepdims=True)).max(1) / np.maximum(
-        traj.abs_inner.max(1), np.finfo(np.float64).tiny)
-
     worst_neuron = max(neurons, key=lambda n: neurons[n]["ratio"], default=None)
-    held = pairs[worst]["ratio"] <= 1 and all(n["ratio"] <= 1 for n in neurons.values())
     reasons = []
     if pairs[worst]["ratio"] > 1:
         reasons.append(f"D ({worst}) drifted by {pairs[worst]['residual']:.1e} beyond the eta^2 term "
@@ -169,21 +196,31 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         reasons.append(f"update/gradient cosine {plain_details['min_update_gradient_cosine']:.3f}, relative "
                        f"deviation {plain_details['worst_relative_deviation']:.1e} in {plain_details['steps_not_plain']}"
                        f" step(s) ({traj.optimizer}: momentum, weight decay or adaptive steps?)")
+    if not euler:
+        reasons.append(f"Euler sums <W_k, g_k>/d_k = {euler_details['per_degree_sums']} disagree by "
+                       f"{euler_details['worst_spread']:.2e} > {euler_details['allowed']:.2e} at step "
+                       f"{euler_details['worst_step']} ({euler_details['steps_off']} step(s)): the gradient is not a "
+                       "loss gradient of f (a penalty, per-layer or value clipping, noise, or wrong degrees?)")
+    if not assumptions[ASSUME_UNEDITED]:
+        step, layer = np.unravel_index(int(np.argmax(edited)), edited.shape)
+        reasons.append(f"{traj.layers[layer]} changed by {edited[step, layer]:.2e} between steps {step - 1} and "
+                       f"{step}, outside the optimizer")
     if traj.non_weight_parameters:
         reasons.append(f"bias/non-weight parameters: {list(traj.non_weight_parameters)}")
     if traj.homogeneity is not None and traj.homogeneity.status != "holds":
         reasons.append(f"network not homogeneous on X ({traj.homogeneity.status})")
+    parts = [comparison(f"D ({name}) drift - eta^2 term, max over steps", pair["max_abs_residual"], 0.0,
+                        pair["tolerance"], _TOLERANCE_BASIS) for name, pair in pairs.items()]
+    parts += [comparison(f"neuron {n['worst_unit']} of {name}: drift - eta^2 term", abs(n["residual"]), 0.0,
+                         n["tolerance"], "the layer pair's bound (each unit's roundoff terms are parts of its layers')")
+              for name, n in neurons.items()]
     return Verdict.decide(
-        assumptions=assumptions, conclusion_held=held, inconclusive=False,
-        statistic=abs(pairs[worst]["residual"]), bound=0.0, tolerance=pairs[worst]["tolerance"],
-        tolerance_basis=("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W*g|) for each rounded "
-                         "update, 2 lr gamma_K sum|W*g| for the computed gradient's Euler sums, lr^2 (gamma_n + "
-                         "gamma_T) ||g||^2 for the eta^2 term, gamma_n on the endpoint norms; the eta^2 term is "
-                         "the exact discrete correction"),
+        assumptions=assumptions, inconclusive=False, **headline(parts),
         details={"steps": traj.steps, "optimizer": traj.optimizer, "pairs": pairs, "neurons": neurons,
-                 "plain_steps": plain_details, "max_euler_spread": float(euler_spread.max()),
-                 "euler_spread_allowed": gamma(2 * traj.fan_in_total + len(traj.layers), dtype),
-                 "series": series},
+                 "plain_steps": plain_details, "euler_sums": euler_details,
+                 "max_edit_between_steps": float(edited.max(initial=0.0)),
+                 "neurons_unpaired": [{"lower": lo, "upper": up, "why": why} for lo, up, why in traj.unpaired],
+                 "comparisons": parts, "series": series},
         reason="; ".join(reasons), **common)
 
 
@@ -200,13 +237,50 @@ OPTIMIZERS = {
 }
 
 
-def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None, seed=0) -> BalanceTrajectory:
+def _penalty(model, generator):  # the gradient of 0.01 sum ||W||^2 added to the loss
+    for p in model.parameters():
+        p.grad.add_(p.detach(), alpha=2e-2)
+
+
+def _clip_each_layer(model, generator):  # every layer clipped to half the smallest layer's gradient norm
+    cap = 0.5 * min(float(p.grad.norm()) for p in model.parameters())
+    for p in model.parameters():
+        torch.nn.utils.clip_grad_norm_([p], cap)
+
+
+def _clip_value(model, generator):
+    torch.nn.utils.clip_grad_value_(model.parameters(), 0.5 * max(float(p.grad.abs().max()) for p in model.parameters()))
+
+
+def _noise(model, generator):  # 1% of each layer's gradient norm
+    for p in model.parameters():
+        noise = torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.grad)
+        p.grad.add_(noise * (1e-2 * p.grad.norm() / noise.norm()))
+
+
+def _edit_first_layer(model, generator):
+    with torch.no_grad():
+        next(iter(model.parameters())).mul_(1.01)
+
+
+# loops outside the theorem though every update is -lr * (recorded grad): gradient edits before each step
+LOOP_CONTROLS = {"l2_penalty": _penalty, "clip_per_layer": _clip_each_layer, "clip_value": _clip_value,
+                 "noise": _noise}
+BETWEEN_STEPS = {"edit_between": _edit_first_layer}  # weights changed after each step
+
+
+def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None, seed=0,
+                 loop_control=None) -> BalanceTrajectory:
     """Train ``model`` with the summed logistic loss on minibatches and return the recorded trajectory.
 
-    ``optimizer`` is one of :data:`OPTIMIZERS` (plain SGD, and the negative controls).
+    ``optimizer`` is one of :data:`OPTIMIZERS` (plain SGD, and the negative controls); ``loop_control`` one
+    of :data:`LOOP_CONTROLS` or :data:`BETWEEN_STEPS` (a loop that edits gradients or weights).
     """
     expect(optimizer in OPTIMIZERS, expected=f"optimizer in {sorted(OPTIMIZERS)}", received=repr(optimizer),
            fix="choose one of those")
+    expect(loop_control is None or loop_control in {**LOOP_CONTROLS, **BETWEEN_STEPS},
+           expected=f"loop_control None or in {sorted({**LOOP_CONTROLS, **BETWEEN_STEPS})}",
+           received=repr(loop_control), fix="choose one of those")
     opt = OPTIMIZERS[optimizer](model.parameters(), lr)
     generator = torch.Generator().manual_seed(seed)
     batch = batch or len(X)
@@ -216,17 +290,22 @@ def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None,
             opt.zero_grad()
             margins = y[index] * model(X[index]).reshape(-1)
             torch.nn.functional.softplus(-margins).sum().backward()
+            if loop_control in LOOP_CONTROLS:
+                LOOP_CONTROLS[loop_control](model, generator)
             opt.step()
+            if loop_control in BETWEEN_STEPS:
+                BETWEEN_STEPS[loop_control](model, generator)
         return rec.trajectory
 
 
 def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
     """n plain-SGD runs on random homogeneous networks (expected: holds) and n controls cycling
-    through momentum, weight decay, Adam and biases (expected: vacuous, the assumption named)."""
+    through momentum, weight decay, Adam, biases and loops that edit gradients or weights (expected:
+    vacuous, the assumption named)."""
     from ..models import build_network
     from ..sampling import case_rng, network_and_batch, random_spec
 
-    controls = ("momentum", "weight_decay", "adam", "bias")
+    controls = ("momentum", "weight_decay", "adam", "bias", *LOOP_CONTROLS, *BETWEEN_STEPS)
     for index in range(2 * n):
         rng = case_rng(seed, CLAIM_ID, index)
         control = None if index < n else controls[index % len(controls)]
@@ -234,12 +313,13 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
         instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 17))
         lr, steps = float(10 ** rng.uniform(-3, -1)), int(rng.integers(5, 31))
         optimizer = control if control in OPTIMIZERS else "sgd"
+        loop = control if control in LOOP_CONTROLS or control in BETWEEN_STEPS else None
 
-        def run(spec=spec, instance_seed=instance_seed, batch=batch, lr=lr, steps=steps, optimizer=optimizer):
+        def run(spec=spec, instance_seed=instance_seed, batch=batch, lr=lr, steps=steps, optimizer=optimizer, loop=loop):
             model, X = network_and_batch(spec, instance_seed, batch, device, dtype)
             y = torch.where(torch.arange(batch, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
             return check_layer_balance(recorded_run(model, X, y, optimizer=optimizer, lr=lr, steps=steps,
-                                                    seed=instance_seed), seed=instance_seed)
+                                                    seed=instance_seed, loop_control=loop), seed=instance_seed)
 
         yield AuditCase(
             name=f"{'control-' + control if control else 'instance'}-{index}",
@@ -251,7 +331,7 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
                        f"m, X = network_and_batch({spec.repr_line()}, seed={instance_seed}, batch={batch}, "
                        f"device={device!r}, dtype={dtype!r}); y = torch.where(torch.arange({batch}) % 2 == 0, 1.0, "
                        f"-1.0).to(X); print(tc.check_layer_balance(recorded_run(m, X, y, optimizer={optimizer!r}, "
-                       f"lr={lr!r}, steps={steps}, seed={instance_seed})).summary())"),
+                       f"lr={lr!r}, steps={steps}, seed={instance_seed}, loop_control={loop!r})).summary())"),
             run=run, size=sum(p.numel() for p in build_network(spec).parameters()))
 
 
@@ -260,7 +340,8 @@ register(Claim(
     statement="Plain gradient steps on a bias-free homogeneous network change D_k = ||W_k||^2 - r_k ||W_{k+1}||^2 "
               "(r_k = d_k / d_{k+1}, 1 for ReLU; and each neuron's ||W_k[i,:]||^2 - r_k ||W_{k+1}[:,i]||^2) by exactly "
               "eta^2 (||g_k||^2 - r_k ||g_{k+1}||^2) per step; under gradient flow D_k is conserved.",
-    assumptions=(ASSUME_PLAIN, ASSUME_COMMON_LR, ASSUME_NO_BIAS, ASSUME_GRADS, ASSUME_TWO_LAYERS, ASSUME_HOMOGENEOUS),
+    assumptions=(ASSUME_PLAIN, ASSUME_COMMON_LR, ASSUME_NO_BIAS, ASSUME_GRADS, ASSUME_TWO_LAYERS, ASSUME_HOMOGENEOUS,
+                 ASSUME_EULER, ASSUME_UNEDITED),
     source="Du, Hu & Lee, NeurIPS 2018, Sec. 2 (invariance of squared-norm differences under gradient flow, per "
            "neuron and per layer, fully connected and convolutional); Poggio et al., Theory III",
     checker=check_layer_balance,

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import stats
 
+from ..comparisons import comparison, headline
 from ..coupled import CoupledRun
 from ..devices import dtype_of, gamma
 from ..errors import expect
@@ -42,6 +43,7 @@ ASSUME_LIPSCHITZ = "f(.; z) L-Lipschitz with finite L"
 ASSUME_SMOOTH = "f(.; z) beta-smooth with finite beta"
 ASSUME_GRADIENTS = "observed per-sample gradient norms <= L"
 ASSUME_SECANT = "observed secant smoothness ||g - g'|| <= beta ||w - w'||"
+ASSUME_CURVATURE = "observed curvature ||hess f(w; z)||_2 <= beta at visited points (power iteration)"
 ASSUME_CONVEX = "f(.; z) convex (declared; observed <g - g', w - w'> >= 0)"
 ASSUME_STRONG = "f(.; z) gamma-strongly convex, gamma > 0 (declared; observed <g - g', w - w'> >= gamma ||w - w'||^2)"
 ASSUME_STEP_CONVEX = "step sizes alpha_t <= 2/beta"
@@ -84,9 +86,11 @@ def mean_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np
     return values.mean(axis=0), half
 
 
-def _series(a: np.ndarray) -> tuple[list[int], list[float]]:
-    index = np.unique(np.linspace(0, len(a) - 1, min(len(a), SERIES_POINTS)).astype(int))
-    return index.tolist(), a[index].tolist()
+def _series(lines: dict[str, np.ndarray], **options) -> dict:
+    """One plot panel in the form of report/SCHEMA.md: ``{"x": steps, "y": {label: values}, ...}``."""
+    length = len(next(iter(lines.values())))
+    index = np.unique(np.linspace(0, length - 1, min(length, SERIES_POINTS)).astype(int))
+    return {"x": index.tolist(), "y": {label: a[index].tolist() for label, a in lines.items()}, **options}
 
 
 def _validate(run, constants, confidence) -> None:
@@ -137,6 +141,12 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
                                                                         True).all())
     if ASSUME_STRONG in assumptions:
         assumptions[ASSUME_STRONG] = constants.strong_convexity > 0 and bool(convex_ok.all())
+    # power iteration gives ||H v|| <= ||H||_2: an estimate above beta refutes it; NaN (not estimated) does not
+    curvature_slack = g_k * (beta_tol + run.curvature)
+    assumptions[ASSUME_CURVATURE] = not run.curvature > beta + curvature_slack
+    if not assumptions[ASSUME_CURVATURE]:
+        reasons.append(f"curvature ||hess f(w; z)|| >= {run.curvature:.4g} at a visited point exceeds beta = {beta:.4g} "
+                       "(beta understated)")
     if not assumptions[ASSUME_GRADIENTS]:
         reasons.append(f"a per-sample gradient of norm {grad_max:.4g} exceeds L = {L:.4g}")
     if not assumptions[ASSUME_SECANT]:
@@ -144,12 +154,14 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
 
     # the pathwise bound, on every run and step
     delta_all = run.distance
-    held_path = bool((delta_all <= bound + tol).all())
     informative = bound > tol  # where the bound rises above roundoff; elsewhere delta <= B + tol is all one can ask
+    parts = [_pathwise_relative(delta_all, bound, tol, informative)]
+    if (~informative).any():
+        parts.append(_pathwise_roundoff(delta_all, bound, tol, informative))
+    held_path = all(p["held"] for p in parts)
     ratio = np.where(informative, delta_all / np.where(informative, bound, 1.0), 0.0)
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     statistic = float(ratio.max())
-    rel_tol = float((tol[informative] / bound[informative]).max(initial=0.0))
     if not held_path:
         excess = np.unravel_index(int(np.argmax(delta_all - bound - tol)), delta_all.shape)
         reasons.append(f"pathwise bound fails: run {excess[0]}, step {excess[1]}: ||w - w'|| = "
@@ -165,9 +177,16 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
         "observed": {"max_gradient_norm": grad_max,
                      "max_secant_smoothness": float(np.nanmax(secant)) if shared.any() else math.nan,
                      "min_secant_monotonicity": float(np.nanmin(monotone)) if shared.any() else math.nan,
+                     "max_curvature": run.curvature, "curvature_points": run.curvature_points,
+                     "curvature_basis": (f"max over {run.curvature_points} visited w and every training example of "
+                                         "||H v_k||, k power-iteration steps on hess_w f(w; z): a lower bound on the "
+                                         "largest curvature (it can miss sharper directions and unvisited points); "
+                                         f"refutes beta above rounding gamma_K (beta + estimate) = {curvature_slack:.2g}"
+                                         if run.curvature_points else f"not estimated ({run.curvature_error})"),
                      "max_step_size": float(run.step_sizes.max()), "loss_seen": list(run.loss_seen)},
-        "series": {"step": _series(delta_all.mean(0))[0], "distance_mean": _series(delta_all.mean(0))[1],
-                   "bound_mean": _series(bound.mean(0))[1]},
+        "series": {"||w_t - w'_t|| (mean over runs)": _series(
+            {"||w_t - w'_t||": delta_all.mean(0), "growth-recursion bound B_t": bound.mean(0)},
+            xlabel="step t", ylabel="distance", yscale="symlog")},
         "n": run.n, "removal": run.removal, "weight_decay": lam, "radius": run.radius, **(extra or {}),
     }
 
@@ -185,7 +204,13 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
             mean, half = mean_interval(gaps, confidence)
             roundoff = L * float(tol[:, -1].max()) if math.isfinite(L) else 0.0
             lower, upper = float((mean - half).max()), float((mean + half).max())
-            held_mean = lower <= value + roundoff
+            probe = int(np.argmax(mean - half))  # the probe point whose lower end is largest decides
+            parts.append(comparison(
+                "expectation", mean[probe], value, half[probe] + roundoff,
+                f"Monte Carlo mean of |f(w_T; z) - f(w'_T; z)| at the deciding probe z over {run.runs} index sequences "
+                f"against {form}; tolerance: the two-sided Student-t {confidence:.0%} half-width (Bonferroni over "
+                f"{gaps.shape[1]} probes) plus L x the pathwise roundoff"))
+            held_mean = parts[-1]["held"]
             details["expectation"] = {
                 "evaluated": True, "estimate": float(mean.max()), "lower": lower, "upper": upper, "bound": value,
                 "form": form, "below_bound_with_interval": upper <= value, "confidence": confidence,
@@ -200,15 +225,32 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
         reasons.append("the changed example was never sampled: the two runs are identical, nothing to test")
     if not finite:
         reasons.append("non-finite parameters, gradients or losses (divergence or overflow)")
-    return Verdict.decide(
-        claim=claim, assumptions=assumptions, conclusion_held=held_path and held_mean,
-        inconclusive=(not finite) or (not hits_any), statistic=statistic, bound=1.0, tolerance=rel_tol,
-        tolerance_basis=("statistic = max over runs and steps of ||w_t - w'_t|| / B_t (B_t the growth-recursion bound, "
-                         "where it exceeds the roundoff tol_t; delta_t <= B_t + tol_t is checked everywhere); "
-                         "tolerance: per-step rounding gamma_K [(1 + alpha beta)(||w|| + ||w'||) + alpha(||g|| + ||g'||)], "
-                         "K = parameters + inputs + 10, carried by the same recursion, relative to B_t; "
-                         "expectation: Student-t interval (details['expectation'])"),
-        device=run.device, dtype=run.dtype, seed=run.seed, details=details, reason="; ".join(reasons))
+    details["comparisons"] = parts
+    return Verdict.decide(claim=claim, assumptions=assumptions, inconclusive=(not finite) or (not hits_any),
+                          **headline(parts), device=run.device, dtype=run.dtype, seed=run.seed, details=details,
+                          reason="; ".join(reasons))
+
+
+_PATH_TOL = ("per-step rounding gamma_K [(1 + alpha beta)(||w|| + ||w'||) + alpha(||g|| + ||g'||)], K = parameters + "
+             "inputs + 10, carried by the same growth recursion, plus gamma_P (||w_t|| + ||w'_t||) for the distance")
+
+
+def _pathwise_relative(delta, bound, tol, informative) -> dict:
+    """delta_t / B_t <= 1 + tol_t / B_t where B_t > tol_t, at the run and step closest to failing."""
+    if not informative.any():
+        return comparison("pathwise ||w_t - w'_t|| / B_t", 0.0, 1.0, 0.0, "no step where B_t exceeds its roundoff")
+    slack = np.where(informative, (delta - tol) / np.where(informative, bound, 1.0), -np.inf)
+    r, t = np.unravel_index(int(np.argmax(slack)), slack.shape)
+    return comparison("pathwise ||w_t - w'_t|| / B_t", delta[r, t] / bound[r, t], 1.0, tol[r, t] / bound[r, t],
+                      f"growth recursion B_t (HRS Lemma 2.5) at run {r}, step {t}, where B_t > tol_t; {_PATH_TOL}")
+
+
+def _pathwise_roundoff(delta, bound, tol, informative) -> dict:
+    """delta_t <= B_t + tol_t where B_t <= tol_t (the bound is at roundoff level, e.g. before any hit)."""
+    excess = np.where(informative, -np.inf, delta - bound - tol)
+    r, t = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    return comparison("pathwise ||w_t - w'_t|| at roundoff-level B_t", delta[r, t], bound[r, t], tol[r, t],
+                      f"growth recursion B_t <= tol_t at run {r}, step {t}; {_PATH_TOL}")
 
 
 def check_sgd_stability_convex(run: CoupledRun, constants: LossConstants, *, confidence: float = 0.95) -> Verdict:
@@ -302,7 +344,7 @@ def _audit(claim: str):
     return audit_cases
 
 
-_ASSUME_COMMON = (ASSUME_LIPSCHITZ, ASSUME_SMOOTH, ASSUME_GRADIENTS, ASSUME_SECANT)
+_ASSUME_COMMON = (ASSUME_LIPSCHITZ, ASSUME_SMOOTH, ASSUME_GRADIENTS, ASSUME_SECANT, ASSUME_CURVATURE)
 register(Claim(
     id="sgd_stability_convex",
     statement="SGD on a convex, beta-smooth, L-Lipschitz loss with alpha_t <= 2/beta: for S, S' differing in example "

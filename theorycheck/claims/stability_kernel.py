@@ -28,6 +28,7 @@ from ..devices import dtype_name, dtype_of, gamma
 from ..errors import expect
 from ..kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
 from ..registry import AuditCase, Claim, register
+from ..comparisons import comparison, headline
 from ..stability_cases import case_audit, generated_data
 from ..verdict import Verdict, require_holds
 
@@ -123,10 +124,24 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
     tolerance = sigma * kappa * max(tol_norm) if lam > 0 else math.inf
     worst = int(np.argmax(norms))
     statistic = certified[worst]
-    held_bound = all(v <= bound + sigma * kappa * t for v, t in zip(certified, tol_norm)) if lam > 0 else True
-    held_ineq = all(a <= b + t for a, b, t in zip(lhs, rhs, tol_ineq))
+    parts = []
+    if lam > 0:
+        i = int(np.argmax([v - bound - sigma * kappa * t for v, t in zip(certified, tol_norm)]))
+        parts.append(comparison(
+            "certified sup_z |l(f_S, z) - l(f', z)|", certified[i], bound, sigma * kappa * tol_norm[i],
+            f"sigma kappa ||f_S - f'||_k at i = {chosen[i]} against {factor:g} sigma^2 kappa^2/(2 lambda n) (B&E Thm 22); "
+            "tolerance: Cholesky backward error n gamma_{n+1} ||A|| amplified by cond A in the coefficients, through "
+            "the K-norm (sqrt(lambda_max K) x coefficient error) plus the rounding of dc^T K dc, times sigma kappa"))
+    i = int(np.argmax([a - b - t for a, b, t in zip(lhs, rhs, tol_ineq)]))
+    parts.append(comparison(
+        "proof inequality 2 lambda ||f_S - f'||_k^2 <= loss change / n", lhs[i], rhs[i], tol_ineq[i],
+        f"strong convexity of the regularized risk at i = {chosen[i]}; tolerance: the coefficient and quadratic-form "
+        "rounding above, through both sides"))
+    held_bound = parts[0]["held"] if lam > 0 else True
+    held_ineq = parts[-1]["held"]
     finite = all(math.isfinite(v) for v in norms + rhs + tol_ineq) and fit.positive_definite
-    resolved = lam <= 0 or tolerance < bound  # roundoff below the bound: the check can decide
+    exact_zero = statistic == 0 and tolerance == 0  # e.g. all-zero targets: f_S = f' = 0 exactly
+    resolved = lam <= 0 or tolerance < bound or exact_zero  # roundoff below the bound: the check can decide
     assumptions = {ASSUME_LAMBDA: lam > 0, ASSUME_PSD: psd}
     reasons = []
     if lam <= 0:
@@ -145,15 +160,12 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
     if finite and not resolved:
         reasons.append(f"roundoff {tolerance:.3g} exceeds the bound {bound:.3g}: ill-conditioned for this dtype")
     return Verdict.decide(
-        claim="erm_stability", assumptions=assumptions, conclusion_held=held_bound and held_ineq,
-        inconclusive=(not finite or not resolved) and all(assumptions.values()), statistic=statistic, bound=bound, tolerance=tolerance,
-        tolerance_basis=("Cholesky backward error n gamma_{n+1} ||A|| amplified by cond A (condition number x eps) in "
-                         "the coefficients, through the K-norm (sqrt(lambda_max K) x coefficient error) plus the rounding "
-                         "of dc^T K dc, times sigma kappa"),
+        claim="erm_stability", assumptions=assumptions,
+        inconclusive=(not finite or not resolved) and all(assumptions.values()), **headline(parts),
         device=str(X.device), dtype=dtype_name(dtype), seed=seed,
-        details={"sigma": sigma, "kappa2": kappa2, "kappa_basis": kappa_basis, "B": B, "n": n, "lambda": lam,
+        details={"comparisons": parts, "sigma": sigma, "kappa2": kappa2, "kappa_basis": kappa_basis, "B": B, "n": n, "lambda": lam,
                  "change": "removal" if new is None else "replacement", "indices": chosen,
-                 "certified_sup": certified, "probe_sup": probe_sup, "ratio": statistic / bound if lam > 0 else math.nan,
+                 "certified_sup": certified, "probe_sup": probe_sup, "ratio": statistic / bound if lam > 0 and bound > 0 else math.nan,
                  "proof_inequality": {"lhs": lhs, "rhs": rhs, "held": held_ineq,
                                       "max_ratio": max((a / b for a, b in zip(lhs, rhs) if b > 0), default=math.nan)},
                  "condition": fit.condition, "kernel_min_eigenvalue": eig_min,
@@ -172,7 +184,10 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
     X, y = _data(X, y)
     n = X.shape[0]
     expect(lam >= 0, expected="lambda >= 0", received=repr(lam), fix="lambda = 0 is minimum-norm interpolation")
-    sizes = sorted({max(4, n // 4), max(4, n // 2), n}) if sizes is None else sorted({int(m) for m in sizes})
+    expect(n >= 3, expected="at least 3 points (a leave-one-out fit on 2 or more)", received=f"n = {n}",
+           fix="pass a larger sample")
+    sizes = (sorted({min(n, max(4, n // 4)), min(n, max(4, n // 2)), n}) if sizes is None
+             else sorted({int(m) for m in sizes}))
     expect(all(3 <= m <= n for m in sizes), expected=f"sizes in [3, {n}]", received=repr(sizes),
            fix="prefix sizes of the data set")
     kappa2, kappa_basis = kernel_kappa2(kernel, X, bandwidth=bandwidth)
@@ -180,8 +195,7 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
     sigma = _sigma(B, kappa, lam)
     K_all = kernel_matrix(kernel, X, X, bandwidth=bandwidth)
     psd, eig_min, _ = _psd(K_all)
-    rows, pd_all, finite, held_formula, held_bound = [], True, True, True, True
-    statistic, tolerance = 0.0, 0.0
+    rows, parts, pd_all, finite = [], [], True, True
     for m in sizes:
         K, ym, mu = K_all[:m, :m], y[:m], m * lam
         fit = ridge_fit(K, ym, mu)
@@ -198,21 +212,31 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
             alpha = own if refit is None else refit(X[rest], ym[rest])
             r_refit = float(ym[i] - K[i, rest] @ alpha)
             scale = abs(float(ym[i])) + float(K[i, rest].norm()) * float(own.norm())
-            mismatch.append(abs(float(fit.loo[i]) - r_refit) / scale)
+            gap = abs(float(fit.loo[i]) - r_refit)
+            mismatch.append(gap / scale if scale > 0 else (0.0 if gap == 0 else math.inf))  # scale 0: y_i = 0, alpha' = 0
             cv.append(abs(float(fit.loo[i]) ** 2 - float(mu * fit.alpha[i]) ** 2))
         tol = 2 * fit.backward * (1 + fit.condition)
         worst = max(mismatch)
         finite &= all(math.isfinite(v) for v in mismatch + cv) and tol < 1
-        held_formula &= worst <= tol
-        statistic, tolerance = max(statistic, worst), max(tolerance, tol)
+        parts.append(comparison(f"exact LOO formula vs refit, n = {m}", worst, 0.0, tol, _FORMULA_BASIS))
         bound = sigma ** 2 * kappa2 / (2 * lam * m) if lam > 0 else math.inf
         cv_tol = 4 * tol * (max(abs(float(v)) for v in fit.loo) + B) ** 2
-        held_bound &= max(cv) <= bound + cv_tol
+        if lam > 0:
+            parts.append(comparison(
+                f"CVloo max_i |V(f_S\\i, z_i) - V(f_S, z_i)|, n = {m}", max(cv), bound, cv_tol,
+                "square-loss LOO change against sigma^2 kappa^2/(2 lambda n) (B&E Thm 22); tolerance 4 (2 n gamma_{n+1} "
+                "(1 + cond A)) (max|loo| + B)^2: the residuals' relative rounding through the squares"))
         rows.append({"n": m, "condition": fit.condition, "positive_definite": True, "max_mismatch": worst,
                      "tolerance": tol, "cvloo_max": max(cv), "cvloo_mean": float(np.mean(cv)), "bound": bound})
     measured = [(r["n"], r["cvloo_max"]) for r in rows if r.get("positive_definite") and r["cvloo_max"] > 0]
     slope = (float(np.polyfit(np.log([m for m, _ in measured]), np.log([v for _, v in measured]), 1)[0])
              if len(measured) >= 2 else math.nan)
+    if not parts:
+        parts.append(comparison("exact LOO formula vs refit", math.nan, 0.0, math.nan, "no size with A positive definite"))
+    held_formula = all(p["held"] for p in parts if p["name"].startswith("exact LOO"))
+    held_bound = all(p["held"] for p in parts if p["name"].startswith("CVloo"))
+    formula = max((p for p in parts if p["name"].startswith("exact LOO")), key=lambda p: p["measured"])
+    statistic, tolerance = formula["measured"], formula["tolerance"]
     reasons = []
     if not psd:
         reasons.append(f"the kernel matrix has eigenvalue {eig_min:.3g} < 0: not a reproducing kernel")
@@ -229,16 +253,17 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
         reasons.append("ill-conditioned A (condition x eps >= 1) or non-finite residuals: roundoff cannot be bounded")
     return Verdict.decide(
         claim="cvloo_stability", assumptions={ASSUME_PSD: psd, ASSUME_PD: pd_all},
-        conclusion_held=held_formula and held_bound, inconclusive=not finite and pd_all,
-        statistic=statistic, bound=0.0, tolerance=tolerance,
-        tolerance_basis=("statistic = max_i |alpha_i/(A^-1)_ii - (y_i - f_refit(x_i))| / (|y_i| + ||k_i|| ||alpha'||); "
-                         "tolerance 2 n gamma_{n+1} (1 + cond A): the Cholesky backward error n gamma_{n+1} ||A|| "
-                         "(Higham Thm 10.4) amplified by the condition number, for the formula and the refit"),
+        inconclusive=not finite and pd_all, **headline(parts),
         device=str(X.device), dtype=dtype_name(X.dtype), seed=seed,
-        details={"sizes": rows, "decay_slope": slope, "lambda": lam, "sigma": sigma, "kappa2": kappa2,
+        details={"comparisons": parts, "sizes": rows, "decay_slope": slope, "lambda": lam, "sigma": sigma, "kappa2": kappa2,
                  "kappa_basis": kappa_basis, "B": B,
                  "regime": "kernel ridge regression" if lam > 0 else "minimum-norm interpolation (no uniform bound)"},
         reason="; ".join(reasons))
+
+
+_FORMULA_BASIS = ("max_i |alpha_i/(A^-1)_ii - (y_i - f_refit(x_i))| / (|y_i| + ||k_i|| ||alpha'||) against 0; tolerance "
+                  "2 n gamma_{n+1} (1 + cond A): the Cholesky backward error n gamma_{n+1} ||A|| (Higham Thm 10.4) "
+                  "amplified by the condition number, for the formula and the refit")
 
 
 def assert_erm_stability(X, y, **kwargs) -> Verdict:
