@@ -6,7 +6,8 @@ import pytest
 
 import theorycheck as tc
 from theorycheck import registry
-from theorycheck.kit import KITS, Case, ClaimKit, Comparison, case_seed, deciding
+from theorycheck.comparisons import deciding
+from theorycheck.kit import KITS, Case, ClaimKit, case_seed, comparison
 
 
 @pytest.fixture
@@ -17,8 +18,8 @@ def kit():
     @kit.checker
     def check_kit_probe(x: float, y: float = 0.0):
         return kit.decide(assumptions={"finite": math.isfinite(x), "small": x < 10},
-                          comparisons=[Comparison("x", measured=x, bound=1.0, tolerance=0.0, basis="exact"),
-                                       Comparison("y", measured=y, bound=1.0, tolerance=0.5, basis="half")])
+                          comparisons=[comparison("x", measured=x, bound=1.0, tolerance=0.0, basis="exact"),
+                                       comparison("y", measured=y, bound=1.0, tolerance=0.5, basis="half")])
 
     @kit.instances
     def instances(rng, device, dtype):
@@ -43,13 +44,13 @@ def test_the_deciding_comparison_is_the_failing_one_else_the_tightest(kit):
     assert violated.status == "violated" and violated.statistic == 1.6
     assert violated.statistic > violated.bound + violated.tolerance
     assert [c["held"] for c in violated.details["comparisons"]] == [True, False]
-    with pytest.raises(tc.InvalidArgument, match="expected at least one Comparison"):
+    with pytest.raises(tc.InvalidArgument, match="expected at least one comparison"):
         deciding([])
 
 
 def test_undeclared_assumptions_are_refused_with_a_suggestion(kit):
     with pytest.raises(tc.InvalidArgument, match=r"got \['smal'\] \('smal': did you mean 'small'\?\)"):
-        kit.decide(assumptions={"smal": True}, comparisons=[Comparison("x", 0.0, 1.0, 0.0, "exact")])
+        kit.decide(assumptions={"smal": True}, comparisons=[comparison("x", 0.0, 1.0, 0.0, "exact")])
     with pytest.raises(tc.InvalidArgument, match="expected comparisons"):
         kit.decide(assumptions={"finite": True})
     nothing = kit.decide(assumptions={"finite": True}, inconclusive=True)

@@ -6,7 +6,7 @@
     @kit.checker                     # registered in theorycheck.CLAIMS, kit.assert_ made from it
     def check_my_claim(model, x) -> Verdict:
         return kit.decide(assumptions={"no_bias": ...},
-                          comparisons=[Comparison("residual", measured=r, bound=0.0, tolerance=t, basis="4 u |f|")])
+                          comparisons=[comparison("residual", measured=r, bound=0.0, tolerance=t, basis="4 u |f|")])
 
     @kit.instances                   # seeded audit instances, expected to hold
     def instances(rng, device, dtype) -> Case: ...
@@ -29,43 +29,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .comparisons import comparison, headline
 from .errors import InvalidArgument
 from .registry import AuditCase, Claim, register
 from .verdict import Verdict, reported, require_holds
 
-
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """One part of a conclusion: it holds when ``measured <= bound + tolerance``."""
-
-    name: str
-    measured: float
-    bound: float
-    tolerance: float
-    basis: str
-
-    @property
-    def held(self) -> bool:
-        return self.measured <= self.bound + self.tolerance
-
-    @property
-    def slack_ratio(self) -> float:
-        """(measured - bound) / tolerance: above 1 fails; the largest ratio is the tightest part."""
-        excess = self.measured - self.bound
-        if self.tolerance > 0:
-            return excess / self.tolerance
-        return math.inf if excess > 0 else (0.0 if excess == 0 else -math.inf)
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "held": self.held}
-
-
-def deciding(comparisons: Sequence[Comparison]) -> Comparison:
-    """The comparison that decides: the first that failed, else the tightest one."""
-    if not comparisons:
-        raise InvalidArgument("expected at least one Comparison, but got none. Fix: pass the conclusion's parts.")
-    failed = [c for c in comparisons if not c.held]
-    return failed[0] if failed else max(comparisons, key=lambda c: c.slack_ratio)
+__all__ = ["KITS", "Case", "ClaimKit", "case_seed", "comparison"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +68,11 @@ class ClaimKit:
     _instances: CaseMaker | None = None
     _controls: dict[str, tuple[CaseMaker, frozenset[str]]] = dataclasses.field(default_factory=dict)
 
-    def decide(self, *, assumptions: Mapping[str, bool], comparisons: Sequence[Comparison] = (),
+    def decide(self, *, assumptions: Mapping[str, bool], comparisons: Sequence[dict] = (),
                inconclusive: bool = False, **fields) -> Verdict:
         """A verdict of this claim. ``assumptions`` maps declared keys to whether each was observed to
-        hold; with no comparisons (nothing could be measured) the verdict must be inconclusive or vacuous."""
+        hold; ``comparisons`` are the conclusion's parts (:func:`theorycheck.comparisons.comparison`); with
+        none (nothing could be measured) the verdict must be inconclusive or vacuous."""
         unknown = sorted(set(assumptions) - set(self.assumptions))
         if unknown:
             close = {key: difflib.get_close_matches(key, list(self.assumptions), n=1) for key in unknown}
@@ -113,15 +83,13 @@ class ClaimKit:
         observed = {self.assumptions[key]: bool(held) for key, held in assumptions.items()}
         details = dict(fields.pop("details", {}))
         if comparisons:
-            head = deciding(comparisons)
-            details["comparisons"] = [c.to_dict() for c in comparisons]
-            fields.update(statistic=head.measured, bound=head.bound, tolerance=head.tolerance,
-                          tolerance_basis=f"{head.name}: {head.basis}")
-            held = all(c.held for c in comparisons)
+            details["comparisons"] = list(comparisons)
+            fields.update(headline(list(comparisons)))
+            held = fields.pop("conclusion_held")
         else:
             if not inconclusive and all(observed.values()):
                 raise InvalidArgument(f"expected comparisons for a verdict of {self.id!r} whose assumptions all "
-                                      "hold, but got none. Fix: pass comparisons=[Comparison(...)], or "
+                                      "hold, but got none. Fix: pass comparisons=[comparison(...)], or "
                                       "inconclusive=True when nothing could be measured.")
             fields.setdefault("statistic", math.nan)
             fields.setdefault("bound", math.nan)
