@@ -17,18 +17,19 @@ __all__ = ["RESULTS", "SCHEMA_VERSION", "ResultsWriter", "build_report", "case_r
 
 
 def write_reports(directory: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Write report.json, report.md and report.html for ``records``; return the report document."""
+    """Write report.json, report.md and report.html for ``records`` (all three or none: an unwritable
+    directory raises ``InvalidArgument`` and leaves the old files); return the report document."""
     import json
 
     from .html import render_html
     from .markdown import render_markdown
-    from .records import write_text_atomic
+    from .records import write_texts_atomic
 
     directory = Path(directory)
     report = build_report(records)
-    write_text_atomic(directory / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")
-    write_text_atomic(directory / "report.md", render_markdown(report))
-    write_text_atomic(directory / "report.html", render_html(report, records))
+    write_texts_atomic({directory / "report.json": json.dumps(report, indent=1, allow_nan=False) + "\n",
+                        directory / "report.md": render_markdown(report),
+                        directory / "report.html": render_html(report, records)})
     return report
 
 
