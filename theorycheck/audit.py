@@ -44,10 +44,12 @@ class AuditSettings:
     examples: Mapping[str, int] = dataclasses.field(default_factory=dict)
     budget: Mapping[str, float] = dataclasses.field(default_factory=dict)
     seed: int = 0
+    shard: tuple[int, int] | None = None  # (K, N): the K-th of N disjoint parts of the planned cases
 
     def to_dict(self) -> dict[str, Any]:
+        shard = {"shard": list(self.shard)} if self.shard else {}
         return {"claims": list(self.claims), "devices": list(self.devices), "dtypes": list(self.dtypes),
-                "examples": dict(self.examples), "budget": dict(self.budget), "seed": self.seed}
+                "examples": dict(self.examples), "budget": dict(self.budget), "seed": self.seed, **shard}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "AuditSettings":
@@ -58,7 +60,8 @@ class AuditSettings:
                 raise KeyError(missing)
             settings = cls(claims=tuple(data["claims"]), devices=tuple(data["devices"]),
                            dtypes=tuple(data["dtypes"]), examples=dict(data["examples"]),
-                           budget=dict(data["budget"]), seed=int(data["seed"]))
+                           budget=dict(data["budget"]), seed=int(data["seed"]),
+                           shard=tuple(map(int, data["shard"])) if data.get("shard") else None)
         except (KeyError, TypeError, ValueError):
             raise InvalidArgument(f"expected audit settings with {list(SETTINGS_KEYS)} (claims, devices, dtypes: "
                                   f"lists; examples, budget: {{claim: n}}; seed: int), but got {data!r}"
@@ -157,11 +160,18 @@ def _planned_cases(claim_id: str, device: str, dtype: str, settings: AuditSettin
     claim = CLAIMS[claim_id]
     if claim.audit_cases is None:
         return []
-    return interleave(list(claim.audit_cases(n=settings.examples[claim_id], seed=settings.seed,
-                                             device=device, dtype=dtype)))
+    cases = interleave(list(claim.audit_cases(n=settings.examples[claim_id], seed=settings.seed,
+                                              device=device, dtype=dtype)))
+    return [c for c in cases if in_shard(settings.shard, claim_id, device, dtype, c.name)]
 
 
-def _groups(settings: AuditSettings) -> Iterator[tuple[str, str, str]]:
+def in_shard(shard: tuple[int, int] | None, *case_id: str) -> bool:
+    """Whether a case (claim, device, dtype, name) belongs to shard K of N: a hash of its id, so the N
+    shards split every plan into disjoint parts whose union is the unsharded plan."""
+    return shard is None or zlib.crc32("/".join(case_id).encode()) % shard[1] == shard[0] - 1
+
+
+def planned_groups(settings: AuditSettings) -> Iterator[tuple[str, str, str]]:
     for claim_id in settings.claims:
         for device in settings.devices:
             for dtype in settings.dtypes:
@@ -208,6 +218,7 @@ def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: Resul
         cases, failure = _planned_cases(claim_id, device, dtype, settings), None
     except Exception:  # the claim's case generator itself failed
         cases, failure = [], traceback.format_exc(limit=-8)
+    failure = failure if in_shard(settings.shard, *key, "audit_cases") else None
     planned = len(cases) or int(failure is not None)
     if write_plan:
         writer.write(group_record(key, settings, [c.name for c in cases] or (["audit_cases"] if failure else [])))
@@ -262,7 +273,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
                 done.setdefault(group_key(record), []).append(record)
         planned = {group_key(r) for r in records if r["record"] == "group"}
         width = max(map(len, settings.claims))
-        for key in _groups(settings):
+        for key in planned_groups(settings):
             group = done.setdefault(key, [])
             total, seconds = _run_group(key, settings, writer, group, write_plan=key not in planned,
                                         progress=progress, out=out)
@@ -281,7 +292,7 @@ def check_consistent(records: list[dict[str, Any]], directory: Path) -> AuditSet
     belongs to them: the header's claims, devices and dtypes, its seed and examples, and the plan
     the claims generate now (an edited seed or appended foreign records are refused, named)."""
     settings = AuditSettings.from_dict(records[0]["settings"])
-    groups = set(_groups(settings))
+    groups = set(planned_groups(settings))
     plans: dict[tuple, list] = {}
     seen: set[tuple] = set()
     for record in records[1:]:
@@ -299,7 +310,7 @@ def check_consistent(records: list[dict[str, Any]], directory: Path) -> AuditSet
             if differ:
                 raise _inconsistent(directory, f"the group {'/'.join(key)} was planned with {', '.join(differ)}")
             plans[key] = list(record.get("cases") or [])
-            fresh = _fresh_plan(key, settings)
+            fresh = fresh_plan(key, settings)
             if fresh is not None and fresh != plans[key]:
                 extra, lacking = sorted(set(plans[key]) - set(fresh)), sorted(set(fresh) - set(plans[key]))
                 raise _inconsistent(directory, f"the plan of {'/'.join(key)} differs from the cases its claim "
@@ -314,7 +325,7 @@ def check_consistent(records: list[dict[str, Any]], directory: Path) -> AuditSet
     return settings
 
 
-def _fresh_plan(key: tuple[str, str, str], settings: AuditSettings) -> list[str] | None:
+def fresh_plan(key: tuple[str, str, str], settings: AuditSettings) -> list[str] | None:
     """The case names a claim generates now for ``key`` (None when its generator fails)."""
     try:
         return [c.name for c in _planned_cases(*key, settings)]

@@ -3,6 +3,7 @@
     theorycheck list                      the claims: statement, assumptions, source
     theorycheck audit [options]           every claim on generated instances and negative controls
     theorycheck report DIR                re-render report.json/.md/.html from DIR/results.jsonl
+    theorycheck report --merge A B C --out DIR   merge the runs of audit --shard 1/3, 2/3, 3/3
 
 Every planned case runs (same seed and settings, same cases and verdicts); --budget caps the seconds
 per claim and reports the cases it skipped (the headline then says INCOMPLETE). Without --out, an
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from .errors import InvalidArgument
 
-SETTINGS_FLAGS = ("claims", "devices", "dtypes", "examples", "budget", "seed")
+SETTINGS_FLAGS = ("claims", "devices", "dtypes", "examples", "budget", "seed", "shard")
 
 
 def _list(args) -> int:
@@ -83,7 +84,22 @@ def _settings(args):
     if not 0 <= seed < 2**63:
         raise InvalidArgument(f"expected --seed as an integer in [0, 2**63), but got {seed}. Fix: e.g. --seed 7")
     return AuditSettings(claims=tuple(claims), devices=tuple(devices), dtypes=tuple(dtypes), examples=examples,
-                         budget=budget, seed=seed)
+                         budget=budget, seed=seed, shard=parse_shard(args.shard))
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` with 1 <= K <= N, or None."""
+    if text is None:
+        return None
+    k, _, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not 1 <= shard[0] <= shard[1]:
+        raise InvalidArgument(f"expected --shard K/N with 1 <= K <= N, but got {text!r}. Fix: e.g. --shard 2/3 "
+                              "(run 1/3, 2/3 and 3/3, then theorycheck report --merge DIR1 DIR2 DIR3 --out DIR)")
+    return shard
 
 
 def _check_resumable(args, directory: Path) -> None:
@@ -161,11 +177,25 @@ def _report(args) -> int:
     from .report import RESULTS, read_results, write_reports
     from .report.summary import report_result
 
-    directory = Path(args.directory)
-    records = read_results(directory / RESULTS)
-    if records[0]["source"] == "audit":
-        AuditSettings.from_dict(records[0]["settings"])  # refuses a header without usable settings
-    report = write_reports(directory, records)
+    if args.merge:
+        from .shards import merge_shards
+
+        if args.directory is not None or args.out is None:
+            raise InvalidArgument(f"expected `theorycheck report --merge DIR... --out OUT`, but got "
+                                  f"{'DIR ' + args.directory if args.directory else 'no --out'}. "
+                                  "Fix: name the merged directory with --out OUT.")
+        directory = Path(args.out)
+        report = merge_shards([Path(d) for d in args.merge], directory)
+    else:
+        if args.directory is None or args.out is not None:
+            raise InvalidArgument("expected `theorycheck report DIR` (or --merge DIR... --out OUT), but got "
+                                  f"{'no DIR' if args.directory is None else '--out without --merge'}. "
+                                  "Fix: theorycheck report DIR")
+        directory = Path(args.directory)
+        records = read_results(directory / RESULTS)
+        if records[0]["source"] == "audit":
+            AuditSettings.from_dict(records[0]["settings"])  # refuses a header without usable settings
+        report = write_reports(directory, records)
     summary = report["summary"]
     print(f"re-rendered {directory}/report.json, report.md, report.html: {report_result(report)} "
           f"({summary['cases']} cases, {summary['counterexamples']} unexpected, {summary['not_run']} not run)")
@@ -193,11 +223,17 @@ def _parser() -> argparse.ArgumentParser:
                                      "(default: a fresh audit-out/YYYYMMDD-HHMMSS, UTC)")
     audit.add_argument("--replace", action="store_true",
                        help="replace the audit or report already in --out (default: refuse, exit 2)")
+    audit.add_argument("--shard", metavar="K/N", help="run the K-th of N disjoint parts of the planned cases "
+                                                    "(by a hash of each case id); merge the N runs with "
+                                                    "theorycheck report --merge (default: every case)")
     audit.add_argument("--resume", metavar="DIR", help="continue the interrupted audit in DIR with its "
                                                        "recorded settings, skipping finished cases")
     audit.set_defaults(func=_audit)
-    report = sub.add_parser("report", help="re-render the reports of DIR from DIR/results.jsonl")
-    report.add_argument("directory", metavar="DIR")
+    report = sub.add_parser("report", help="re-render the reports of DIR from DIR/results.jsonl, or merge shards")
+    report.add_argument("directory", metavar="DIR", nargs="?")
+    report.add_argument("--merge", nargs="+", metavar="DIR", help="the directories of audit --shard 1/N .. N/N: "
+                        "refused if their settings, seeds or versions differ, or a shard is missing or repeated")
+    report.add_argument("--out", help="with --merge: the directory for the merged results and reports")
     report.set_defaults(func=_report)
     return parser
 
