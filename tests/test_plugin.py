@@ -180,3 +180,11 @@ def test_a_rejected_report_directory_is_not_created(pytester):
                                           "-p", "no:xdist")
     assert result.ret == pytest.ExitCode.USAGE_ERROR and "Fix: --theorycheck-profile=ci" in result.stderr.str()
     assert not (pytester.path / "new").exists()
+
+
+def test_a_report_that_cannot_be_written_exits_2_and_writes_nothing(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    (pytester.path / "out" / "report.html").mkdir(parents=True)  # the last file cannot be written
+    result = pytester.runpytest_subprocess("--theorycheck-report", "out", "-p", "no:xdist")
+    assert result.ret == 2 and "report.html there is a directory" in result.stdout.str()
+    assert [p.name for p in (pytester.path / "out").iterdir()] == ["report.html"]

@@ -194,6 +194,7 @@ class VerdictSession:
     def __init__(self, config):
         self.config = config
         self.records: list[dict] = []
+        self.write_error: str | None = None
         directory = config.getoption("--theorycheck-report")
         self.directory = Path(directory) if directory else None
         if self.directory is not None:
@@ -236,8 +237,9 @@ class VerdictSession:
         if self.directory is None:
             return
         from .registry import CLAIMS
-        from .report import RESULTS, SCHEMA_VERSION, environment, write_reports
-        from .report.records import now, record_line, write_text_atomic
+        from .errors import InvalidArgument
+        from .report import RESULTS, SCHEMA_VERSION, environment, report_texts
+        from .report.records import ensure_writable_directory, now, record_line, write_texts_atomic
 
         config = self.config
         settings = {"devices": config.getoption("--theorycheck-devices").split(","),
@@ -250,14 +252,20 @@ class VerdictSession:
                   "settings": settings, "environment": environment(("cpu",)),
                   "claims": {c: CLAIMS[c].to_dict() for c in claims if c in CLAIMS}}
         records = [header, *self.records, {"record": "end", "time": now()}]
-        self.directory.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.directory / RESULTS, "".join(map(record_line, records)))
-        write_reports(self.directory, records)
+        _, texts = report_texts(self.directory, records)
+        try:  # the four files together or none
+            ensure_writable_directory(self.directory, "--theorycheck-report directory")
+            write_texts_atomic({self.directory / RESULTS: "".join(map(record_line, records)), **texts})
+        except InvalidArgument as error:
+            self.write_error = str(error)
+            session.exitstatus = 2
 
     def pytest_terminal_summary(self, terminalreporter):
         from .verdict import STATUSES
 
         table = self.counts()
+        if self.write_error:
+            terminalreporter.write_line(f"theorycheck report: error: {self.write_error}", red=True)
         if not table:
             return
         write = terminalreporter.write_line
@@ -270,5 +278,5 @@ class VerdictSession:
         unexpected = sum(r["outcome"] == "unexpected" for r in self.records)
         if unexpected:
             write(f"{unexpected} verdict(s) were decided in failing tests.")
-        if self.directory is not None:
+        if self.directory is not None and not self.write_error:
             write(f"theorycheck report: {self.directory / 'report.html'} (also report.md, report.json, results.jsonl)")
