@@ -7,6 +7,7 @@ first imported inside it, and torch cannot register its operators twice in one p
 import json
 
 import pytest
+from hypothesis import given, strategies as st
 
 from theorycheck.verdict import STATUSES
 
@@ -188,3 +189,14 @@ def test_a_report_that_cannot_be_written_exits_2_and_writes_nothing(pytester):
     result = pytester.runpytest_subprocess("--theorycheck-report", "out", "-p", "no:xdist")
     assert result.ret == 2 and "report.html there is a directory" in result.stdout.str()
     assert [p.name for p in (pytester.path / "out").iterdir()] == ["report.html"]
+
+
+@given(n=st.integers())
+def test_this_suite_runs_its_property_tests_under_the_theorycheck_profile(n, pytestconfig):
+    """The project's conftest marks its tests as theorycheck tests: ``ci`` unless a profile was chosen."""
+    from theorycheck.plugin import _user_chose_a_profile, chosen_profile
+    from theorycheck.profiles import profile_settings
+
+    name = chosen_profile(pytestconfig) or (None if _user_chose_a_profile(pytestconfig) else "ci")
+    used = test_this_suite_runs_its_property_tests_under_the_theorycheck_profile._hypothesis_internal_use_settings
+    assert name is None or used is profile_settings(name)
