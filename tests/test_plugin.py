@@ -27,6 +27,7 @@ def test_homogeneity(width, bias, tc_device, tc_dtype):
     verdict = tc.check_homogeneity(model, torch.randn(6, 4, generator=SEEDED(width), dtype=dtype_of(tc_dtype)))
     assert verdict.status == ("vacuous" if bias else "holds")
 
+@pytest.mark.theorycheck  # the theorycheck profile (ci: no deadline), as for tc_device tests
 @given(width=st.integers(1, 6))
 def test_property(width):
     model = build_network(NetworkSpec(widths=(width,)), seed=width)
