@@ -43,3 +43,12 @@ def test_merge_refuses_mismatched_overlapping_or_missing_shards(tmp_path, two_cl
         assert message in err and "Fix:" in err and not (tmp_path / "m").exists()
     assert "--shard K/N" in _usage_error(capsys, *AUDIT, "--shard", "4/3", "--out", tmp_path / "x")
     assert "expected --resume alone" in _usage_error(capsys, "audit", "--resume", tmp_path / "a", "--shard", "1/3")
+
+
+def test_shards_of_a_real_claim_give_its_verdicts(tmp_path):
+    argv = ("audit", "--claims", "homogeneity", "--examples", 3)
+    assert run_cli(*argv, "--out", tmp_path / "whole") == 0
+    for k in (1, 2):
+        run_cli(*argv, "--shard", f"{k}/2", "--out", tmp_path / f"s{k}")
+    assert run_cli("report", "--merge", tmp_path / "s2", tmp_path / "s1", "--out", tmp_path / "merged") == 0
+    assert verdicts_by_case(tmp_path / "merged") == verdicts_by_case(tmp_path / "whole")
