@@ -1,12 +1,15 @@
-"""Shared test helpers: pytester for plugin tests, and a fake claim registered for one test."""
+"""Shared test helpers: pytester for plugin tests, a fake claim registered for one test, and the
+project's tests marked as theorycheck tests (the plugin's Hypothesis profile applies to them)."""
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from theorycheck import registry
+from theorycheck.audit import verdicts_kept_local
 from theorycheck.registry import AuditCase, Claim
 from theorycheck.verdict import Verdict
 
@@ -14,11 +17,14 @@ pytest_plugins = ["pytester"]
 
 
 def fake_verdict(claim: str, statistic: float, *, assumption: bool = True, seed=None, series=None) -> Verdict:
-    """A verdict of the fake claim: holds iff statistic <= 1e-12 (and the assumption holds)."""
-    return Verdict.decide(claim=claim, assumptions={"fake assumption": assumption}, conclusion_held=statistic <= 1e-12,
-                          inconclusive=math.isnan(statistic), statistic=statistic, bound=0.0, tolerance=1e-12,
-                          tolerance_basis="fake: 1e-12", seed=seed,
-                          details={"series": series} if series else {}, reason="" if statistic <= 1e-12 else "too big")
+    """A verdict of the fake claim: holds iff statistic <= 1e-12 (and the assumption holds); kept out of
+    the session's verdict table (a test-only claim)."""
+    with verdicts_kept_local():
+        return Verdict.decide(claim=claim, assumptions={"fake assumption": assumption}, conclusion_held=statistic <= 1e-12,
+                              inconclusive=math.isnan(statistic), statistic=statistic, bound=0.0, tolerance=1e-12,
+                              tolerance_basis="fake: 1e-12", seed=seed,
+                              details={"series": series} if series else {},
+                              reason="" if statistic <= 1e-12 else "too big")
 
 
 def make_fake_claim(claim_id: str = "fake", *, flaw: str | None = None, delay: float = 0.0) -> Claim:
@@ -59,3 +65,12 @@ def fake_claims(monkeypatch):
         return [claim.id for claim in claims]
 
     return register
+
+
+def pytest_collection_modifyitems(items):
+    """The project's own tests are theorycheck tests: their Hypothesis tests run under the plugin's
+    profile (``ci`` unless --theorycheck-profile or a user profile says otherwise)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.theorycheck)

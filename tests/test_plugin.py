@@ -7,6 +7,7 @@ first imported inside it, and torch cannot register its operators twice in one p
 import json
 
 import pytest
+from hypothesis import given, strategies as st
 
 from theorycheck.verdict import STATUSES
 
@@ -26,6 +27,7 @@ def test_homogeneity(width, bias, tc_device, tc_dtype):
     verdict = tc.check_homogeneity(model, torch.randn(6, 4, generator=SEEDED(width), dtype=dtype_of(tc_dtype)))
     assert verdict.status == ("vacuous" if bias else "holds")
 
+@pytest.mark.theorycheck  # the theorycheck profile (ci: no deadline), as for tc_device tests
 @given(width=st.integers(1, 6))
 def test_property(width):
     model = build_network(NetworkSpec(widths=(width,)), seed=width)
@@ -108,3 +110,94 @@ def test_unwritable_report_directory_is_a_usage_error(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "expected a writable --theorycheck-report directory" in result.stderr.str() and "Fix:" in result.stderr.str()
     assert (pytester.path / "blocker").read_text() == "keep"
+
+
+PROBE = '''
+import pytest
+from hypothesis import given, settings, strategies as st
+
+def seen(name, test):  # the settings @given runs this test with
+    with open("seen.txt", "a") as out:
+        out.write(f"{name} {test._hypothesis_internal_use_settings.max_examples}\\n")
+
+@given(st.integers())
+def test_plain(n):
+    seen("plain", test_plain)
+
+@given(n=st.integers())
+def test_tc(n, tc_device):
+    seen("tc", test_tc)
+
+@pytest.mark.theorycheck
+@given(st.integers())
+def test_marked(n):
+    seen("marked", test_marked)
+
+@settings(max_examples=3)
+@given(n=st.integers())
+def test_own(n, tc_device):
+    seen("own", test_own)
+'''
+USER_PROFILES = '''
+from hypothesis import settings
+settings.register_profile("mine", max_examples=7)
+settings.register_profile("mine2", max_examples=9)
+'''
+
+
+@pytest.mark.parametrize("conftest, args, expected", [
+    ("", (), {"plain": 100, "tc": 25, "marked": 25, "own": 3}),  # the user's tests keep Hypothesis' default
+    (USER_PROFILES + "settings.load_profile('mine')\n", (), {"plain": 7, "tc": 7, "marked": 7, "own": 3}),
+    (USER_PROFILES + "settings.load_profile('mine')\n", ("--hypothesis-profile", "mine2"),
+     {"plain": 9, "tc": 9, "marked": 9, "own": 3}),
+    (USER_PROFILES, ("--hypothesis-profile", "mine"), {"plain": 7, "tc": 7, "marked": 7, "own": 3}),
+    ("", ("--theorycheck-profile", "dev"), {"plain": 100, "tc": 60, "marked": 60, "own": 3}),
+])
+def test_hypothesis_settings_change_only_for_theorycheck_tests(pytester, conftest, args, expected):
+    pytester.makepyfile(test_probe=PROBE)
+    pytester.makeconftest(conftest)
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "--theorycheck-devices", "cpu", *args)
+    result.assert_outcomes(passed=4)
+    seen = dict(line.split() for line in set((pytester.path / "seen.txt").read_text().splitlines()))
+    assert {name: int(n) for name, n in seen.items()} == expected
+
+
+def test_an_existing_audit_needs_the_replace_flag(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    out = pytester.path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text("an audit\n")
+    refused = pytester.runpytest_subprocess("--theorycheck-report", "out", "-p", "no:xdist")
+    assert refused.ret == 2 and (out / "results.jsonl").read_text() == "an audit\n"
+    message = refused.stderr.str()
+    assert "already holds results.jsonl" in message and "Fix: --theorycheck-replace" in message
+    replaced = pytester.runpytest_subprocess("--theorycheck-report", "out", "--theorycheck-replace", "-p", "no:xdist")
+    assert replaced.ret == 0 and _report(out)["source"] == "pytest"
+    assert {p.name for p in out.iterdir()} == {"results.jsonl", "report.json", "report.md", "report.html"}
+
+
+def test_a_rejected_report_directory_is_not_created(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest_inprocess("--theorycheck-report", "new/out", "--theorycheck-profile", "nope",
+                                          "-p", "no:xdist")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "Fix: --theorycheck-profile=ci" in result.stderr.str()
+    assert not (pytester.path / "new").exists()
+
+
+def test_a_report_that_cannot_be_written_exits_2_and_writes_nothing(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    (pytester.path / "out" / "report.html").mkdir(parents=True)  # the last file cannot be written
+    result = pytester.runpytest_subprocess("--theorycheck-report", "out", "-p", "no:xdist")
+    assert result.ret == 2 and "report.html there is a directory" in result.stdout.str()
+    assert [p.name for p in (pytester.path / "out").iterdir()] == ["report.html"]
+
+
+@given(n=st.integers())
+def test_this_suite_runs_its_property_tests_under_the_theorycheck_profile(n, pytestconfig):
+    """The project's conftest marks its tests as theorycheck tests: ``ci`` unless a profile was chosen."""
+    from theorycheck.plugin import _user_chose_a_profile, chosen_profile
+    from theorycheck.profiles import profile_settings
+
+    name = chosen_profile(pytestconfig) or (None if _user_chose_a_profile(pytestconfig) else "ci")
+    used = test_this_suite_runs_its_property_tests_under_the_theorycheck_profile._hypothesis_internal_use_settings
+    assert name is None or used is profile_settings(name)

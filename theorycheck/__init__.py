@@ -2,30 +2,37 @@
 
 State a claim once; check it on any network, dataset or training run; get a Verdict saying whether
 the claim holds, is violated, or says nothing (an assumption is not met), with the numbers.
+
+The public names below are imported on first use (PEP 562), so ``theorycheck --help`` and the pytest
+plugin start without importing torch; using any of them registers every claim first.
 """
 
-from . import claims as _claims  # noqa: F401  (registers every claim)
-from .battery import ClaimCheck, parametrize_with_claims
-from .claims.homogeneity import assert_homogeneity, check_homogeneity
-from .claims.kkt import assert_kkt, check_kkt
-from .claims.layer_balance import assert_layer_balance, check_layer_balance
-from .claims.margin import assert_margin_monotone, check_margin_monotone
-from .claims.stability import (assert_sgd_stability_convex, assert_sgd_stability_nonconvex,
-                               assert_sgd_stability_strongly_convex, check_sgd_stability_convex,
-                               check_sgd_stability_nonconvex, check_sgd_stability_strongly_convex)
-from .claims.stability_kernel import (assert_cvloo_stability, assert_erm_stability, check_cvloo_stability,
-                                      check_erm_stability)
-from .coupled import CoupledRun, coupled_sgd
-from .dynamics import Trajectory, train
-from .ensemble import Ensemble, EnsembleRun, train_ensemble  # noqa: F401  (batched GD/SGD over many MLPs)
-from .errors import ClaimViolation, InvalidArgument
-from .recorder import BalanceTrajectory, Recorder
-from .registry import CLAIMS, AuditCase, Claim
-from .svm import hard_margin_svm
-from .stability_constants import LossConstants, linear_loss_constants, tanh_network_constants
-from .verdict import STATUSES, Verdict
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {  # module -> the public names it defines
+    ".battery": ("ClaimCheck", "parametrize_with_claims"),
+    ".claims.homogeneity": ("assert_homogeneity", "check_homogeneity"),
+    ".claims.kkt": ("assert_kkt", "check_kkt"),
+    ".claims.layer_balance": ("assert_layer_balance", "check_layer_balance"),
+    ".claims.margin": ("assert_margin_monotone", "check_margin_monotone"),
+    ".claims.stability": ("assert_sgd_stability_convex", "assert_sgd_stability_nonconvex",
+                          "assert_sgd_stability_strongly_convex", "check_sgd_stability_convex",
+                          "check_sgd_stability_nonconvex", "check_sgd_stability_strongly_convex"),
+    ".claims.stability_kernel": ("assert_cvloo_stability", "assert_erm_stability", "check_cvloo_stability",
+                                 "check_erm_stability"),
+    ".coupled": ("CoupledRun", "coupled_sgd"),
+    ".dynamics": ("Trajectory", "train"),
+    ".ensemble": ("Ensemble", "EnsembleRun", "train_ensemble"),
+    ".errors": ("ClaimViolation", "InvalidArgument"),
+    ".recorder": ("BalanceTrajectory", "Recorder"),
+    ".registry": ("CLAIMS", "AuditCase", "Claim"),
+    ".svm": ("hard_margin_svm",),
+    ".stability_constants": ("LossConstants", "linear_loss_constants", "tanh_network_constants"),
+    ".verdict": ("STATUSES", "Verdict"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "CLAIMS", "STATUSES", "AuditCase", "Claim", "ClaimViolation", "InvalidArgument", "Verdict",
@@ -37,5 +44,23 @@ __all__ = [
     "assert_cvloo_stability", "assert_erm_stability", "check_cvloo_stability", "check_erm_stability",
     "ClaimCheck", "parametrize_with_claims",
     "Trajectory", "train", "assert_margin_monotone", "check_margin_monotone", "assert_kkt", "check_kkt",
-    "hard_margin_svm",
+    "hard_margin_svm", "Ensemble", "EnsembleRun", "train_ensemble",
 ]
+
+
+def __getattr__(name: str):
+    """A public name (imported once, then cached here) or a submodule such as ``theorycheck.devices``."""
+    if name in _MODULE_OF:
+        importlib.import_module(".claims", __name__)  # registers every claim
+        value = globals()[name] = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+        return value
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as error:
+        if error.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

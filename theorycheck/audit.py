@@ -3,12 +3,14 @@ device x dtype, each verdict appended to ``results.jsonl`` the moment it is deci
 
 A case's verdict depends only on (seed, claim, device, dtype, case name): the global RNGs are
 re-seeded from those before each case, so an interrupted audit continued with ``resume=True`` gives
-the same verdicts as an uninterrupted one. A time budget per claim x device x dtype stops a group
-early (instances and controls are interleaved, so the cases that ran are a balanced prefix).
+the same verdicts as an uninterrupted one. Every planned case runs unless a time budget per claim x
+device x dtype is asked for (opt-in): it stops a group early (instances and controls are interleaved,
+so the cases that ran are a balanced prefix) and the report counts the cases not run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import sys
@@ -20,15 +22,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, expect
 from .registry import CLAIMS, AuditCase
 from .report import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results, write_reports
-from .report.records import ensure_writable_directory, now
+from .report.records import check_writable_directory, now
 from .report.summary import group_key, reason_of
 from .verdict import Verdict
 
 DEFAULT_EXAMPLES = 20
-DEFAULT_BUDGET = 15.0  # seconds per claim x device x dtype
+DEFAULT_BUDGET = 0.0  # seconds per claim x device x dtype; 0 = no cap (every planned case runs)
+SETTINGS_KEYS = ("claims", "devices", "dtypes", "examples", "budget", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,15 +44,33 @@ class AuditSettings:
     examples: Mapping[str, int] = dataclasses.field(default_factory=dict)
     budget: Mapping[str, float] = dataclasses.field(default_factory=dict)
     seed: int = 0
+    shard: tuple[int, int] | None = None  # (K, N): the K-th of N disjoint parts of the planned cases
 
     def to_dict(self) -> dict[str, Any]:
+        shard = {"shard": list(self.shard)} if self.shard else {}
         return {"claims": list(self.claims), "devices": list(self.devices), "dtypes": list(self.dtypes),
-                "examples": dict(self.examples), "budget": dict(self.budget), "seed": self.seed}
+                "examples": dict(self.examples), "budget": dict(self.budget), "seed": self.seed, **shard}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "AuditSettings":
-        return cls(claims=tuple(data["claims"]), devices=tuple(data["devices"]), dtypes=tuple(data["dtypes"]),
-                   examples=dict(data["examples"]), budget=dict(data["budget"]), seed=int(data["seed"]))
+        """The settings of an audit header; missing or malformed fields raise ``InvalidArgument``."""
+        missing = [k for k in SETTINGS_KEYS if k not in (data if isinstance(data, Mapping) else {})]
+        try:
+            if missing:
+                raise KeyError(missing)
+            settings = cls(claims=tuple(data["claims"]), devices=tuple(data["devices"]),
+                           dtypes=tuple(data["dtypes"]), examples=dict(data["examples"]),
+                           budget=dict(data["budget"]), seed=int(data["seed"]),
+                           shard=tuple(map(int, data["shard"])) if data.get("shard") else None)
+        except (KeyError, TypeError, ValueError):
+            raise InvalidArgument(f"expected audit settings with {list(SETTINGS_KEYS)} (claims, devices, dtypes: "
+                                  f"lists; examples, budget: {{claim: n}}; seed: int), but got {data!r}"
+                                  f"{f' (missing: {missing})' if missing else ''}. Fix: restore the header of "
+                                  "results.jsonl, or audit afresh into a new --out directory.") from None
+        lacking = [c for c in settings.claims if c not in settings.examples or c not in settings.budget]
+        expect(not lacking, expected="examples and budget for every claim of the audit",
+               received=f"none for {lacking} in {data!r}", fix="restore the header of results.jsonl, or audit afresh")
+        return settings
 
 
 def interleave(cases: list[AuditCase]) -> list[AuditCase]:
@@ -86,7 +107,8 @@ def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # audit instances are small: thread hand-offs cost more than they save
     try:
-        result = case.run()
+        with verdicts_kept_local():
+            result = case.run()
         if isinstance(result, Verdict):
             verdict = result.to_dict()
         else:
@@ -99,6 +121,20 @@ def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int)
                        expected=case.expected, status=verdict["status"] if verdict else "error",
                        reproduce=case.reproduce, size=case.size, seconds=time.perf_counter() - start,
                        verdict=verdict, error=error)
+
+
+@contextlib.contextmanager
+def verdicts_kept_local():
+    """Hide an audit case's verdicts from enclosing collectors (a pytest session's verdict table): they
+    belong to the audit's own results file."""
+    from . import verdict
+
+    listeners = verdict._LISTENERS[:]
+    verdict._LISTENERS.clear()
+    try:
+        yield
+    finally:
+        verdict._LISTENERS[:] = listeners
 
 
 class Progress:
@@ -124,11 +160,18 @@ def _planned_cases(claim_id: str, device: str, dtype: str, settings: AuditSettin
     claim = CLAIMS[claim_id]
     if claim.audit_cases is None:
         return []
-    return interleave(list(claim.audit_cases(n=settings.examples[claim_id], seed=settings.seed,
-                                             device=device, dtype=dtype)))
+    cases = interleave(list(claim.audit_cases(n=settings.examples[claim_id], seed=settings.seed,
+                                              device=device, dtype=dtype)))
+    return [c for c in cases if in_shard(settings.shard, claim_id, device, dtype, c.name)]
 
 
-def _groups(settings: AuditSettings) -> Iterator[tuple[str, str, str]]:
+def in_shard(shard: tuple[int, int] | None, *case_id: str) -> bool:
+    """Whether a case (claim, device, dtype, name) belongs to shard K of N: a hash of its id, so the N
+    shards split every plan into disjoint parts whose union is the unsharded plan."""
+    return shard is None or zlib.crc32("/".join(case_id).encode()) % shard[1] == shard[0] - 1
+
+
+def planned_groups(settings: AuditSettings) -> Iterator[tuple[str, str, str]]:
     for claim_id in settings.claims:
         for device in settings.devices:
             for dtype in settings.dtypes:
@@ -158,6 +201,14 @@ def _generator_failure(claim_id: str, device: str, dtype: str, settings: AuditSe
                        expected={"holds"}, status="error", error=error, reproduce=f"import theorycheck as tc; list({call})")
 
 
+def group_record(key: tuple[str, str, str], settings: AuditSettings, names: list[str]) -> dict[str, Any]:
+    """The plan of one claim x device x dtype: its settings and the names of its planned cases."""
+    claim_id, device, dtype = key
+    return {"record": "group", "claim": claim_id, "device": device, "dtype": dtype, "planned": len(names),
+            "seed": settings.seed, "examples": settings.examples[claim_id], "budget": settings.budget[claim_id],
+            "cases": names}
+
+
 def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: ResultsWriter, done: list[dict], *,
                write_plan: bool, progress: Progress, out: TextIO) -> tuple[int, float]:
     """Run the unfinished cases of one claim x device x dtype (appending to ``done``) until all ran or
@@ -167,9 +218,10 @@ def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: Resul
         cases, failure = _planned_cases(claim_id, device, dtype, settings), None
     except Exception:  # the claim's case generator itself failed
         cases, failure = [], traceback.format_exc(limit=-8)
+    failure = failure if in_shard(settings.shard, *key, "audit_cases") else None
     planned = len(cases) or int(failure is not None)
     if write_plan:
-        writer.write({"record": "group", "claim": claim_id, "device": device, "dtype": dtype, "planned": planned})
+        writer.write(group_record(key, settings, [c.name for c in cases] or (["audit_cases"] if failure else [])))
     finished = {r["case"] for r in done}
 
     def keep(record: dict) -> float:
@@ -198,11 +250,15 @@ def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: Resul
 def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool = False,
               out: TextIO | None = None, err: TextIO | None = None) -> dict[str, Any]:
     """Run (or, with ``resume``, continue with the recorded settings) the audit in ``directory``;
-    write the reports. Returns the report document (``report["summary"]["exit_code"]`` is 0 or 1)."""
+    write the reports. Returns the report document (``report["summary"]["exit_code"]`` is 0 or 1).
+    A resumed results file must agree with its header (:func:`check_consistent`)."""
     directory, out = Path(directory), out or sys.stdout
     path = directory / RESULTS
-    records = read_results(path, repair_torn_tail=True) if resume else []
-    settings = AuditSettings.from_dict(records[0]["settings"]) if resume else settings
+    records = read_results(path) if resume else []
+    settings = check_consistent(records, directory) if resume else settings
+    if resume:
+        read_results(path, repair_torn_tail=True)  # only now: a refused resume changes nothing
+    directory.mkdir(parents=True, exist_ok=True)
     progress = Progress(err or sys.stderr)
     with ResultsWriter(path) as writer:
         if resume:
@@ -217,7 +273,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
                 done.setdefault(group_key(record), []).append(record)
         planned = {group_key(r) for r in records if r["record"] == "group"}
         width = max(map(len, settings.claims))
-        for key in _groups(settings):
+        for key in planned_groups(settings):
             group = done.setdefault(key, [])
             total, seconds = _run_group(key, settings, writer, group, write_plan=key not in planned,
                                         progress=progress, out=out)
@@ -226,13 +282,74 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
     return write_reports(directory, read_results(path))
 
 
-def prepare_directory(directory: Path, *, resume: bool) -> None:
-    """Check that ``directory`` can hold an audit before anything runs; never touch what is there."""
+def _inconsistent(directory: Path, what: str) -> InvalidArgument:
+    return InvalidArgument(f"expected the records of {directory / RESULTS} to match its header, but {what}. "
+                           "Fix: restore the file, or audit afresh with --out NEWDIR (or --replace).")
+
+
+def check_consistent(records: list[dict[str, Any]], directory: Path) -> AuditSettings:
+    """The settings of an audit's results file, after checking that every group and case record
+    belongs to them: the header's claims, devices and dtypes, its seed and examples, and the plan
+    the claims generate now (an edited seed or appended foreign records are refused, named)."""
+    settings = AuditSettings.from_dict(records[0]["settings"])
+    groups = set(planned_groups(settings))
+    plans: dict[tuple, list] = {}
+    seen: set[tuple] = set()
+    for record in records[1:]:
+        if record["record"] not in ("group", "case"):
+            continue
+        key = group_key(record)
+        if key not in groups:
+            raise _inconsistent(directory, f"a {record['record']} record is for {'/'.join(key)}, outside the "
+                                f"header's claims {list(settings.claims)}, devices {list(settings.devices)} and "
+                                f"dtypes {list(settings.dtypes)}")
+        if record["record"] == "group":
+            recorded = {k: record.get(k) for k in ("seed", "examples", "budget")}
+            header = {"seed": settings.seed, "examples": settings.examples[key[0]], "budget": settings.budget[key[0]]}
+            differ = [f"{k} {recorded[k]!r} (header: {header[k]!r})" for k in header if recorded[k] != header[k]]
+            if differ:
+                raise _inconsistent(directory, f"the group {'/'.join(key)} was planned with {', '.join(differ)}")
+            plans[key] = list(record.get("cases") or [])
+            fresh = fresh_plan(key, settings)
+            if fresh is not None and fresh != plans[key]:
+                extra, lacking = sorted(set(plans[key]) - set(fresh)), sorted(set(fresh) - set(plans[key]))
+                raise _inconsistent(directory, f"the plan of {'/'.join(key)} differs from the cases its claim "
+                                    f"generates now (recorded only: {extra[:5]}, generated only: {lacking[:5]})")
+        elif key not in plans or record["case"] not in plans[key]:
+            raise _inconsistent(directory, f"the case {record['case']!r} of {'/'.join(key)} is not in its "
+                                "group's plan")
+        elif (key, record["case"]) in seen:
+            raise _inconsistent(directory, f"the case {record['case']!r} of {'/'.join(key)} is recorded twice")
+        else:
+            seen.add((key, record["case"]))
+    return settings
+
+
+def fresh_plan(key: tuple[str, str, str], settings: AuditSettings) -> list[str] | None:
+    """The case names a claim generates now for ``key`` (None when its generator fails)."""
+    try:
+        return [c.name for c in _planned_cases(*key, settings)]
+    except Exception:  # recorded as an error case when the group runs
+        return None
+
+
+def prepare_directory(directory: Path, *, resume: bool, replace: bool = False) -> None:
+    """Check that ``directory`` can hold an audit before anything runs; create and change nothing
+    (``replace``: an audit already there may be replaced, see :func:`clear_audit`)."""
     directory = Path(directory)
     if resume:
         read_results(directory / RESULTS)  # validates; the error names the bad line
-    elif (directory / RESULTS).exists():
+    elif (directory / RESULTS).exists() and not replace:
         raise InvalidArgument(f"expected an output directory without an audit in it, but {directory} already "
-                              f"holds {RESULTS}. Fix: --resume {directory} to continue that audit, or "
-                              "--out NEWDIR for a new one (nothing was changed).")
-    ensure_writable_directory(directory)
+                              f"holds {RESULTS}. Fix: --resume {directory} to continue that audit, --replace to "
+                              "replace it, or --out NEWDIR for a new one (nothing was changed).")
+    check_writable_directory(directory)
+
+
+REPORT_FILES = (RESULTS, "report.json", "report.md", "report.html")
+
+
+def clear_audit(directory: Path) -> None:
+    """Remove the files of a previous audit or report from ``directory`` (``--replace``); nothing else."""
+    for name in REPORT_FILES:
+        (Path(directory) / name).unlink(missing_ok=True)

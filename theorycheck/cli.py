@@ -3,23 +3,30 @@
     theorycheck list                      the claims: statement, assumptions, source
     theorycheck audit [options]           every claim on generated instances and negative controls
     theorycheck report DIR                re-render report.json/.md/.html from DIR/results.jsonl
+    theorycheck report --merge A B C --out DIR   merge the runs of audit --shard 1/3, 2/3, 3/3
+
+Every planned case runs (same seed and settings, same cases and verdicts); --budget caps the seconds
+per claim and reports the cases it skipped (the headline then says INCOMPLETE). Without --out, an
+audit writes to a fresh directory audit-out/YYYYMMDD-HHMMSS (UTC), so re-running never collides.
 
 Exit codes: 0 every instance held (or was inconclusive) and every negative control was caught;
-1 a claim was violated, a control was not caught, or a checker raised; 2 usage error (nothing run,
-nothing already written changed); 130 interrupted (finished results kept: continue with --resume).
+1 a claim was violated, a control was not caught, or a checker raised; 2 bad input or an I/O error
+(nothing run, nothing created, nothing already written changed); 130 interrupted (finished results
+kept: continue with --resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import difflib
 import math
 import sys
-import time
 from pathlib import Path
 
 from .errors import InvalidArgument
 
-SETTINGS_FLAGS = ("claims", "devices", "dtypes", "examples", "budget", "seed")
+SETTINGS_FLAGS = ("claims", "devices", "dtypes", "examples", "budget", "seed", "shard")
 
 
 def _list(args) -> int:
@@ -59,9 +66,11 @@ def _settings(args):
     claims = known if args.claims is None else [c.strip() for c in args.claims.split(",") if c.strip()]
     unknown = [c for c in claims if c not in CLAIMS]
     if unknown or not claims:
+        guesses = {c: difflib.get_close_matches(c, known, n=1) for c in unknown}
+        hint = "; ".join(f"did you mean {g[0]!r} for {c!r}?" for c, g in guesses.items() if g)
         raise InvalidArgument(f"expected claim ids from {known}, but got {args.claims!r}"
-                              f"{f' (unknown: {unknown})' if unknown else ''}. Fix: `theorycheck list` shows the "
-                              f"ids; e.g. --claims {','.join(known[:2])}")
+                              f"{f' (unknown: {unknown})' if unknown else ''}. Fix: {hint + ' ' if hint else ''}"
+                              f"`theorycheck list` shows the ids; e.g. --claims {','.join(known[:2])}")
     devices = parse_list(args.devices or "cpu", {"cpu", "cuda"}, "devices")
     for device in devices:
         resolve_device(device)
@@ -71,8 +80,26 @@ def _settings(args):
         raise InvalidArgument(f"expected at least 1 example per claim, but got --examples {args.examples}. "
                               "Fix: --examples 20")
     budget = per_claim(args.budget, claims, "budget", float, DEFAULT_BUDGET)
+    seed = args.seed if args.seed is not None else 0
+    if not 0 <= seed < 2**63:
+        raise InvalidArgument(f"expected --seed as an integer in [0, 2**63), but got {seed}. Fix: e.g. --seed 7")
     return AuditSettings(claims=tuple(claims), devices=tuple(devices), dtypes=tuple(dtypes), examples=examples,
-                         budget=budget, seed=args.seed if args.seed is not None else 0)
+                         budget=budget, seed=seed, shard=parse_shard(args.shard))
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` with 1 <= K <= N, or None."""
+    if text is None:
+        return None
+    k, _, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not 1 <= shard[0] <= shard[1]:
+        raise InvalidArgument(f"expected --shard K/N with 1 <= K <= N, but got {text!r}. Fix: e.g. --shard 2/3 "
+                              "(run 1/3, 2/3 and 3/3, then theorycheck report --merge DIR1 DIR2 DIR3 --out DIR)")
+    return shard
 
 
 def _check_resumable(args, directory: Path) -> None:
@@ -82,6 +109,7 @@ def _check_resumable(args, directory: Path) -> None:
     from .report import RESULTS, read_results
 
     given = [f"--{flag}" for flag in SETTINGS_FLAGS if getattr(args, flag) is not None]
+    given += ["--replace"] * bool(args.replace)
     if given:
         raise InvalidArgument(f"expected --resume alone (it continues with the settings recorded in "
                               f"{directory / RESULTS}), but got {' '.join(given)} as well. Fix: drop those flags, "
@@ -104,42 +132,74 @@ def _check_resumable(args, directory: Path) -> None:
         resolve_device(device)
 
 
+def default_out() -> Path:
+    """A fresh directory under audit-out/ named by the UTC time (with a suffix if it exists)."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    candidates = (Path("audit-out") / (stamp if n == 1 else f"{stamp}-{n}") for n in range(1, 1000))
+    return next(path for path in candidates if not path.exists())
+
+
 def _audit(args) -> int:
-    from .audit import prepare_directory, run_audit
+    from .audit import clear_audit, prepare_directory, run_audit
 
     resume = args.resume is not None
-    directory = Path(args.resume if resume else (args.out or "audit-out"))
-    prepare_directory(directory, resume=resume)
     if resume:
+        directory, settings = Path(args.resume), None
+        prepare_directory(directory, resume=True)
         _check_resumable(args, directory)
-        settings = None
     else:
-        settings = _settings(args)
-    start = time.perf_counter()
+        settings = _settings(args)  # everything is validated before the directory is touched
+        directory = Path(args.out) if args.out is not None else default_out()
+        prepare_directory(directory, resume=False, replace=args.replace)
+        if args.replace:
+            clear_audit(directory)
     try:
         report = run_audit(settings, directory, resume=resume)
     except KeyboardInterrupt:
         from .report import render_reports
 
-        render_reports(directory)
-        print(f"\ninterrupted after {time.perf_counter() - start:.1f} s; finished results are in "
+        report = render_reports(directory)
+        print(f"\ninterrupted after {report['summary']['seconds']:.1f} s of cases; finished results are in "
               f"{directory}. Continue with: theorycheck audit --resume {directory}", file=sys.stderr)
         return 130
+    from .report.summary import report_result
+
     summary = report["summary"]
-    print(f"{summary['cases']} cases in {time.perf_counter() - start:.1f} s: "
+    print(f"{report_result(report)}: {summary['cases']} cases in {summary['seconds']:.1f} s: "
           + ", ".join(f"{s} {n}" for s, n in summary["by_status"].items())
-          + f"; {summary['counterexamples']} unexpected. Reports: {directory}/report.html, report.md, report.json")
+          + f"; {summary['counterexamples']} unexpected, {summary['not_run']} not run. "
+          f"Reports: {directory}/report.html, report.md, report.json")
     return summary["exit_code"]
 
 
 def _report(args) -> int:
-    from .report import render_reports
+    from .audit import AuditSettings
+    from .report import RESULTS, read_results, write_reports
+    from .report.summary import report_result
 
-    directory = Path(args.directory)
-    report = render_reports(directory)
-    print(f"re-rendered {directory}/report.json, report.md, report.html: "
-          f"{'PASS' if report['summary']['ok'] else 'FAIL'} ({report['summary']['cases']} cases)")
-    return report["summary"]["exit_code"]
+    if args.merge:
+        from .shards import merge_shards
+
+        if args.directory is not None or args.out is None:
+            raise InvalidArgument(f"expected `theorycheck report --merge DIR... --out OUT`, but got "
+                                  f"{'DIR ' + args.directory if args.directory else 'no --out'}. "
+                                  "Fix: name the merged directory with --out OUT.")
+        directory = Path(args.out)
+        report = merge_shards([Path(d) for d in args.merge], directory)
+    else:
+        if args.directory is None or args.out is not None:
+            raise InvalidArgument("expected `theorycheck report DIR` (or --merge DIR... --out OUT), but got "
+                                  f"{'no DIR' if args.directory is None else '--out without --merge'}. "
+                                  "Fix: theorycheck report DIR")
+        directory = Path(args.directory)
+        records = read_results(directory / RESULTS)
+        if records[0]["source"] == "audit":
+            AuditSettings.from_dict(records[0]["settings"])  # refuses a header without usable settings
+        report = write_reports(directory, records)
+    summary = report["summary"]
+    print(f"re-rendered {directory}/report.json, report.md, report.html: {report_result(report)} "
+          f"({summary['cases']} cases, {summary['counterexamples']} unexpected, {summary['not_run']} not run)")
+    return summary["exit_code"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,16 +214,26 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--dtypes", help="comma-separated dtypes: float64, float32 (default: float64)")
     audit.add_argument("--examples", help="instances per claim, N or N,CLAIM=N,... (default: 20; each claim "
                                           "adds its negative controls)")
-    audit.add_argument("--budget", help="seconds per claim x device x dtype, N or N,CLAIM=N,...; a claim stops "
-                                        "early when spent, 0 = no limit (default: 15)")
+    audit.add_argument("--budget", help="opt-in cap: seconds per claim x device x dtype, N or N,CLAIM=N,...; a "
+                                        "claim stops early when spent and its skipped cases are reported as not "
+                                        "run (headline INCOMPLETE); 0 = no cap (default: 0, every case runs)")
     audit.add_argument("--seed", type=int, help="audit seed; same seed and settings give the same verdicts "
                                                 "(default: 0)")
-    audit.add_argument("--out", help="output directory, must not hold an audit yet (default: ./audit-out)")
+    audit.add_argument("--out", help="output directory, must not hold an audit yet unless --replace "
+                                     "(default: a fresh audit-out/YYYYMMDD-HHMMSS, UTC)")
+    audit.add_argument("--replace", action="store_true",
+                       help="replace the audit or report already in --out (default: refuse, exit 2)")
+    audit.add_argument("--shard", metavar="K/N", help="run the K-th of N disjoint parts of the planned cases "
+                                                    "(by a hash of each case id); merge the N runs with "
+                                                    "theorycheck report --merge (default: every case)")
     audit.add_argument("--resume", metavar="DIR", help="continue the interrupted audit in DIR with its "
                                                        "recorded settings, skipping finished cases")
     audit.set_defaults(func=_audit)
-    report = sub.add_parser("report", help="re-render the reports of DIR from DIR/results.jsonl")
-    report.add_argument("directory", metavar="DIR")
+    report = sub.add_parser("report", help="re-render the reports of DIR from DIR/results.jsonl, or merge shards")
+    report.add_argument("directory", metavar="DIR", nargs="?")
+    report.add_argument("--merge", nargs="+", metavar="DIR", help="the directories of audit --shard 1/N .. N/N: "
+                        "refused if their settings, seeds or versions differ, or a shard is missing or repeated")
+    report.add_argument("--out", help="with --merge: the directory for the merged results and reports")
     report.set_defaults(func=_report)
     return parser
 

@@ -7,12 +7,16 @@
   through xdist's serialization; unlike ``user_properties`` they stay out of JUnit XML), so the
   workers' verdicts reach the controller with the reports and the merged counts equal a serial run's.
 - The terminal summary shows a claim x status table; ``--theorycheck-report DIR`` writes
-  results.jsonl, report.json, report.md and report.html there (as ``theorycheck audit`` does).
+  results.jsonl, report.json, report.md and report.html there (as ``theorycheck audit`` does); a DIR
+  already holding results.jsonl is refused (exit 2) unless ``--theorycheck-replace``.
+- Hypothesis settings change only for theorycheck tests (using ``tc_device`` / ``tc_dtype`` or marked
+  ``theorycheck``) without their own ``@settings``: ``--theorycheck-profile`` / ``$THEORYCHECK_PROFILE``
+  if given, else ``ci`` unless the user chose a profile (``settings.load_profile`` in a conftest,
+  ``--hypothesis-profile``), which then stays. Other tests keep the user's settings untouched.
 - Under pytest-xdist each worker is pinned to one GPU before any conftest can start CUDA, and to its
   share of the CPU cores (cores // workers torch threads) unless ``OMP_NUM_THREADS`` is set.
 
-Importing this module is cheap; configuring a session imports theorycheck (and torch) for the
-Hypothesis profiles, and nothing here starts CUDA.
+Importing this module is cheap and nothing here starts CUDA.
 """
 
 from __future__ import annotations
@@ -34,11 +38,15 @@ def pytest_addoption(parser):
     group.addoption("--theorycheck-dtypes", default="float64,float32",
                     help="comma-separated dtypes for claim tests (default: float64,float32)")
     group.addoption("--theorycheck-profile", default=None,
-                    help="Hypothesis profile: ci (fast), thorough (long runs) or dev "
-                         "(default: $THEORYCHECK_PROFILE, else ci)")
+                    help="Hypothesis profile for theorycheck tests (tc_device/tc_dtype fixtures or the theorycheck "
+                         "marker, without their own @settings): ci (fast), thorough (long runs) or dev; other tests "
+                         "are never changed (default: $THEORYCHECK_PROFILE, else ci unless a conftest or "
+                         "--hypothesis-profile chose a profile)")
     group.addoption("--theorycheck-report", default=None, metavar="DIR",
                     help="write the verdicts of the session to DIR: results.jsonl, report.json, report.md, "
-                         "report.html; DIR's previous report files are replaced (default: no report)")
+                         "report.html; refused if DIR holds results.jsonl (default: no report)")
+    group.addoption("--theorycheck-replace", action="store_true", default=False,
+                    help="let --theorycheck-report replace the audit or report already in DIR (default: refuse)")
 
 
 def _pin_worker() -> None:
@@ -57,13 +65,58 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 
 def pytest_configure(config):
-    from .profiles import load_profile
-
     _pin_worker()  # idempotent; covers `-p theorycheck.plugin` registered after the early hook
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped with a reason without one)")
-    load_profile(config.getoption("--theorycheck-profile") or os.environ.get("THEORYCHECK_PROFILE", "ci"))
+    config.addinivalue_line("markers", "theorycheck: a theorycheck test: the --theorycheck-profile Hypothesis "
+                                       "profile applies (as for tests using tc_device / tc_dtype)")
+    chosen_profile(config)  # a bad name is a usage error before anything runs
     if not hasattr(config, "workerinput"):  # the controller (or a serial run) merges and reports
         config.pluginmanager.register(VerdictSession(config), "theorycheck-verdicts")
+
+
+def chosen_profile(config) -> str | None:
+    """The profile named by ``--theorycheck-profile`` or ``$THEORYCHECK_PROFILE``, else None."""
+    name = config.getoption("--theorycheck-profile") or os.environ.get("THEORYCHECK_PROFILE") or None
+    if name is not None:
+        from .profiles import PROFILES
+
+        if name not in PROFILES:
+            raise pytest.UsageError(f"expected a theorycheck Hypothesis profile in {PROFILES}, but got {name!r} "
+                                    "(--theorycheck-profile or $THEORYCHECK_PROFILE). Fix: --theorycheck-profile=ci")
+    return name
+
+
+def is_theorycheck_test(item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    return "tc_device" in fixtures or "tc_dtype" in fixtures or item.get_closest_marker("theorycheck") is not None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Give theorycheck tests the theorycheck profile (see the module docstring); touch no other test."""
+    tests = [item for item in items if is_theorycheck_test(item)]
+    name = chosen_profile(config)
+    if not tests or name is None and _user_chose_a_profile(config):
+        return
+    from .profiles import profile_settings
+
+    profile = profile_settings(name or "ci")
+    for item in tests:
+        test = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+        inner = getattr(getattr(test, "hypothesis", None), "inner_test", None)
+        if getattr(test, "is_hypothesis_test", False) and not any(
+                getattr(f, "_hypothesis_internal_settings_applied", False) for f in (test, inner)):
+            test._hypothesis_internal_use_settings = profile  # what @given reads when the test runs
+
+
+def _current_profile() -> str:
+    from hypothesis import settings
+
+    return getattr(settings, "_current_profile", None) or "default"  # settings.get_current_profile_name()
+
+
+def _user_chose_a_profile(config) -> bool:
+    return bool(config.getoption("hypothesis_profile", None)) or _current_profile() != "default"
 
 
 def pytest_generate_tests(metafunc):
@@ -130,22 +183,33 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def _session_profile(config) -> str:
+    """The profile theorycheck tests ran under when none was named: the user's, else ``ci``."""
+    return _current_profile() if _user_chose_a_profile(config) else "ci"
+
+
 class VerdictSession:
     """Controller side: merge the verdicts arriving with test reports; summarize and write reports."""
 
     def __init__(self, config):
         self.config = config
         self.records: list[dict] = []
+        self.write_error: str | None = None
         directory = config.getoption("--theorycheck-report")
         self.directory = Path(directory) if directory else None
         if self.directory is not None:
             from .errors import InvalidArgument
-            from .report.records import ensure_writable_directory
+            from .report import RESULTS
+            from .report.records import check_writable_directory
 
             try:
-                ensure_writable_directory(self.directory, "--theorycheck-report directory")
+                check_writable_directory(self.directory, "--theorycheck-report directory")
             except InvalidArgument as error:
                 raise pytest.UsageError(str(error)) from None
+            if (self.directory / RESULTS).exists() and not config.getoption("--theorycheck-replace"):
+                pytest.exit(f"theorycheck: expected a --theorycheck-report directory without an audit in it, but "
+                            f"{self.directory} already holds {RESULTS}. Fix: --theorycheck-replace to replace it, or "
+                            "--theorycheck-report NEWDIR (nothing was changed).", returncode=2)
 
     def pytest_runtest_logreport(self, report):
         from .report import case_record
@@ -173,13 +237,14 @@ class VerdictSession:
         if self.directory is None:
             return
         from .registry import CLAIMS
-        from .report import RESULTS, SCHEMA_VERSION, ResultsWriter, environment, write_reports
-        from .report.records import now, write_text_atomic
+        from .errors import InvalidArgument
+        from .report import RESULTS, SCHEMA_VERSION, environment, report_texts
+        from .report.records import ensure_writable_directory, now, record_line, write_texts_atomic
 
         config = self.config
         settings = {"devices": config.getoption("--theorycheck-devices").split(","),
                     "dtypes": config.getoption("--theorycheck-dtypes").split(","),
-                    "profile": config.getoption("--theorycheck-profile") or os.environ.get("THEORYCHECK_PROFILE", "ci"),
+                    "profile": chosen_profile(config) or _session_profile(config),
                     "args": list(config.invocation_params.args),
                     "workers": getattr(config.option, "numprocesses", None) or 0}
         claims = sorted({r["claim"] for r in self.records})
@@ -187,17 +252,20 @@ class VerdictSession:
                   "settings": settings, "environment": environment(("cpu",)),
                   "claims": {c: CLAIMS[c].to_dict() for c in claims if c in CLAIMS}}
         records = [header, *self.records, {"record": "end", "time": now()}]
-        path = self.directory / RESULTS
-        write_text_atomic(path, "")
-        with ResultsWriter(path) as writer:
-            for record in records:
-                writer.write(record)
-        write_reports(self.directory, records)
+        _, texts = report_texts(self.directory, records)
+        try:  # the four files together or none
+            ensure_writable_directory(self.directory, "--theorycheck-report directory")
+            write_texts_atomic({self.directory / RESULTS: "".join(map(record_line, records)), **texts})
+        except InvalidArgument as error:
+            self.write_error = str(error)
+            session.exitstatus = 2
 
     def pytest_terminal_summary(self, terminalreporter):
         from .verdict import STATUSES
 
         table = self.counts()
+        if self.write_error:
+            terminalreporter.write_line(f"theorycheck report: error: {self.write_error}", red=True)
         if not table:
             return
         write = terminalreporter.write_line
@@ -210,5 +278,5 @@ class VerdictSession:
         unexpected = sum(r["outcome"] == "unexpected" for r in self.records)
         if unexpected:
             write(f"{unexpected} verdict(s) were decided in failing tests.")
-        if self.directory is not None:
+        if self.directory is not None and not self.write_error:
             write(f"theorycheck report: {self.directory / 'report.html'} (also report.md, report.json, results.jsonl)")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Iterator, Mapping
-from types import MappingProxyType
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +43,34 @@ class Claim:
 
 
 _CLAIMS: dict[str, Claim] = {}
-CLAIMS: Mapping[str, Claim] = MappingProxyType(_CLAIMS)
+_LOADED = False
+
+
+class _Registry(Mapping):
+    """Read-only view of the registered claims; the first look imports ``theorycheck.claims``, which
+    registers every claim module (so importing the package stays cheap)."""
+
+    def _claims(self) -> dict[str, Claim]:
+        global _LOADED
+        if not _LOADED:
+            _LOADED = True
+            importlib.import_module("theorycheck.claims")
+        return _CLAIMS
+
+    def __getitem__(self, claim_id: str) -> Claim:
+        return self._claims()[claim_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._claims())
+
+    def __len__(self) -> int:
+        return len(self._claims())
+
+    def __repr__(self) -> str:
+        return f"CLAIMS({list(self)})"
+
+
+CLAIMS: Mapping[str, Claim] = _Registry()
 
 
 def register(claim: Claim) -> Claim:

@@ -1,4 +1,4 @@
-"""Validating the tensors a user hands to a checker."""
+"""Validating the models and tensors a user hands to a checker."""
 
 from __future__ import annotations
 
@@ -8,8 +8,17 @@ from torch import nn
 from .errors import expect
 
 
+def require_module(model, name: str = "model") -> nn.Module:
+    """``model`` must be a ``torch.nn.Module`` (the checkers read its parameters)."""
+    expect(isinstance(model, nn.Module), expected=f"{name} as a torch.nn.Module (the checkers read its parameters)",
+           received=f"{type(model).__name__} {getattr(model, '__name__', '')}".rstrip(),
+           fix="wrap the computation in an nn.Module subclass, or pass the network itself (e.g. nn.Sequential)")
+    return model
+
+
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """The device and dtype of a module's parameters (all must agree)."""
+    require_module(model)
     params = list(model.parameters())
     expect(bool(params), expected="a module with parameters", received=f"{type(model).__name__} with none",
            fix="pass the network whose weights the claim is about")
@@ -20,8 +29,37 @@ def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return kinds.pop()
 
 
+def first_layer(model: nn.Module) -> nn.Module:
+    """The layer a ``Sequential`` applies first (following nested ``Sequential`` s); else ``model``."""
+    while isinstance(model, nn.Sequential) and len(model):
+        model = model[0]
+    return model
+
+
+def expected_input(model: nn.Module) -> tuple[str, bool] | None:
+    """The input shape the first layer of a ``Sequential`` takes, as text, and a test of ``x``'s shape
+    (None when it cannot be read off: another first module, or not a Sequential)."""
+    layer = first_layer(model)
+    if layer is model or isinstance(layer, nn.modules.lazy.LazyModuleMixin):
+        return None
+    if isinstance(layer, nn.Linear):
+        return f"(batch, ..., {layer.in_features}) for its first layer {layer}", layer.in_features
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        spatial = {1: "L", 2: "H, W", 3: "D, H, W"}[len(layer.kernel_size)]
+        return f"(batch, {layer.in_channels}, {spatial}) for its first layer {layer}", layer.in_channels
+    return None
+
+
+def _shape_fits(x: torch.Tensor, layer: nn.Module, width: int) -> bool:
+    if isinstance(layer, nn.Linear):
+        return x.shape[-1] == width
+    return x.ndim == len(layer.kernel_size) + 2 and x.shape[1] == width
+
+
 def as_batch(x, model: nn.Module, name: str = "x") -> torch.Tensor:
-    """Check that ``x`` is a floating tensor with a batch dimension on the model's device and dtype."""
+    """Check that ``x`` is a floating tensor with a batch dimension on the model's device and dtype,
+    shaped for the model's first layer when that can be read off (a ``Sequential`` starting with a
+    Linear or Conv layer)."""
     device, dtype = model_device_dtype(model)
     expect(isinstance(x, torch.Tensor), expected=f"{name} as a torch.Tensor",
            received=type(x).__name__, fix=f"torch.as_tensor({name}, dtype={dtype}, device='{device}')")
@@ -29,4 +67,9 @@ def as_batch(x, model: nn.Module, name: str = "x") -> torch.Tensor:
            received=f"shape {tuple(x.shape)}", fix=f"{name}.unsqueeze(0) for a single sample")
     expect(x.dtype == dtype and x.device == device, expected=f"{name} on the model's {device} / {dtype}",
            received=f"{x.device} / {x.dtype}", fix=f"{name}.to(device='{device}', dtype={dtype})")
+    shape = expected_input(model)
+    if shape is not None:
+        expect(_shape_fits(x, first_layer(model), shape[1]), expected=f"{name} of shape {shape[0]}",
+               received=f"shape {tuple(x.shape)}",
+               fix=f"pass inputs the model takes, or build the model for {name}'s shape")
     return x

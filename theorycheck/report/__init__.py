@@ -13,22 +13,30 @@ from .records import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, enviro
 from .summary import build_report
 
 __all__ = ["RESULTS", "SCHEMA_VERSION", "ResultsWriter", "build_report", "case_record", "environment",
-           "read_results", "render_reports", "write_reports"]
+           "read_results", "render_reports", "report_texts", "write_reports"]
 
 
-def write_reports(directory: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Write report.json, report.md and report.html for ``records``; return the report document."""
+def report_texts(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[Path, str]]:
+    """The report document and the texts of report.json, report.md and report.html for ``records``."""
     import json
 
     from .html import render_html
     from .markdown import render_markdown
-    from .records import write_text_atomic
 
     directory = Path(directory)
     report = build_report(records)
-    write_text_atomic(directory / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")
-    write_text_atomic(directory / "report.md", render_markdown(report))
-    write_text_atomic(directory / "report.html", render_html(report, records))
+    return report, {directory / "report.json": json.dumps(report, indent=1, allow_nan=False) + "\n",
+                    directory / "report.md": render_markdown(report),
+                    directory / "report.html": render_html(report, records)}
+
+
+def write_reports(directory: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Write report.json, report.md and report.html for ``records`` (all three or none: an unwritable
+    directory raises ``InvalidArgument`` and leaves the old files); return the report document."""
+    from .records import write_texts_atomic
+
+    report, texts = report_texts(directory, records)
+    write_texts_atomic(texts)
     return report
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..verdict import STATUSES
+from .summary import report_result
 
 MAX_COUNTEREXAMPLES = 10  # per claim x device x dtype; report.json and results.jsonl hold them all
 
@@ -43,9 +44,25 @@ def setting_text(value) -> str:
 
 
 def headline(report: Mapping[str, Any]) -> str:
+    """``PASS``, ``FAIL: n counterexample(s)`` or ``INCOMPLETE`` (a planned case did not run, or none ran)."""
     summary = report["summary"]
-    word = "PASS" if summary["ok"] else f"FAIL: {summary['counterexamples']} counterexample(s)"
+    word = report_result(report)
+    if word == "FAIL":
+        word = f"FAIL: {summary['counterexamples']} counterexample(s)"
+    elif word == "INCOMPLETE":
+        word = f"INCOMPLETE: {incomplete_reason(report)}"
     return f"theorycheck {'audit' if report['source'] == 'audit' else 'verdicts'}: {word}"
+
+
+def incomplete_reason(report: Mapping[str, Any]) -> str:
+    summary, parts = report["summary"], []
+    if summary["not_run"]:
+        parts.append(f"{summary['not_run']} of {summary['cases'] + summary['not_run']} planned cases not run")
+    if not report["complete"]:
+        parts.append("interrupted")
+    if not summary["cases"]:
+        parts.append("no cases")
+    return ", ".join(parts)
 
 
 def context_line(report: Mapping[str, Any]) -> str:
@@ -68,6 +85,8 @@ def completeness(report: Mapping[str, Any]) -> str:
         notes.append("**Incomplete**: the audit was interrupted; continue it with `theorycheck audit --resume DIR`.")
     if report["summary"]["not_run"]:
         notes.append(f"{report['summary']['not_run']} planned case(s) not run (time budget or interruption).")
+    if not report["summary"]["cases"]:
+        notes.append("No cases were recorded: nothing was checked.")
     return " ".join(notes)
 
 
@@ -75,7 +94,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [f"# {headline(report)}", "", context_line(report), ""]
     if completeness(report):
         lines += [completeness(report), ""]
-    head = ["claim", "device", "dtype", *STATUSES, "controls caught", "unexpected",
+    head = ["claim", "device", "dtype", *STATUSES, "controls caught", "unexpected", "not run",
             "worst statistic/allowance", "time", "result"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     failures = []
@@ -85,9 +104,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             worst = group["worst_instance"]
             lines.append("| " + " | ".join([
                 f"`{claim_id}`", group["device"], group["dtype"], *(str(counts[s]) for s in STATUSES),
-                controls_caught(group), str(group["by_outcome"]["unexpected"]),
+                controls_caught(group), str(group["by_outcome"]["unexpected"]), str(group["not_run"]),
                 fmt(worst and worst["ratio"]), f"{group['seconds']:.1f} s",
-                "pass" if group["ok"] else "**FAIL**"]) + " |")
+                "**FAIL**" if not group["ok"] else "incomplete" if group["not_run"] else "pass"]) + " |")
             if group["counterexamples"]:
                 failures.append((claim_id, group))
     if failures:

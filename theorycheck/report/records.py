@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -82,6 +83,11 @@ def case_record(*, claim: str, device: str, dtype: str, case: str, kind: str, ex
             "size": int(size), "seconds": round(float(seconds), 6), "verdict": verdict, "error": error}
 
 
+def record_line(record: Mapping[str, Any]) -> str:
+    """One line of ``results.jsonl`` (strict JSON, newline-terminated)."""
+    return json.dumps(record, sort_keys=False, allow_nan=False, default=str) + "\n"
+
+
 class ResultsWriter:
     """Append records to ``results.jsonl``, one ``write`` per line, flushed at once."""
 
@@ -90,8 +96,7 @@ class ResultsWriter:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=False, allow_nan=False, default=str) + "\n"
-        os.write(self._fd, line.encode())
+        os.write(self._fd, record_line(record).encode())
 
     def close(self) -> None:
         os.close(self._fd)
@@ -106,6 +111,28 @@ class ResultsWriter:
 def _corrupt(path: Path, where: str, fix: str) -> InvalidArgument:
     return InvalidArgument(f"expected a theorycheck results file (JSON lines, schema version {SCHEMA_VERSION}), "
                            f"but {path} {where}. Fix: {fix}")
+
+
+FIELDS = {  # record type -> required field: type (SCHEMA.md)
+    "header": {"schema_version": int, "source": str, "settings": dict},
+    "group": {"claim": str, "device": str, "dtype": str, "planned": int},
+    "case": {"claim": str, "device": str, "dtype": str, "case": str, "kind": str, "status": str,
+             "outcome": str, "seconds": (int, float)},
+    "resume": {}, "end": {},
+}
+
+
+def _check_fields(path: Path, number: int, record: Mapping[str, Any]) -> None:
+    """Every record type has its required fields with the right types (else an error naming them)."""
+    kind = record["record"]
+    fix = "restore the file, or audit afresh into a new --out directory"
+    if kind not in FIELDS:
+        raise _corrupt(path, f"line {number} has an unknown record type {kind!r} (known: {sorted(FIELDS)})", fix)
+    wrong = [f"{name!r} ({'missing' if name not in record else type(record[name]).__name__})"
+             for name, types in FIELDS[kind].items()
+             if not isinstance(record.get(name), types) or isinstance(record.get(name), bool)]
+    if wrong:
+        raise _corrupt(path, f"line {number} (a {kind} record) has no valid {', '.join(wrong)}", fix)
 
 
 def read_results(path: Path, *, repair_torn_tail: bool = False) -> list[dict[str, Any]]:
@@ -138,26 +165,70 @@ def read_results(path: Path, *, repair_torn_tail: bool = False) -> list[dict[str
     if version != SCHEMA_VERSION:
         raise _corrupt(path, f"has schema version {version!r}",
                        "re-render it with the theorycheck version that wrote it, or audit afresh")
+    for number, record in enumerate(records, 1):
+        _check_fields(path, number, record)
     if repair_torn_tail and len(complete) != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(len(complete))
     return records
 
 
+def _not_writable(directory: Path, what: str, error: OSError | str) -> InvalidArgument:
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error.strerror or error}"
+    return InvalidArgument(f"expected a writable {what}, but {directory} is not ({reason}). "
+                           "Fix: pass a directory you can write to.")
+
+
+def check_writable_directory(directory: Path, what: str = "output directory") -> None:
+    """Check that ``directory`` exists and takes files, or could be created; create nothing."""
+    directory = Path(directory).absolute()
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if not existing.is_dir():
+        raise _not_writable(directory, what, f"{existing} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise _not_writable(directory, what, error) from None
+
+
 def ensure_writable_directory(directory: Path, what: str = "output directory") -> None:
-    """Create ``directory`` if needed and check that files can be written there (changing nothing else)."""
-    probe = Path(directory) / ".theorycheck-write-test"
+    """Create ``directory`` if needed, after checking it can take files (changing nothing else)."""
+    check_writable_directory(directory, what)
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        probe.write_text("")
-        probe.unlink()
     except OSError as error:
-        raise InvalidArgument(f"expected a writable {what}, but {directory} is not ({type(error).__name__}: "
-                              f"{error.strerror or error}). Fix: pass a directory you can write to.") from None
+        raise _not_writable(directory, what, error) from None
+
+
+def write_texts_atomic(files: Mapping[Path, str], what: str = "report directory") -> None:
+    """Write every file through a temporary name, then move them all in place: a failure leaves the
+    old files as they were and no temporary behind (it raises ``InvalidArgument``)."""
+    staged: dict[Path, Path] = {}
+    try:
+        for path, text in files.items():
+            if path.is_dir():
+                raise _not_writable(path.parent, what, f"{path.name} there is a directory")
+            tmp = staged[path] = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as error:
+        _discard(staged.values())
+        raise _not_writable(next(iter(files)).parent, what, error) from None
+    except InvalidArgument:
+        _discard(staged.values())
+        raise
+    for path, tmp in staged.items():
+        os.replace(tmp, path)
+
+
+def _discard(paths: Iterable[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file through a temporary name, so a failure never leaves half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write one file through a temporary name, so a failure never leaves half a file."""
+    write_texts_atomic({Path(path): text})

@@ -78,6 +78,20 @@ def summarize_group(cases: list[Mapping[str, Any]], planned: int | None) -> dict
     }
 
 
+def result_of(unexpected: int, cases: int, not_run: int, complete: bool) -> str:
+    """``FAIL`` on any unexpected outcome; ``INCOMPLETE`` when a planned case did not run (time budget,
+    interruption) or nothing ran; else ``PASS``."""
+    if unexpected:
+        return "FAIL"
+    return "INCOMPLETE" if not_run or not complete or not cases else "PASS"
+
+
+def report_result(report: Mapping[str, Any]) -> str:
+    """``PASS``, ``FAIL`` or ``INCOMPLETE`` for a ``report.json`` document (see :func:`result_of`)."""
+    summary = report["summary"]
+    return result_of(summary["counterexamples"], summary["cases"], summary["not_run"], report["complete"])
+
+
 def build_report(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``report.json`` document for the records of one ``results.jsonl`` (header first)."""
     records = list(records)
@@ -96,18 +110,21 @@ def build_report(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                                  **summarize_group(members, planned.get((claim, device, dtype)))})
     statuses = Counter(r["status"] for r in cases)
     outcomes = Counter(r["outcome"] for r in cases)
-    ok = outcomes.get("unexpected", 0) == 0
+    complete = any(r["record"] == "end" for r in records)
+    not_run = sum(g["not_run"] for c in claims.values() for g in c["results"])
+    result = result_of(outcomes.get("unexpected", 0), len(cases), not_run, complete)
     return {
         "schema": REPORT_SCHEMA, "schema_version": SCHEMA_VERSION, "generated": now(),
         "source": header.get("source", "audit"),
         "started": header.get("started"),
-        "complete": any(r["record"] == "end" for r in records),
+        "complete": complete,
         "environment": header.get("environment", {}),
         "resumed": [{"time": r.get("time"), "environment": r.get("environment")} for r in records
                     if r["record"] == "resume"],
         "settings": header.get("settings", {}),
-        "summary": {"ok": ok, "exit_code": 0 if ok else 1, "cases": len(cases),
-                    "not_run": sum(g["not_run"] for c in claims.values() for g in c["results"]),
+        "summary": {"ok": result == "PASS",
+                    "exit_code": 1 if outcomes.get("unexpected", 0) or not cases else 0, "cases": len(cases),
+                    "not_run": not_run,
                     "seconds": round(sum(r["seconds"] for r in cases), 3),
                     "by_status": {s: statuses.get(s, 0) for s in STATUS_COLUMNS if s in STATUSES or statuses.get(s)},
                     "by_outcome": {o: outcomes.get(o, 0) for o in OUTCOMES},

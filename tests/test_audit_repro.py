@@ -1,0 +1,107 @@
+"""Reproducible audits: every planned case by default, an opt-in budget reported as not run, an
+INCOMPLETE headline, --replace, fresh default output, --resume refusing an inconsistent file."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_fake_claim
+from test_cli import _usage_error, case_records, run_cli, verdicts_by_case
+
+from theorycheck.report.summary import report_result
+
+
+def _report(directory):
+    return json.loads((Path(directory) / "report.json").read_text())
+
+
+def _lines(directory):
+    return (Path(directory) / "results.jsonl").read_text().splitlines(keepends=True)
+
+
+def test_default_audit_runs_every_planned_case_without_a_budget(tmp_path, fake_claims, capsys):
+    fake_claims(make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "fake", "--examples", 5, "--out", tmp_path) == 0
+    report = _report(tmp_path)
+    [group] = report["claims"]["fake"]["results"]
+    assert report["settings"]["budget"] == {"fake": 0.0}
+    assert group["planned"] == group["run"] == 10 and report_result(report) == "PASS"
+    printed = capsys.readouterr().out
+    assert f"{report['summary']['seconds']:.1f} s" in printed.splitlines()[-1]  # one time, as in the report
+    assert (tmp_path / "report.md").read_text().startswith("# theorycheck audit: PASS")
+
+
+def test_a_budget_cap_is_reported_as_not_run_and_incomplete(tmp_path, fake_claims, capsys):
+    fake_claims(make_fake_claim("slow", delay=0.05))
+    assert run_cli("audit", "--claims", "slow", "--examples", 10, "--budget", 0.12, "--out", tmp_path) == 0
+    report = _report(tmp_path)
+    not_run = report["summary"]["not_run"]
+    assert not_run > 0 and report_result(report) == "INCOMPLETE" and not report["summary"]["ok"]
+    assert f"({not_run} not run: budget)" in capsys.readouterr().out
+    markdown = (tmp_path / "report.md").read_text()
+    assert markdown.startswith(f"# theorycheck audit: INCOMPLETE: {not_run} of 20 planned cases not run")
+    assert f"| {not_run} |" in markdown and "incomplete" in markdown
+
+
+def test_an_interrupted_or_empty_audit_is_not_pass(tmp_path, fake_claims, capsys):
+    fake_claims(make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "fake", "--examples", 3, "--out", tmp_path) == 0
+    lines = _lines(tmp_path)
+    (tmp_path / "results.jsonl").write_text("".join(lines[:-1]))  # no end record: interrupted
+    assert run_cli("report", tmp_path) == 0
+    assert "INCOMPLETE" in capsys.readouterr().out
+    assert (tmp_path / "report.md").read_text().startswith("# theorycheck audit: INCOMPLETE: interrupted")
+    (tmp_path / "results.jsonl").write_text(lines[0])  # header only: 0 cases
+    assert run_cli("report", tmp_path) == 1
+    report = _report(tmp_path)
+    assert report_result(report) == "INCOMPLETE" and report["summary"]["cases"] == 0
+    assert "no cases" in (tmp_path / "report.md").read_text().splitlines()[0]
+
+
+def test_replace_flag(tmp_path, fake_claims, capsys):
+    fake_claims(make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "fake", "--examples", 2, "--out", tmp_path) == 0
+    before = (tmp_path / "results.jsonl").read_bytes()
+    assert "--replace" in _usage_error(capsys, "audit", "--claims", "fake", "--out", tmp_path)
+    assert (tmp_path / "results.jsonl").read_bytes() == before
+    assert "--replace" in _usage_error(capsys, "audit", "--resume", tmp_path, "--replace")
+    assert "unknown" in _usage_error(capsys, "audit", "--claims", "nope", "--out", tmp_path, "--replace")
+    assert (tmp_path / "results.jsonl").read_bytes() == before  # a refused replacement changes nothing
+    assert run_cli("audit", "--claims", "fake", "--examples", 3, "--seed", 1, "--out", tmp_path, "--replace") == 0
+    assert len(case_records(tmp_path)) == 6 and _report(tmp_path)["settings"]["seed"] == 1
+
+
+def test_default_output_is_a_fresh_directory(tmp_path, fake_claims, monkeypatch):
+    fake_claims(make_fake_claim("fake"))
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert run_cli("audit", "--claims", "fake", "--examples", 2) == 0
+    first, second = sorted((tmp_path / "audit-out").iterdir())
+    assert verdicts_by_case(first) == verdicts_by_case(second)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda lines: [lines[0].replace('"seed": 0', '"seed": 5'), *lines[1:]], "seed 0 (header: 5)"),
+    (lambda lines: [*lines, lines[1].replace('"fake"', '"other"'), lines[2].replace('"fake"', '"other"')],
+     "cpu/float64, outside the header's claims ['fake']"),
+    (lambda lines: [*lines, lines[3]], "is recorded twice"),
+    (lambda lines: [*lines, lines[2].replace('"instance-0"', '"instance-99"')], "'instance-99' of fake"),
+])
+def test_resume_refuses_an_inconsistent_results_file(tmp_path, fake_claims, capsys, edit, message):
+    fake_claims(make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "fake", "--examples", 2, "--out", tmp_path) == 0
+    lines = _lines(tmp_path)[:-1]  # interrupted: no end record
+    (tmp_path / "results.jsonl").write_text("".join(edit(lines)) + '{"record": "ca')  # and a torn tail
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    err = _usage_error(capsys, "audit", "--resume", tmp_path)
+    assert message in err and "Fix:" in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_in_process_audits_keep_their_verdicts_out_of_enclosing_collectors(tmp_path, fake_claims):
+    from theorycheck.verdict import collecting_verdicts
+
+    fake_claims(make_fake_claim("fake"))
+    with collecting_verdicts() as found:
+        assert run_cli("audit", "--claims", "fake", "--examples", 2, "--out", tmp_path) == 0
+    assert found == [] and len(case_records(tmp_path)) == 4
