@@ -1,6 +1,7 @@
 """The claim kit: declared assumptions only, the deciding comparison in the headline, seeded named cases."""
 
 import math
+import sys
 
 import pytest
 
@@ -84,3 +85,37 @@ def test_only_the_users_call_is_collected(kit):
     with collecting_verdicts() as found:
         wrapper()
     assert len(found) == 1
+
+
+def _readme_claim_file() -> str:
+    from test_readme import EXAMPLES
+
+    return next(code for code in EXAMPLES if "ClaimKit(" in code)
+
+
+def test_the_readme_claim_runs_through_the_audit_and_the_battery(pytester):
+    pytester.makepyfile(my_claims=_readme_claim_file())
+    audit = pytester.run(sys.executable, "-m", "theorycheck.cli", "audit", "--import", "my_claims", "--claims", "input_homogeneity",
+                         "--out", "out")
+    assert audit.ret == 0 and any(line.startswith("PASS: 40 cases") for line in audit.outlines), audit.outlines
+    pytester.makepyfile(test_my_net='''
+import torch
+import my_claims
+import theorycheck as tc
+
+@tc.parametrize_with_claims(lambda: torch.nn.Sequential(torch.nn.Linear(5, 8, bias=False), torch.nn.ReLU(),
+                                                        torch.nn.Linear(8, 1, bias=False)).double(),
+                            claims=["input_homogeneity"], data=lambda seed: torch.randn(16, 5, dtype=torch.float64),
+                            seeds=(0, 1))
+def test_bias_free(check):
+    check()
+
+@tc.parametrize_with_claims(lambda: torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(),
+                                                        torch.nn.Linear(8, 1)).double(),
+                            claims=["input_homogeneity"], data=lambda seed: torch.randn(16, 5, dtype=torch.float64),
+                            expected_failures={"input_homogeneity": "biases: the theorem says nothing"})
+def test_with_bias(check):
+    check()
+''')
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, xfailed=1)

@@ -2,6 +2,7 @@
 
     theorycheck list                      the claims: statement, assumptions, source
     theorycheck audit [options]           every claim on generated instances and negative controls
+    theorycheck audit --import my_claims  ... and the claims declared in your own module my_claims.py
     theorycheck report DIR                re-render report.json/.md/.html from DIR/results.jsonl
     theorycheck report --merge A B C --out DIR   merge the runs of audit --shard 1/3, 2/3, 3/3
 
@@ -29,9 +30,26 @@ from .errors import InvalidArgument
 SETTINGS_FLAGS = ("claims", "devices", "dtypes", "examples", "budget", "seed", "shard")
 
 
+def import_claim_modules(text: str | None) -> None:
+    """Import the user's claim modules named by ``--import a,b.c`` (found from the working directory), so
+    the claims they declare are registered before the audit plans its cases."""
+    import importlib
+
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    for name in [n.strip() for n in (text or "").split(",") if n.strip()]:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise InvalidArgument(f"expected --import to name Python modules importable from the working directory, "
+                                  f"but importing {name!r} failed: {error}. Fix: run from the folder holding "
+                                  f"{name.replace('.', '/')}.py, or put it on PYTHONPATH") from None
+
+
 def _list(args) -> int:
     from .registry import CLAIMS
 
+    import_claim_modules(args.imports)
     for claim in CLAIMS.values():
         battery = "" if claim.audit_cases else "  (no audit battery)"
         print(f"{claim.id}{battery}\n  statement: {claim.statement}\n  source: {claim.source}\n  assumptions:")
@@ -142,6 +160,7 @@ def default_out() -> Path:
 def _audit(args) -> int:
     from .audit import clear_audit, prepare_directory, run_audit
 
+    import_claim_modules(args.imports)
     resume = args.resume is not None
     if resume:
         directory, settings = Path(args.resume), None
@@ -206,9 +225,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="theorycheck", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the claims").set_defaults(func=_list)
+    imports = argparse.ArgumentParser(add_help=False)
+    imports.add_argument("--import", dest="imports", metavar="MODULE[,MODULE]",
+                         help="import these modules first: your own claims (theorycheck.kit) join the "
+                              "registered ones (default: none)")
+    sub.add_parser("list", help="list the claims", parents=[imports]).set_defaults(func=_list)
     audit = sub.add_parser("audit", help="audit every claim on generated instances and negative controls",
-                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           parents=[imports])
     audit.add_argument("--claims", help="comma-separated claim ids (default: every registered claim)")
     audit.add_argument("--devices", help="comma-separated devices: cpu, cuda (default: cpu)")
     audit.add_argument("--dtypes", help="comma-separated dtypes: float64, float32 (default: float64)")
