@@ -20,15 +20,16 @@ change the limit but is not this filter (not checked here).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
-from ..registry import AuditCase, Claim, register
+from ..registry import Claim, register
+from ..stability_cases import case_audit
 from ..verdict import Verdict, require_holds
 
 CLAIM_ID = "min_norm"
@@ -260,20 +261,14 @@ def random_case(claim: str, rng: np.random.Generator, control: str | None = None
                        seed=int(rng.integers(2**31)), control=control)
 
 
-def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
-    """n random GD runs (expected: holds) and n controls cycling through :data:`CONTROLS`."""
-    from ..stability_cases import case_audit
-
-    return case_audit(CLAIM_ID, CONTROLS, random_case, n=n, seed=seed, device=device, dtype=dtype)
-
-
 CLAIM = register(Claim(
     id=CLAIM_ID,
     statement="GD on 1/2 ||Xw - y||^2 from w0 with 0 < eta < 2/s_1^2 is the spectral filter "
               "w_t = w0 + sum_i [1 - (1 - eta s_i^2)^t] (u_i^T y / s_i - v_i^T w0) v_i at every step and converges to "
               "X^+ y + (I - X^+ X) w0 (from 0: the minimum-norm interpolant X^+ y).",
     assumptions=(ASSUME_STEP, ASSUME_FINITE),
-    source=SOURCE, checker=check_min_norm, audit_cases=audit_cases,
+    source=SOURCE, checker=check_min_norm,
+    audit_cases=functools.partial(case_audit, CLAIM_ID, CONTROLS, random_case),
     tolerance="accumulated roundoff of the GD recursion (gamma_{n+d+1} gradient error, update rounding) plus the "
               "float64 SVD backward error through the filter",
 ))
