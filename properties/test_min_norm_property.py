@@ -23,3 +23,12 @@ def test_controls_are_caught(n, extra, steps, scale, control, seed, tc_device, t
     case = MinNormCase(n=n, d=n + extra, steps=steps, step_scale=scale, seed=seed, control=control)
     verdict = case.verdict(device=tc_device, dtype=tc_dtype)
     assert verdict.status == "violated", f"{verdict.summary()}\nreproduce: {case}"
+
+
+@given(n=st.integers(2, 30), d=st.integers(1, 40), sigma=st.floats(0.0, 5.0), seed=st.integers(0, 2**16))
+def test_gradient_flow_risk_within_akt_constant_of_ridge(n, d, sigma, seed):
+    from theorycheck.claims.min_norm import EarlyStoppingCase
+
+    case = EarlyStoppingCase(n=n, d=d, sigma=sigma, seed=seed)
+    verdict = case.verdict()
+    assert verdict.status == "holds", f"{verdict.summary()}\nreproduce: {case}"

@@ -134,3 +134,43 @@ def test_audit_cases_reproduce():
             exec(cases[index].reproduce, {})  # noqa: S102  (the reproduce line is ours)
         assert printed.getvalue().strip() == verdicts[index].summary()
     assert "MinNormCase(" in cases[0].reproduce
+
+
+# --- early_stopping (Ali, Kolter & Tibshirani 2019) ------------------------------------------------
+
+def test_akt_constant():
+    from theorycheck.claims.min_norm import akt_constant
+
+    grid = np.linspace(0.01, 20, 200001)
+    assert akt_constant() == pytest.approx(float(np.max((-np.expm1(-grid) * (1 + grid) / grid) ** 2)), rel=1e-9)
+    assert 1.6859 < akt_constant() < 1.6862  # the paper rounds up to 1.6862
+
+
+def test_early_stopping_risks_against_the_estimators_themselves():
+    """The spectral risks equal ||(A X - I) beta0||^2 + sigma^2 ||A||_F^2 computed from the linear
+    estimators: ridge by a solve, gradient flow by scipy's expm, each y -> A y."""
+    from scipy.linalg import expm
+
+    rng = np.random.default_rng(4)
+    n, d, sigma, t = 8, 12, 0.7, 3.0
+    X, beta0 = rng.normal(size=(n, d)), rng.normal(size=d)
+    S = X.T @ X / n
+    ridge = np.linalg.solve(S + np.eye(d) / t, X.T / n)
+    flow = (np.eye(d) - expm(-t * S)) @ np.linalg.pinv(S) @ X.T / n
+    risk = lambda A: float(np.sum(((A @ X - np.eye(d)) @ beta0) ** 2) + sigma ** 2 * np.sum(A ** 2))  # noqa: E731
+    verdict = tc.check_early_stopping(torch.as_tensor(X), torch.as_tensor(beta0), sigma=sigma, times=[t])
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.statistic == pytest.approx(risk(flow) / risk(ridge), rel=1e-9)
+
+
+def test_early_stopping_controls():
+    from theorycheck.claims.min_norm import EarlyStoppingCase
+
+    rows = {control: EarlyStoppingCase(sigma=3.0, seed=1, control=control).verdict() for control in
+            ("mis-calibrated", "discrete-step")}
+    assert rows["mis-calibrated"].status == "violated" and "mis-calibrated" in rows["mis-calibrated"].reason
+    assert rows["discrete-step"].status == "vacuous" and "not the flow" in rows["discrete-step"].reason
+    with pytest.raises(tc.InvalidArgument, match="sigma >= 0"):
+        tc.check_early_stopping(torch.ones(3, 2), torch.ones(2), sigma=-1.0)
+    zero = tc.check_early_stopping(torch.ones(3, 2), torch.zeros(2), sigma=0.0)
+    assert zero.status == "inconclusive" and "nothing to compare" in zero.reason

@@ -8,7 +8,7 @@ from . import claims as _claims  # noqa: F401  (registers every claim)
 from .battery import ClaimCheck, parametrize_with_claims
 from .claims.homogeneity import assert_homogeneity, check_homogeneity
 from .claims.kkt import assert_kkt, check_kkt
-from .claims.min_norm import assert_min_norm, check_min_norm, least_squares_run
+from .claims.min_norm import assert_early_stopping, assert_min_norm, check_early_stopping, check_min_norm, least_squares_run
 from .claims.flat_minima import assert_flat_minima, assert_gauss_newton, check_flat_minima, check_gauss_newton
 from .claims.weight_norm import assert_weight_norm, check_weight_norm
 from .claims.validation_bound import assert_validation_bound, check_validation_bound

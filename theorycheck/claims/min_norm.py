@@ -58,14 +58,18 @@ class Spectrum:
         return cls(s=s, U=U, V=V, c=c, limit=w0 + V @ c)
 
     def filter(self, lr: float, t: np.ndarray) -> np.ndarray:
-        """phi_t(s_i) = 1 - (1 - eta s_i^2)^t for each t (rows) and i (columns), accurate near 0."""
-        base = 1.0 - lr * self.s ** 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(base > 0, -np.expm1(t[:, None] * np.log1p(-lr * self.s ** 2)),
-                            1.0 - np.power(base, t[:, None]))
+        """phi_t(s_i) = 1 - (1 - eta s_i^2)^t for each t (rows) and i (columns)."""
+        return gd_filter(lr * self.s ** 2, t)
 
     def iterates(self, lr: float, t: np.ndarray, w0: np.ndarray) -> np.ndarray:
         return w0 + (self.filter(lr, t) * self.c) @ self.V.T
+
+
+def gd_filter(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """1 - (1 - a_i)^t for each t (rows) and a_i = eta s_i^2 (columns), accurate for small a (expm1/log1p)."""
+    base = 1.0 - a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(base > 0, -np.expm1(t[:, None] * np.log1p(-a)), 1.0 - np.power(base, t[:, None]))
 
 
 def _numpy(tensor, name: str) -> np.ndarray:
@@ -203,6 +207,88 @@ def least_squares_run(X: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int
     return torch.stack(record)
 
 
+# --- early stopping vs ridge (Ali, Kolter & Tibshirani 2019) -------------------------------------
+
+AKT = "Ali, Kolter & Tibshirani, AISTATS 2019, A Continuous-Time View of Early Stopping for Least Squares, Thm 1"
+ASSUME_FLOW = "gradient flow (not discrete GD steps)"
+
+
+@functools.lru_cache(maxsize=1)
+def akt_constant() -> float:
+    """sup_x ((1 - e^-x)(1 + x)/x)^2 = 1.68591 (at x = 1.7933): the variance ratio of the gradient-flow and
+    ridge filters 1 - e^{-ts} and s/(s + 1/t) at x = ts (the paper rounds it up to 1.6862; 1.69 in its abstract)."""
+    from scipy.optimize import minimize_scalar
+
+    best = minimize_scalar(lambda x: -(-math.expm1(-x) * (1 + x) / x) ** 2, bounds=(0.5, 5.0), method="bounded",
+                           options={"xatol": 1e-10})
+    return -float(best.fun)
+
+
+def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: float = 1.0, step: float | None = None,
+                         seed: int | None = None) -> Verdict:
+    """Estimation risk E||b - beta0||^2 (y = X beta0 + noise of variance sigma^2) of gradient flow on
+    (1/2n)||y - X b||^2 from 0 at time t against ridge (1/n)||y - X b||^2 + lambda ||b||^2 at lambda =
+    ``calibration`` / t: risk(GF, t) <= 1.68591 risk(ridge, 1/t) for every t, X, beta0 (AKT Thm 1), per
+    eigendirection of S = X^T X / n (bias e^{-2ts} <= (1 + ts)^-2, variance ratio <= 1.68591).
+    ``step``: discrete GD with that step instead of the flow (an assumption not met)."""
+    Xn, b0 = _numpy(torch.as_tensor(X), "X"), _numpy(torch.as_tensor(beta0), "beta0").reshape(-1)
+    expect(Xn.ndim == 2 and b0.shape == (Xn.shape[1],), expected="X of shape (n, d) and beta0 of shape (d,)",
+           received=f"{Xn.shape} and {b0.shape}", fix="one coefficient per column of X")
+    expect(sigma >= 0 and calibration > 0 and (step is None or step > 0), expected="sigma >= 0, calibration > 0, "
+           "step > 0 or None", received=f"sigma={sigma!r}, calibration={calibration!r}, step={step!r}",
+           fix="sigma is the noise standard deviation; lambda = calibration / t")
+    n, d = Xn.shape
+    # the eigendecomposition is exact for a symmetric S + E, ||E|| <= d u ||S||; the inequality holds for every
+    # PSD matrix, so only the evaluation of the sums below is rounded (clamping negative eigenvalues to 0)
+    s, V = np.linalg.eigh(Xn.T @ Xn / n)
+    s = np.clip(s, 0.0, None)
+    coef = (V.T @ b0) ** 2
+    positive = s[s > 0]
+    t = (np.geomspace(0.01 / positive.max(), 100 / positive.min(), 60) if times is None
+         else np.asarray(times, dtype=np.float64))
+    expect(t.ndim == 1 and t.size >= 1 and bool((t > 0).all()), expected="times > 0", received=repr(times),
+           fix="times=None (a log grid over the spectrum)")
+    x = t[:, None] * s[None, :]
+    phi = -np.expm1(-x) if step is None else gd_filter(step * s, np.round(t / step))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ridge = x / (x + calibration)
+        var_gf = np.where(s > 0, phi ** 2 / np.where(s > 0, s, 1.0), 0.0)
+        var_r = np.where(s > 0, ridge ** 2 / np.where(s > 0, s, 1.0), 0.0)
+    risk_gf = ((1 - phi) ** 2 * coef).sum(1) + sigma ** 2 * var_gf.sum(1) / n
+    risk_r = ((1 - ridge) ** 2 * coef).sum(1) + sigma ** 2 * var_r.sum(1) / n
+    usable = risk_r > 0
+    ratio = np.where(usable, risk_gf / np.where(usable, risk_r, 1.0), np.nan)
+    finite = bool(np.isfinite(risk_gf).all() and np.isfinite(risk_r).all()) and bool(usable.any())
+    worst = int(np.nanargmax(ratio)) if finite else 0
+    bound = akt_constant()
+    tolerance = bound * 2 * gamma(d + 10, torch.float64)
+    held = finite and float(ratio[worst]) <= bound + tolerance
+    reasons = []
+    if step is not None:
+        reasons.append(f"discrete GD (step {step:g}, eta s_1 = {step * s.max():.3g}), not the flow: the filter "
+                       "1 - (1 - eta s)^k exceeds 1 - e^{-ts} where eta s is not small")
+    if finite and not held:
+        reasons.append(f"risk(GF, t) / risk(ridge, {calibration:g}/t) = {ratio[worst]:.4g} > {bound:.6g} at t = {t[worst]:.3g}"
+                       + (" (lambda != 1/t: mis-calibrated)" if calibration != 1 else ""))
+    if not finite:
+        reasons.append("the ridge risk is 0 at every t (beta0 = 0 and sigma = 0) or not finite: nothing to compare")
+    return Verdict.decide(
+        claim="early_stopping", assumptions={ASSUME_FLOW: step is None}, conclusion_held=held, inconclusive=not finite,
+        statistic=float(ratio[worst]) if finite else math.nan, bound=bound, tolerance=tolerance,
+        tolerance_basis=("max over t of risk(GF, t) / risk(ridge, 1/t) from the float64 eigendecomposition of X^T X / n "
+                         "(exact for a nearby PSD matrix, for which the theorem holds too); 2 gamma_{d+10}: the rounding "
+                         "of the two sums of positive terms"),
+        dtype="float64", seed=seed,
+        details={"n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": float(t[worst]),
+                 "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist()}}},
+        reason="; ".join(reasons))
+
+
+def assert_early_stopping(X, beta0, **kwargs) -> Verdict:
+    """:func:`check_early_stopping`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
+    return require_holds(check_early_stopping(X, beta0, **kwargs))
+
+
 # --- audit cases ---------------------------------------------------------------------------------
 
 CONTROLS = {"adam": "violated", "weight-decay": "violated", "null-start-declared-zero": "violated",
@@ -272,3 +358,45 @@ CLAIM = register(Claim(
     tolerance="accumulated roundoff of the GD recursion (gamma_{n+d+1} gradient error, update rounding) plus the "
               "float64 SVD backward error through the filter",
 ))
+
+
+ES_CONTROLS = {"discrete-step": "vacuous", "mis-calibrated": "violated"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStoppingCase:
+    """Gaussian X (columns scaled over a decade), beta0 and noise level; rebuilt from these fields alone."""
+
+    n: int = 10
+    d: int = 20
+    sigma: float = 1.0
+    seed: int = 0
+    control: str | None = None
+    claim: str = "early_stopping"
+
+    def verdict(self, device="cpu", dtype="float64") -> Verdict:
+        rng = np.random.default_rng(self.seed)
+        X = rng.normal(size=(self.n, self.d)) * np.geomspace(0.3, 3.0, self.d)
+        beta0 = rng.normal(size=self.d) * (0.01 if self.control == "mis-calibrated" else 1.0)
+        s1 = float(np.linalg.eigvalsh(X.T @ X / self.n)[-1])
+        return check_early_stopping(torch.as_tensor(X), torch.as_tensor(beta0), sigma=self.sigma, seed=self.seed,
+                                    calibration=10.0 if self.control == "mis-calibrated" else 1.0,
+                                    step=1 / s1 if self.control == "discrete-step" else None,
+                                    times=[1 / s1] if self.control == "discrete-step" else None)
+
+
+def random_early_stopping_case(claim: str, rng: np.random.Generator, control: str | None = None) -> EarlyStoppingCase:
+    """n in [2, 30], d in [1, 40] (both regimes), sigma in [0, 3] (a noise-dominated 3 for the controls)."""
+    return EarlyStoppingCase(n=int(rng.integers(2, 31)), d=int(rng.integers(1, 41)),
+                             sigma=3.0 if control else float(rng.uniform(0.0, 3.0)), seed=int(rng.integers(2**31)),
+                             control=control)
+
+
+register(Claim(
+    id="early_stopping",
+    statement="Gradient flow on (1/2n)||y - Xb||^2 from 0 at time t has estimation risk at most 1.68591 times that of "
+              "ridge with lambda = 1/t, for every t, X and beta0 (per eigendirection: bias e^{-2ts} <= (1 + ts)^-2, "
+              "variance ratio ((1 - e^{-x})(1 + x)/x)^2 <= 1.68591).",
+    assumptions=(ASSUME_FLOW,), source=AKT, checker=check_early_stopping,
+    audit_cases=functools.partial(case_audit, "early_stopping", ES_CONTROLS, random_early_stopping_case),
+    tolerance="2 gamma_{d+10} relative (the sums of positive terms; the eigendecomposition is exact for a nearby PSD matrix)"))
