@@ -12,6 +12,7 @@ from .claims.min_norm import assert_early_stopping, assert_min_norm, check_early
 from .claims.flat_minima import assert_flat_minima, assert_gauss_newton, check_flat_minima, check_gauss_newton
 from .claims.weight_norm import assert_weight_norm, check_weight_norm
 from .claims.validation_bound import assert_validation_bound, check_validation_bound
+from .claims.double_descent import assert_double_descent, check_double_descent
 from .claims.layer_balance import assert_layer_balance, check_layer_balance
 from .claims.margin import assert_margin_monotone, check_margin_monotone
 from .claims.stability import (assert_sgd_stability_convex, assert_sgd_stability_nonconvex,
