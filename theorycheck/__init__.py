@@ -17,6 +17,12 @@ _EXPORTS = {  # module -> the public names it defines
     ".claims.kkt": ("assert_kkt", "check_kkt"),
     ".claims.layer_balance": ("assert_layer_balance", "check_layer_balance"),
     ".claims.margin": ("assert_margin_monotone", "check_margin_monotone"),
+    ".claims.min_norm": ("assert_early_stopping", "assert_min_norm", "check_early_stopping", "check_min_norm",
+                         "least_squares_run"),
+    ".claims.flat_minima": ("assert_flat_minima", "assert_gauss_newton", "check_flat_minima", "check_gauss_newton"),
+    ".claims.weight_norm": ("assert_weight_norm", "check_weight_norm"),
+    ".claims.validation_bound": ("assert_validation_bound", "check_validation_bound"),
+    ".claims.double_descent": ("assert_double_descent", "check_double_descent"),
     ".claims.stability": ("assert_sgd_stability_convex", "assert_sgd_stability_nonconvex",
                           "assert_sgd_stability_strongly_convex", "check_sgd_stability_convex",
                           "check_sgd_stability_nonconvex", "check_sgd_stability_strongly_convex"),
@@ -45,6 +51,10 @@ __all__ = [
     "ClaimCheck", "parametrize_with_claims",
     "Trajectory", "train", "assert_margin_monotone", "check_margin_monotone", "assert_kkt", "check_kkt",
     "hard_margin_svm", "Ensemble", "EnsembleRun", "train_ensemble",
+    "assert_early_stopping", "assert_min_norm", "check_early_stopping", "check_min_norm", "least_squares_run",
+    "assert_flat_minima", "assert_gauss_newton", "check_flat_minima", "check_gauss_newton",
+    "assert_weight_norm", "check_weight_norm", "assert_validation_bound", "check_validation_bound",
+    "assert_double_descent", "check_double_descent",
 ]
 
 

@@ -1,0 +1,62 @@
+"""Unit tests and negative controls for double_descent (exact finite-n risk of min-norm least squares on
+Gaussian features; peak at p = n)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import theorycheck as tc
+from theorycheck.claims.double_descent import DoubleDescentCase, conditional_risks, expected_risk, risk_sd
+
+
+def test_conditional_risk_is_the_risk_of_the_pseudo_inverse():
+    """Monte Carlo over beta on the sphere and the noise for one X: ||X^+ y - beta||^2 averages to the per-draw value."""
+    rng = np.random.default_rng(0)
+    n, p, r2, sigma2 = 10, 25, 1.5, 0.4
+    X = np.random.default_rng([3, n, p]).normal(size=(n, p))
+    beta = rng.normal(size=(20000, p))
+    beta *= math.sqrt(r2) / np.linalg.norm(beta, axis=1, keepdims=True)
+    y = beta @ X.T + math.sqrt(sigma2) * rng.normal(size=(20000, n))
+    losses = np.sum((y @ np.linalg.pinv(X).T - beta) ** 2, axis=1)
+    exact = conditional_risks(n, p, r2=r2, sigma2=sigma2, draws=1, seed=3)[0]
+    assert abs(losses.mean() - exact) < 4 * losses.std() / math.sqrt(losses.size)
+
+
+def test_exact_expectation_and_sd_against_simulation():
+    for p in (5, 30):
+        v = conditional_risks(15, p, r2=1.0, sigma2=0.5, draws=4000, seed=1)
+        assert abs(v.mean() - expected_risk(15, p, 1.0, 0.5)) < 5 * v.std() / math.sqrt(v.size)
+        assert v.std() == pytest.approx(risk_sd(15, p, 0.5), rel=0.1)
+    assert expected_risk(15, 15, 1.0, 0.5) == math.inf and risk_sd(15, 13, 0.5) == math.inf
+
+
+def test_min_norm_risk_peaks_at_the_threshold():
+    verdict = DoubleDescentCase(n=20, draws=100, seed=2).verdict()
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["peak"] in (19, 20, 21) and verdict.statistic < verdict.bound
+
+
+def test_optimal_ridge_has_no_peak_and_noiseless_is_vacuous():
+    ridge = DoubleDescentCase(n=20, seed=2, control="optimal-ridge").verdict()
+    assert ridge.status == "violated" and "peaks at p = 80" in ridge.reason
+    noiseless = DoubleDescentCase(n=20, seed=2, control="noiseless").verdict()
+    assert noiseless.status == "vacuous" and not noiseless.conclusion_held
+    with pytest.raises(tc.ClaimViolation, match="double_descent: violated"):
+        tc.assert_double_descent({p: conditional_risks(12, p, r2=1.0, sigma2=0.5, draws=20, ridge=0.5 * p)
+                                  for p in (3, 11, 12, 13, 48)}, n=12, r2=1.0, sigma2=0.5)
+
+
+def test_bad_input_raises():
+    with pytest.raises(tc.InvalidArgument, match="p = 9, 10, 11 in the grid"):
+        tc.check_double_descent({5: np.ones(3)}, n=10, r2=1.0, sigma2=1.0)
+    with pytest.raises(tc.InvalidArgument, match="sigma2 >= 0"):
+        tc.check_double_descent({9: [1.0], 10: [1.0], 11: [1.0]}, n=10, r2=1.0, sigma2=-1.0)
+    nan = tc.check_double_descent({9: [1.0], 10: [math.nan], 11: [1.0]}, n=10, r2=1.0, sigma2=1.0)
+    assert nan.status == "inconclusive"
+
+
+def test_audit_cases_meet_their_expectations():
+    for case in tc.CLAIMS["double_descent"].audit_cases(n=2, seed=1, device="cpu", dtype="float64"):
+        assert case.run().status in case.expected
+        assert "DoubleDescentCase(" in case.reproduce

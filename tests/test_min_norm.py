@@ -1,0 +1,176 @@
+"""Unit tests and negative controls for min_norm (GD on least squares = the spectral filter; limit
+X^+ y + (I - X^+ X) w0)."""
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+
+import theorycheck as tc
+from theorycheck.claims.min_norm import Spectrum, least_squares_run, steps_needed
+from theorycheck.devices import dtype_of
+
+
+def _problem(n=5, d=12, seed=0, dtype="float64", device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    X, y, w0 = (torch.randn(*shape, generator=gen, dtype=torch.float64) for shape in ((n, d), (n,), (d,)))
+    return X.to(device, dtype_of(dtype)), y.to(device, dtype_of(dtype)), w0.to(device, dtype_of(dtype))
+
+
+def test_filter_formula_against_plain_numpy_gd():
+    """The closed form itself, independent of the checker's tolerance: numpy GD vs the filter to 1e-13."""
+    rng = np.random.default_rng(1)
+    X, y, w0 = rng.normal(size=(4, 9)), rng.normal(size=4), rng.normal(size=9)
+    lr = 1.3 / np.linalg.norm(X, 2) ** 2
+    w, spec = w0.copy(), Spectrum.of(X, y, w0)
+    for t in range(1, 60):
+        w = w - lr * X.T @ (X @ w - y)
+        np.testing.assert_allclose(w, spec.iterates(lr, np.array([t], float), w0)[0], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(spec.limit, np.linalg.pinv(X) @ y + (np.eye(9) - np.linalg.pinv(X) @ X) @ w0,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("start", ["zero", "random"])
+def test_gd_follows_the_filter(start, tc_device, tc_dtype):
+    X, y, w0 = _problem(dtype=tc_dtype, device=tc_device)
+    w0 = w0 if start == "random" else None
+    lr = 1.5 / float(torch.linalg.matrix_norm(X.double(), ord=2)) ** 2
+    verdict = tc.check_min_norm(X, y, least_squares_run(X, y, lr=lr, steps=80, w0=w0), lr=lr, w0=w0)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["max_ratio"] < 0.5 and verdict.details["null_space_drift"] <= verdict.tolerance
+    assert verdict.details["rank"] == 5
+
+
+def test_converged_run_reaches_the_minimum_norm_interpolant():
+    X, y, _ = _problem(n=4, d=16, seed=3)
+    lr = 1.0 / float(torch.linalg.matrix_norm(X, ord=2)) ** 2
+    pinv = torch.linalg.pinv(X) @ y
+    tol = 1e-8 * float(pinv.norm())
+    steps = steps_needed(Spectrum.of(X.numpy(), y.numpy(), np.zeros(16)), lr, tol)
+    run = least_squares_run(X, y, lr=lr, steps=steps)
+    verdict = tc.check_min_norm(X, y, run, lr=lr, limit_tol=tol)
+    assert verdict.status == "holds", verdict.summary()
+    assert float((run[-1] - pinv).norm()) <= tol and float((X @ run[-1] - y).norm()) < 1e-6
+    assert verdict.details["distance_to_limit"] <= verdict.details["predicted_distance_to_limit"] + verdict.tolerance
+
+
+def test_too_short_a_run_is_inconclusive_with_the_steps_needed():
+    X, y, _ = _problem(n=4, d=16, seed=3)
+    lr = 1.0 / float(torch.linalg.matrix_norm(X, ord=2)) ** 2
+    verdict = tc.check_min_norm(X, y, least_squares_run(X, y, lr=lr, steps=3), lr=lr, limit_tol=1e-9)
+    assert verdict.status == "inconclusive" and "steps needed" in verdict.reason
+
+
+# --- negative controls ---------------------------------------------------------------------------
+
+def test_adam_is_not_minimum_norm(tc_device, tc_dtype):
+    X, y, _ = _problem(dtype=tc_dtype, device=tc_device)
+    lr = 0.5 / float(torch.linalg.matrix_norm(X.double(), ord=2)) ** 2
+    run = least_squares_run(X, y, lr=0.02, steps=400, optimizer="adam")
+    verdict = tc.check_min_norm(X, y, run, lr=lr)
+    assert verdict.status == "violated", verdict.summary()
+    assert verdict.details["null_space_drift"] > 1e3 * verdict.tolerance  # Adam leaves row(X)
+    assert verdict.details["final_norm"] > verdict.details["limit_norm"]  # another interpolant, larger norm
+    with pytest.raises(tc.ClaimViolation, match=r"\[theorycheck\] min_norm: violated"):
+        tc.assert_min_norm(X, y, run, lr=lr)
+
+
+def test_weight_decay_goes_to_ridge_not_to_the_pseudo_inverse():
+    X, y, _ = _problem()
+    lr, lam = 1.0 / float(torch.linalg.matrix_norm(X, ord=2)) ** 2, 0.1
+    run = least_squares_run(X, y, lr=lr, steps=3000, weight_decay=lam)
+    ridge = torch.linalg.solve(X.T @ X + lam * torch.eye(12, dtype=X.dtype), X.T @ y)
+    assert float((run[-1] - ridge).norm()) < 1e-10  # the decayed run's limit is ridge
+    verdict = tc.check_min_norm(X, y, run, lr=lr, limit_tol=1e-6)
+    assert verdict.status == "violated", verdict.summary()
+    assert verdict.details["distance_to_limit"] == pytest.approx(float((ridge - torch.linalg.pinv(X) @ y).norm()),
+                                                                 rel=1e-6)
+
+
+def test_null_space_start_declared_as_zero_is_violated():
+    X, y, w0 = _problem()
+    lr = 1.0 / float(torch.linalg.matrix_norm(X, ord=2)) ** 2
+    verdict = tc.check_min_norm(X, y, least_squares_run(X, y, lr=lr, steps=50, w0=w0), lr=lr)  # w0 not declared
+    assert verdict.status == "violated", verdict.summary()
+    null_part = w0 - torch.linalg.pinv(X) @ (X @ w0)
+    assert verdict.statistic >= 0.99 * float(null_part.norm())
+
+
+def test_divergent_step_is_vacuous_and_overflow_inconclusive():
+    X, y, _ = _problem()
+    lr = 2.05 / float(torch.linalg.matrix_norm(X, ord=2)) ** 2
+    verdict = tc.check_min_norm(X, y, least_squares_run(X, y, lr=lr, steps=40), lr=lr)
+    assert verdict.status == "vacuous" and "diverges" in verdict.reason
+    lr = 1.0 / float(torch.linalg.matrix_norm(X, ord=2)) ** 2
+    broken = least_squares_run(X, y, lr=lr, steps=5)
+    broken[3, 0] = float("nan")
+    assert tc.check_min_norm(X, y, broken, lr=lr).status == "inconclusive"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda X, y, W: tc.check_min_norm(X.numpy(), y, W, lr=0.1), "X as a floating torch tensor"),
+    (lambda X, y, W: tc.check_min_norm(X, y[:3], W, lr=0.1), "one target per row"),
+    (lambda X, y, W: tc.check_min_norm(X, y, W[:, :4], lr=0.1), "rows w_0 .. w_T"),
+    (lambda X, y, W: tc.check_min_norm(X, y, W, lr=0.0), "lr > 0"),
+    (lambda X, y, W: least_squares_run(X, y, lr=0.1, steps=2, optimizer="rmsprop"), "optimizer 'gd'"),
+])
+def test_bad_input_raises(call, message):
+    X, y, _ = _problem()
+    with pytest.raises(tc.InvalidArgument, match="expected") as info:
+        call(X, y, least_squares_run(X, y, lr=0.01, steps=2))
+    assert message in str(info.value)
+
+
+def test_audit_cases_reproduce():
+    """Every case meets its expectation; the reproduce lines of an instance and a control rebuild them."""
+    cases = list(tc.CLAIMS["min_norm"].audit_cases(n=5, seed=1, device="cpu", dtype="float64"))
+    verdicts = [case.run() for case in cases]
+    assert all(v.status in case.expected for v, case in zip(verdicts, cases)), [v.summary() for v in verdicts]
+    for index in (0, len(cases) - 1):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(cases[index].reproduce, {})  # noqa: S102  (the reproduce line is ours)
+        assert printed.getvalue().strip() == verdicts[index].summary()
+    assert "MinNormCase(" in cases[0].reproduce
+
+
+# --- early_stopping (Ali, Kolter & Tibshirani 2019) ------------------------------------------------
+
+def test_akt_constant():
+    from theorycheck.claims.min_norm import akt_constant
+
+    grid = np.linspace(0.01, 20, 200001)
+    assert akt_constant() == pytest.approx(float(np.max((-np.expm1(-grid) * (1 + grid) / grid) ** 2)), rel=1e-9)
+    assert 1.6859 < akt_constant() < 1.6862  # the paper rounds up to 1.6862
+
+
+def test_early_stopping_risks_against_the_estimators_themselves():
+    """The spectral risks equal ||(A X - I) beta0||^2 + sigma^2 ||A||_F^2 computed from the linear
+    estimators: ridge by a solve, gradient flow by scipy's expm, each y -> A y."""
+    from scipy.linalg import expm
+
+    rng = np.random.default_rng(4)
+    n, d, sigma, t = 8, 12, 0.7, 3.0
+    X, beta0 = rng.normal(size=(n, d)), rng.normal(size=d)
+    S = X.T @ X / n
+    ridge = np.linalg.solve(S + np.eye(d) / t, X.T / n)
+    flow = (np.eye(d) - expm(-t * S)) @ np.linalg.pinv(S) @ X.T / n
+    risk = lambda A: float(np.sum(((A @ X - np.eye(d)) @ beta0) ** 2) + sigma ** 2 * np.sum(A ** 2))  # noqa: E731
+    verdict = tc.check_early_stopping(torch.as_tensor(X), torch.as_tensor(beta0), sigma=sigma, times=[t])
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.statistic == pytest.approx(risk(flow) / risk(ridge), rel=1e-9)
+
+
+def test_early_stopping_controls():
+    from theorycheck.claims.min_norm import EarlyStoppingCase
+
+    rows = {control: EarlyStoppingCase(sigma=3.0, seed=1, control=control).verdict() for control in
+            ("mis-calibrated", "discrete-step")}
+    assert rows["mis-calibrated"].status == "violated" and "mis-calibrated" in rows["mis-calibrated"].reason
+    assert rows["discrete-step"].status == "vacuous" and "not the flow" in rows["discrete-step"].reason
+    with pytest.raises(tc.InvalidArgument, match="sigma >= 0"):
+        tc.check_early_stopping(torch.ones(3, 2), torch.ones(2), sigma=-1.0)
+    zero = tc.check_early_stopping(torch.ones(3, 2), torch.zeros(2), sigma=0.0)
+    assert zero.status == "inconclusive" and "nothing to compare" in zero.reason

@@ -1,0 +1,90 @@
+"""Unit tests and negative controls for validation_bound (Hoeffding + union bound over a family chosen
+independently of the validation set; exact binomial test of the violation frequency)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+import theorycheck as tc
+from theorycheck.claims.validation_bound import ValidationCase, epsilon, exact_union_tail, validation_experiment
+
+
+def test_epsilon_is_hoeffding_with_a_union_bound():
+    """K exp(-2 m eps^2) = delta per tail: the width solves the union bound exactly."""
+    eps = epsilon(20, 200, 0.05, sided="one")
+    assert 20 * math.exp(-2 * 200 * eps ** 2) == pytest.approx(0.05, rel=1e-12)
+    assert 2 * 20 * math.exp(-2 * 200 * epsilon(20, 200, 0.05) ** 2) == pytest.approx(0.05, rel=1e-12)
+    assert epsilon(20, 200, 0.05, C=4.0) == pytest.approx(4 * epsilon(20, 200, 0.05))
+
+
+def test_exact_tail_against_direct_sums():
+    """P(Binomial(m, R)/m < R - eps) summed term by term, and Hoeffding's exp(-2 m eps^2) above it."""
+    m, R, eps = 50, 0.3, 0.11
+    direct = sum(binom.pmf(k, m, R) for k in range(m + 1) if k / m < R - eps or k / m > R + eps)
+    assert exact_union_tail(np.array([R]), m, eps) == pytest.approx(direct, rel=1e-12)
+    assert direct <= 2 * math.exp(-2 * m * eps ** 2)
+
+
+@pytest.mark.parametrize("sided", ["two", "one"])
+def test_independent_family_holds(sided):
+    true, val = validation_experiment(np.linspace(0.05, 0.5, 20), m=200, repeats=4000, seed=1, per_sample=True)
+    verdict = tc.check_validation_bound(true, val, delta=0.05, sided=sided)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.statistic < 0.05 / 4 and verdict.details["exact_union_tail"] < 0.05 / 4  # Hoeffding is loose
+    assert verdict.details["p_value"] > 0.99 and verdict.details["loss_range"] == [0.0, 1.0]
+
+
+def test_honest_count_of_the_whole_pool_restores_the_bound():
+    true, val = validation_experiment(np.full(1000, 0.5), m=200, repeats=300, seed=2)  # every model counted: K = M
+    verdict = tc.check_validation_bound(true, val, delta=0.05, m=200, loss_range=(0, 1), zero_one=True)
+    assert verdict.status == "holds", verdict.summary()
+
+
+# --- negative controls ---------------------------------------------------------------------------
+
+def test_family_chosen_on_the_validation_set_is_violated():
+    """The SEED-CLAIMS c6 control: the 20 best of 5000 risk-1/2 models on the same set, bound with K = 20."""
+    true, val = validation_experiment(np.full(20, 0.5), m=200, repeats=1000, seed=1, select_from=5000)
+    verdict = tc.check_validation_bound(true, val, delta=0.05, m=200, loss_range=(0, 1), sided="one")
+    assert verdict.status == "violated", verdict.summary()
+    assert verdict.statistic > 0.5 and verdict.details["p_value"] < 1e-100
+    assert "chosen on the validation set" in verdict.reason
+    with pytest.raises(tc.ClaimViolation, match=r"\[theorycheck\] validation_bound: violated"):
+        tc.assert_validation_bound(true, val, delta=0.05, m=200, loss_range=(0, 1), sided="one")
+
+
+def test_loss_outside_the_declared_range_is_vacuous():
+    true, val = validation_experiment(np.linspace(0.1, 0.4, 10), m=100, repeats=500, seed=3, per_sample=True, scale=4.0)
+    verdict = tc.check_validation_bound(true * 4, val, delta=0.05, C=1.0)
+    assert verdict.status == "vacuous" and "outside [0, C = 1]" in verdict.reason
+    assert tc.check_validation_bound(true * 4, val, delta=0.05, C=4.0).status == "holds"
+
+
+def test_too_few_repetitions_and_nan_are_inconclusive():
+    true, val = validation_experiment(np.full(5, 0.2), m=100, repeats=2, seed=0)
+    verdict = tc.check_validation_bound(true, val, delta=0.05, m=100, loss_range=(0, 1))
+    assert verdict.status == "inconclusive" and "run more" in verdict.reason
+    true, val = validation_experiment(np.full(5, 0.2), m=100, repeats=500, seed=0)
+    val[3, 1] = np.nan
+    assert tc.check_validation_bound(true, val, delta=0.05, m=100, loss_range=(0, 1)).status == "inconclusive"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(delta=1.5), "0 < delta < 1"), (dict(delta=0.05, sided="both"), "sided in"),
+    (dict(delta=0.05), "m and loss_range"), (dict(delta=0.05, m=10, loss_range=(0, 1), true=np.ones(3)), "true_risks")])
+def test_bad_input_raises(kwargs, message):
+    true = kwargs.pop("true", np.full(4, 0.3))
+    with pytest.raises(tc.InvalidArgument, match=message):
+        tc.check_validation_bound(true, np.full((10, 4), 0.3), **kwargs)
+    with pytest.raises(tc.InvalidArgument, match="val_losses of shape"):
+        tc.check_validation_bound(true, np.zeros(4), delta=0.05)
+
+
+def test_audit_cases_meet_their_expectations():
+    for case in tc.CLAIMS["validation_bound"].audit_cases(n=3, seed=1, device="cpu", dtype="float64"):
+        verdict = case.run()
+        assert verdict.status in case.expected, verdict.summary()
+        assert "ValidationCase(" in case.reproduce
+    assert ValidationCase(control="reuse").verdict().status == "violated"

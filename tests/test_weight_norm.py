@@ -1,0 +1,121 @@
+"""Unit tests and negative controls for weight_norm (WN == Lagrange-constrained flow; Lagrange V' =
+rho_k^2 x unconstrained V'), with the identities derived once in sympy."""
+
+import pytest
+import torch
+
+import theorycheck as tc
+from theorycheck.claims.weight_norm import WeightNormCase, flows
+
+
+def test_identities_in_sympy():
+    """Exact algebra on f(x) = a W x (hidden 2; a ReLU net on a fixed active pattern) with exp loss, the layers on
+    the unit circle through a rational parameterization: V'(Lagrange, lambda = rho e y f / 2) = rho_1^2
+    V'(unconstrained), and WN's u' = V'(Lagrange) / ||v||^2 (||v|| = 1 and 3)."""
+    sp = pytest.importorskip("sympy")
+    s, t = sp.symbols("s t", real=True)
+    x, y, r1, r2, g, N = sp.symbols("x y rho1 rho2 g N", positive=True)
+    unit = lambda z: [2 * z / (1 + z ** 2), (1 - z ** 2) / (1 + z ** 2)]  # noqa: E731
+    V, A = sp.Matrix(2, 1, unit(s)), sp.Matrix(1, 2, unit(t))
+    w, a = sp.Matrix(2, 1, sp.symbols("w0:2")), sp.Matrix(1, 2, sp.symbols("a0:2"))
+    f = lambda W, B: (B * W)[0] * x  # noqa: E731
+    grad = lambda expr, M: M.applyfunc(lambda z: sp.diff(expr, z))  # noqa: E731
+    point = {**dict(zip(w, V)), **dict(zip(a, A))}
+    e = sp.exp(-r1 * r2 * y * f(w, a))
+    lagrange = (-grad(e, w) - r1 * r2 * e * y * f(w, a) * w).subs(point)
+    E = e.subs(point)
+    vanishes = lambda M: all(sp.cancel(sp.expand(z / E)) == 0 for z in M)  # noqa: E731
+    W_dot = (-grad(sp.exp(-y * f(w, a)), w)).subs({**dict(zip(w, r1 * V)), **dict(zip(a, r2 * A))})
+    assert vanishes(lagrange - r1 ** 2 * (W_dot - V * (V.T * W_dot)[0]) / r1)
+    v_dot = -grad(sp.exp(-y * f(g * w / sp.sqrt(w[0] ** 2 + w[1] ** 2), r2 * a)), w)
+    for k in (1, 3):
+        at = v_dot.subs(w[0] ** 2 + w[1] ** 2, N ** 2).subs({**dict(zip(w, k * V)), **dict(zip(a, A)), g: r1}).subs(N, k)
+        assert vanishes((at - V * (V.T * at)[0]) / k - lagrange / k ** 2)
+
+
+@pytest.mark.parametrize("loss", ["exp", "logistic"])
+def test_weight_norm_is_the_lagrange_flow(loss, tc_device, tc_dtype):
+    case = WeightNormCase(widths=(4, 6, 5, 1), rhos=(1.7, 0.6, 1.3), n=10, loss=loss, seed=3)
+    verdict = case.verdict(device=tc_device, dtype=tc_dtype)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.statistic < 0.1
+    for row in verdict.details["layers"].values():  # the rho_k^2 factor, seen on the norms
+        assert row["norm_ratio_lagrange_unconstrained"] == pytest.approx(row["rho_k"] ** 2, rel=1e-4)
+
+
+def test_torch_weight_norm_parametrization_agrees():
+    """torch.nn.utils.parametrizations.weight_norm (dim=None: the Frobenius norm) gives the same u' and g'."""
+    case = WeightNormCase(widths=(3, 4, 1), rhos=(1.4, 0.8), n=6, seed=1)
+    model = case.model("cpu", "float64")
+    gen = torch.Generator().manual_seed(9)
+    X = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (6,), generator=gen).double() * 2 - 1
+    layers = flows(model, X, y)["layers"]
+    wn = torch.nn.utils.parametrizations.weight_norm(model[0], dim=None)
+    g, v = wn.parametrizations.weight.original0, wn.parametrizations.weight.original1
+    with torch.no_grad():
+        v.div_(v.norm())
+    torch.exp(-y * model(X).squeeze(1)).sum().backward()
+    u_dot = (-v.grad - v * (v * -v.grad).sum()) / v.norm()
+    torch.testing.assert_close(u_dot, layers["0.weight"]["lagrange"], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(-g.grad.reshape(()), layers["0.weight"]["lagrange_rho_dot"], rtol=1e-12, atol=1e-14)
+
+
+# --- negative controls ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("control, expected, words", [
+    ("v-norm-3", "violated", "||v||^2"), ("scale-without-constraint", "violated", "radial"),
+    ("bias", "vacuous", "bias"), ("tanh", "vacuous", "non-homogeneous")])
+def test_controls(control, expected, words, tc_device, tc_dtype):
+    case = WeightNormCase(widths=(4, 6, 1), rhos=(1.8, 0.5), n=8, seed=5, control=control)
+    verdict = case.verdict(device=tc_device, dtype=tc_dtype)
+    assert verdict.status == expected and not verdict.conclusion_held, verdict.summary()
+    assert words in verdict.reason
+    if control == "v-norm-3":  # u' is the Lagrange V' / 9
+        row = next(iter(verdict.details["layers"].values()))
+        assert row["wn_vs_lagrange"] == pytest.approx(8 / 9 * row["lagrange_norm"], rel=1e-4)
+
+
+def test_assert_raises_with_the_numbers():
+    model = WeightNormCase(control="v-norm-3").model("cpu", "float64")
+    X, y = torch.randn(5, 3, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
+    with pytest.raises(tc.ClaimViolation, match=r"\[theorycheck\] weight_norm: violated"):
+        tc.assert_weight_norm(model, X, y, v_norm=3.0)
+
+
+def test_underflow_and_dead_networks_are_inconclusive():
+    model = WeightNormCase(rhos=(1.0, 1.0)).model("cpu", "float64")
+    X = torch.randn(5, 3, dtype=torch.float64)
+    assert tc.check_weight_norm(model, X, torch.zeros(5, dtype=torch.float64)).status == "inconclusive"  # L constant
+    with torch.no_grad():  # y_n f(x_n) >= 1e8 |f(x_n)|: every e_n = exp(-y_n f(x_n)) underflows to 0
+        y = 1e8 * torch.sign(model(X).squeeze(1))
+    verdict = tc.check_weight_norm(model, X, y)
+    assert verdict.status == "inconclusive" and "underflow" in verdict.reason
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].weight[0, 0] = 1.0
+        model[0].weight[0] = -1e3 * X[0].abs().sum() * torch.ones(3)  # unit 0 dead on these inputs
+    X = X.abs()
+    assert tc.check_weight_norm(model, X, torch.ones(5, dtype=torch.float64)).status == "inconclusive"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(loss="hinge"), "loss in"), (dict(parametrization="batchnorm"), "parametrization in"),
+    (dict(v_norm=0.0), "v_norm > 0")])
+def test_bad_input_raises(kwargs, message):
+    model = WeightNormCase().model("cpu", "float64")
+    X, y = torch.randn(5, 3, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
+    with pytest.raises(tc.InvalidArgument, match=message):
+        tc.check_weight_norm(model, X, y, **kwargs)
+    with pytest.raises(tc.InvalidArgument, match="one label per sample"):
+        tc.check_weight_norm(model, X, y[:2])
+    conv = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, bias=False)).double()
+    with pytest.raises(tc.InvalidArgument, match="Linear weight matrices"):
+        tc.check_weight_norm(conv, torch.randn(4, 1, 5, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+
+
+def test_audit_cases_meet_their_expectations():
+    for case in tc.CLAIMS["weight_norm"].audit_cases(n=4, seed=1, device="cpu", dtype="float64"):
+        verdict = case.run()
+        assert verdict.status in case.expected, verdict.summary()
+        assert "WeightNormCase(" in case.reproduce

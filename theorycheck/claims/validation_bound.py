@@ -1,0 +1,206 @@
+"""Claim ``validation_bound``: a validation set certifies every model of a finite family chosen
+independently of it.
+
+Kawaguchi, Kaelbling & Bengio, "Generalization in Deep Learning" (arXiv 1710.05468; Mathematical Aspects
+of Deep Learning, CUP 2022), the validation-set bound: for F_val of K models chosen independently of
+S_val (m samples) and a loss in [0, C], with probability >= 1 - delta over S_val, for all f in F_val,
+    R[f] <= R_val[f] + C sqrt(ln(K / delta) / (2 m))                              (one-sided),
+    |R_val[f] - R[f]| <= C sqrt(ln(2 K / delta) / (2 m))                           (two-sided).
+Derivation: Hoeffding, P(R - R_val >= eps) <= exp(-2 m eps^2 / C^2) per model (each tail), and a union
+bound over the K models (and the two tails). Checked (1) by Monte Carlo over repeated validation sets:
+the frequency of repetitions with a violation must not exceed delta (exact one-sided binomial test,
+scipy.stats.binomtest), and (2) for 0-1 losses of known risk, exactly: the union of the binomial tails
+sum_f P(|R_val[f] - R[f]| > eps) <= delta. Choosing the family on the same validation set (reuse)
+breaks independence and is caught by (1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+from ..errors import expect
+from ..registry import Claim, register
+from ..stability_cases import case_audit
+from ..verdict import Verdict, require_holds
+
+CLAIM_ID = "validation_bound"
+SOURCE = "Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468), validation-set bound"
+ASSUME_RANGE = "losses observed in [0, C]"
+SIDES = ("two", "one")
+
+
+def epsilon(K: int, m: int, delta: float, C: float = 1.0, sided: str = "two") -> float:
+    """The bound's width: C sqrt(ln(2K/delta) / (2m)) (two-sided) or C sqrt(ln(K/delta) / (2m)) (one-sided)."""
+    return C * math.sqrt(math.log((2 if sided == "two" else 1) * K / delta) / (2 * m))
+
+
+def exact_union_tail(risks: np.ndarray, m: int, eps: float, sided: str = "two") -> float:
+    """sum_f P(R_val[f] < R[f] - eps) (+ P(R_val[f] > R[f] + eps)) for 0-1 losses: R_val[f] = Binomial(m, R[f]) / m."""
+    from scipy.stats import binom
+
+    lower = binom.cdf(np.ceil(m * (risks - eps) - 1e-9) - 1, m, risks)
+    upper = binom.sf(np.floor(m * (risks + eps) + 1e-9), m, risks) if sided == "two" else 0.0
+    return float(np.sum(lower + upper))
+
+
+def _critical_count(repeats: int, delta: float, alpha: float) -> int | None:
+    """The smallest count V with P(Binomial(repeats, delta) >= V) < alpha (None: no count rejects)."""
+    from scipy.stats import binom
+
+    counts = np.arange(repeats + 1)
+    rejecting = counts[binom.sf(counts - 1, repeats, delta) < alpha]
+    return int(rejecting[0]) if rejecting.size else None
+
+
+def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1.0, m: int | None = None,
+                           loss_range=None, sided: str = "two", alpha: float = 1e-3, zero_one: bool | None = None,
+                           seed: int | None = None) -> Verdict:
+    """Check the bound on repeated validation sets.
+
+    ``val_losses``: per-sample losses, shape (repeats, K, m), or validation risks (repeats, K) with ``m``
+    and the observed ``loss_range`` (lo, hi) given (``zero_one=True`` if they are 0-1 losses); ``true_risks``: (K,) for a fixed family or
+    (repeats, K) when the family changes per repetition (as under reuse). ``violated`` when the exact
+    binomial test rejects "violation rate <= delta" at level ``alpha``; for a fixed family of 0-1 losses
+    the exact union of binomial tails is also required to be <= delta.
+    """
+    losses = np.asarray(val_losses, dtype=np.float64)
+    risks = np.asarray(true_risks, dtype=np.float64)
+    expect(losses.ndim in (2, 3), expected="val_losses of shape (repeats, K, m) or (repeats, K)",
+           received=f"shape {losses.shape}", fix="stack the validation losses of every repetition")
+    expect(0 < delta < 1 and 0 < alpha < 1 and C > 0, expected="0 < delta < 1, 0 < alpha < 1, C > 0",
+           received=f"delta={delta!r}, alpha={alpha!r}, C={C!r}", fix="e.g. delta=0.05, alpha=1e-3, C=1")
+    expect(sided in SIDES, expected=f"sided in {SIDES}", received=repr(sided), fix="sided='two'")
+    repeats, K = losses.shape[:2]
+    expect(risks.shape in ((K,), (repeats, K)), expected=f"true_risks of shape ({K},) or ({repeats}, {K})",
+           received=f"shape {risks.shape}", fix="one true risk per model (per repetition if the family changes)")
+    if losses.ndim == 3:
+        m, observed = losses.shape[2], (float(np.min(losses)), float(np.max(losses)))
+        val = losses.mean(axis=2)
+        zero_one = bool(np.isin(losses, (0.0, 1.0)).all()) if zero_one is None else zero_one
+    else:
+        expect(m is not None and m >= 1 and loss_range is not None, expected="m and loss_range with (repeats, K) "
+               "validation risks", received=f"m={m!r}, loss_range={loss_range!r}",
+               fix="pass m=len(validation set), loss_range=(min loss, max loss) observed")
+        val, observed, zero_one = losses, (float(loss_range[0]), float(loss_range[1])), bool(zero_one)
+    eps = epsilon(K, m, delta, C, sided)
+    finite = bool(np.isfinite(val).all() and np.isfinite(risks).all())
+    gap = (risks - val) if sided == "one" else np.abs(val - risks)
+    violations = int(np.sum(np.any(gap > eps, axis=1))) if finite else 0
+    critical = _critical_count(repeats, delta, alpha)
+    from scipy.stats import binomtest
+
+    test = binomtest(violations, repeats, delta, alternative="greater")
+    upper = float(test.proportion_ci(confidence_level=1 - alpha).high)
+    exact = exact_union_tail(risks, m, eps, sided) if zero_one and risks.ndim == 1 else math.nan
+    held_mc = test.pvalue >= alpha
+    held_exact = math.isnan(exact) or exact <= delta * (1 + 1e-9)
+    in_range = observed[0] >= 0 and observed[1] <= C
+    reasons = []
+    if not in_range:
+        reasons.append(f"losses observed in [{observed[0]:.3g}, {observed[1]:.3g}], outside [0, C = {C:g}]: Hoeffding "
+                       "with range C does not apply")
+    if not held_mc:
+        reasons.append(f"{violations} of {repeats} validation sets violate the bound (rate {violations / repeats:.3g} > "
+                       f"delta = {delta:g}, binomial p = {test.pvalue:.3g} < {alpha:g}): was the family chosen on the "
+                       "validation set it is judged on?")
+    if not held_exact:
+        reasons.append(f"exact union of binomial tails {exact:.3g} > delta")
+    if critical is None:
+        reasons.append(f"{repeats} repetitions cannot reject a rate <= {delta:g} at level {alpha:g}: run more")
+    if not finite:
+        reasons.append("non-finite losses or risks")
+    return Verdict.decide(
+        claim=CLAIM_ID, assumptions={ASSUME_RANGE: in_range}, conclusion_held=held_mc and held_exact,
+        inconclusive=not finite or (critical is None and held_exact),
+        statistic=violations / repeats, bound=delta,
+        tolerance=(critical / repeats - delta) if critical is not None else math.inf,
+        tolerance_basis=(f"exact one-sided binomial test of H0: violation rate <= delta at level alpha = {alpha:g} "
+                         f"(scipy.stats.binomtest): {critical} or more violations of {repeats} reject; eps = "
+                         f"{eps:.4g} = C sqrt(ln({'2K' if sided == 'two' else 'K'}/delta)/(2m))"),
+        seed=seed, dtype="float64",
+        details={"K": K, "m": m, "repeats": repeats, "epsilon": eps, "sided": sided, "violations": violations,
+                 "p_value": float(test.pvalue), "rate_upper_confidence": upper, "critical_count": critical,
+                 "exact_union_tail": exact, "loss_range": list(observed), "C": C,
+                 "max_gap": float(np.max(gap)) if finite else math.nan},
+        reason="; ".join(reasons))
+
+
+def assert_validation_bound(true_risks, val_losses, **kwargs) -> Verdict:
+    """:func:`check_validation_bound`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
+    return require_holds(check_validation_bound(true_risks, val_losses, **kwargs))
+
+
+def validation_experiment(risks, *, m: int, repeats: int, seed: int = 0, select_from: int | None = None,
+                          per_sample: bool = False, scale: float = 1.0):
+    """Simulated 0-1 validation losses (times ``scale``) of models with true ``risks`` on ``repeats``
+    independent validation sets of size m. ``select_from=M``: the reuse control, a pool of M models of
+    risk ``risks[0]`` from which the len(risks) lowest on each validation set are kept. Returns
+    (true_risks, val_losses): per-sample losses (repeats, K, m) if ``per_sample``, else risks (repeats, K)."""
+    rng = np.random.default_rng(seed)
+    risks = np.asarray(risks, dtype=np.float64)
+    if select_from is not None:
+        counts = rng.binomial(m, risks[0], size=(repeats, select_from))
+        kept = np.partition(counts, risks.size - 1, axis=1)[:, : risks.size]
+        return np.full((repeats, risks.size), risks[0]), scale * kept / m
+    if per_sample:
+        return risks, scale * (rng.uniform(size=(repeats, risks.size, m)) < risks[None, :, None]).astype(np.float64)
+    return risks, scale * rng.binomial(m, risks, size=(repeats, risks.size)) / m
+
+
+# --- audit cases ---------------------------------------------------------------------------------
+
+CONTROLS = {"reuse": "violated", "loss-out-of-range": "vacuous", "too-few-repeats": "inconclusive"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationCase:
+    """One simulated family and its repeated validation sets; rebuilt from these fields alone."""
+
+    K: int = 20
+    m: int = 200
+    repeats: int = 2000
+    delta: float = 0.05
+    sided: str = "two"
+    seed: int = 0
+    control: str | None = None
+    claim: str = CLAIM_ID
+
+    @property
+    def n(self) -> int:
+        return self.K * self.m
+
+    def verdict(self, device="cpu", dtype="float64") -> Verdict:
+        risks = np.random.default_rng(self.seed).uniform(0.05, 0.5, size=self.K)
+        common = dict(m=self.m, seed=self.seed)
+        if self.control == "reuse":  # the K <= 5 best of 40 K / delta models of risk 1/2 on the same validation set:
+            K = min(self.K, 5)         # about one of them lies beyond eps (the exact tails are ~ delta / (30 K))
+            true, val = validation_experiment(np.full(K, 0.5), select_from=math.ceil(40 * K / self.delta),
+                                              repeats=min(self.repeats, 300), **common)
+        elif self.control == "too-few-repeats":
+            true, val = validation_experiment(risks, repeats=2, **common)
+        else:
+            true, val = validation_experiment(risks, repeats=self.repeats, **common)
+        scale = 4.0 if self.control == "loss-out-of-range" else 1.0  # a squared loss in [0, 4] declared C = 1
+        return check_validation_bound(true * scale, val * scale, delta=self.delta, m=self.m, sided=self.sided,
+                                      loss_range=(0.0, scale), zero_one=scale == 1.0, seed=self.seed)
+
+
+def random_case(claim: str, rng: np.random.Generator, control: str | None = None) -> ValidationCase:
+    """K in [2, 50] models, m in [50, 500], 500-3000 repetitions, delta in [0.01, 0.2], one- or two-sided."""
+    return ValidationCase(K=int(rng.integers(2, 51)), m=int(rng.integers(50, 501)), repeats=int(rng.integers(500, 3001)),
+                          delta=float(rng.uniform(0.01, 0.2)), sided=SIDES[int(rng.integers(2))],
+                          seed=int(rng.integers(2**31)), control=control)
+
+
+CLAIM = register(Claim(
+    id=CLAIM_ID,
+    statement="For K models chosen independently of a validation set of m samples and losses in [0, C], with "
+              "probability >= 1 - delta every model has |R_val[f] - R[f]| <= C sqrt(ln(2K/delta)/(2m)) "
+              "(one-sided: R[f] <= R_val[f] + C sqrt(ln(K/delta)/(2m))).",
+    assumptions=(ASSUME_RANGE,), source=SOURCE, checker=check_validation_bound,
+    audit_cases=functools.partial(case_audit, CLAIM_ID, CONTROLS, random_case),
+    tolerance="exact one-sided binomial test of the violation frequency against delta (alpha = 1e-3)"))

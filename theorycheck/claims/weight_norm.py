@@ -1,0 +1,236 @@
+"""Claim ``weight_norm``: weight normalization follows the Lagrange-constrained gradient flow, and shares
+its critical points with the unconstrained flow.
+
+Bias-free network, positively 1-homogeneous in each layer, W_k = rho_k V_k with ||V_k||_F = 1,
+rho = prod_k rho_k, so f(W; x) = rho f(V; x) (Euler: <V_k, G_k,n> = f(V; x_n), G_k,n = df(V; x_n)/dV_k).
+Loss L = sum_n l(y_n f(x_n)), e_n = -l'(rho y_n f(V; x_n)), S_k = sum_n e_n y_n (G_k,n - V_k f(V; x_n)),
+R = sum_n e_n y_n f(V; x_n). Exactly (Salimans & Kingma, NeurIPS 2016, eqs. 3-4 for the WN gradients;
+Poggio, Banburski & Liao, Theory III (arXiv 1903.04991) Sec. 3 B.2 and Nat. Commun. 11:3371 (2020) for
+the Lagrangian L + sum_k lambda_k ||V_k||^2 with lambda_k = rho R / 2; the algebra is in SEED-CLAIMS 4.2):
+- weight normalization W_k = g_k v_k/||v_k|| at ||v_k|| = 1, g_k = rho_k: u_k' = rho S_k = V_k'(Lagrange),
+  g_k' = (rho/rho_k) R = rho_k'(Lagrange) = <V_k, W_k'> (unconstrained);
+- unconstrained flow W_k' = -dL/dW_k: V_k' = (rho/rho_k^2) S_k, so V_k'(Lagrange) = rho_k^2 V_k'(unconstrained):
+  the same critical points (S_k = 0) but not the same trajectories (rho_k^2 differs between layers).
+Not implied: WN with ||v_k|| != 1 (u_k' is divided by ||v_k||^2), or a scale W_k = g_k v_k without the
+normalization (v_k' keeps a radial part).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad
+
+from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
+from ..errors import expect
+from ..models import read_parameters
+from ..registry import Claim, register
+from ..stability_cases import case_audit
+from ..tensors import as_batch
+from ..verdict import Verdict, require_holds
+from .homogeneity import _tolerance_terms
+
+CLAIM_ID = "weight_norm"
+SOURCE = ("Salimans & Kingma, NeurIPS 2016, eqs. 3-4; Poggio, Banburski & Liao, Theory III (arXiv 1903.04991), "
+          "Sec. 3 B.2; Poggio, Liao & Banburski, Nat. Commun. 11:3371 (2020)")
+ASSUME_NO_BIAS = "no bias parameters"
+ASSUME_MODULES = "no non-homogeneous modules (tanh, sigmoid, GELU, normalization)"
+LOSSES = {"exp": (lambda q: torch.exp(-q), lambda q: torch.exp(-q)),  # l(q), -l'(q)
+          "logistic": (lambda q: torch.nn.functional.softplus(-q), lambda q: torch.sigmoid(-q))}
+PARAMETRIZATIONS = ("weight_norm", "scale")
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum()
+
+
+def _ratio(residual: float, bound: float) -> float:
+    return residual / bound if bound > 0 else (0.0 if residual == 0 else math.inf)
+
+
+def flows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "exp", v_norm: float = 1.0,
+          parametrization: str = "weight_norm") -> dict:
+    """Per weight layer, by autograd at the model's weights: the WN direction u_k' and g_k' (or, for
+    ``scale``, v_k' and g_k' of W_k = g_k v_k), the Lagrange V_k' and rho_k', the unconstrained V_k' and
+    rho_k' = <V_k, W_k'>, and the terms of the roundoff bound."""
+    ell, slope = LOSSES[loss]
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    names = list(read_parameters(model).weights)
+
+    def total(weights):
+        return ell(y * functional_call(model, {**params, **weights}, (x,)).reshape(-1)).sum()
+
+    rho_k = {n: params[n].norm() for n in names}
+    V = {n: params[n] / rho_k[n] for n in names}
+    rho = math.prod(float(r) for r in rho_k.values())
+    W_dot = {n: -g for n, g in grad(total)({n: params[n] for n in names}).items()}
+    g0, v0 = {n: rho_k[n] for n in names}, {n: v_norm * V[n] for n in names}
+    if parametrization == "weight_norm":
+        g_grad, v_grad = grad(lambda g, v: total({n: g[n] * v[n] / v[n].norm() for n in names}), argnums=(0, 1))(g0, v0)
+        direction = {n: (-v_grad[n] - v0[n] / v0[n].norm() * _dot(v0[n] / v0[n].norm(), -v_grad[n])) / v0[n].norm()
+                     for n in names}
+    else:
+        g_grad, v_grad = grad(lambda g, v: total({n: g[n] * v[n] for n in names}), argnums=(0, 1))(g0, v0)
+        direction = {n: -v_grad[n] for n in names}
+    with torch.no_grad():
+        fV = functional_call(model, {**params, **V}, (x,)).reshape(-1)
+        e = slope(rho * y * fV)
+    lam = 0.5 * rho * float((e * y * fV).sum())
+    V_grad = grad(lambda Vs: ell(rho * y * functional_call(model, {**params, **Vs}, (x,)).reshape(-1)).sum())(V)
+    layers = {}
+    for n in names:
+        lagrange = -V_grad[n] - 2 * lam * V[n]
+        layers[n] = {"rho_k": float(rho_k[n]), "direction": direction[n], "g_dot": -g_grad[n],
+                     "lagrange": lagrange, "lagrange_rho_dot": rho / float(rho_k[n]) * (e * y * fV).sum(),
+                     "unconstrained": (W_dot[n] - V[n] * _dot(V[n], W_dot[n])) / rho_k[n],
+                     "unconstrained_rho_dot": _dot(V[n], W_dot[n])}
+    return {"rho": rho, "layers": layers, "e": e, "f_V": fV}
+
+
+def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp",
+                      v_norm: float = 1.0, parametrization: str = "weight_norm", seed: int | None = None) -> Verdict:
+    """Check WN == Lagrange (u_k' = V_k', g_k' = rho_k') and V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) for every
+    weight layer of a bias-free Linear network at its current weights (rho_k = ||W_k||_F, read off).
+    ``v_norm``: ||v_k|| of the WN parameters (the claim needs 1); ``parametrization="scale"``: W_k = g_k v_k
+    without normalization (a control: not the constrained flow)."""
+    x = as_batch(X, model)
+    expect(isinstance(y, torch.Tensor) and y.shape == (x.shape[0],), expected=f"y of shape ({x.shape[0]},)",
+           received=f"{type(y).__name__} {tuple(getattr(y, 'shape', ()))}", fix="one label per sample")
+    expect(loss in LOSSES, expected=f"loss in {sorted(LOSSES)}", received=repr(loss), fix="loss='exp'")
+    expect(parametrization in PARAMETRIZATIONS, expected=f"parametrization in {PARAMETRIZATIONS}",
+           received=repr(parametrization), fix="parametrization='weight_norm'")
+    expect(v_norm > 0, expected="v_norm > 0", received=repr(v_norm), fix="v_norm=1.0")
+    found = read_parameters(model)
+    expect(bool(found.weights) and all(w.ndim == 2 for w in found.weights.values()),
+           expected="a network of Linear weight matrices", received=str({n: tuple(w.shape) for n, w in
+                                                                         found.weights.items()}),
+           fix="the norm-wise roundoff bound uses ||V_k||_2 <= ||V_k||_F = 1, which needs matrices")
+    y = y.detach().to(x.dtype)
+    K = _tolerance_terms(found.weights) + x.shape[0] + 8  # + the sum over samples and the normalizations
+    result = flows(model, x, y, loss=loss, v_norm=v_norm, parametrization=parametrization)
+    rho, e = result["rho"], result["e"]
+    norms = x.reshape(x.shape[0], -1).norm(dim=1)
+    u, g = unit_roundoff(x.dtype), gamma(K, x.dtype)
+    # per sample: |e_n y_n| ||x_n|| (2 gamma_K + 2 eps_n), eps_n = 2u + rho gamma_K |y_n| ||x_n|| the exponent's error
+    weight = float((e * y.abs() * norms * 2 * (g + 2 * u + rho * g * y.abs() * norms)).sum())
+    tol_direction = 2 * rho * weight
+    rows, ratios = {}, []
+    finite = all(bool(torch.isfinite(t).all()) for layer in result["layers"].values()
+                 for t in layer.values() if isinstance(t, torch.Tensor)) and math.isfinite(weight)
+    for name, layer in result["layers"].items():
+        tol_radial = tol_direction / layer["rho_k"]
+        rk2 = layer["rho_k"] ** 2
+        row = {"rho_k": layer["rho_k"],
+               "wn_vs_lagrange": float((layer["direction"] - layer["lagrange"]).norm()),
+               "g_dot_vs_rho_dot": max(float((layer["g_dot"] - layer["lagrange_rho_dot"]).abs()),
+                                       float((layer["g_dot"] - layer["unconstrained_rho_dot"]).abs())),
+               "lagrange_vs_rho_k2_unconstrained": float((layer["lagrange"] - rk2 * layer["unconstrained"]).norm()),
+               "norm_ratio_lagrange_unconstrained": float(layer["lagrange"].norm() / layer["unconstrained"].norm())
+               if float(layer["unconstrained"].norm()) > 0 else math.nan,
+               "lagrange_norm": float(layer["lagrange"].norm()),
+               "tolerance_direction": tol_direction, "tolerance_radial": tol_radial}
+        rows[name] = row
+        ratios += [_ratio(row["wn_vs_lagrange"], tol_direction), _ratio(row["g_dot_vs_rho_dot"], tol_radial),
+                   _ratio(row["lagrange_vs_rho_k2_unconstrained"], tol_direction)]
+    statistic = max(ratios)
+    silent = not bool((result["f_V"] != 0).any()) or tol_direction == 0.0
+    assumptions = {ASSUME_NO_BIAS: not found.others, ASSUME_MODULES: not found.non_homogeneous_modules}
+    reasons = []
+    if found.others:
+        reasons.append(f"bias/non-weight parameters {sorted(found.others)}: f(W) != rho f(V), Euler fails")
+    if found.non_homogeneous_modules:
+        reasons.append(f"non-homogeneous modules: {found.non_homogeneous_modules}")
+    if statistic > 1 and all(assumptions.values()):
+        worst = max(rows, key=lambda n: _ratio(rows[n]["wn_vs_lagrange"], tol_direction))
+        reasons.append(f"the flows differ beyond roundoff (ratio {statistic:.3g}); layer {worst}: WN vs Lagrange "
+                       f"{rows[worst]['wn_vs_lagrange']:.3g}, allowed {tol_direction:.3g}"
+                       + (f" (||v_k|| = {v_norm:g}: u' is Lagrange V' / ||v||^2)" if v_norm != 1 else "")
+                       + (" (W = g v without normalization keeps a radial part)" if parametrization == "scale" else ""))
+    if not finite:
+        reasons.append("non-finite gradients (overflow)")
+    if finite and silent:
+        reasons.append("f(V) = 0 on every sample, or every e_n y_n is 0 (underflow, zero labels): nothing to test")
+    return Verdict.decide(
+        claim=CLAIM_ID, assumptions=assumptions, conclusion_held=statistic <= 1, inconclusive=not finite or silent,
+        statistic=statistic, bound=0.0, tolerance=1.0,
+        tolerance_basis=(f"statistic: the largest ratio of a difference to its roundoff bound; directions 2 rho sum_n "
+                         f"e_n |y_n| ||x_n|| 2(gamma_K + eps_n), K = {K} (Higham, with ||G_k,n|| <= ||x_n|| and |f(V; x_n)| "
+                         "<= ||x_n|| since ||V_j||_2 <= ||V_j||_F = 1 and |a'| <= 1; eps_n = 2u + rho gamma_K |y_n| ||x_n||, "
+                         "the error of e_n through the exponent), divided by rho_k for g_k' and rho_k'"),
+        device=str(x.device), dtype=dtype_name(x.dtype), seed=seed,
+        details={"rho": rho, "layers": rows, "loss": loss, "v_norm": v_norm, "parametrization": parametrization,
+                 "lambda_k": 0.5 * rho * float((e * y * result["f_V"]).sum()),
+                 "critical_points": "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) with rho_k^2 > 0: the same zero set"},
+        reason="; ".join(reasons))
+
+
+def assert_weight_norm(model, X, y, **kwargs) -> Verdict:
+    """:func:`check_weight_norm`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
+    return require_holds(check_weight_norm(model, X, y, **kwargs))
+
+
+# --- audit cases ---------------------------------------------------------------------------------
+
+CONTROLS = {"v-norm-3": "violated", "scale-without-constraint": "violated", "bias": "vacuous", "tanh": "vacuous"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightNormCase:
+    """A bias-free MLP with layer norms rho_k and data; rebuilt from these fields alone."""
+
+    widths: tuple = (3, 5, 1)
+    rhos: tuple = (1.5, 0.7)
+    n: int = 8
+    activation: str = "relu"
+    loss: str = "exp"
+    seed: int = 0
+    control: str | None = None
+    claim: str = CLAIM_ID
+
+    def model(self, device, dtype) -> torch.nn.Module:
+        torch.manual_seed(self.seed)
+        layers = []
+        for i, (a, b) in enumerate(zip(self.widths[:-1], self.widths[1:])):
+            layers.append(torch.nn.Linear(a, b, bias=self.control == "bias"))
+            if i < len(self.widths) - 2:
+                layers.append(torch.nn.Tanh() if self.control == "tanh" else
+                              torch.nn.LeakyReLU(0.2) if self.activation == "leaky_relu" else torch.nn.ReLU())
+        model = torch.nn.Sequential(*layers).to(device, dtype_of(dtype))
+        with torch.no_grad():
+            for layer, rho in zip([m for m in model if isinstance(m, torch.nn.Linear)], self.rhos):
+                layer.weight.mul_(rho / layer.weight.norm())
+        return model
+
+    def verdict(self, device="cpu", dtype="float64") -> Verdict:
+        model = self.model(device, dtype)
+        gen = torch.Generator().manual_seed(self.seed)
+        X = torch.randn(self.n, self.widths[0], generator=gen, dtype=torch.float64)
+        y = torch.randint(0, 2, (self.n,), generator=gen).to(torch.float64) * 2 - 1
+        X, y = X.to(device, dtype_of(dtype)), y.to(device, dtype_of(dtype))
+        return check_weight_norm(model, X, y, loss=self.loss, seed=self.seed,
+                                 v_norm=3.0 if self.control == "v-norm-3" else 1.0,
+                                 parametrization="scale" if self.control == "scale-without-constraint" else "weight_norm")
+
+
+def random_case(claim: str, rng: np.random.Generator, control: str | None = None) -> WeightNormCase:
+    """Depth 2-3, widths 2-8, rho_k in [0.5, 2] (so rho_k^2 != 1 is visible), 2-16 samples, exp or logistic."""
+    depth = int(rng.integers(2, 4))
+    widths = tuple(int(w) for w in rng.integers(2, 9, size=depth)) + (1,)
+    return WeightNormCase(widths=widths, rhos=tuple(float(r) for r in rng.uniform(0.5, 2.0, size=depth)),
+                          n=int(rng.integers(2, 17)), activation=("relu", "leaky_relu")[int(rng.integers(2))],
+                          loss=("exp", "logistic")[int(rng.integers(2))], seed=int(rng.integers(2**31)),
+                          control=control)
+
+
+CLAIM = register(Claim(
+    id=CLAIM_ID,
+    statement="For a bias-free 1-homogeneous network with W_k = rho_k V_k, ||V_k|| = 1: weight normalization "
+              "(||v_k|| = 1) has u_k' = V_k'(Lagrange) = rho S_k and g_k' = rho_k' = (rho/rho_k) R, and "
+              "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained): the same critical points, not the same trajectories.",
+    assumptions=(ASSUME_NO_BIAS, ASSUME_MODULES), source=SOURCE, checker=check_weight_norm,
+    audit_cases=functools.partial(case_audit, CLAIM_ID, CONTROLS, random_case),
+    tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| ||x_n|| 2(gamma_K + eps_n) (unit-norm layers bound the terms)"))
