@@ -32,7 +32,6 @@ from ..registry import Claim, register
 from ..stability_cases import case_audit
 from ..tensors import as_batch
 from ..verdict import Verdict, require_holds
-from .homogeneity import _tolerance_terms
 
 CLAIM_ID = "weight_norm"
 SOURCE = ("Salimans & Kingma, NeurIPS 2016, eqs. 3-4; Poggio, Banburski & Liao, Theory III (arXiv 1903.04991), "
@@ -43,6 +42,12 @@ LOSSES = {"exp": (lambda q: torch.exp(-q), lambda q: torch.exp(-q)),  # l(q), -l
           "logistic": (lambda q: torch.nn.functional.softplus(-q), lambda q: torch.sigmoid(-q))}
 PARAMETRIZATIONS = ("weight_norm", "scale")
 
+
+
+def _dot_product_terms(weights) -> int:
+    """K in gamma_K: the longest dot product (an Euler sum) plus the forward and backward passes."""
+    fan_in_total = sum(w[0].numel() for w in weights.values())
+    return max(w.numel() for w in weights.values()) + 2 * fan_in_total + 2 * len(weights)
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum()
@@ -110,7 +115,7 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
                                                                          found.weights.items()}),
            fix="the norm-wise roundoff bound uses ||V_k||_2 <= ||V_k||_F = 1, which needs matrices")
     y = y.detach().to(x.dtype)
-    K = _tolerance_terms(found.weights) + x.shape[0] + 8  # + the sum over samples and the normalizations
+    K = _dot_product_terms(found.weights) + x.shape[0] + 8  # + the sum over samples and the normalizations
     result = flows(model, x, y, loss=loss, v_norm=v_norm, parametrization=parametrization)
     rho, e = result["rho"], result["e"]
     norms = x.reshape(x.shape[0], -1).norm(dim=1)
