@@ -42,3 +42,24 @@ def test_nothing_leaks_after_an_unreported_block_raises():
     with collecting_verdicts() as found:
         inner_check()
     assert [v.claim for v in found] == ["inner"]
+
+
+def test_a_recorder_pre_check_is_not_a_users_verdict():
+    import torch
+
+    import theorycheck as tc
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(4, 1, bias=False)).double()
+    X, y = torch.randn(8, 3, dtype=torch.float64), torch.ones(8, dtype=torch.float64)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with collecting_verdicts() as found:
+        recorder = tc.Recorder(model, optimizer, X, y)
+        for _ in range(3):
+            optimizer.zero_grad()
+            torch.nn.functional.softplus(-y * model(X).squeeze(1)).mean().backward()
+            optimizer.step()
+        recorder.close()
+        verdict = tc.check_layer_balance(recorder.trajectory)
+    assert [v.claim for v in found] == ["layer_balance"] and found[0] is verdict

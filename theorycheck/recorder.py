@@ -18,6 +18,7 @@ from torch import nn
 from .errors import expect
 from .models import declared_degrees, read_parameters
 from .tensors import as_batch, model_device_dtype
+from .verdict import unreported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +133,8 @@ class Recorder:
         if self.X is not None:
             from .claims.homogeneity import check_homogeneity
 
-            self._homogeneity = check_homogeneity(model, self.X, degrees=dict(self._degrees))
+            with unreported():  # a pre-check of the recording, not a verdict the user asked for
+                self._homogeneity = check_homogeneity(model, self.X, degrees=dict(self._degrees))
         self._order: list[str] = []
         self._producers: dict[int, tuple[str, Any]] = {}  # id(grad_fn) -> (weight name, grad_fn kept alive)
         self._links: dict[str, tuple[str | None, str]] = {}  # upper -> (lower or None, why not)

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import expect
 from ..registry import Claim, register
 from ..stability_cases import case_audit
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "double_descent"
 SOURCE = ("Belkin, Hsu & Xu, SIAM J. Math. Data Sci. 2020, Thm 1; Breiman & Freedman 1983; "
@@ -62,6 +62,7 @@ def conditional_risks(n: int, p: int, *, r2: float, sigma2: float, draws: int, s
     return out
 
 
+@reported
 def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha: float = 1e-3,
                          seed: int | None = None) -> Verdict:
     """``risks``: {p: per-draw risks} over a grid of p containing n - 1, n, n + 1. Checks (1) the mean at every

@@ -30,7 +30,7 @@ from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..registry import Claim, register
 from ..stability_cases import case_audit
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
 GN_SOURCE = "Gauss-Newton decomposition of the squared-loss Hessian; Poggio, Banburski & Liao, CBMM Memo 100 (2019)"
@@ -153,6 +153,7 @@ def _lambda_max(H: torch.Tensor) -> float:
     return float(_eigenvalues(H)[-1])
 
 
+@reported
 def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *,
                       activation="relu", alphas=(0.1, 10.0, 100.0), seed: int | None = None) -> Verdict:
     """Dinh et al.'s alpha-scale (a W1, W2 / a) of f(x) = W2 a(W1 x): f unchanged, the squared-loss Hessian
@@ -226,6 +227,7 @@ def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: to
         reason="; ".join(reasons))
 
 
+@reported
 def check_gauss_newton(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *,
                        activation="relu", seed: int | None = None) -> Verdict:
     """At an interpolating point of the squared loss, the Hessian equals J^T J entrywise (to the roundoff

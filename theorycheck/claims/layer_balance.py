@@ -23,7 +23,7 @@ from ..devices import dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..recorder import BalanceTrajectory, Recorder
 from ..registry import AuditCase, Claim, register
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "layer_balance"
 ASSUME_PLAIN = "updates are plain gradient steps (update = -lr * grad)"
@@ -105,6 +105,7 @@ _TOLERANCE_BASIS = ("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W
                     "eta^2 term, gamma_n on the endpoint norms; the eta^2 term is the exact discrete correction")
 
 
+@reported
 def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     """Check the exact discrete balance identity (layer-wise and per neuron) on a recorded run."""
     expect(isinstance(trajectory, BalanceTrajectory), expected="a BalanceTrajectory (Recorder(...).trajectory)",

@@ -30,7 +30,7 @@ from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..registry import Claim, register
 from ..stability_cases import case_audit
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "min_norm"
 SOURCE = ("Poggio, Liao & Banburski, Nat. Commun. 11:3371 (2020), intro; Yao, Rosasco & Caponnetto, "
@@ -112,6 +112,7 @@ def steps_needed(spec: Spectrum, lr: float, target: float) -> float:
     return math.ceil(math.log(target / start) / math.log(rate)) if 0 < rate < 1 else math.inf
 
 
+@reported
 def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, lr: float, w0=None,
                    limit_tol: float | None = None, seed: int | None = None) -> Verdict:
     """Check recorded GD iterates on 1/2 ||Xw - y||^2 against the exact spectral filter at every step.
@@ -224,6 +225,7 @@ def akt_constant() -> float:
     return -float(best.fun)
 
 
+@reported
 def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: float = 1.0, step: float | None = None,
                          seed: int | None = None) -> Verdict:
     """Estimation risk E||b - beta0||^2 (y = X beta0 + noise of variance sigma^2) of gradient flow on

@@ -36,7 +36,7 @@ from ..devices import dtype_of, gamma
 from ..errors import expect
 from ..registry import AuditCase, Claim, register
 from ..stability_constants import LossConstants
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 HRS = "Hardt, Recht & Singer, ICML 2016 (arXiv:1509.01240)"
 ASSUME_LIPSCHITZ = "f(.; z) L-Lipschitz with finite L"
@@ -253,6 +253,7 @@ def _pathwise_roundoff(delta, bound, tol, informative) -> dict:
                       f"growth recursion B_t <= tol_t at run {r}, step {t}; {_PATH_TOL}")
 
 
+@reported
 def check_sgd_stability_convex(run: CoupledRun, constants: LossConstants, *, confidence: float = 0.95) -> Verdict:
     """HRS Thm 3.8 on a coupled run: pathwise ||w_t - w'_t|| <= 2 L sum_{s <= t: i_s = i} alpha_s on every
     run, and sup_z E|f(w_T; z) - f(w'_T; z)| <= (2 L^2 / n) sum_t alpha_t (Monte Carlo, >= 30 runs)."""
@@ -269,6 +270,7 @@ def check_sgd_stability_convex(run: CoupledRun, constants: LossConstants, *, con
                       reasons=reasons)
 
 
+@reported
 def check_sgd_stability_strongly_convex(run: CoupledRun, constants: LossConstants, *,
                                         confidence: float = 0.95) -> Verdict:
     """HRS Thm 3.9 on a coupled run: contraction 1 - alpha_t gamma per step (alpha_t <= 2/(beta + gamma)),
@@ -293,6 +295,7 @@ def nonconvex_bound(L: float, beta: float, c: float, n: int, T: int) -> float:
     return (1 + 1 / q) / (n - 1) * (2 * c * L ** 2) ** (1 / (q + 1)) * T ** (q / (q + 1))
 
 
+@reported
 def check_sgd_stability_nonconvex(run: CoupledRun, constants: LossConstants, *, confidence: float = 0.95) -> Verdict:
     """HRS Thm 3.12 on a coupled run: f in [0, 1], L-Lipschitz, beta-smooth, alpha_t <= c/t non-increasing:
     sup_z E|f(w_T; z) - f(w'_T; z)| <= (1 + 1/(beta c))/(n - 1) (2 c L^2)^{1/(beta c + 1)} T^{beta c/(beta c + 1)};

@@ -30,7 +30,7 @@ from ..kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fi
 from ..registry import AuditCase, Claim, register
 from ..comparisons import comparison, headline
 from ..stability_cases import case_audit, generated_data
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 BE = "Bousquet & Elisseeff, JMLR 2 (2002) 499-526"
 MNPR = "Mukherjee, Niyogi, Poggio & Rifkin, Adv. Comput. Math. 25 (2006) 161-193"
@@ -60,6 +60,7 @@ def _sigma(B: float, kappa: float, lam: float) -> float:
     return 2 * B * (1 + kappa / math.sqrt(lam)) if lam > 0 else math.inf
 
 
+@reported
 def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel: str | Callable = "rbf",
                         bandwidth: float = 1.0, indices=None, replacement=None, X_test=None, y_test=None,
                         refit: Callable | None = None, seed: int | None = None) -> Verdict:
@@ -173,6 +174,7 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
         reason="; ".join(reasons))
 
 
+@reported
 def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel: str | Callable = "rbf",
                           bandwidth: float = 1.0, sizes=None, refit: Callable | None = None,
                           seed: int | None = None) -> Verdict:

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import expect
 from ..registry import Claim, register
 from ..stability_cases import case_audit
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "validation_bound"
 SOURCE = "Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468), validation-set bound"
@@ -56,6 +56,7 @@ def _critical_count(repeats: int, delta: float, alpha: float) -> int | None:
     return int(rejecting[0]) if rejecting.size else None
 
 
+@reported
 def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1.0, m: int | None = None,
                            loss_range=None, sided: str = "two", alpha: float = 1e-3, zero_one: bool | None = None,
                            seed: int | None = None) -> Verdict:

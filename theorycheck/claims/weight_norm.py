@@ -31,7 +31,7 @@ from ..models import read_parameters
 from ..registry import Claim, register
 from ..stability_cases import case_audit
 from ..tensors import as_batch
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "weight_norm"
 SOURCE = ("Salimans & Kingma, NeurIPS 2016, eqs. 3-4; Poggio, Banburski & Liao, Theory III (arXiv 1903.04991), "
@@ -96,6 +96,7 @@ def flows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str
     return {"rho": rho, "layers": layers, "e": e, "f_V": fV}
 
 
+@reported
 def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp",
                       v_norm: float = 1.0, parametrization: str = "weight_norm", seed: int | None = None) -> Verdict:
     """Check WN == Lagrange (u_k' = V_k', g_k' = rho_k') and V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) for every
