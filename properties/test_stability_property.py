@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
-from theorycheck.stability_cases import CHANGES, CONVEX_LOSSES, SGDCase, case_line
+from theorycheck.cases import case_line
+from theorycheck.stability_cases import CHANGES, CONVEX_LOSSES, SGDCase
 from theorycheck.claims.stability_kernel import KernelCase
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import InvalidArgument, expect
-from .registry import CLAIMS, AuditCase
+from .registry import CLAIMS, AuditCase, case_seed
 from .report import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results, write_reports
 from .report.records import check_writable_directory, now
 from .report.summary import group_key, reason_of
@@ -86,10 +86,6 @@ def interleave(cases: list[AuditCase]) -> list[AuditCase]:
         seen[case.name] += 1
         merged.append(case if seen[case.name] == 1 else dataclasses.replace(case, name=f"{case.name}#{seen[case.name]}"))
     return merged
-
-
-def case_seed(seed: int, *parts: str) -> int:
-    return zlib.crc32("/".join((str(seed), *parts)).encode())
 
 
 def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int) -> dict[str, Any]:

@@ -22,31 +22,8 @@ from typing import Any
 import torch
 
 from .errors import InvalidArgument, expect
+from .registry import BATTERY_CHECKS, register_battery_check  # noqa: F401  (re-exported: the battery's table)
 from .verdict import Verdict, require_holds
-
-BatteryCheck = Callable[..., Verdict]  # (model, X, y, *, seed) -> Verdict
-
-
-def _homogeneity(model, X, y, *, seed):
-    from .claims.homogeneity import check_homogeneity
-
-    return check_homogeneity(model, X, seed=seed)
-
-
-def _layer_balance(model, X, y, *, seed):
-    from .claims.layer_balance import check_layer_balance, recorded_run
-
-    return check_layer_balance(recorded_run(model, X, y, seed=seed), seed=seed)
-
-
-BATTERY_CHECKS: dict[str, BatteryCheck] = {"homogeneity": _homogeneity, "layer_balance": _layer_balance}
-
-
-def register_battery_check(claim: str, check: BatteryCheck) -> BatteryCheck:
-    """Let :func:`parametrize_with_claims` run ``claim``: ``check(model, X, y, *, seed) -> Verdict``."""
-    BATTERY_CHECKS[claim] = check
-    return check
-
 
 def _name(factory: Callable) -> str:
     name = getattr(getattr(factory, "func", factory), "__name__", type(factory).__name__)
@@ -147,8 +124,8 @@ def parametrize_with_claims(model_factory, *, claims: Iterable[str] | None = Non
     to the reason it is expected not to hold for this family (a strict xfail)."""
     import pytest
 
+    from .devices import device_marks
     from .errors import ClaimViolation
-    from .plugin import device_marks
 
     checks = claim_checks(model_factory, claims=claims, seeds=seeds, devices=devices, dtypes=dtypes, data=data)
     expected_failures = dict(expected_failures or {})

@@ -66,6 +66,16 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+def device_marks(device: str) -> list:
+    """pytest marks for a test on ``device``: ``cuda`` and a skip with its reason on a machine without a GPU."""
+    if not device.startswith("cuda"):
+        return []
+    import pytest
+
+    return [pytest.mark.cuda, pytest.mark.skipif(not cuda_available(),
+                                                 reason="CUDA requested but torch sees no GPU on this machine")]
+
+
 def parse_list(text: str, allowed: set[str], what: str) -> list[str]:
     """Parse ``"cpu,cuda"`` into a list, rejecting unknown names."""
     items = [item.strip() for item in text.split(",") if item.strip()]

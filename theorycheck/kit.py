@@ -24,14 +24,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .comparisons import comparison, headline
 from .errors import InvalidArgument
-from .registry import AuditCase, Claim, register
+from .registry import AuditCase, Claim, case_seed, register, register_battery_check
 from .verdict import Verdict, reported, require_holds
 
 __all__ = ["KITS", "Case", "ClaimKit", "case_seed", "comparison"]
@@ -43,11 +42,6 @@ class Case:
 
     run: Callable[[], Verdict]
     size: int = 0
-
-
-def case_seed(seed: int, claim: str, case: str) -> int:
-    """The one seed derivation of the project: a CRC32 of (audit seed, claim, case name)."""
-    return zlib.crc32(f"{seed}/{claim}/{case}".encode())
 
 
 CaseMaker = Callable[[np.random.Generator, str, str], Case]
@@ -132,8 +126,6 @@ class ClaimKit:
 
     def battery(self, check: Callable[..., Verdict]) -> Callable[..., Verdict]:
         """Register the battery adapter ``check(model, X, y, *, seed) -> Verdict`` for parametrize_with_claims."""
-        from .battery import register_battery_check
-
         return register_battery_check(self.id, check)
 
     def case(self, name: str, *, seed: int, device: str = "cpu", dtype: str = "float64") -> Verdict:

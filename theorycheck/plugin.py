@@ -122,7 +122,7 @@ def _user_chose_a_profile(config) -> bool:
 def pytest_generate_tests(metafunc):
     if "tc_device" not in metafunc.fixturenames:
         return
-    from .devices import DTYPES, parse_list
+    from .devices import DTYPES, device_marks, parse_list
 
     devices = parse_list(metafunc.config.getoption("--theorycheck-devices"), {"cpu", "cuda"}, "devices")
     dtypes = (parse_list(metafunc.config.getoption("--theorycheck-dtypes"), set(DTYPES), "dtypes")
@@ -134,16 +134,6 @@ def pytest_generate_tests(metafunc):
             params.append(pytest.param(*values, marks=device_marks(device), id="-".join(values)))
     names = "tc_device,tc_dtype" if dtypes != [None] else "tc_device"
     metafunc.parametrize(names, params)
-
-
-def device_marks(device: str) -> list:
-    """The ``cuda`` mark and a skip with its reason for a CUDA device on a machine without a GPU."""
-    if not device.startswith("cuda"):
-        return []
-    from .devices import cuda_available
-
-    return [pytest.mark.cuda, pytest.mark.skipif(not cuda_available(),
-                                                 reason="CUDA requested but torch sees no GPU on this machine")]
 
 
 def _collect_phase(item, when: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 
 
@@ -73,9 +74,25 @@ class _Registry(Mapping):
 CLAIMS: Mapping[str, Claim] = _Registry()
 
 
+BatteryCheck = Callable[..., object]  # (model, X, y, *, seed) -> Verdict
+BATTERY_CHECKS: dict[str, BatteryCheck] = {}  # claim id -> adapter, for theorycheck.parametrize_with_claims
+
+
+def register_battery_check(claim: str, check: BatteryCheck) -> BatteryCheck:
+    """Let :func:`theorycheck.parametrize_with_claims` run ``claim``: ``check(model, X, y, *, seed) -> Verdict``."""
+    BATTERY_CHECKS[claim] = check
+    return check
+
+
 def register(claim: Claim) -> Claim:
     """Add a claim to :data:`CLAIMS` (ids are unique)."""
     if claim.id in _CLAIMS and _CLAIMS[claim.id] is not claim:
         raise ValueError(f"claim id {claim.id!r} is registered twice")
     _CLAIMS[claim.id] = claim
     return claim
+
+
+def case_seed(seed: int, *parts) -> int:
+    """The one seed derivation of the project: a CRC32 of the audit seed and the case's names
+    (claim, case name, device, dtype, index ...), so distinct names give distinct streams."""
+    return zlib.crc32("/".join(map(str, (seed, *parts))).encode())

@@ -12,12 +12,13 @@ import torch
 from .devices import dtype_of
 
 from .models import NetworkSpec, build_network
-from .strategies import compose_spec
+from .registry import case_seed
+from .specs import compose_spec
 
 
 def case_rng(seed: int, claim: str, index: int) -> np.random.Generator:
     """An independent stream per (audit seed, claim, instance index)."""
-    return np.random.default_rng([seed, sum(map(ord, claim)), index])
+    return np.random.default_rng(case_seed(seed, claim, index))
 
 
 def random_spec(rng: np.random.Generator, *, breaks: str | None = None, **options) -> NetworkSpec:

@@ -1,61 +1,24 @@
 """Generated coupled-SGD instances for the audits and properties of the SGD stability claims
-(:class:`SGDCase`, :func:`random_case`, their negative controls), and the audit plumbing shared with
-the kernel stability claims (:func:`case_audit`, :func:`generated_data`, :func:`case_line`)."""
+(:class:`SGDCase`, :func:`random_case`, their negative controls); the checker is looked up in the
+registry, so this module does not import the claims."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from .claims.stability import (check_sgd_stability_convex, check_sgd_stability_nonconvex,
-                               check_sgd_stability_strongly_convex)
 from .coupled import CoupledRun, coupled_sgd
 from .devices import dtype_of
-from .registry import AuditCase
+from .cases import generated_data
+from .registry import CLAIMS
 from .stability_constants import (LINEAR_LOSSES, LossConstants, huber_loss, linear_closed_form, linear_loss_constants,
                                   logistic_loss, max_input_norm, sigmoid_loss, tanh_closed_form,
                                   tanh_network_constants)
 from .verdict import Verdict
-
-
-def case_line(case) -> str:
-    """``SGDCase(claim=..., <fields that differ from the defaults>)``: a line that rebuilds the case."""
-    fields = ", ".join(f"{f.name}={getattr(case, f.name)!r}" for f in dataclasses.fields(case)
-                       if getattr(case, f.name) != f.default or f.name == "claim")
-    return f"{type(case).__name__}({fields})"
-
-
-def generated_data(kind: str, n: int, d: int, seed: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """n points of :mod:`theorycheck.data`'s ``separable`` (margin 0.1), ``random`` (labels) or ``digits``."""
-    from . import data as datasets
-
-    made = {"separable": lambda: datasets.separable(n, d, margin=0.1, seed=seed, dtype=dtype),
-            "random": lambda: datasets.random_labels(n, d, seed=seed, dtype=dtype),
-            "digits": lambda: datasets.digits(n, seed=seed, dtype=dtype)}[kind]()
-    return made.X, made.y
-
-
-def case_audit(claim: str, controls: dict[str, str], make: Callable, *, n: int, seed: int, device: str,
-               dtype: str) -> Iterator[AuditCase]:
-    """n cases ``make(claim, rng, None)`` (expected: holds) and n controls ``make(claim, rng, control)``
-    cycling through ``controls`` (control -> expected status); each case has ``.verdict`` and a line."""
-    from .sampling import case_rng
-
-    names = list(controls)
-    for index in range(2 * n):
-        control = None if index < n else names[index % len(names)]
-        case = make(claim, case_rng(seed, claim, index), control)
-        yield AuditCase(
-            name=f"{'control-' + control if control else 'instance'}-{index}",
-            kind="control" if control else "instance",
-            expected=frozenset({controls[control]}) if control else frozenset({"holds"}),
-            reproduce=(f"from {type(case).__module__} import {type(case).__name__}; print({case_line(case)}"
-                       f".verdict(device={device!r}, dtype={dtype!r}).summary())"),
-            run=lambda case=case: case.verdict(device=device, dtype=dtype), size=case.n)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,13 +124,10 @@ class SGDCase:
         run = coupled_sgd(model, loss, X, y, index=0, replacement=new, steps=self.steps,
                           step_size=self.step_size(X_all, model), runs=self.runs, weight_decay=self.weight_decay,
                           radius=self.radius, seed=self.seed, device=device, dtype=dtype)
-        return CHECKERS[self.claim](run, self.constants(model, run))
+        return CLAIMS[self.claim].checker(run, self.constants(model, run))
 
 
 NETWORK_LOSSES = {"tanh": sigmoid_loss, "relu": sigmoid_loss, "tanh-logistic": logistic_loss}
-CHECKERS = {"sgd_stability_convex": check_sgd_stability_convex,
-            "sgd_stability_strongly_convex": check_sgd_stability_strongly_convex,
-            "sgd_stability_nonconvex": check_sgd_stability_nonconvex}
 
 
 def expansive_counterexample(*, device="cpu", dtype="float64", steps: int = 6) -> Verdict:

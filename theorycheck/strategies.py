@@ -14,13 +14,8 @@ from hypothesis import strategies as st
 from . import data as datasets
 from .devices import DTYPES, available_devices
 from .errors import InvalidArgument
-from .models import FAMILIES, HOMOGENEOUS_ACTIVATIONS, POOLINGS, NetworkSpec, build_network
-
-MAX_DEPTH = 4  # hidden layers
-MAX_WIDTH = 12
-MAX_CHANNELS = 4
-BREAKS = ("bias", "residual", "batchnorm", "tanh", "gelu")  # ways to break homogeneity
-
+from .models import NetworkSpec, build_network
+from .specs import BREAKS, compose_spec  # noqa: F401  (BREAKS: the ways a strategy can break homogeneity)
 
 def _strategy(value, name: str, kind) -> st.SearchStrategy:
     """Accept a strategy or a plain value (checked against ``kind``) for an option."""
@@ -30,39 +25,6 @@ def _strategy(value, name: str, kind) -> st.SearchStrategy:
         raise InvalidArgument(f"expected {name} as {kind} or a strategy, but got {name}={value!r}. "
                               f"Fix: pass a value or a hypothesis strategy.")
     return st.just(value)
-
-
-def compose_spec(choose_int, choose_one, *, family=None, depth=None, width=None, activation=None,
-                 pooling=None, in_dim=None, breaks=None) -> NetworkSpec:
-    """Build a NetworkSpec from two choosers, shared by Hypothesis strategies and seeded audits.
-
-    ``choose_int(lo, hi, given)`` and ``choose_one(options, given)`` return ``given`` when the caller
-    fixed that option (a value, or for Hypothesis a strategy), else a choice from the default range.
-    """
-    family = choose_one(FAMILIES, family)
-    n_hidden = choose_int(0, MAX_DEPTH, depth)
-    activation = choose_one(HOMOGENEOUS_ACTIVATIONS, activation)
-    broken = None if breaks is None else choose_one(BREAKS, breaks)
-    if broken is not None and broken not in BREAKS:
-        raise InvalidArgument(f"expected breaks in {BREAKS}, but got breaks={broken!r}. Fix: choose one of them.")
-    if broken in ("tanh", "gelu"):
-        activation, family = broken, choose_one(("mlp", "cnn"), None)
-    if broken is not None:
-        n_hidden = max(n_hidden, 1)
-    power = choose_one((2.0, 3.0), None) if activation == "relu_p" else 2.0
-    if family == "cnn":
-        widths = tuple(choose_int(1, MAX_CHANNELS, None) for _ in range(min(max(n_hidden, 1), 2)))
-        size = choose_int(3, 6, None)
-        in_shape = (choose_int(1, 3, None), size, size)
-        pooling = choose_one(POOLINGS, pooling)
-    else:
-        widths = tuple(choose_int(1, MAX_WIDTH, width) for _ in range(n_hidden))
-        in_shape, pooling = (choose_int(1, 6, in_dim),), "none"
-    if broken == "residual":  # a skip needs equal input and output shapes
-        widths = (in_shape[0],) * len(widths)
-    return NetworkSpec(family=family, in_shape=in_shape, widths=widths, activation=activation, power=power,
-                       pooling=pooling, bias=broken == "bias", residual=broken == "residual",
-                       batchnorm=broken == "batchnorm")
 
 
 @st.composite

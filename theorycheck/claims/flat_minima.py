@@ -29,7 +29,7 @@ from torch.func import hessian, jacrev
 from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..registry import Claim, register
-from ..stability_cases import case_audit
+from ..cases import case_audit
 from ..verdict import Verdict, reported, require_holds
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"

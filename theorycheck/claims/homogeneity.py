@@ -19,7 +19,7 @@ from torch.func import functional_call
 from ..devices import dtype_name, unit_roundoff
 from ..euler import euler_sums
 from ..models import build_network, declared_degrees, read_parameters
-from ..registry import AuditCase, Claim, register
+from ..registry import AuditCase, Claim, register, register_battery_check
 from ..tensors import as_batch
 from ..verdict import Verdict, reported, require_holds
 
@@ -296,7 +296,7 @@ def assert_homogeneity(model, x, **kwargs) -> Verdict:
 def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
     """n random homogeneous networks (expected: holds) and n broken ones (cycling through the breaks)."""
     from ..sampling import case_rng, network_and_batch, random_spec, reproduce_line
-    from ..strategies import BREAKS
+    from ..specs import BREAKS
 
     expected_for = {"residual": frozenset({"violated"})}
     for index in range(2 * n):
@@ -330,3 +330,11 @@ CLAIM = register(Claim(
     tolerance="per check, on a float64 copy: Euler gamma_K, scalings 2 gamma_K' + (d+2)u, relative to "
               "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|); the model's own pass within gamma_K'(u) of the same",
 ))
+
+
+def battery_check(model, X, y, *, seed):
+    """The battery adapter: homogeneity of the family's model on the drawn inputs."""
+    return check_homogeneity(model, X, seed=seed)
+
+
+register_battery_check(CLAIM_ID, battery_check)

@@ -22,7 +22,7 @@ from ..comparisons import comparison, headline
 from ..devices import dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..recorder import BalanceTrajectory, Recorder
-from ..registry import AuditCase, Claim, register
+from ..registry import AuditCase, Claim, register, register_battery_check
 from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "layer_balance"
@@ -349,3 +349,11 @@ register(Claim(
     tolerance="roundoff of the rounded updates, the gradient's Euler sums and the eta^2 term, accumulated per step",
     audit_cases=audit_cases,
 ))
+
+
+def battery_check(model, X, y, *, seed):
+    """The battery adapter: layer balance along a recorded plain-SGD run of the family's model."""
+    return check_layer_balance(recorded_run(model, X, y, seed=seed), seed=seed)
+
+
+register_battery_check(CLAIM_ID, battery_check)

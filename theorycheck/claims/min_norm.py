@@ -29,7 +29,7 @@ import torch
 from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..registry import Claim, register
-from ..stability_cases import case_audit
+from ..cases import case_audit
 from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "min_norm"

@@ -30,13 +30,16 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import stats
 
+from ..cases import case_audit
 from ..comparisons import comparison, headline
 from ..coupled import CoupledRun
 from ..devices import dtype_of, gamma
 from ..errors import expect
 from ..registry import AuditCase, Claim, register
+from ..stability_cases import CONTROLS, random_case
 from ..stability_constants import LossConstants
 from ..verdict import Verdict, reported, require_holds
+
 
 HRS = "Hardt, Recht & Singer, ICML 2016 (arXiv:1509.01240)"
 ASSUME_LIPSCHITZ = "f(.; z) L-Lipschitz with finite L"
@@ -341,8 +344,6 @@ def assert_sgd_stability_nonconvex(run, constants, **kwargs) -> Verdict:
 def _audit(claim: str):
     def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
         """n random instances (expected: holds) and n controls cycling through the claim's breaks."""
-        from ..stability_cases import CONTROLS, case_audit, random_case  # that module imports the checkers here
-
         return case_audit(claim, CONTROLS[claim], random_case, n=n, seed=seed, device=device, dtype=dtype)
     return audit_cases
 

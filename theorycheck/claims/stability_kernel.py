@@ -29,7 +29,7 @@ from ..errors import expect
 from ..kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
 from ..registry import AuditCase, Claim, register
 from ..comparisons import comparison, headline
-from ..stability_cases import case_audit, generated_data
+from ..cases import case_audit, generated_data
 from ..verdict import Verdict, reported, require_holds
 
 BE = "Bousquet & Elisseeff, JMLR 2 (2002) 499-526"

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import expect
 from ..registry import Claim, register
-from ..stability_cases import case_audit
+from ..cases import case_audit
 from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "validation_bound"

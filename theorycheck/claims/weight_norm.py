@@ -29,7 +29,7 @@ from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..models import read_parameters
 from ..registry import Claim, register
-from ..stability_cases import case_audit
+from ..cases import case_audit
 from ..tensors import as_batch
 from ..verdict import Verdict, reported, require_holds
 
