@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import minimize
+from scipy.optimize import linprog, minimize
 
 import theorycheck as tc
 from theorycheck.claims.kkt import ASSUME_SEPARATED, kkt_point, linear_weights
@@ -14,7 +14,7 @@ from theorycheck.claims.margin import ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, F
 from theorycheck.data import separable, with_contradiction
 from theorycheck.dynamics import FlatNetwork
 from theorycheck.models import NetworkSpec
-from theorycheck.svm import angle, hard_margin_svm
+from theorycheck.svm import angle, feasibility_tolerance, hard_margin_svm
 
 LINEAR = NetworkSpec(family="linear", in_shape=(4,), widths=())
 DEEP = NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu")
@@ -41,11 +41,51 @@ def test_svm_matches_a_qp_solver(seed):
     assert angle(svm.w, qp.x) < 1e-7 and (y * (X @ svm.w)).min() == pytest.approx(1.0, abs=1e-12)
     assert np.allclose(svm.w, (svm.alpha * y) @ X, atol=1e-12) and (svm.alpha >= 0).all()
     assert set(svm.support) <= set(svm.active) and svm.margin == pytest.approx(1 / np.linalg.norm(svm.w))
+    _assert_feasible(svm, X, y)
+
+
+def _lp_feasible(X, y) -> bool:
+    """Independent oracle: is {w: y_n <w, x_n> >= 1} non-empty (scipy's HiGHS LP, zero objective)?"""
+    G = y[:, None] * X
+    lp = linprog(np.zeros(X.shape[1]), A_ub=-G / np.abs(G).max(), b_ub=-np.ones(len(y)) / np.abs(G).max(),
+                 bounds=[(None, None)] * X.shape[1], method="highs")
+    assert lp.status in (0, 2), lp.message
+    return lp.status == 0
+
+
+def _assert_feasible(svm, X, y):
+    G = y[:, None] * X
+    assert (G @ svm.w >= 1 - feasibility_tolerance(G, svm.w)).all() and svm.worst_violation <= 1
 
 
 def test_svm_reports_inseparable_data():
     data = with_contradiction(separable(8, 3, seed=1))
-    assert not hard_margin_svm(data.X.numpy(), data.y.numpy()).separable
+    X, y = data.X.numpy(), data.y.numpy()
+    svm = hard_margin_svm(X, y)
+    assert not svm.separable and math.isnan(svm.margin) and not _lp_feasible(X, y)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_contradictory_labels_are_never_separable(seed):
+    """The same x with both labels: no w has y <w, x> >= 1 for both; the LP oracle agrees."""
+    data = separable(10, 3, margin=0.2, seed=seed)
+    X, y = data.X.numpy(), data.y.numpy()
+    X, y = np.vstack([X, X[:1]]), np.concatenate([y, -y[:1]])
+    assert not _lp_feasible(X, y)
+    assert not hard_margin_svm(X, y).separable
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e-7, 1e-3, 1.0, 1e6, 1e12])
+def test_svm_is_scale_free(scale):
+    """X * s has the SVM w / s: same separability, ||w|| to roundoff (relative gamma_{N+d} x cond), verified w."""
+    data = separable(12, 4, margin=0.1, seed=2)
+    X, y = data.X.numpy(), data.y.numpy()
+    reference = hard_margin_svm(X, y)
+    scaled = hard_margin_svm(X * scale, y)
+    assert scaled.separable and _lp_feasible(X * scale, y)
+    _assert_feasible(scaled, X * scale, y)
+    assert np.linalg.norm(scaled.w) * scale == pytest.approx(np.linalg.norm(reference.w), rel=1e-9)
+    assert angle(scaled.w, reference.w) < 1e-9 and scaled.support == reference.support
 
 
 def test_angle_is_accurate_for_tiny_angles():
