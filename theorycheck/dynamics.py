@@ -403,6 +403,7 @@ class Trajectory:
     device: str = "cpu"
     dtype: str = "float64"
     seed: int | None = None
+    homogeneity_checks: tuple = ()  # ({"log_loss", "status"} of check_homogeneity on X at each snapshot)
 
     def __len__(self) -> int:
         return len(self.records["log_loss"])
@@ -426,6 +427,7 @@ class Trajectory:
         values["snapshots"] = tuple(Snapshot(int(s["record"]), float(s["log_loss"]), np.asarray(s["theta"]))
                                     for s in data["snapshots"])
         values["layer_names"] = tuple(data["layer_names"])
+        values["homogeneity_checks"] = tuple(dict(c) for c in data.get("homogeneity_checks", ()))
         for name in ("lr", "loss_at_zero", "degree", "rtol", "log_loss_target", "weight_decay", "seconds"):
             if isinstance(values.get(name), str):
                 values[name] = float(values[name])
@@ -685,7 +687,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     above l(0) at t = 1e10 (stalled short of separation), or no admissible step.
     ``degree``: the homogeneity degree L of f in theta (default: the sum of the model's declared
     per-layer degrees, ``model.homogeneity_degrees``, else 1 per weight layer); homogeneity is checked
-    with :func:`theorycheck.check_homogeneity` on X. The model's parameters are left at the final
+    with :func:`theorycheck.check_homogeneity` on all of X at the start, at every snapshot and at the end
+    (``homogeneity_checks``); ``homogeneous`` means all of them held. The model's parameters are left at the final
     state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
     """
     from .claims.homogeneity import check_homogeneity
@@ -710,7 +713,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     expect(out.numel() == len(X[:2]), expected="a model with one output per sample (binary classifier, labels +-1)",
            received=f"{out.numel() // len(X[:2])} outputs per sample", fix="use a final layer with out_features=1")
     found = read_parameters(model)
-    homogeneity = check_homogeneity(model, X[:64])
+    homogeneity = check_homogeneity(model, X)
     layer_sum = float(sum(declared_degrees(model, list(found.weights)))) if found.weights else 1.0
     degree = layer_sum if degree is None else float(degree)
     expect(degree > 0 and math.isfinite(degree), expected="a positive homogeneity degree", received=repr(degree),
@@ -739,6 +742,12 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
             target=log_loss_target, batch_size=batch_size if method == "sgd" else None, seed=seed)
         integrator = ("gradient descent; error vs the flow: Euler-Heun estimate" if method == "gd"
                       else "stochastic gradient descent (no flow error estimate)")
+    checks = _homogeneity_along(model, net, X, log.snapshots, final) if homogeneous else ()
+    failed = [c for c in checks if c["status"] != "holds"]
+    if failed:
+        homogeneous = False
+        homogeneity_reason = (f"homogeneous at the start but not along the run: {len(failed)} of {len(checks)} "
+                              f"checked states (first at log L = {failed[0]['log_loss']:.4g}): {failed[0]['summary']}")
     net.write(final.theta)
     return Trajectory(
         method=method, loss=loss_fn.name, lr=None if method == "flow" else float(lr),
@@ -749,4 +758,21 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
         layer_names=tuple(net.names), records=log.columns(), snapshots=tuple(log.snapshots), stop_reason=reason,
         integrator=integrator, rtol=rtol if method == "flow" else None, log_loss_target=float(log_loss_target),
         steps=n_steps, rejected=rejected, evaluations=evaluations, seconds=time.perf_counter() - started,
-        device=str(X.device), dtype=dtype_name(dtype), seed=seed)
+        device=str(X.device), dtype=dtype_name(dtype), seed=seed,
+        homogeneity_checks=tuple({k: c[k] for k in ("log_loss", "status")} for c in checks))
+
+
+def _homogeneity_along(model: nn.Module, net: FlatNetwork, X: torch.Tensor, snapshots, final: _State) -> list[dict]:
+    """check_homogeneity on all of X at every snapshot and at the final state (the model is left at the final
+    state by the caller): a network homogeneous only in a region (ReLU6, Hardtanh) can leave it as ||theta|| grows."""
+    from .claims.homogeneity import check_homogeneity
+
+    states = [(s.log_loss, torch.as_tensor(s.theta, dtype=X.dtype, device=X.device)) for s in snapshots]
+    if not snapshots:
+        states.append((final.log_loss, final.theta))
+    checks = []
+    for log_loss, theta in states:
+        net.write(theta)
+        verdict = check_homogeneity(model, X)
+        checks.append({"log_loss": float(log_loss), "status": verdict.status, "summary": verdict.summary()})
+    return checks
