@@ -34,17 +34,20 @@ class HardMarginSVM:
     margin: float
     separable: bool
     worst_violation: float = float("nan")
+    tolerance: np.ndarray | None = None  # per-constraint roundoff allowed in y_n <w, x_n> >= 1 (feasibility_tolerance)
 
 
-def feasibility_tolerance(G: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Per-constraint roundoff allowed in y_n <w, x_n> >= 1: gamma_{N+d+1} ||g_n|| sqrt(||w||^2 + 1).
+def feasibility_tolerance(G: np.ndarray, w: np.ndarray, conditioning: float = 0.0) -> np.ndarray:
+    """Per-constraint roundoff allowed in y_n <w, x_n> >= 1, in the units of G = diag(y) X / max ||g_n||:
+    2 gamma_{N+d+1} ||g_n|| (sqrt(||w||^2 + 1) + conditioning).
 
     The NNLS's dual feasibility E^T (E u - f) >= 0 gives g_n . w >= 1 exactly (Lawson & Hanson, Thm 23.4);
-    computed, each entry of E^T r carries a dot-product error gamma_{N+d+1} ||g_n|| ||r|| with
-    ||r|| = |r_d| sqrt(||w||^2 + 1), divided by |r_d|, plus the evaluation of g_n . w itself (smaller)."""
+    computed, each entry of E^T r carries a dot-product error gamma ||g_n|| ||r|| with ||r|| = |r_d|
+    sqrt(||w||^2 + 1), divided by |r_d|; ``conditioning`` = cond(E_S) ||E_S|| ||u|| (1 + ||w||) / |r_d| adds the
+    error of the final least-squares solve on the active columns E_S (relative error gamma cond(E_S))."""
     N, d = G.shape
     nu = (N + d + 1) * np.finfo(np.float64).eps / 2
-    return 2 * nu / (1 - nu) * np.linalg.norm(G, axis=1) * np.sqrt(float(w @ w) + 1.0)
+    return 2 * nu / (1 - nu) * np.linalg.norm(G, axis=1) * (np.sqrt(float(w @ w) + 1.0) + conditioning)
 
 
 def hard_margin_svm(X, y) -> HardMarginSVM:
@@ -52,8 +55,9 @@ def hard_margin_svm(X, y) -> HardMarginSVM:
 
     Scale-free: the problem is solved for X / s (s = the largest row norm) and w scaled back by 1/s, so
     separability and ||w|| do not depend on the units of X. Every w is checked against all N constraints
-    (within :func:`feasibility_tolerance`) before it is returned; one that fails (contradictory labels,
-    margins below the resolution of float64 relative to s) is reported as not separable."""
+    (within :func:`feasibility_tolerance`) before it is returned; one that fails, or whose tolerance reaches 1
+    (contradictory labels, margins below the resolution of float64 relative to s), is reported as not
+    separable."""
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     expect(len(X) == len(y) and len(y) >= 1, expected="X of shape (N, d) and N labels",
@@ -74,14 +78,20 @@ def hard_margin_svm(X, y) -> HardMarginSVM:
     r = E @ u - f
     if abs(r[-1]) <= np.finfo(np.float64).eps * max(1.0, float(u.sum())):
         return inseparable
-    w = -r[:-1] / r[-1] / scale
-    worst = float(np.max((1.0 - G @ w) / feasibility_tolerance(G, w)))
-    if not worst <= 1:
+    w_scaled = -r[:-1] / r[-1]
+    active = E[:, u > 0]
+    conditioning = (float(np.linalg.cond(active)) * float(np.linalg.norm(active, 2)) * float(np.linalg.norm(u))
+                    * (1 + float(np.linalg.norm(w_scaled))) / abs(float(r[-1]))) if active.size else 0.0
+    tolerance = feasibility_tolerance(G / scale, w_scaled, conditioning)
+    worst = float(np.max((1.0 - (G / scale) @ w_scaled) / tolerance))
+    # a tolerance of 1 or more cannot tell y <w, x> >= 1 from <= 0: the margin is below float64's resolution
+    if not (worst <= 1 and float(tolerance.max()) < 1):
         return dataclasses.replace(inseparable, worst_violation=worst)
+    w = w_scaled / scale
     alpha = u / (1.0 - u.sum()) / scale**2
-    active = np.flatnonzero(G @ w <= 1 + np.sqrt(np.finfo(np.float64).eps))
-    return HardMarginSVM(w, alpha, tuple(int(i) for i in np.flatnonzero(alpha > 0)), tuple(int(i) for i in active),
-                         float(1 / np.linalg.norm(w)), separable=True, worst_violation=worst)
+    on_margin = np.flatnonzero(G @ w <= 1 + np.sqrt(np.finfo(np.float64).eps))
+    return HardMarginSVM(w, alpha, tuple(int(i) for i in np.flatnonzero(alpha > 0)), tuple(int(i) for i in on_margin),
+                         float(1 / np.linalg.norm(w)), separable=True, worst_violation=worst, tolerance=tolerance)
 
 
 def angle(a, b) -> float:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from scipy.optimize import lsq_linear
+from scipy.optimize import lsq_linear, nnls
 
 from ..devices import dtype_name, gamma
 from ..dynamics import DEFAULT_RTOL, FlatNetwork, Trajectory, as_labels, twice_differentiable
@@ -130,7 +130,12 @@ def kkt_point(net: FlatNetwork, theta: torch.Tensor, degree: float, *, radius: f
         upper[loose] = limit * norm2 / (L * slack[owner][loose]) / len(blocks)
         system = np.vstack([G, np.diag(weight * slack[owner])])
         rhs = np.concatenate([target, np.zeros(len(owner))])
-        solution = lsq_linear(system, rhs, bounds=(np.zeros(len(owner)), upper), method="bvls").x
+        # the NNLS optimum is the bounded one whenever it meets the upper bounds (a subset of the feasible set
+        # containing it); bounded-variable least squares only when it does not
+        solution, _ = nnls(system, rhs, maxiter=50 * system.shape[1])
+        if not (solution <= upper).all():
+            solution = np.clip(lsq_linear(system, rhs, bounds=(np.zeros(len(owner)), upper), method="bvls").x,
+                               0.0, upper)  # BVLS can leave its bounds by roundoff
     else:
         solution = np.zeros(len(owner))
         solution[:N] = np.asarray(multipliers, dtype=np.float64).reshape(-1)
@@ -272,9 +277,10 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
                            f"{now['margins'][worst] / now['q_min']:.4g} x q_min but lambda {now['multipliers'][worst]:.3g}")
     elif trajectory is not None:
         history = []
-        for snap in snaps:
-            point = kkt_point(net, torch.as_tensor(snap.theta, dtype=X.dtype, device=X.device), L, radius=radius,
-                              seed=seed or 0)
+        current = theta.detach().double().cpu().numpy()
+        for snap in snaps:  # the final snapshot is usually the model's state, already measured
+            point = now if np.array_equal(snap.theta, current) else kkt_point(
+                net, torch.as_tensor(snap.theta, dtype=X.dtype, device=X.device), L, radius=radius, seed=seed or 0)
             if point["q_min"] > 0:
                 history.append((snap, point))
         eps_series = [p["eps"] for _, p in history]
