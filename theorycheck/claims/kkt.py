@@ -130,10 +130,12 @@ def kkt_point(net: FlatNetwork, theta: torch.Tensor, degree: float, *, radius: f
         upper[loose] = limit * norm2 / (L * slack[owner][loose]) / len(blocks)
         system = np.vstack([G, np.diag(weight * slack[owner])])
         rhs = np.concatenate([target, np.zeros(len(owner))])
-        # the NNLS optimum is the bounded one whenever it meets the upper bounds (a subset of the feasible set
-        # containing it); bounded-variable least squares only when it does not
+        # the NNLS optimum is the bounded one whenever its per-sample multipliers meet delta <= limit (a subset
+        # of the feasible set containing it); else bounded-variable least squares, each of a sample's columns
+        # held to its share of the bound
         solution, _ = nnls(system, rhs, maxiter=50 * system.shape[1])
-        if not (solution <= upper).all():
+        summed = np.bincount(owner, weights=solution, minlength=N)
+        if not (summed * np.maximum(slack, 0.0) * L / norm2 <= limit).all():
             solution = np.clip(lsq_linear(system, rhs, bounds=(np.zeros(len(owner)), upper), method="bvls").x,
                                0.0, upper)  # BVLS can leave its bounds by roundoff
     else:
