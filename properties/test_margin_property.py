@@ -2,6 +2,8 @@
 leaky ReLU, ReLU^p) and separable data, gradient flow on the exp or logistic loss never lowers the smoothed
 margin after the summed loss falls below l(0); a run that never separates is reported as saying nothing."""
 
+import copy
+import functools
 import math
 
 from hypothesis import given
@@ -26,10 +28,18 @@ def flow_instances(draw, **fields):
                         log_loss_target=math.log(1e-30), **fields)
 
 
-def flow(instance, device, dtype, steps=STEPS):
+@functools.lru_cache(maxsize=256)
+def _cached_flow(instance, device, dtype, steps):
     model, X, y = instance.build(device, dtype)
     kwargs = instance.train_kwargs()
     return model, X, y, tc.train(model, X, y, **{**kwargs, "steps": min(kwargs["steps"], steps)})
+
+
+def flow(instance, device, dtype, steps=STEPS):
+    """(model at the end of the run, X, y, Trajectory), one run per instance (shrinking and replays reuse it);
+    the model is a copy."""
+    model, X, y, trajectory = _cached_flow(instance, device, dtype, steps)
+    return copy.deepcopy(model), X, y, trajectory
 
 
 @given(instance=flow_instances())

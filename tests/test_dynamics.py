@@ -231,3 +231,44 @@ def test_multi_output_model_is_bad_input():
 
 def test_power_relu_modules_are_read():
     assert PowerReLU(3.0).p == 3.0  # the smoothness rule reads p from the module
+
+
+# --- the margin Jacobian --------------------------------------------------------------------------
+
+class _RowCentered(nn.Module):
+    """Couples the samples (each row is centred on the batch mean): per-sample gradients do not apply."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 1, bias=False)
+
+    def forward(self, x):
+        return self.a(x - x.mean(0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: build_network(LINEAR), lambda: build_network(LEAKY), lambda: build_network(SMOOTH),
+    lambda: nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1)),
+    lambda: nn.Sequential(nn.Unflatten(1, (1, 3)), nn.Conv1d(1, 2, 2, bias=False), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4, 1, bias=False)),
+    lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 1, bias=False)),
+    lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4, affine=False), nn.ReLU(),
+                          nn.Linear(4, 1, bias=False)),
+    lambda: _RowCentered(),
+], ids=["linear", "leaky-mlp", "relu3-mlp", "biased-mlp", "conv", "batchnorm-train", "batchnorm-plain", "row-coupled"])
+def test_per_sample_margin_jacobian_matches_the_batched_backward_passes(make):
+    """Both paths evaluate the same products; their difference is within 2 gamma_K |dq/dtheta|(|theta|, |x|)
+    (Higham's forward error of each, on the absolute network). Coupled samples fall back to the batched path."""
+    torch.manual_seed(0)
+    model = make().double()
+    X, y = torch.randn(12, 3, dtype=torch.float64), torch.randn(12, dtype=torch.float64).sign()
+    net = FlatNetwork(model, X, y)
+    theta = net.flatten()
+    q, A = net.margin_jacobian(theta)
+    q_old, A_old = net.batched_margin_jacobian(theta)
+    scale = FlatNetwork(model, X.abs(), y.abs()).batched_margin_jacobian(theta.abs())[1].abs()
+    allowed = 2 * tc.devices.gamma(net.dot_product_terms(), torch.float64) * scale
+    assert A.shape == (12, theta.numel()) and bool(((A - A_old).abs() <= allowed).all())
+    assert torch.equal(q, q_old.detach()) or bool(((q - q_old).abs() <= 1e-15 * q_old.abs().max()).all())
+    coupled = isinstance(model, _RowCentered) or any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+    assert net._per_sample is (not coupled)

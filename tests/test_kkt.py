@@ -1,12 +1,14 @@
 """Unit tests and negative controls for the kkt claim (Lyu & Li 2020 Thm 4.4; Soudry et al. 2018) and the SVM oracle."""
 
+import copy
 import dataclasses
+import functools
 import math
 
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import minimize
+from scipy.optimize import linprog, minimize
 
 import theorycheck as tc
 from theorycheck.claims.kkt import ASSUME_SEPARATED, kkt_point, linear_weights
@@ -14,18 +16,25 @@ from theorycheck.claims.margin import ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, F
 from theorycheck.data import separable, with_contradiction
 from theorycheck.dynamics import FlatNetwork
 from theorycheck.models import NetworkSpec
-from theorycheck.svm import angle, hard_margin_svm
+from theorycheck.svm import angle, feasibility_tolerance, hard_margin_svm
 
 LINEAR = NetworkSpec(family="linear", in_shape=(4,), widths=())
 DEEP = NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu")
 SMOOTH = NetworkSpec(in_shape=(3,), widths=(4,), activation="relu_p", power=3.0)
 
 
-def _trained(spec, device="cpu", dtype="float64", *, control=None, target=math.log(1e-30), seed=5, n=10, **train):
+@functools.lru_cache(maxsize=None)
+def _run(spec, device, dtype, control, target, seed, n):
     instance = FlowInstance(spec=spec, seed=seed, n=n, control=control, log_loss_target=target)
     model, X, y = instance.build(device, dtype)
-    trajectory = tc.train(model, X, y, **{**instance.train_kwargs(), **train})
+    trajectory = tc.train(model, X, y, **instance.train_kwargs())
     return model, X, y, trajectory
+
+
+def _trained(spec, device="cpu", dtype="float64", *, control=None, target=math.log(1e-30), seed=5, n=10):
+    """(model at the end of the run, X, y, Trajectory): one run per setting shared by the tests (a copy of the model)."""
+    model, X, y, trajectory = _run(spec, device, dtype, control, target, seed, n)
+    return copy.deepcopy(model), X, y, trajectory
 
 
 # --- the SVM oracle -------------------------------------------------------------------------------
@@ -41,11 +50,51 @@ def test_svm_matches_a_qp_solver(seed):
     assert angle(svm.w, qp.x) < 1e-7 and (y * (X @ svm.w)).min() == pytest.approx(1.0, abs=1e-12)
     assert np.allclose(svm.w, (svm.alpha * y) @ X, atol=1e-12) and (svm.alpha >= 0).all()
     assert set(svm.support) <= set(svm.active) and svm.margin == pytest.approx(1 / np.linalg.norm(svm.w))
+    _assert_feasible(svm, X, y)
+
+
+def _lp_feasible(X, y) -> bool:
+    """Independent oracle: is {w: y_n <w, x_n> >= 1} non-empty (scipy's HiGHS LP, zero objective)?"""
+    G = y[:, None] * X
+    lp = linprog(np.zeros(X.shape[1]), A_ub=-G / np.abs(G).max(), b_ub=-np.ones(len(y)) / np.abs(G).max(),
+                 bounds=[(None, None)] * X.shape[1], method="highs")
+    assert lp.status in (0, 2), lp.message
+    return lp.status == 0
+
+
+def _assert_feasible(svm, X, y):
+    G = y[:, None] * X
+    assert (G @ svm.w >= 1 - svm.tolerance).all() and svm.worst_violation <= 1
 
 
 def test_svm_reports_inseparable_data():
     data = with_contradiction(separable(8, 3, seed=1))
-    assert not hard_margin_svm(data.X.numpy(), data.y.numpy()).separable
+    X, y = data.X.numpy(), data.y.numpy()
+    svm = hard_margin_svm(X, y)
+    assert not svm.separable and math.isnan(svm.margin) and not _lp_feasible(X, y)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_contradictory_labels_are_never_separable(seed):
+    """The same x with both labels: no w has y <w, x> >= 1 for both; the LP oracle agrees."""
+    data = separable(10, 3, margin=0.2, seed=seed)
+    X, y = data.X.numpy(), data.y.numpy()
+    X, y = np.vstack([X, X[:1]]), np.concatenate([y, -y[:1]])
+    assert not _lp_feasible(X, y)
+    assert not hard_margin_svm(X, y).separable
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e-7, 1e-3, 1.0, 1e6, 1e12])
+def test_svm_is_scale_free(scale):
+    """X * s has the SVM w / s: same separability, ||w|| to roundoff (relative gamma_{N+d} x cond), verified w."""
+    data = separable(12, 4, margin=0.1, seed=2)
+    X, y = data.X.numpy(), data.y.numpy()
+    reference = hard_margin_svm(X, y)
+    scaled = hard_margin_svm(X * scale, y)
+    assert scaled.separable and _lp_feasible(X * scale, y)
+    _assert_feasible(scaled, X * scale, y)
+    assert np.linalg.norm(scaled.w) * scale == pytest.approx(np.linalg.norm(reference.w), rel=1e-9)
+    assert angle(scaled.w, reference.w) < 1e-9 and scaled.support == reference.support
 
 
 def test_angle_is_accurate_for_tiny_angles():
@@ -150,13 +199,19 @@ def test_reversed_residuals_are_not_a_decreasing_trend():
 
 # --- single states and input checks -----------------------------------------------------------------
 
-def test_single_state_is_judged_only_when_long_enough():
+def test_a_single_flow_state_is_not_an_exact_kkt_point():
+    """A single state at finite loss is an (eps, delta)-KKT point with eps > 0 that Lyu & Li bound only along the
+    run: inconclusive, never holds (this state's eps is ~0.1); its run decides. Delta is within 1/(e q_min)."""
     model, X, y, _ = _trained(SMOOTH, target=-5.0)
     assert tc.check_kkt(model, X, y).status == "inconclusive"
-    model, X, y, _ = _trained(SMOOTH, target=-300.0)
+    model, X, y, trajectory = _trained(SMOOTH, target=-300.0)
     verdict = tc.check_kkt(model, X, y)
-    assert verdict.status == "holds", verdict.summary()
+    assert verdict.status == "inconclusive" and "pass trajectory" in verdict.reason, verdict.summary()
+    assert verdict.details["eps"] > 1e3 * verdict.details["eps_roundoff"]
+    assert verdict.details["delta"] <= verdict.details["delta_limit"] == pytest.approx(1 / (math.e * verdict.details["q_min"]))
+    assert verdict.details["delta_flow"] <= verdict.details["delta_limit"]
     assert verdict.details["near_support_counts"][7] >= verdict.details["near_support_counts"][1] >= 1
+    assert tc.check_kkt(model, X, y, trajectory=trajectory).status == "holds"
 
 
 def test_unseparated_model_is_vacuous():
@@ -184,3 +239,91 @@ def test_audit_cases_reproduce(claim):
     exec(cases[0].reproduce.replace("print(", "result = ("), namespace)
     assert namespace["result"].startswith(f"[theorycheck] {claim}: holds")
     assert all(case.run().status in case.expected for case in cases)
+
+
+# --- single states that cannot fool the check -------------------------------------------------------
+
+def _linear_model(w) -> torch.nn.Module:
+    model = torch.nn.Linear(len(w), 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.as_tensor(np.asarray(w), dtype=torch.float64).reshape(1, -1))
+    return model
+
+
+def _svm_problem(seed=2, n=12, d=4):
+    data = separable(n, d, margin=0.1, seed=seed)
+    return data.X, data.y, hard_margin_svm(data.X.numpy(), data.y.numpy())
+
+
+def test_the_exact_svm_holds_on_a_single_state():
+    X, y, svm = _svm_problem()
+    for scale in (40.0, 1e3):  # theta~ = theta / q_min: the verdict does not depend on the scale (past t0)
+        verdict = tc.check_kkt(_linear_model(scale * svm.w), X, y)
+        assert verdict.status == "holds", verdict.summary()
+        assert verdict.statistic <= verdict.tolerance and verdict.details["svm"]["angle"] < 1e-12
+        assert verdict.details["delta"] <= verdict.details["delta_limit"]
+
+
+def test_a_separator_far_from_the_svm_does_not_hold():
+    """13 degrees off the SVM direction, scaled to q_min >= 37 (where the old NNLS-vs-certificate test said
+    holds): eps stays far above roundoff with delta <= 1/(e q_min)."""
+    X, y, svm = _svm_problem(n=8)
+    rng = np.random.default_rng(0)
+    for _ in range(1000):  # a direction 13 degrees off the SVM's that still separates
+        other = rng.standard_normal(len(svm.w))
+        other -= (other @ svm.w) / (svm.w @ svm.w) * svm.w
+        w = (np.cos(np.radians(13)) * svm.w / np.linalg.norm(svm.w)
+             + np.sin(np.radians(13)) * other / np.linalg.norm(other))
+        q = (y.numpy()[:, None] * X.numpy()) @ w
+        if q.min() > 0:
+            break
+    assert q.min() > 0
+    verdict = tc.check_kkt(_linear_model(40 / q.min() * w), X, y)
+    assert verdict.status != "holds" and verdict.details["q_min"] >= 37, verdict.summary()
+    assert verdict.details["eps"] > 1e6 * verdict.details["eps_roundoff"]
+    assert verdict.details["svm"]["angle"] == pytest.approx(np.radians(13), rel=1e-9)
+
+
+def test_a_scaled_random_relu_network_does_not_hold():
+    """A random ReLU net on data it labels itself, scaled up so that q_min >= 37: not a KKT point."""
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 1, bias=False)).double()
+    X = torch.randn(20, 3, dtype=torch.float64)
+    with torch.no_grad():
+        out = model(X).reshape(-1)
+        y = out.sign()
+        factor = math.sqrt(40 / float(out.abs().min()))
+        for p in model.parameters():
+            p.mul_(factor)
+    verdict = tc.check_kkt(model, X, y)
+    assert verdict.details["q_min"] >= 37 and verdict.status != "holds", verdict.summary()
+    assert verdict.details["eps"] > 1e6 * verdict.details["eps_roundoff"]
+
+
+def test_given_multipliers_within_roundoff_hold():
+    """The SVM's own dual variables on the SVM state, and the decided multipliers moved by a few ulps, hold;
+    the same multipliers on a far separator, or 1% off on the SVM, do not."""
+    X, y, svm = _svm_problem()
+    model = _linear_model(40 * svm.w)  # q_min = 40: theta~ = w, multipliers = alpha
+    verdict = tc.check_kkt(model, X, y, multipliers=svm.alpha)
+    assert verdict.status == "holds", verdict.summary()
+    decided = np.array(tc.check_kkt(model, X, y).details["multipliers"])
+    nudged = decided * (1 + 4 * np.finfo(np.float64).eps * np.random.default_rng(1).choice([-1, 1], len(decided)))
+    assert tc.check_kkt(model, X, y, multipliers=nudged).status == "holds"
+    off = tc.check_kkt(model, X, y, multipliers=1.01 * svm.alpha)
+    assert off.details["eps"] > 1e3 * off.details["eps_roundoff"]
+
+
+def test_a_linear_flow_at_the_exact_svm_holds_with_its_trajectory():
+    """Two support vectors symmetric about the SVM direction (rotated at random): the flow from that direction
+    stays on it, eps and the angle sit at roundoff, which is the limit reached, not a missing trend."""
+    Q, _ = np.linalg.qr(np.random.default_rng(4).standard_normal((3, 3)))
+    X = torch.as_tensor(np.array([[1.0, 0.5, 0.0], [1.0, -0.5, 0.0]]) @ Q.T)
+    y = torch.ones(2, dtype=torch.float64)
+    svm = hard_margin_svm(X.numpy(), y.numpy())
+    model = _linear_model(0.1 * svm.w)
+    trajectory = tc.train(model, X, y, log_loss_target=-300.0)
+    verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["eps_limit_reached"] and verdict.details["svm"]["angles"][-1] < 1e-12

@@ -5,10 +5,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import theorycheck as tc
 from theorycheck.claims.margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0,
                                        FlowInstance, largest_drop)
+from theorycheck.data import separable
 from theorycheck.models import NetworkSpec
 
 LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=())
@@ -85,6 +87,32 @@ def test_non_homogeneous_model_is_vacuous():
     trajectory = _run(NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu", bias=True))
     verdict = tc.check_margin_monotone(trajectory)
     assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False
+
+
+class _Clamp6(torch.nn.Module):
+    """min(max(z, 0), 6) in a custom forward: homogeneous only while every pre-activation stays below 6."""
+
+    def forward(self, z):
+        return torch.clamp(z, 0.0, 6.0)
+
+
+def test_leaving_the_homogeneous_region_during_the_run_is_vacuous():
+    """Homogeneous at the start (all activations below 6), not once ||theta|| has grown: the checks along the
+    run catch it, and both claims report the assumption as not met."""
+    data = separable(12, 3, margin=0.2, seed=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 6, bias=False), _Clamp6(), torch.nn.Linear(6, 1, bias=False)).double()
+    with torch.no_grad():
+        shrink = 1 / math.sqrt(float(model(data.X).abs().max()))
+        for p in model.parameters():
+            p.mul_(shrink)
+    assert tc.check_homogeneity(model, data.X).status == "holds"
+    trajectory = tc.train(model, data.X, data.y, log_loss_target=-40.0)
+    statuses = [c["status"] for c in trajectory.homogeneity_checks]
+    assert statuses[0] == "holds" and statuses[-1] == "violated" and not trajectory.homogeneous
+    assert "not along the run" in trajectory.homogeneity_reason
+    for verdict in (tc.check_margin_monotone(trajectory), tc.check_kkt(model, data.X, data.y, trajectory=trajectory)):
+        assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False, verdict.summary()
 
 
 def _tampered(trajectory, column, change):

@@ -125,6 +125,16 @@ class KinkPattern:
         return torch.cat([t.to(torch.int64) for t in seen])
 
 
+def _linear_roles(model: nn.Module, names: list[str]):
+    """([(module name, Linear)], [(module name, 'weight' | 'bias')] in parameter order) when every parameter
+    belongs to an nn.Linear and every other module with parameters is absent; else ([], [])."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    owner = {(f"{n}.{kind}" if n else kind): (n, kind) for n, _ in layers for kind in ("weight", "bias")}
+    if not layers or any(name not in owner for name in names):
+        return [], []
+    return layers, [owner[name] for name in names]
+
+
 class FlatNetwork:
     """A module seen as a function of one flat parameter vector theta (the module is not changed)."""
 
@@ -135,6 +145,8 @@ class FlatNetwork:
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
         self.buffers = {n: b.detach() for n, b in model.named_buffers()}
+        self._per_sample: bool | None = None  # whether margin_jacobian may vectorize over samples (None: untested)
+        self._linear_layers, self._parameter_roles = _linear_roles(model, self.names)
 
     def flatten(self) -> torch.Tensor:
         params = dict(self.model.named_parameters())
@@ -162,8 +174,74 @@ class FlatNetwork:
         return self.y[index] * self.outputs(theta, self.X[index])
 
     def margin_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(q, A): the margins and their per-sample gradients A[n] = grad_theta q_n (N x P), by one batched
-        backward pass."""
+        """(q, A): the margins and their per-sample gradients A[n] = grad_theta q_n (N x P).
+
+        O(N P): one vectorized backward pass of single-sample margins (torch.func.vmap). Where the samples
+        are coupled (batch norm in training mode, a custom forward mixing rows) or a module cannot be
+        vectorized, q_n depends on the whole batch and the N batched backward passes of the full batch
+        are used instead (O(N^2 P)); coupling is detected once, as per-sample margins that differ from the
+        batch's beyond roundoff."""
+        if self._per_sample is not False:
+            try:
+                q, A = self._outer_product_jacobian(theta) if self._linear_layers else self._per_sample_jacobian(theta)
+                if self._per_sample is None:
+                    self._per_sample = self._samples_independent(theta, q)
+            except (RuntimeError, ValueError, NotImplementedError):  # a module vmap cannot batch
+                self._per_sample = False
+            if self._per_sample:
+                return q, A
+        return self.batched_margin_jacobian(theta)
+
+    def _outer_product_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nets whose parameters all belong to Linear layers: one forward and one backward pass of sum_n q_n;
+        the gradient of q_n in a layer's weight is the outer product of its output delta and input for sample
+        n (samples independent), its bias gradient the delta."""
+        inputs: dict[str, torch.Tensor] = {}
+        outputs: dict[str, torch.Tensor] = {}
+
+        def keep(name):
+            def hook(module, args, output):
+                if name in inputs or args[0].dim() != 2:  # shared layer or batched matrix input: use vmap instead
+                    raise ValueError("a Linear layer called twice or on non-matrix input")
+                inputs[name], outputs[name] = args[0].detach(), output
+            return hook
+
+        handles = [m.register_forward_hook(keep(n)) for n, m in self._linear_layers]
+        try:
+            theta = theta.detach().requires_grad_(True)
+            q = self.margins(theta)
+        finally:
+            for handle in handles:
+                handle.remove()
+        names = [n for n, _ in self._linear_layers]
+        deltas = dict(zip(names, torch.autograd.grad(q.sum(), [outputs[n] for n in names])))
+        blocks = []
+        for name, kind in self._parameter_roles:
+            delta = deltas[name]
+            blocks.append(delta if kind == "bias" else (delta[:, :, None] * inputs[name][:, None, :]).reshape(len(q), -1))
+        return q.detach(), torch.cat(blocks, dim=1)
+
+    def _per_sample_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def single(theta, x, y):
+            return y * self.outputs(theta, x.unsqueeze(0))[0]
+
+        A, q = torch.func.vmap(torch.func.grad_and_value(single), in_dims=(None, 0, 0))(theta.detach(), self.X, self.y)
+        return q.detach(), A.detach()
+
+    def _samples_independent(self, theta: torch.Tensor, batch: torch.Tensor) -> bool:
+        """Whether the margins of single samples evaluated alone equal the batch's within 2 gamma_K |f|(|theta|, |x|)
+        (forward error of both evaluations; Higham)."""
+        def single(x, y):
+            return y * self.outputs(theta, x.unsqueeze(0))[0]
+
+        with torch.no_grad():
+            q = torch.func.vmap(single)(self.X, self.y)
+        allowed = 2 * gamma(self.dot_product_terms(), q.dtype) * self.absolute_outputs(theta)
+        return bool(((q - batch).abs() <= allowed).all())
+
+    def batched_margin_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, A) by N batched backward passes of the full batch (identity seeds): exact for any module,
+        O(N^2 P)."""
         theta = theta.detach().requires_grad_(True)
         q = self.margins(theta)
         basis = torch.eye(len(q), dtype=q.dtype, device=q.device)
@@ -325,6 +403,7 @@ class Trajectory:
     device: str = "cpu"
     dtype: str = "float64"
     seed: int | None = None
+    homogeneity_checks: tuple = ()  # ({"log_loss", "status"} of check_homogeneity on X at each snapshot)
 
     def __len__(self) -> int:
         return len(self.records["log_loss"])
@@ -348,6 +427,7 @@ class Trajectory:
         values["snapshots"] = tuple(Snapshot(int(s["record"]), float(s["log_loss"]), np.asarray(s["theta"]))
                                     for s in data["snapshots"])
         values["layer_names"] = tuple(data["layer_names"])
+        values["homogeneity_checks"] = tuple(dict(c) for c in data.get("homogeneity_checks", ()))
         for name in ("lr", "loss_at_zero", "degree", "rtol", "log_loss_target", "weight_decay", "seconds"):
             if isinstance(values.get(name), str):
                 values[name] = float(values[name])
@@ -607,7 +687,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     above l(0) at t = 1e10 (stalled short of separation), or no admissible step.
     ``degree``: the homogeneity degree L of f in theta (default: the sum of the model's declared
     per-layer degrees, ``model.homogeneity_degrees``, else 1 per weight layer); homogeneity is checked
-    with :func:`theorycheck.check_homogeneity` on X. The model's parameters are left at the final
+    with :func:`theorycheck.check_homogeneity` on all of X at the start, at every snapshot and at the end
+    (``homogeneity_checks``); ``homogeneous`` means all of them held. The model's parameters are left at the final
     state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
     """
     from .claims.homogeneity import check_homogeneity
@@ -632,7 +713,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     expect(out.numel() == len(X[:2]), expected="a model with one output per sample (binary classifier, labels +-1)",
            received=f"{out.numel() // len(X[:2])} outputs per sample", fix="use a final layer with out_features=1")
     found = read_parameters(model)
-    homogeneity = check_homogeneity(model, X[:64])
+    homogeneity = check_homogeneity(model, X)
     layer_sum = float(sum(declared_degrees(model, list(found.weights)))) if found.weights else 1.0
     degree = layer_sum if degree is None else float(degree)
     expect(degree > 0 and math.isfinite(degree), expected="a positive homogeneity degree", received=repr(degree),
@@ -661,6 +742,12 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
             target=log_loss_target, batch_size=batch_size if method == "sgd" else None, seed=seed)
         integrator = ("gradient descent; error vs the flow: Euler-Heun estimate" if method == "gd"
                       else "stochastic gradient descent (no flow error estimate)")
+    checks = _homogeneity_along(model, net, X, log.snapshots, final) if homogeneous else ()
+    failed = [c for c in checks if c["status"] != "holds"]
+    if failed:
+        homogeneous = False
+        homogeneity_reason = (f"homogeneous at the start but not along the run: {len(failed)} of {len(checks)} "
+                              f"checked states (first at log L = {failed[0]['log_loss']:.4g}): {failed[0]['summary']}")
     net.write(final.theta)
     return Trajectory(
         method=method, loss=loss_fn.name, lr=None if method == "flow" else float(lr),
@@ -671,4 +758,21 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
         layer_names=tuple(net.names), records=log.columns(), snapshots=tuple(log.snapshots), stop_reason=reason,
         integrator=integrator, rtol=rtol if method == "flow" else None, log_loss_target=float(log_loss_target),
         steps=n_steps, rejected=rejected, evaluations=evaluations, seconds=time.perf_counter() - started,
-        device=str(X.device), dtype=dtype_name(dtype), seed=seed)
+        device=str(X.device), dtype=dtype_name(dtype), seed=seed,
+        homogeneity_checks=tuple({k: c[k] for k in ("log_loss", "status")} for c in checks))
+
+
+def _homogeneity_along(model: nn.Module, net: FlatNetwork, X: torch.Tensor, snapshots, final: _State) -> list[dict]:
+    """check_homogeneity on all of X at every snapshot and at the final state (the model is left at the final
+    state by the caller): a network homogeneous only in a region (ReLU6, Hardtanh) can leave it as ||theta|| grows."""
+    from .claims.homogeneity import check_homogeneity
+
+    states = [(s.log_loss, torch.as_tensor(s.theta, dtype=X.dtype, device=X.device)) for s in snapshots]
+    if not snapshots:
+        states.append((final.log_loss, final.theta))
+    checks = []
+    for log_loss, theta in states:
+        net.write(theta)
+        verdict = check_homogeneity(model, X)
+        checks.append({"log_loss": float(log_loss), "status": verdict.status, "summary": verdict.summary()})
+    return checks

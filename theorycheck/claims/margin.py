@@ -36,7 +36,7 @@ from ..registry import AuditCase, Claim, register
 from ..verdict import Verdict, require_holds
 
 CLAIM_ID = "margin_monotone"
-ASSUME_HOMOGENEOUS = "f positively homogeneous in theta of the stated degree L"
+ASSUME_HOMOGENEOUS = "f positively homogeneous in theta of the stated degree L (checked on X along the run)"
 ASSUME_LOSS = "exponential-type loss (exp or logistic)"
 ASSUME_NO_DECAY = "no weight decay"
 ASSUME_T0 = "summed loss below l(0) at t0 (data separated)"
