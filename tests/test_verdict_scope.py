@@ -63,3 +63,18 @@ def test_a_recorder_pre_check_is_not_a_users_verdict():
         recorder.close()
         verdict = tc.check_layer_balance(recorder.trajectory)
     assert [v.claim for v in found] == ["layer_balance"] and found[0] is verdict
+
+
+def test_train_then_check_kkt_collects_one_verdict():
+    import torch
+
+    import theorycheck as tc
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False)).double()
+    X = torch.tensor([[1.0, 0.5], [-1.0, -0.2], [0.8, -0.1], [-0.6, 0.4]], dtype=torch.float64)
+    y = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+    with collecting_verdicts() as found:
+        trajectory = tc.train(model, X, y, log_loss_target=-40.0)
+        verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
+    assert [v.claim for v in found] == ["kkt"] and found[0] is verdict

@@ -47,7 +47,7 @@ from .devices import dtype_name, gamma, unit_roundoff
 from .errors import expect
 from .losses import Loss, get_loss
 from .tensors import as_batch
-from .verdict import to_jsonable
+from .verdict import to_jsonable, unreported
 
 METHODS = ("flow", "gd", "sgd")
 DEFAULT_LOG_LOSS_TARGET = -700.0  # flow stops at L <= e^-700 ~ 1e-304 (below the smallest normal float64)
@@ -713,7 +713,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     expect(out.numel() == len(X[:2]), expected="a model with one output per sample (binary classifier, labels +-1)",
            received=f"{out.numel() // len(X[:2])} outputs per sample", fix="use a final layer with out_features=1")
     found = read_parameters(model)
-    homogeneity = check_homogeneity(model, X)
+    with unreported():  # a pre-check of the run, not a verdict the user asked for
+        homogeneity = check_homogeneity(model, X)
     layer_sum = float(sum(declared_degrees(model, list(found.weights)))) if found.weights else 1.0
     degree = layer_sum if degree is None else float(degree)
     expect(degree > 0 and math.isfinite(degree), expected="a positive homogeneity degree", received=repr(degree),
@@ -773,6 +774,7 @@ def _homogeneity_along(model: nn.Module, net: FlatNetwork, X: torch.Tensor, snap
     checks = []
     for log_loss, theta in states:
         net.write(theta)
-        verdict = check_homogeneity(model, X)
+        with unreported():
+            verdict = check_homogeneity(model, X)
         checks.append({"log_loss": float(log_loss), "status": verdict.status, "summary": verdict.summary()})
     return checks

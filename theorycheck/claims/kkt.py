@@ -38,7 +38,7 @@ from ..registry import AuditCase, Claim, register
 from ..svm import angle, hard_margin_svm
 from ..models import declared_degrees, read_parameters
 from ..tensors import as_batch
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 from .homogeneity import check_homogeneity
 from .margin import ASSUME_HOMOGENEOUS, ASSUME_T0, run_assumptions, separation_index
 
@@ -190,6 +190,7 @@ def _soudry_rate(angles: list[float], log_ts: list[float]) -> dict:
     return out
 
 
+@reported
 def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, trajectory: Trajectory | None = None,
               multipliers=None, degree: float | None = None, loss: str = "exp", radius: float | None = None,
               seed: int | None = None) -> Verdict:

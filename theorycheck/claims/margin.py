@@ -33,7 +33,7 @@ from ..dynamics import Trajectory
 from ..errors import expect
 from ..models import NetworkSpec, build_network
 from ..registry import AuditCase, Claim, register
-from ..verdict import Verdict, require_holds
+from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "margin_monotone"
 ASSUME_HOMOGENEOUS = "f positively homogeneous in theta of the stated degree L (checked on X along the run)"
@@ -112,6 +112,7 @@ def _series(trajectory: Trajectory, start: int) -> dict:
                           "ylabel": "cos(theta, -grad L)"}}
 
 
+@reported
 def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None, seed: int | None = None) -> Verdict:
     """Check that the smoothed margin of ``trajectory`` never decreases after t0 (Lyu & Li Thm 4.1/4.2).
 
