@@ -43,8 +43,10 @@ def test_optimal_ridge_has_no_peak_and_noiseless_is_vacuous():
     noiseless = DoubleDescentCase(n=20, seed=2, control="noiseless").verdict()
     assert noiseless.status == "vacuous" and not noiseless.conclusion_held
     with pytest.raises(tc.ClaimViolation, match="double_descent: violated"):
-        tc.assert_double_descent({p: conditional_risks(12, p, r2=1.0, sigma2=0.5, draws=20, ridge=0.5 * p)
-                                  for p in (3, 11, 12, 13, 48)}, n=12, r2=1.0, sigma2=0.5)
+        tc.assert_double_descent({p: conditional_risks(12, p, r2=1.0, sigma2=1.0, draws=20, ridge=1.0 * p)
+                                  for p in (3, 11, 12, 13, 48)}, n=12, r2=1.0, sigma2=1.0)
+    high_snr = DoubleDescentCase(n=20, seed=2, control="high-snr").verdict()
+    assert high_snr.status == "vacuous" and "sigma^2 >= r^2" in str(high_snr.failed_assumptions)
 
 
 def test_bad_input_raises():

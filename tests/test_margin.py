@@ -89,30 +89,50 @@ def test_non_homogeneous_model_is_vacuous():
     assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False
 
 
-class _Clamp6(torch.nn.Module):
-    """min(max(z, 0), 6) in a custom forward: homogeneous only while every pre-activation stays below 6."""
+class _ReLUThenSoftened(torch.nn.Module):
+    """relu for its first ``switch_after`` calls, then relu(z) + 0.1 tanh(z): a network that leaves the
+    homogeneous class during a run (any threshold-type break, e.g. a clamp at 6, is already caught at the
+    start by the checker's scalings up to a = 1e3)."""
+
+    def __init__(self, switch_after: int):
+        super().__init__()
+        self.calls, self.switch_after = 0, switch_after
 
     def forward(self, z):
-        return torch.clamp(z, 0.0, 6.0)
+        self.calls += 1
+        out = torch.relu(z)
+        return out if self.calls <= self.switch_after else out + 0.1 * torch.tanh(z)
 
 
 def test_leaving_the_homogeneous_region_during_the_run_is_vacuous():
-    """Homogeneous at the start (all activations below 6), not once ||theta|| has grown: the checks along the
-    run catch it, and both claims report the assumption as not met."""
+    """Homogeneous at the start, not later in the run: the checks along the run catch it, and both claims
+    report the assumption as not met."""
     data = separable(12, 3, margin=0.2, seed=0)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 6, bias=False), _Clamp6(), torch.nn.Linear(6, 1, bias=False)).double()
-    with torch.no_grad():
-        shrink = 1 / math.sqrt(float(model(data.X).abs().max()))
-        for p in model.parameters():
-            p.mul_(shrink)
+    activation = _ReLUThenSoftened(switch_after=10**9)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 6, bias=False), activation,
+                                torch.nn.Linear(6, 1, bias=False)).double()
     assert tc.check_homogeneity(model, data.X).status == "holds"
+    activation.switch_after = 2 * activation.calls + 10  # past train's own start check, early in the flow
+    activation.calls = 0
     trajectory = tc.train(model, data.X, data.y, log_loss_target=-40.0)
     statuses = [c["status"] for c in trajectory.homogeneity_checks]
-    assert statuses[0] == "holds" and statuses[-1] == "violated" and not trajectory.homogeneous
+    assert statuses[-1] != "holds" and not trajectory.homogeneous  # train's start check ran before the switch
     assert "not along the run" in trajectory.homogeneity_reason
     for verdict in (tc.check_margin_monotone(trajectory), tc.check_kkt(model, data.X, data.y, trajectory=trajectory)):
         assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False, verdict.summary()
+
+
+def test_a_clamp_at_6_is_caught_at_the_start_of_the_run():
+    data = separable(12, 3, margin=0.2, seed=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 6, bias=False), torch.nn.Hardtanh(0.0, 6.0),
+                                torch.nn.Linear(6, 1, bias=False)).double()
+    with torch.no_grad():  # every pre-activation well below 6 on the data
+        shrink = 1 / math.sqrt(float(model(data.X).abs().max()))
+        for p in model.parameters():
+            p.mul_(shrink)
+    assert tc.check_homogeneity(model, data.X).status != "holds"
 
 
 def _tampered(trajectory, column, change):

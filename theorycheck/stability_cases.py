@@ -143,7 +143,7 @@ def expansive_counterexample(*, device="cpu", dtype="float64", steps: int = 6) -
     indices = [0] + [1 + t % 3 for t in range(steps - 1)]
     run = coupled_sgd(model, huber_loss, X, y, index=0, replacement=(X[:1], torch.ones(1, dtype=torch_dtype)),
                       indices=indices, step_size=[0.5] + [3.0] * (steps - 1), device=device, dtype=dtype)
-    return check_sgd_stability_convex(run, linear_loss_constants("huber", run))
+    return CLAIMS["sgd_stability_convex"].checker(run, linear_loss_constants("huber", run))
 
 
 CONVEX_LOSSES = ("logistic", "squared_hinge", "huber")

@@ -1,0 +1,100 @@
+"""The package's layers: lower layers never import higher ones, and no module imports itself back.
+
+core (verdicts, the claim kit, errors, inputs, devices) < engines (runs and numerics: they return
+records) and generate (networks, data, seeded cases) < claims < harness (audit, battery, plugin, CLI)
+and report. Imports inside functions count too.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "theorycheck"
+LAYERS = {
+    "core": {"errors", "verdict", "registry", "comparisons", "kit", "devices", "threads", "tensors", "profiles"},
+    "engines": {"euler", "dynamics", "losses", "coupled", "recorder", "svm", "kernels", "ensemble",
+                "stability_constants"},
+    "generate": {"models", "data", "specs", "strategies", "sampling", "cases", "stability_cases"},
+    "theory": {"symbolic"},
+    "harness": {"audit", "battery", "plugin", "cli", "shards"},
+}
+MAY_IMPORT = {
+    "core": {"core"},
+    "engines": {"core", "engines", "generate"},
+    "generate": {"core", "engines", "generate"},
+    "theory": {"core"},
+    "claims": {"core", "engines", "generate", "theory", "claims"},
+    "report": {"core", "report"},
+    "harness": {"core", "engines", "generate", "theory", "claims", "report", "harness"},
+}
+# The flow engine and the Recorder run the homogeneity claim as a pre-check of their runs (inside
+# verdict.unreported(), so it never reaches a report); the Euler-sum engine does not yet decide it alone.
+PRE_CHECKS = {("dynamics", "claims.homogeneity"), ("recorder", "claims.homogeneity")}
+
+
+def layer_of(module: str) -> str:
+    top = module.split(".")[0]
+    if top in ("claims", "report"):
+        return top
+    return next((layer for layer, members in LAYERS.items() if top in members), "unassigned")
+
+
+def imports_of(path: pathlib.Path, source: str | None = None) -> set[str]:
+    """theorycheck modules imported by ``path`` (relative to the package, e.g. ``claims.homogeneity``)."""
+    package = list(path.relative_to(PACKAGE).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(source if source is not None else path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)] + ([node.module] if node.module else [])
+            elif (node.module or "").startswith("theorycheck"):
+                base = node.module.split(".")[1:]
+            else:
+                continue
+            if not base or base in (["claims"], ["report"]):  # `from . import x` / `from .claims import x`
+                found |= {".".join(base + [alias.name]) for alias in node.names}
+            else:
+                found.add(".".join(base))
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".", 1)[1] for alias in node.names if alias.name.startswith("theorycheck.")}
+    return {name for name in found if name}
+
+
+MODULES = {".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__"): p
+           for p in sorted(PACKAGE.rglob("*.py")) if p.name != "__init__.py" or p.parent != PACKAGE}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_imports_only_its_own_and_lower_layers(module):
+    layer = layer_of(module)
+    assert layer != "unassigned", f"theorycheck.{module} belongs to no layer: add it to LAYERS in this test"
+    wrong = sorted(target for target in imports_of(MODULES[module])
+                   if layer_of(target) not in MAY_IMPORT[layer] and (module, target) not in PRE_CHECKS)
+    assert not wrong, f"theorycheck.{module} ({layer}) imports {wrong}, a higher layer"
+
+
+def test_no_import_cycles():
+    graph = {m: {t for t in imports_of(p) if t in MODULES} for m, p in MODULES.items()}
+    state: dict[str, str] = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(target):] + [target]))
+            if target not in state:
+                visit(target, path + [target])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_reader_sees_relative_absolute_and_function_level_imports():
+    source = ("from ..claims.kkt import check_kkt\nfrom .. import audit\nimport theorycheck.plugin\n"
+              "def f():\n    from .homogeneity import x\n")
+    assert imports_of(PACKAGE / "claims" / "margin.py", source) == {"claims.kkt", "audit", "plugin",
+                                                                   "claims.homogeneity"}
+    assert layer_of("claims.kkt") == "claims" and "harness" not in MAY_IMPORT["claims"]
