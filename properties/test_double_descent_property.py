@@ -2,10 +2,13 @@
 expectation (Chebyshev, false alarm <= 1e-3) and, where the exact risk has one peak (sigma >= r), peak
 at p = n; optimally tuned ridge never holds."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from theorycheck.claims.double_descent import DoubleDescentCase
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 cases = dict(n=st.integers(12, 24), r2=st.floats(0.25, 4.0), sigma2=st.floats(0.05, 2.0), seed=st.integers(0, 2**16))
 

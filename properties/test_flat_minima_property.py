@@ -1,10 +1,13 @@
 """Properties: every two-layer ReLU/LeakyReLU net keeps f and transforms its Hessian exactly under the
 alpha-scale; at every teacher-labelled (interpolating) point H = J^T J; tanh and noisy labels do not."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from theorycheck.claims.flat_minima import HessianCase
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 cases = dict(n=st.integers(1, 6), d=st.integers(1, 5), m=st.integers(1, 10), k=st.integers(1, 2),
              activation=st.sampled_from(["relu", "leaky_relu"]), seed=st.integers(0, 2**16))

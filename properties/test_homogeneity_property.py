@@ -1,12 +1,15 @@
 """Property: every generated bias-free ReLU-type network is positively homogeneous in each layer;
 every generated network with a homogeneity-breaking change is reported as not holding."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
 from theorycheck.models import build_network
 from theorycheck.strategies import BREAKS, inputs, network_specs
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 
 @given(data=st.data(), spec=network_specs(), seed=st.integers(0, 2**16))

@@ -5,12 +5,15 @@ on a sample off the support is rejected. Never a violation; a run that never sep
 at kinks a short run may leave the trend undecided."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 
 import theorycheck as tc
 from theorycheck.claims.margin import ASSUME_T0
 
 from test_margin_property import flow, flow_instances
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 
 @given(instance=flow_instances())

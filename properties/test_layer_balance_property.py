@@ -2,6 +2,7 @@
 term (to roundoff); momentum, weight decay, Adam and loops that edit the gradients are reported as
 breaking an assumption."""
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +11,8 @@ import theorycheck as tc
 from theorycheck.claims.layer_balance import ASSUME_EULER, ASSUME_PLAIN, LOOP_CONTROLS, recorded_run
 from theorycheck.sampling import network_and_batch
 from theorycheck.strategies import network_specs
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 RUNS = dict(seed=st.integers(0, 2**16), batch=st.integers(2, 12), steps=st.integers(1, 25),
             lr=st.floats(1e-3, 0.2))

@@ -6,12 +6,16 @@ import copy
 import functools
 import math
 
+import pytest
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
 from theorycheck.claims.margin import ASSUME_T0, FlowInstance
 from theorycheck.strategies import network_specs
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 STEPS = 1000  # a cap per run (a flow that never separates runs to it): the ci profile's examples stay small
 

@@ -1,11 +1,14 @@
 """Property: GD on any under-determined least-squares problem with eta s_1^2 < 2 is the spectral filter
 at every step; the same run checked against a start of 0 when it began elsewhere is not."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
 from theorycheck.claims.min_norm import MinNormCase
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 
 @given(n=st.integers(1, 8), extra=st.integers(1, 12), steps=st.integers(1, 60), scale=st.floats(0.05, 1.95),

@@ -4,6 +4,7 @@ expectation below the HRS bound), on strongly convex ones, and on small tanh net
 are reported as not meeting the theorem. Kernel ridge regression's exact leave-one-out residuals match
 refits to roundoff, and its Bousquet-Elisseeff bound holds."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,6 +12,8 @@ import theorycheck as tc
 from theorycheck.cases import case_line
 from theorycheck.stability_cases import CHANGES, CONVEX_LOSSES, SGDCase
 from theorycheck.claims.stability_kernel import KernelCase
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 
 @st.composite

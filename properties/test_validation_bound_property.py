@@ -1,10 +1,13 @@
 """Property: for any finite family chosen independently of the validation sets the violation frequency
 passes the exact binomial test and the exact union of tails is <= delta; reuse is always caught."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from theorycheck.claims.validation_bound import ValidationCase
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 cases = dict(K=st.integers(1, 50), m=st.integers(20, 500), delta=st.floats(0.01, 0.3),
              sided=st.sampled_from(["two", "one"]), seed=st.integers(0, 2**16))

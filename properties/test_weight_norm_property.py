@@ -1,10 +1,13 @@
 """Property: on every bias-free ReLU/LeakyReLU MLP with any layer norms, WN with ||v|| = 1 is the Lagrange
 flow and Lagrange V' = rho_k^2 unconstrained V'; WN with ||v|| = 3, biases or tanh never pass."""
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from theorycheck.claims.weight_norm import WeightNormCase
+
+pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 nets = dict(widths=st.lists(st.integers(1, 8), min_size=2, max_size=4).map(lambda w: (*w, 1)),
             rhos=st.lists(st.floats(0.25, 4.0), min_size=4, max_size=4).map(tuple), n=st.integers(1, 16),
