@@ -15,7 +15,7 @@ def two_claims(fake_claims):
     fake_claims(make_fake_claim("fake", flaw="uncaught"), make_fake_claim("other"))
 
 
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("n", [1, 3, 7])
 def test_merged_shards_equal_the_unsharded_audit(tmp_path, two_claims, n):
     assert run_cli(*AUDIT, "--out", tmp_path / "whole") == 1
     shards = [tmp_path / f"shard{k}" for k in range(1, n + 1)]
@@ -52,3 +52,15 @@ def test_shards_of_a_real_claim_give_its_verdicts(tmp_path):
         run_cli(*argv, "--shard", f"{k}/2", "--out", tmp_path / f"s{k}")
     assert run_cli("report", "--merge", tmp_path / "s2", tmp_path / "s1", "--out", tmp_path / "merged") == 0
     assert verdicts_by_case(tmp_path / "merged") == verdicts_by_case(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_the_default_audit_in_3_shards_merges_to_the_unsharded_audit(tmp_path):
+    """Every registered claim at the default settings (about a minute per audit on 2 cores)."""
+    assert run_cli("audit", "--out", tmp_path / "whole") == 0
+    for k in (1, 2, 3):
+        run_cli("audit", "--shard", f"{k}/3", "--out", tmp_path / f"s{k}")
+    assert run_cli("report", "--merge", *(tmp_path / f"s{k}" for k in (1, 2, 3)), "--out", tmp_path / "merged") == 0
+    assert verdicts_by_case(tmp_path / "merged") == verdicts_by_case(tmp_path / "whole")
+    merged, whole = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("merged", "whole"))
+    assert merged["summary"]["by_status"] == whole["summary"]["by_status"] and merged["complete"]
