@@ -23,6 +23,7 @@ _EXPORTS = {  # module -> the public names it defines
     ".claims.weight_norm": ("assert_weight_norm", "check_weight_norm"),
     ".claims.validation_bound": ("assert_validation_bound", "check_validation_bound"),
     ".claims.double_descent": ("assert_double_descent", "check_double_descent"),
+    ".claims.random_labels": ("assert_random_labels", "check_random_labels"),
     ".claims.stability": ("assert_sgd_stability_convex", "assert_sgd_stability_nonconvex",
                           "assert_sgd_stability_strongly_convex", "check_sgd_stability_convex",
                           "check_sgd_stability_nonconvex", "check_sgd_stability_strongly_convex"),
@@ -54,7 +55,7 @@ __all__ = [
     "assert_early_stopping", "assert_min_norm", "check_early_stopping", "check_min_norm", "least_squares_run",
     "assert_flat_minima", "assert_gauss_newton", "check_flat_minima", "check_gauss_newton",
     "assert_weight_norm", "check_weight_norm", "assert_validation_bound", "check_validation_bound",
-    "assert_double_descent", "check_double_descent",
+    "assert_double_descent", "check_double_descent", "assert_random_labels", "check_random_labels",
 ]
 
 
