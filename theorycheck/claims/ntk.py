@@ -1,0 +1,144 @@
+"""Claim ``ntk``: at initialization the empirical neural tangent kernel of a bias-free ReLU MLP in the NTK
+parameterization converges to the analytic kernel as the width grows, with fluctuations of order
+width^{-1/2} (Jacot, Gabriel & Hongler, NeurIPS 2018, Thm 1; Arora et al., NeurIPS 2019, eqs. 3-5).
+
+Network: h^1 = W^1 x / sqrt(d), h^{l+1} = W^{l+1} relu(h^l) / sqrt(n_l), f = h^{L+1}, all W ~ N(0, 1).
+Analytic kernel (the arc-cosine formulas for relu, Cho & Saul 2009): Sigma^0 = x.x'/d;
+Sigma^l = sqrt(s s') (sin t + (pi - t) cos t) / (2 pi), dSigma^l = (pi - t) / (2 pi), with t the angle of
+Sigma^{l-1}; Theta^1 = Sigma^0, Theta^{l+1} = Sigma^l + Theta^l dSigma^l, Theta = Theta^{L+1}.
+The empirical kernel is J J^T over all weights. Its relative error e_w = ||Theta_w - Theta||_F / ||Theta||_F
+behaves as |Z| / sqrt(w) with Z of a width-free law, so log e_w against log w has slope -1/2: the checker
+fits that slope over widths and seeds and decides with a Student-t interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import stats
+
+from ..devices import dtype_of
+from ..errors import expect
+from ..kit import Case, ClaimKit, comparison
+
+kit = ClaimKit(
+    id="ntk",
+    statement="The empirical NTK of a bias-free ReLU MLP in NTK parameterization converges to the analytic "
+              "arc-cosine NTK as width^{-1/2}: the fitted slope of log relative error against log width is -1/2.",
+    source="Jacot, Gabriel & Hongler, NeurIPS 2018, Thm 1; Arora, Du, Hu, Li, Salakhutdinov & Wang, NeurIPS 2019, "
+           "eqs. 3-5; Cho & Saul, NeurIPS 2009 (arc-cosine kernels)",
+    assumptions={"ntk_scaling": "NTK parameterization: every layer scaled by 1/sqrt(fan-in) of N(0, 1) weights",
+                 "enough_runs": "at least 3 widths and 2 seeds per width (an interval for the slope)"},
+    tolerance="99.9% Student-t interval of the fitted slope must contain -1/2 (false alarm <= 1e-3 per verdict)")
+
+CONFIDENCE = 0.999
+
+
+def analytic_ntk(X: np.ndarray, depth: int) -> np.ndarray:
+    """Theta for ``depth`` hidden relu layers on the rows of X (float64)."""
+    sigma = X @ X.T / X.shape[1]
+    theta = sigma.copy()
+    for _ in range(depth):
+        diag = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
+        norms = np.outer(diag, diag)
+        cos = np.clip(np.divide(sigma, norms, out=np.ones_like(sigma), where=norms > 0), -1.0, 1.0)
+        angle = np.arccos(cos)
+        sigma = norms * (np.sin(angle) + (math.pi - angle) * cos) / (2 * math.pi)
+        theta = sigma + theta * (math.pi - angle) / (2 * math.pi)
+    return theta
+
+
+def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_scale: str = "ntk") -> torch.Tensor:
+    """J J^T at a fresh initialization; ``output_scale="mean-field"`` divides the output by width instead of
+    sqrt(width) (the control)."""
+    generator = torch.Generator().manual_seed(seed)
+    sizes = [X.shape[1]] + [width] * depth + [1]
+    weights = [torch.randn(sizes[k + 1], sizes[k], generator=generator, dtype=X.dtype).requires_grad_()
+               for k in range(len(sizes) - 1)]
+    h = X
+    for k, W in enumerate(weights):
+        scale = sizes[k] if (k == len(weights) - 1 and output_scale == "mean-field") else math.sqrt(sizes[k])
+        h = (torch.relu(h) if k else h) @ W.T / scale
+    rows = []
+    for f in h[:, 0]:
+        grads = torch.autograd.grad(f, weights, retain_graph=True)
+        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    J = torch.stack(rows)
+    return (J @ J.T).detach()
+
+
+@kit.checker
+def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seeds=(0, 1, 2, 3, 4, 5),
+              depth: int = 2, output_scale: str = "ntk", kernel=analytic_ntk):
+    """Fit log(relative error) = a + b log(width) over the widths x seeds; holds when the 99.9% interval
+    of b contains -1/2. ``kernel(X, depth)`` is the limit compared with (default: the analytic NTK)."""
+    expect(isinstance(X, torch.Tensor) and X.ndim == 2 and X.shape[0] >= 2, expected="X as an (n >= 2, d) tensor",
+           received=f"{type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}", fix="a few input points as rows")
+    expect(output_scale in ("ntk", "mean-field"), expected="output_scale 'ntk' or 'mean-field'",
+           received=repr(output_scale), fix="output_scale='ntk'")
+    enough = len(set(widths)) >= 3 and len(seeds) >= 2
+    exact = kernel(X.detach().double().numpy(), depth)
+    logs_w, logs_e = [], []
+    for width in widths:
+        for seed in seeds:
+            emp = empirical_ntk(X, int(width), depth, seed=int(seed), output_scale=output_scale).double().numpy()
+            logs_w.append(math.log(width))
+            logs_e.append(math.log(np.linalg.norm(emp - exact) / np.linalg.norm(exact)))
+    if not enough or not np.all(np.isfinite(logs_e)):
+        return kit.decide(assumptions={"ntk_scaling": output_scale == "ntk", "enough_runs": enough},
+                          inconclusive=enough, dtype=str(X.dtype).removeprefix("torch."),
+                          reason="too few widths or seeds for an interval" if not enough else "non-finite kernel")
+    fit = stats.linregress(logs_w, logs_e)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(logs_w) - 2) * fit.stderr
+    return kit.decide(
+        assumptions={"ntk_scaling": output_scale == "ntk", "enough_runs": True},
+        comparisons=[comparison("|fitted slope + 1/2|", abs(fit.slope + 0.5), 0.0, half,
+                                f"{CONFIDENCE:.1%} Student-t half-width of the slope over {len(logs_w)} runs")],
+        details={"slope": fit.slope, "slope_stderr": fit.stderr, "interval": [fit.slope - half, fit.slope + half],
+                 "widths": list(widths), "seeds": list(seeds), "depth": depth,
+                 "series": {"relative NTK error vs width": {
+                     "x": [float(math.exp(v)) for v in logs_w], "y": [float(math.exp(v)) for v in logs_e],
+                     "xlabel": "width", "ylabel": "||Theta_w - Theta|| / ||Theta||", "xscale": "log",
+                     "yscale": "log"}}},
+        dtype=str(X.dtype).removeprefix("torch."),
+        reason="" if abs(fit.slope + 0.5) <= half else
+        f"slope {fit.slope:.3f} +- {half:.3f}: the error does not decay as width^-1/2")
+
+
+assert_ntk = kit.assert_
+
+
+def _case(rng, dtype: str, **options) -> Case:
+    n, d = int(rng.integers(2, 6)), int(rng.integers(2, 9))
+    X = torch.as_tensor(rng.standard_normal((n, d)), dtype=dtype_of(dtype))
+    seeds = tuple(int(s) for s in rng.integers(2**31, size=6))
+    return Case(run=lambda: check_ntk(X, seeds=seeds, **options), size=n * d)
+
+
+@kit.instances
+def ntk_instances(rng, device, dtype):
+    """2-5 Gaussian points in 2-8 dimensions, depth 1 or 2, widths 16..1024, 6 seeds."""
+    return _case(rng, dtype, depth=int(rng.integers(1, 3)))
+
+
+@kit.control("mean_field", expect="vacuous")
+def mean_field(rng, device, dtype):
+    """Output scaled by 1/width: the kernel tends to 0, not to Theta; the NTK scaling assumption is not met."""
+    return _case(rng, dtype, depth=1, output_scale="mean-field")
+
+
+@kit.control("one_width", expect="vacuous")
+def one_width(rng, device, dtype):
+    return _case(rng, dtype, depth=1, widths=(128, 128, 128))
+
+
+def _one_layer_too_many(X: np.ndarray, depth: int) -> np.ndarray:
+    return analytic_ntk(X, depth + 1)
+
+
+@kit.control("wrong_limit", expect="violated")
+def wrong_limit(rng, device, dtype):
+    """Compared with the kernel of a network one layer deeper: the error stops decaying (slope near 0)."""
+    return _case(rng, dtype, depth=1, kernel=_one_layer_too_many)
