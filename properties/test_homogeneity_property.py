@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 import theorycheck as tc
 from theorycheck.models import build_network
-from theorycheck.strategies import BREAKS, inputs, network_specs
+from theorycheck.specs import BREAKS
+from theorycheck.strategies import inputs, network_specs
 
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
@@ -42,8 +43,6 @@ def test_euler_sums_agree_with_the_jacrev_reference(data, spec, seed, tc_device,
     """The hook path gives the old per-layer Jacobian's Euler sums to roundoff on every generated net."""
     import importlib.util
     import pathlib
-
-    import torch
 
     from theorycheck.devices import dtype_of, gamma
     from theorycheck.euler import euler_sums

@@ -16,7 +16,7 @@ from theorycheck.claims.margin import ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, F
 from theorycheck.data import separable, with_contradiction
 from theorycheck.dynamics import FlatNetwork
 from theorycheck.models import NetworkSpec
-from theorycheck.svm import angle, feasibility_tolerance, hard_margin_svm
+from theorycheck.svm import angle, hard_margin_svm
 
 LINEAR = NetworkSpec(family="linear", in_shape=(4,), widths=())
 DEEP = NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu")

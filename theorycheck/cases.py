@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -45,3 +46,8 @@ def case_audit(claim: str, controls: dict[str, str], make: Callable, *, n: int, 
             reproduce=(f"from {type(case).__module__} import {type(case).__name__}; print({case_line(case)}"
                        f".verdict(device={device!r}, dtype={dtype!r}).summary())"),
             run=lambda case=case: case.verdict(device=device, dtype=dtype), size=case.n)
+
+
+def case_audits(claim: str, controls: dict[str, str], make: Callable) -> Callable[..., Iterator[AuditCase]]:
+    """A claim's ``audit_cases(n=, seed=, device=, dtype=)``: :func:`case_audit` bound to its controls and maker."""
+    return functools.partial(case_audit, claim, controls, make)

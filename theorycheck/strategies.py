@@ -15,7 +15,7 @@ from . import data as datasets
 from .devices import DTYPES, available_devices
 from .errors import InvalidArgument
 from .models import NetworkSpec, build_network
-from .specs import BREAKS, compose_spec  # noqa: F401  (BREAKS: the ways a strategy can break homogeneity)
+from .specs import compose_spec
 
 def _strategy(value, name: str, kind) -> st.SearchStrategy:
     """Accept a strategy or a plain value (checked against ``kind``) for an option."""
@@ -30,7 +30,7 @@ def _strategy(value, name: str, kind) -> st.SearchStrategy:
 @st.composite
 def network_specs(draw, *, family=None, depth=None, width=None, activation=None, pooling=None, in_dim=None,
                   breaks=None) -> NetworkSpec:
-    """A homogeneous network spec, or with ``breaks`` (one of :data:`BREAKS`) a non-homogeneous one.
+    """A homogeneous network spec, or with ``breaks`` (one of :data:`theorycheck.specs.BREAKS`) a non-homogeneous one.
 
     Each option is None (the default range), a value, or a strategy.
     """

@@ -12,7 +12,6 @@ E[risk | X] = r^2 (1 - rank X / p) + sigma^2 tr((X^T X)^+) exactly: the per-draw
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from ..comparisons import comparison, headline
 from ..errors import expect
 from ..registry import Claim, register
-from ..cases import case_audit
+from ..cases import case_audits
 from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "double_descent"
@@ -115,11 +114,9 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
                         f"bound: false alarm <= alpha = {alpha:g})"),
              comparison("distance of the median peak from p = n", abs(peak - n) if finite else math.nan, 1.0, 0.0,
                         "the largest median risk of the grid at p in {n - 1, n, n + 1}")]
-    numbers = headline(parts)
-    numbers.pop("conclusion_held")
     return Verdict.decide(
         claim=CLAIM_ID, assumptions={ASSUME_NOISE: sigma2 > 0, ASSUME_ONE_PEAK: sigma2 >= r2},
-        conclusion_held=held_mean and held_peak, inconclusive=not finite, **numbers,
+        inconclusive=not finite, **headline(parts),
         seed=seed, dtype="float64",
         details={"n": n, "grid": rows, "peak": peak, "r2": r2, "sigma2": sigma2, "comparisons": parts,
                  "series": {"median risk vs p": {"x": grid, "y": [r["median"] for r in rows]}}},
@@ -171,5 +168,5 @@ CLAIM = register(Claim(
     statement="Min-norm least squares on Gaussian features: E||X^+ y - beta||^2 = sigma^2 p/(n - p - 1) (p <= n - 2), "
               "r^2 (1 - n/p) + sigma^2 n/(p - n - 1) (p >= n + 2), infinite at |p - n| <= 1: the risk peaks at p = n.",
     assumptions=(ASSUME_NOISE, ASSUME_ONE_PEAK), source=SOURCE, checker=check_double_descent,
-    audit_cases=functools.partial(case_audit, CLAIM_ID, CONTROLS, random_case),
+    audit_cases=case_audits(CLAIM_ID, CONTROLS, random_case),
     tolerance="Chebyshev with the exact sd and a union over the grid (alpha = 1e-3) at |p - n| >= 4; peak of the medians at n - 1..n + 1"))

@@ -18,7 +18,6 @@ Two-layer net f(x) = W2 a(W1 x), squared loss L = 1/2 sum_n ||f(x_n) - y_n||^2, 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 
@@ -29,7 +28,7 @@ from torch.func import hessian, jacrev
 from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..registry import Claim, register
-from ..cases import case_audit
+from ..cases import case_audits
 from ..verdict import Verdict, reported, require_holds
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
@@ -334,12 +333,12 @@ register(Claim(
     statement="For f = W2 a(W1 x) with a positively 1-homogeneous activation, (a W1, W2 / a) leaves f unchanged and "
               "maps the squared-loss Hessian to T_a^{-1} H T_a^{-1}: a^2 lambda_max(H_22) <= lambda_max(H_a) <= "
               "max(a^2, a^-2) lambda_max(H), so equal functions sit at minima of any sharpness.",
-    assumptions=(ASSUME_HOMOGENEOUS,), source=DINH, checker=check_flat_minima, audit_cases=functools.partial(case_audit, "flat_minima", CONTROLS["flat_minima"], random_case),
+    assumptions=(ASSUME_HOMOGENEOUS,), source=DINH, checker=check_flat_minima, audit_cases=case_audits("flat_minima", CONTROLS["flat_minima"], random_case),
     tolerance="2 gamma_K relative to the absolute sums of f and of each Hessian entry"))
 register(Claim(
     id="gauss_newton",
     statement="At an interpolating point of the squared loss, H = J^T J (the residual term sum_n r_n d^2 f_n "
               "vanishes), so rank H <= n k.",
     assumptions=(ASSUME_INTERPOLATES,), source=GN_SOURCE, checker=check_gauss_newton,
-    audit_cases=functools.partial(case_audit, "gauss_newton", CONTROLS["gauss_newton"], random_case),
+    audit_cases=case_audits("gauss_newton", CONTROLS["gauss_newton"], random_case),
     tolerance="2 gamma_K (J_abs^T J_abs + sum |r||d^2 f|) entrywise plus the residual interpolation allows"))

@@ -29,7 +29,7 @@ import torch
 from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..registry import Claim, register
-from ..cases import case_audit
+from ..cases import case_audits
 from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "min_norm"
@@ -356,7 +356,7 @@ CLAIM = register(Claim(
               "X^+ y + (I - X^+ X) w0 (from 0: the minimum-norm interpolant X^+ y).",
     assumptions=(ASSUME_STEP, ASSUME_FINITE),
     source=SOURCE, checker=check_min_norm,
-    audit_cases=functools.partial(case_audit, CLAIM_ID, CONTROLS, random_case),
+    audit_cases=case_audits(CLAIM_ID, CONTROLS, random_case),
     tolerance="accumulated roundoff of the GD recursion (gamma_{n+d+1} gradient error, update rounding) plus the "
               "float64 SVD backward error through the filter",
 ))
@@ -400,5 +400,5 @@ register(Claim(
               "ridge with lambda = 1/t, for every t, X and beta0 (per eigendirection: bias e^{-2ts} <= (1 + ts)^-2, "
               "variance ratio ((1 - e^{-x})(1 + x)/x)^2 <= 1.68591).",
     assumptions=(ASSUME_FLOW,), source=AKT, checker=check_early_stopping,
-    audit_cases=functools.partial(case_audit, "early_stopping", ES_CONTROLS, random_early_stopping_case),
+    audit_cases=case_audits("early_stopping", ES_CONTROLS, random_early_stopping_case),
     tolerance="2 gamma_{d+10} relative (the sums of positive terms; the eigendecomposition is exact for a nearby PSD matrix)"))

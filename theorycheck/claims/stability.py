@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 
 import numpy as np
 from scipy import stats
 
-from ..cases import case_audit
+from ..cases import case_audits
 from ..comparisons import comparison, headline
 from ..coupled import CoupledRun
 from ..devices import dtype_of, gamma
 from ..errors import expect
-from ..registry import AuditCase, Claim, register
+from ..registry import Claim, register
 from ..stability_cases import CONTROLS, random_case
 from ..stability_constants import LossConstants
 from ..verdict import Verdict, reported, require_holds
@@ -341,13 +340,6 @@ def assert_sgd_stability_nonconvex(run, constants, **kwargs) -> Verdict:
     return require_holds(check_sgd_stability_nonconvex(run, constants, **kwargs))
 
 
-def _audit(claim: str):
-    def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
-        """n random instances (expected: holds) and n controls cycling through the claim's breaks."""
-        return case_audit(claim, CONTROLS[claim], random_case, n=n, seed=seed, device=device, dtype=dtype)
-    return audit_cases
-
-
 _ASSUME_COMMON = (ASSUME_LIPSCHITZ, ASSUME_SMOOTH, ASSUME_GRADIENTS, ASSUME_SECANT, ASSUME_CURVATURE)
 register(Claim(
     id="sgd_stability_convex",
@@ -356,7 +348,7 @@ register(Claim(
               "sup_z E|f(w_T; z) - f(w'_T; z)| <= (2 L^2/n) sum_t alpha_t.",
     assumptions=_ASSUME_COMMON + (ASSUME_CONVEX, ASSUME_STEP_CONVEX),
     source=f"{HRS}: Lemma 2.5 (growth recursion), Lemma 3.6 (expansivity), Thm 3.8 (convex)",
-    checker=check_sgd_stability_convex, audit_cases=_audit("sgd_stability_convex"),
+    checker=check_sgd_stability_convex, audit_cases=case_audits("sgd_stability_convex", CONTROLS["sgd_stability_convex"], random_case),
     tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval "
               "(Bonferroni over probe points)"))
 register(Claim(
@@ -366,7 +358,7 @@ register(Claim(
               "sup_z E|f(w_T; z) - f(w'_T; z)| <= 2 L^2/(gamma n).",
     assumptions=_ASSUME_COMMON + (ASSUME_STRONG, ASSUME_STEP_STRONG),
     source=f"{HRS}: Lemma 2.5, Lemma 3.6, Thm 3.9 (strongly convex, projected SGD)",
-    checker=check_sgd_stability_strongly_convex, audit_cases=_audit("sgd_stability_strongly_convex"),
+    checker=check_sgd_stability_strongly_convex, audit_cases=case_audits("sgd_stability_strongly_convex", CONTROLS["sgd_stability_strongly_convex"], random_case),
     tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval"))
 register(Claim(
     id="sgd_stability_nonconvex",
@@ -375,5 +367,5 @@ register(Claim(
               "pathwise, the growth recursion with expansivity 1 + alpha_t beta.",
     assumptions=_ASSUME_COMMON + (ASSUME_STEP_DECAY, ASSUME_RANGE),
     source=f"{HRS}: Lemma 2.5, Lemma 3.6, Thm 3.12 (non-convex)",
-    checker=check_sgd_stability_nonconvex, audit_cases=_audit("sgd_stability_nonconvex"),
+    checker=check_sgd_stability_nonconvex, audit_cases=case_audits("sgd_stability_nonconvex", CONTROLS["sgd_stability_nonconvex"], random_case),
     tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval"))

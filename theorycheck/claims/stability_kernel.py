@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,9 +27,9 @@ import torch
 from ..devices import dtype_name, dtype_of, gamma
 from ..errors import expect
 from ..kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
-from ..registry import AuditCase, Claim, register
+from ..registry import Claim, register
 from ..comparisons import comparison, headline
-from ..cases import case_audit, generated_data
+from ..cases import case_audits, generated_data
 from ..verdict import Verdict, reported, require_holds
 
 BE = "Bousquet & Elisseeff, JMLR 2 (2002) 499-526"
@@ -350,14 +350,6 @@ def random_kernel_case(claim: str, rng: np.random.Generator, control: str | None
     return KernelCase(**fields)
 
 
-def _kernel_audit(claim: str):
-    def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
-        """n random instances (expected: holds) and n controls cycling through the claim's breaks."""
-        return case_audit(claim, KERNEL_CONTROLS[claim], random_kernel_case, n=n, seed=seed, device=device,
-                          dtype=dtype)
-    return audit_cases
-
-
 register(Claim(
     id="erm_stability",
     statement="Kernel ridge regression (square loss, |y| <= B, k(x, x) <= kappa^2) is uniformly stable: "
@@ -365,7 +357,7 @@ register(Claim(
               "replacing one example doubles the bound.",
     assumptions=(ASSUME_LAMBDA, ASSUME_PSD),
     source=f"{BE}, Def. 19 (sigma-admissible), Thm 22 (RKHS regularization)",
-    checker=check_erm_stability, audit_cases=_kernel_audit("erm_stability"),
+    checker=check_erm_stability, audit_cases=case_audits("erm_stability", KERNEL_CONTROLS["erm_stability"], random_kernel_case),
     tolerance="Cholesky backward error amplified by the condition number (condition number x eps)"))
 register(Claim(
     id="cvloo_stability",
@@ -374,5 +366,5 @@ register(Claim(
               "|V(f_{S\\i}, z_i) - V(f_S, z_i)| <= sigma^2 kappa^2/(2 lambda n) -> 0.",
     assumptions=(ASSUME_PSD, ASSUME_PD),
     source=f"{MNPR} (CVloo stability); Wahba 1990 (exact LOO for regularized least squares); {BE}, Thm 22",
-    checker=check_cvloo_stability, audit_cases=_kernel_audit("cvloo_stability"),
+    checker=check_cvloo_stability, audit_cases=case_audits("cvloo_stability", KERNEL_CONTROLS["cvloo_stability"], random_kernel_case),
     tolerance="2 n gamma_{n+1} (1 + cond A): Cholesky backward error x condition number"))

@@ -17,14 +17,13 @@ breaks independence and is caught by (1).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import numpy as np
 
 from ..errors import expect
 from ..registry import Claim, register
-from ..cases import case_audit
+from ..cases import case_audits
 from ..verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "validation_bound"
@@ -203,5 +202,5 @@ CLAIM = register(Claim(
               "probability >= 1 - delta every model has |R_val[f] - R[f]| <= C sqrt(ln(2K/delta)/(2m)) "
               "(one-sided: R[f] <= R_val[f] + C sqrt(ln(K/delta)/(2m))).",
     assumptions=(ASSUME_RANGE,), source=SOURCE, checker=check_validation_bound,
-    audit_cases=functools.partial(case_audit, CLAIM_ID, CONTROLS, random_case),
+    audit_cases=case_audits(CLAIM_ID, CONTROLS, random_case),
     tolerance="exact one-sided binomial test of the violation frequency against delta (alpha = 1e-3)"))

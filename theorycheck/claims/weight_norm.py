@@ -18,7 +18,6 @@ normalization (v_k' keeps a radial part).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import numpy as np
@@ -29,7 +28,7 @@ from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..errors import expect
 from ..models import read_parameters
 from ..registry import Claim, register
-from ..cases import case_audit
+from ..cases import case_audits
 from ..tensors import as_batch
 from ..verdict import Verdict, reported, require_holds
 
@@ -238,5 +237,5 @@ CLAIM = register(Claim(
               "(||v_k|| = 1) has u_k' = V_k'(Lagrange) = rho S_k and g_k' = rho_k' = (rho/rho_k) R, and "
               "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained): the same critical points, not the same trajectories.",
     assumptions=(ASSUME_NO_BIAS, ASSUME_MODULES), source=SOURCE, checker=check_weight_norm,
-    audit_cases=functools.partial(case_audit, CLAIM_ID, CONTROLS, random_case),
+    audit_cases=case_audits(CLAIM_ID, CONTROLS, random_case),
     tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| ||x_n|| 2(gamma_K + eps_n) (unit-norm layers bound the terms)"))
