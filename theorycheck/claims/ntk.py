@@ -22,6 +22,7 @@ from scipy import stats
 from ..devices import dtype_of
 from ..errors import expect
 from ..kit import Case, ClaimKit, comparison
+from ..registry import case_seed
 
 kit = ClaimKit(
     id="ntk",
@@ -51,9 +52,10 @@ def analytic_ntk(X: np.ndarray, depth: int) -> np.ndarray:
 
 
 def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_scale: str = "ntk") -> torch.Tensor:
-    """J J^T at a fresh initialization; ``output_scale="mean-field"`` divides the output by width instead of
-    sqrt(width) (the control)."""
-    generator = torch.Generator().manual_seed(seed)
+    """J J^T at a fresh initialization, independent for each (width, seed) (one stream per pair: the same
+    stream at two widths would share units and correlate the fit's residuals); ``output_scale="mean-field"``
+    divides the output by width instead of sqrt(width) (the control)."""
+    generator = torch.Generator().manual_seed(case_seed(seed, "ntk", width))
     sizes = [X.shape[1]] + [width] * depth + [1]
     weights = [torch.randn(sizes[k + 1], sizes[k], generator=generator, dtype=X.dtype).requires_grad_()
                for k in range(len(sizes) - 1)]
