@@ -25,14 +25,15 @@ def test_gradient_flow_approaches_a_kkt_point(instance, tc_device, tc_dtype):
     if verdict.status == "vacuous":
         assert ASSUME_T0 in verdict.failed_assumptions, message
         return
-    if verdict.status == "inconclusive":
-        assert "run too short" in verdict.reason, message
+    if verdict.status == "inconclusive":  # a short run, or homogeneity the run's checks could not decide
+        assert "run too short" in verdict.reason or not trajectory.homogeneity_decided, message
     details = verdict.details
     assert min(details["multipliers"]) >= 0 and details["support"] == sorted(details["support"]), message
     margins = (y * model(X).reshape(-1)).detach().double().cpu().numpy()
     assert int(np.argmin(margins)) in details["support"], message
     if "svm" in details and verdict.status == "holds":  # one-layer linear: the direction error shrinks
-        assert details["svm"]["angles"][-1] < details["svm"]["angles"][0], message
+        angles = details["svm"]["angles"]  # unless it already sits at the roundoff of the model's dtype
+        assert angles[-1] < angles[0] or angles[-1] <= details["svm"]["angle_roundoff"], message
     # the same state with a large multiplier on the largest-margin sample, when it is off the support
     outsider = int(np.argmax(margins))
     if outsider not in details["support"]:

@@ -190,3 +190,35 @@ def test_verdict_round_trips_through_json():
     verdict = tc.check_margin_monotone(_run(LINEAR))
     data = json.loads(json.dumps(verdict.to_dict()))
     assert tc.Verdict.from_dict(data).to_dict() == data
+
+
+DEAD_CNN = NetworkSpec(family="cnn", in_shape=(1, 3, 3), widths=(1, 1), pooling="max")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_network_dead_on_every_sample_is_stationary_and_its_homogeneity_undecided(dtype):
+    """Found by a derandomized run of the property tests: f = 0 on every sample at the start (seed 0) left the
+    float32 flow without a step size (non-finite) and its homogeneity was reported as not met."""
+    instance = FlowInstance(spec=DEAD_CNN, seed=0, n=4, data_margin=0.25, loss="exp", log_loss_target=TARGET)
+    model, X, y = instance.build("cpu", dtype)
+    assert not model(X).any()
+    trajectory = tc.train(model, X, y, **instance.train_kwargs())
+    assert trajectory.stop_reason == "stationary" and trajectory.steps == 0
+    assert not trajectory.homogeneous and not trajectory.homogeneity_decided
+    verdict = tc.check_margin_monotone(trajectory)
+    assert verdict.status == "vacuous" and verdict.failed_assumptions == [ASSUME_T0], verdict.summary()
+    assert "nothing to test" in verdict.reason
+
+
+def test_undecided_homogeneity_on_a_separated_run_is_inconclusive_not_vacuous():
+    instance = FlowInstance(spec=LINEAR, seed=3, n=8, log_loss_target=TARGET)
+    model, X, y = instance.build()
+    trajectory = tc.train(model, X, y, **instance.train_kwargs())  # leaves the model at the run's end
+    assert trajectory.homogeneity_decided and tc.check_margin_monotone(trajectory).status == "holds"
+    undecided = dataclasses.replace(trajectory, homogeneous=False, homogeneity_decided=False,
+                                    homogeneity_reason="homogeneity undecided along the run: 1 of 1 checked states")
+    verdict = tc.check_margin_monotone(undecided)
+    assert verdict.status == "inconclusive" and not verdict.failed_assumptions, verdict.summary()
+    assert ASSUME_HOMOGENEOUS not in verdict.assumptions and "undecided" in verdict.reason
+    kkt = tc.check_kkt(model, X, y, trajectory=undecided)
+    assert kkt.status == "inconclusive" and not kkt.failed_assumptions, kkt.summary()

@@ -145,6 +145,7 @@ settings.register_profile("mine2", max_examples=9)
 '''
 
 
+@pytest.mark.parametrize("ci_variable", [None, "true"])  # Hypothesis loads its own `ci` profile under $CI
 @pytest.mark.parametrize("conftest, args, expected", [
     ("", (), {"plain": 100, "tc": 25, "marked": 25, "own": 3}),  # the user's tests keep Hypothesis' default
     (USER_PROFILES + "settings.load_profile('mine')\n", (), {"plain": 7, "tc": 7, "marked": 7, "own": 3}),
@@ -153,7 +154,12 @@ settings.register_profile("mine2", max_examples=9)
     (USER_PROFILES, ("--hypothesis-profile", "mine"), {"plain": 7, "tc": 7, "marked": 7, "own": 3}),
     ("", ("--theorycheck-profile", "dev"), {"plain": 100, "tc": 60, "marked": 60, "own": 3}),
 ])
-def test_hypothesis_settings_change_only_for_theorycheck_tests(pytester, conftest, args, expected):
+def test_hypothesis_settings_change_only_for_theorycheck_tests(pytester, monkeypatch, ci_variable, conftest, args,
+                                                              expected):
+    if ci_variable is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci_variable)
     pytester.makepyfile(test_probe=PROBE)
     pytester.makeconftest(conftest)
     result = pytester.runpytest_subprocess("-p", "no:xdist", "--theorycheck-devices", "cpu", *args)

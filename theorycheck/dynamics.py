@@ -404,6 +404,9 @@ class Trajectory:
     dtype: str = "float64"
     seed: int | None = None
     homogeneity_checks: tuple = ()  # ({"log_loss", "status"} of check_homogeneity on X at each snapshot)
+    # False when a homogeneity check of the run was inconclusive (none failed): homogeneity is then undecided,
+    # neither met nor unmet (a network that outputs 0 on every sample gives nothing to test)
+    homogeneity_decided: bool = True
 
     def __len__(self) -> int:
         return len(self.records["log_loss"])
@@ -546,8 +549,9 @@ def _flow(problem: _Problem, theta: torch.Tensor, log: _Log, *, rtol: float, tar
     h = 0.01 * state.norm / max(float(field.norm()), 1e-300)
     log_t, clock, steps, rejected, evaluations, failures, quiet = -math.inf, 0.0, 0, 0, 1, 0, 0
     log.record(state, step=0, clock=0.0, log_t=log_t)
-    reason = "max_steps"
-    while steps < max_steps:
+    # a start without a field (a network dead on every sample) is a stationary point: no step to size
+    reason = "stationary" if state.norm * float(state.grad_log_objective.norm()) <= stationary else "max_steps"
+    while reason == "max_steps" and steps < max_steps:
         solve = problem.linear_solver(state, h * _D)
         k1 = solve(field)
         mid = problem.state(state.theta + 0.5 * h * k1, jacobian=True)
@@ -720,8 +724,9 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     expect(degree > 0 and math.isfinite(degree), expected="a positive homogeneity degree", received=repr(degree),
            fix="pass degree=L for an L-homogeneous model")
     homogeneous, homogeneity_reason = homogeneity.status == "holds", homogeneity.summary()
+    decided = homogeneity.status != "inconclusive"
     if degree != layer_sum:
-        homogeneous = False
+        homogeneous, decided = False, True
         homogeneity_reason = f"degree L={degree:g} given, but the layers' degrees sum to {layer_sum:g}"
     smooth, smooth_reason = twice_differentiable(model)
     problem = _Problem(net, loss_fn, float(weight_decay), float(degree))
@@ -743,12 +748,17 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
             target=log_loss_target, batch_size=batch_size if method == "sgd" else None, seed=seed)
         integrator = ("gradient descent; error vs the flow: Euler-Heun estimate" if method == "gd"
                       else "stochastic gradient descent (no flow error estimate)")
-    checks = _homogeneity_along(model, net, X, log.snapshots, final) if homogeneous else ()
-    failed = [c for c in checks if c["status"] != "holds"]
+    checks = _homogeneity_along(model, net, X, log.snapshots, final) if homogeneous or not decided else ()
+    failed = [c for c in checks if c["status"] in ("violated", "vacuous")]
+    undecided = [c for c in checks if c["status"] == "inconclusive"]
     if failed:
-        homogeneous = False
+        homogeneous, decided = False, True
         homogeneity_reason = (f"homogeneous at the start but not along the run: {len(failed)} of {len(checks)} "
                               f"checked states (first at log L = {failed[0]['log_loss']:.4g}): {failed[0]['summary']}")
+    elif undecided and decided:
+        homogeneous, decided = False, False
+        homogeneity_reason = (f"homogeneity undecided along the run: {len(undecided)} of {len(checks)} checked "
+                              f"states (first at log L = {undecided[0]['log_loss']:.4g}): {undecided[0]['summary']}")
     net.write(final.theta)
     return Trajectory(
         method=method, loss=loss_fn.name, lr=None if method == "flow" else float(lr),
@@ -760,7 +770,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
         integrator=integrator, rtol=rtol if method == "flow" else None, log_loss_target=float(log_loss_target),
         steps=n_steps, rejected=rejected, evaluations=evaluations, seconds=time.perf_counter() - started,
         device=str(X.device), dtype=dtype_name(dtype), seed=seed,
-        homogeneity_checks=tuple({k: c[k] for k in ("log_loss", "status")} for c in checks))
+        homogeneity_checks=tuple({k: c[k] for k in ("log_loss", "status")} for c in checks),
+        homogeneity_decided=decided)
 
 
 def _homogeneity_along(model: nn.Module, net: FlatNetwork, X: torch.Tensor, snapshots, final: _State) -> list[dict]:

@@ -12,7 +12,8 @@
 - Hypothesis settings change only for theorycheck tests (using ``tc_device`` / ``tc_dtype`` or marked
   ``theorycheck``) without their own ``@settings``: ``--theorycheck-profile`` / ``$THEORYCHECK_PROFILE``
   if given, else ``ci`` unless the user chose a profile (``settings.load_profile`` in a conftest,
-  ``--hypothesis-profile``), which then stays. Other tests keep the user's settings untouched.
+  ``--hypothesis-profile``), which then stays. Hypothesis' own ``ci`` profile, which it loads by itself
+  when it sees a CI environment variable, is not the user's choice. Other tests keep the user's settings.
 - Under pytest-xdist each worker is pinned to one GPU before any conftest can start CUDA, and to its
   share of the CPU cores (cores // workers torch threads) unless ``OMP_NUM_THREADS`` is set.
 
@@ -60,8 +61,21 @@ def _pin_worker() -> None:
 
 
 def pytest_load_initial_conftests(early_config, parser, args):
-    """Pin this xdist worker to its GPU before conftests are imported (they may start CUDA)."""
+    """Pin this xdist worker to its GPU before conftests are imported (they may start CUDA); note the
+    Hypothesis profile the environment chose before any conftest could choose one."""
     _pin_worker()
+    _note_ambient_profile()
+
+
+_AMBIENT_PROFILE: list = []  # (name, settings) active before conftests: Hypothesis' own choice, not the user's
+
+
+def _note_ambient_profile() -> None:
+    if not _AMBIENT_PROFILE:
+        from hypothesis import settings
+
+        name = _current_profile()
+        _AMBIENT_PROFILE.append((name, settings.get_profile(name)))
 
 
 def pytest_configure(config):
@@ -116,7 +130,15 @@ def _current_profile() -> str:
 
 
 def _user_chose_a_profile(config) -> bool:
-    return bool(config.getoption("hypothesis_profile", None)) or _current_profile() != "default"
+    """``--hypothesis-profile``, or a conftest loaded a profile other than the one active before conftests
+    (``default``, or ``ci`` that Hypothesis loads by itself when it sees a CI environment variable)."""
+    if config.getoption("hypothesis_profile", None):
+        return True
+    from hypothesis import settings
+
+    name = _current_profile()
+    ambient_name, ambient_settings = _AMBIENT_PROFILE[0] if _AMBIENT_PROFILE else ("default", None)
+    return name != "default" and (name != ambient_name or settings.get_profile(name) is not ambient_settings)
 
 
 def pytest_generate_tests(metafunc):

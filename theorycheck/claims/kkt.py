@@ -40,7 +40,7 @@ from ..models import declared_degrees, read_parameters
 from ..tensors import as_batch
 from ..verdict import Verdict, reported, require_holds
 from .homogeneity import check_homogeneity
-from .margin import ASSUME_HOMOGENEOUS, ASSUME_T0, run_assumptions, separation_index
+from .margin import ASSUME_HOMOGENEOUS, ASSUME_T0, run_assumptions, separation_index, undecided
 
 CLAIM_ID = "kkt"
 ASSUME_SEPARATED = "theta separates the data (q_min > 0)"
@@ -345,6 +345,7 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
                            f"{now['eps_roundoff']:.1e}: not an exact KKT point; Lyu & Li bound eps only along the run, "
                            "pass trajectory=... to judge its decrease")
         _linear_report(model, X, y, [], [], details, now["q_min"])
+    inconclusive = inconclusive or (trajectory is not None and undecided(trajectory, assumptions))
     return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=inconclusive,
                           statistic=float(statistic), bound=float(bound), tolerance=float(tolerance),
                           tolerance_basis=basis, details=details, reason="; ".join(reasons + unmet), **common)
@@ -370,7 +371,10 @@ def _linear_report(model, X, y, history, log_t, details: dict, q_min: float) -> 
                       "support_at_resolution": resolved, "margin": svm.margin,
                       "same_support": resolved == details["support"],
                       "same_active_set": list(svm.active) == details["support"],
-                      "angle_roundoff": gamma(4 * X.reshape(len(y), -1).shape[1] + 4, torch.float64),
+                      # the flow steers w along an n-term gradient sum formed in the model's dtype (relative
+                      # error gamma_n) and stores it rounded (u): gamma_{n+1}; the angle is evaluated in float64
+                      "angle_roundoff": gamma(len(y) + 1, next(model.parameters()).dtype)
+                      + gamma(4 * X.reshape(len(y), -1).shape[1] + 4, torch.float64),
                       "angles": angles, **_soudry_rate(angles, log_t)}
 
 

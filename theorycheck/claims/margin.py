@@ -45,7 +45,8 @@ SERIES_POINTS = 200
 
 
 def run_assumptions(trajectory: Trajectory, separated: bool) -> tuple[dict[str, bool], list[str]]:
-    """The assumptions of Lyu & Li's Thm 4.1/4.2 observed on a run, with a reason for each one not met."""
+    """The assumptions of Lyu & Li's Thm 4.1/4.2 observed on a run, with a reason for each one not met (or
+    undecided). Homogeneity that the run's checks left undecided is left out: see :func:`undecided`."""
     if trajectory.method == "flow":
         dynamics, why = True, ""
     elif trajectory.method == "gd":
@@ -59,7 +60,16 @@ def run_assumptions(trajectory: Trajectory, separated: bool) -> tuple[dict[str, 
                ASSUME_NO_DECAY: f"weight decay {trajectory.weight_decay:g}",
                ASSUME_T0: f"the summed loss never went below l(0) = {trajectory.loss_at_zero:.4g}",
                ASSUME_DYNAMICS: why}
+    if not trajectory.homogeneity_decided:
+        del assumptions[ASSUME_HOMOGENEOUS]
+        return assumptions, [trajectory.homogeneity_reason] + [reasons[n] for n, held in assumptions.items() if not held]
     return assumptions, [reasons[name] for name, held in assumptions.items() if not held]
+
+
+def undecided(trajectory: Trajectory, assumptions: dict[str, bool]) -> bool:
+    """Whether the verdict must be inconclusive for an undecided assumption: homogeneity undecided along the
+    run while every decided assumption holds (one that fails makes the theorem say nothing anyway)."""
+    return not trajectory.homogeneity_decided and all(assumptions.values())
 
 
 def separation_index(trajectory: Trajectory) -> int | None:
@@ -190,7 +200,8 @@ def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None,
         basis = ("pointwise: -<grad gamma~, -grad L> at the worst record against its roundoff (3 gamma_{K+P} "
                  "||grad gamma~|| ||grad L||); the integrated drop is reported in details"
                  + ("" if decisive else " and not decisive for a network with kinks"))
-    return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=False, statistic=statistic,
+    return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=undecided(trajectory, assumptions),
+                          statistic=statistic,
                           bound=0.0, tolerance=tolerance, tolerance_basis=basis, details=details,
                           reason="; ".join(reasons), **common)
 
@@ -245,7 +256,8 @@ class FlowInstance:
         model = build_network(self.spec, seed=self.seed if self.weight_seed is None else self.weight_seed,
                               device=device, dtype=torch_dtype)
         with torch.no_grad():
-            scale = float(model(X).abs().max()) ** (-1.0 / sum(self.spec.degrees()))
+            largest = float(model(X).abs().max())
+            scale = largest ** (-1.0 / sum(self.spec.degrees())) if largest > 0 else 1.0  # 0: dead at the start
             for parameter in model.parameters():
                 parameter.mul_(scale)
         return model, X, y
