@@ -25,6 +25,7 @@ _EXPORTS = {  # module -> the public names it defines
     ".claims.double_descent": ("assert_double_descent", "check_double_descent"),
     ".claims.random_labels": ("assert_random_labels", "check_random_labels"),
     ".claims.ntk": ("assert_ntk", "check_ntk"),
+    ".claims.ntk_movement": ("assert_ntk_movement", "check_ntk_movement"),
     ".claims.stability": ("assert_sgd_stability_convex", "assert_sgd_stability_nonconvex",
                           "assert_sgd_stability_strongly_convex", "check_sgd_stability_convex",
                           "check_sgd_stability_nonconvex", "check_sgd_stability_strongly_convex"),

@@ -119,7 +119,10 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
         inconclusive=not finite, **headline(parts),
         seed=seed, dtype="float64",
         details={"n": n, "grid": rows, "peak": peak, "r2": r2, "sigma2": sigma2, "comparisons": parts,
-                 "series": {"median risk vs p": {"x": grid, "y": [r["median"] for r in rows]}}},
+                 "series": {"risk vs p against the exact formula": {
+                     "x": grid, "y": {"median": [r["median"] for r in rows], "mean": [r["mean"] for r in rows],
+                                      "exact E (inf at |p - n| <= 1)": [r["exact"] for r in rows]},
+                     "xlabel": "parameters p", "ylabel": "risk ||w - beta||^2", "yscale": "log"}}},
         reason="; ".join(reasons))
 
 

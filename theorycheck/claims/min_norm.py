@@ -180,7 +180,13 @@ def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, 
                  "final_norm": float(np.linalg.norm(W[-1])), "distance_to_limit": distance,
                  "predicted_distance_to_limit": predicted_distance, "limit_tol": limit_tol,
                  "series": {"||w_t - w_t^filter|| and its bound": {
-                     "x": t[1:].tolist(), "y": {"residual": residual[1:].tolist(), "bound": tolerance[1:].tolist()}}}},
+                     "x": t[1:].tolist(), "y": {"residual": residual[1:].tolist(), "bound": tolerance[1:].tolist()},
+                     "xlabel": "step t", "yscale": "log"},
+                     "distance to the min-norm limit vs step": {
+                     "x": t.tolist(), "y": {"run ||w_t - w_inf||": np.linalg.norm(W - spec.limit, axis=1).tolist(),
+                                            "filter ||w_t^filter - w_inf||":
+                                                np.linalg.norm(predicted - spec.limit, axis=1).tolist()},
+                     "xlabel": "step t", "ylabel": "distance", "yscale": "log"}}},
         reason="; ".join(reasons), **common)
 
 

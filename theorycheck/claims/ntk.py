@@ -51,24 +51,41 @@ def analytic_ntk(X: np.ndarray, depth: int) -> np.ndarray:
     return theta
 
 
-def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_scale: str = "ntk") -> torch.Tensor:
-    """J J^T at a fresh initialization, independent for each (width, seed) (one stream per pair: the same
-    stream at two widths would share units and correlate the fit's residuals); ``output_scale="mean-field"``
-    divides the output by width instead of sqrt(width) (the control)."""
-    generator = torch.Generator().manual_seed(case_seed(seed, "ntk", width))
-    sizes = [X.shape[1]] + [width] * depth + [1]
-    weights = [torch.randn(sizes[k + 1], sizes[k], generator=generator, dtype=X.dtype).requires_grad_()
-               for k in range(len(sizes) - 1)]
+def init_weights(d: int, width: int, depth: int, *, seed: int, claim: str = "ntk",
+                 dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """N(0, 1) weights of a bias-free MLP d -> width^depth -> 1, one stream per (claim, width, seed): the same
+    stream at two widths would share units and correlate the residuals of a fit over widths."""
+    generator = torch.Generator().manual_seed(case_seed(seed, claim, width))
+    sizes = [d] + [width] * depth + [1]
+    return [torch.randn(sizes[k + 1], sizes[k], generator=generator, dtype=dtype).requires_grad_()
+            for k in range(len(sizes) - 1)]
+
+
+def mlp_output(X: torch.Tensor, weights: list[torch.Tensor], *, activation=torch.relu,
+               output_scale: str = "ntk") -> torch.Tensor:
+    """h^1 = W^1 x / sqrt(d), h^{l+1} = W^{l+1} activation(h^l) / sqrt(n_l); ``output_scale="mean-field"``
+    divides the output layer by its fan-in instead of its square root. Returns f, shape (n,)."""
     h = X
     for k, W in enumerate(weights):
-        scale = sizes[k] if (k == len(weights) - 1 and output_scale == "mean-field") else math.sqrt(sizes[k])
-        h = (torch.relu(h) if k else h) @ W.T / scale
-    rows = []
-    for f in h[:, 0]:
-        grads = torch.autograd.grad(f, weights, retain_graph=True)
-        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+        fan_in = W.shape[1]
+        scale = fan_in if (k == len(weights) - 1 and output_scale == "mean-field") else math.sqrt(fan_in)
+        h = (activation(h) if k else h) @ W.T / scale
+    return h[:, 0]
+
+
+def kernel_at(X: torch.Tensor, weights: list[torch.Tensor], **network) -> torch.Tensor:
+    """The empirical NTK J J^T at ``weights`` (J: the gradients of each output over all weights)."""
+    f = mlp_output(X, weights, **network)
+    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(out, weights, retain_graph=True)]) for out in f]
     J = torch.stack(rows)
     return (J @ J.T).detach()
+
+
+def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_scale: str = "ntk") -> torch.Tensor:
+    """J J^T of a relu MLP at a fresh initialization, independent for each (width, seed);
+    ``output_scale="mean-field"`` divides the output by width instead of sqrt(width) (the control)."""
+    weights = init_weights(X.shape[1], width, depth, seed=seed, dtype=X.dtype)
+    return kernel_at(X, weights, output_scale=output_scale)
 
 
 @kit.checker
@@ -100,16 +117,26 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
                                 f"{CONFIDENCE:.1%} Student-t half-width of the slope over {len(logs_w)} runs")],
         details={"slope": fit.slope, "slope_stderr": fit.stderr, "interval": [fit.slope - half, fit.slope + half],
                  "widths": list(widths), "seeds": list(seeds), "depth": depth,
-                 "series": {"relative NTK error vs width": {
-                     "x": [float(math.exp(v)) for v in logs_w], "y": [float(math.exp(v)) for v in logs_e],
-                     "xlabel": "width", "ylabel": "||Theta_w - Theta|| / ||Theta||", "xscale": "log",
-                     "yscale": "log"}}},
+                 "series": {"relative NTK error vs width": width_series(logs_w, logs_e, fit,
+                                                                        "||Theta_w - Theta|| / ||Theta||")}},
         dtype=str(X.dtype).removeprefix("torch."),
         reason="" if abs(fit.slope + 0.5) <= half else
         f"slope {fit.slope:.3f} +- {half:.3f}: the error does not decay as width^-1/2")
 
 
 assert_ntk = kit.assert_
+
+
+def width_series(logs_w: list[float], logs_v: list[float], fit, ylabel: str) -> dict:
+    """Log-log, for a report: the median over seeds per width, the fitted line and width^-1/2 through the
+    first median."""
+    widths = sorted(set(logs_w))
+    medians = [float(np.median([v for w, v in zip(logs_w, logs_v) if w == u])) for u in widths]
+    return {"x": [math.exp(v) for v in widths],
+            "y": {"median over seeds": [math.exp(m) for m in medians],
+                  f"fit, slope {fit.slope:.3f}": [math.exp(fit.intercept + fit.slope * v) for v in widths],
+                  "slope -1/2": [math.exp(medians[0] - 0.5 * (v - widths[0])) for v in widths]},
+            "xlabel": "width", "ylabel": ylabel, "xscale": "log", "yscale": "log"}
 
 
 def _case(rng, dtype: str, **options) -> Case:

@@ -1,0 +1,79 @@
+"""ntk_movement (Lee et al. 2019, Thm 2.1): the kernel moves by O(width^-1/2) under GD; one-sided, so mean-field
+runs (which move O(1)) are caught, and relu, mean-field and a supercritical step are outside the theorem."""
+
+import math
+
+import pytest
+import torch
+
+import theorycheck as tc
+from theorycheck.claims.ntk import init_weights, kernel_at
+from theorycheck.claims.ntk_movement import _mean_field_movement, kernel_movement, one_layer_kernel
+from theorycheck.devices import gamma
+from theorycheck.errors import InvalidArgument
+
+X = torch.randn(5, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+Y = torch.randn(5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("activation", ["erf", "tanh", "relu"])
+@pytest.mark.parametrize("output_scale", ["ntk", "mean-field"])
+def test_the_closed_form_kernel_is_autograds_j_jt(activation, output_scale):
+    W, a = init_weights(4, 64, 1, seed=0, claim="ntk_movement")
+    closed = one_layer_kernel(X, W, a, activation=activation, output_scale=output_scale)
+    phi = {"erf": torch.erf, "tanh": torch.tanh, "relu": torch.relu}[activation]
+    autograd = kernel_at(X, [W, a], activation=phi, output_scale=output_scale)
+    # both are sums of 2 m products of the same rounded factors: gamma_{2m + d + 2} of the absolute sums
+    assert torch.allclose(closed, autograd, rtol=0, atol=gamma(2 * 64 + 4 + 2, torch.float64) * float(
+        autograd.abs().max()) * 4)
+
+
+def test_runs_side_by_side_equal_runs_one_at_a_time():
+    together = kernel_movement(X, Y, 64, [3, 4, 5])
+    alone = [kernel_movement(X, Y, 64, [seed])[0] for seed in (3, 4, 5)]
+    assert [r["movement"] for r in together] == pytest.approx([r["movement"] for r in alone], rel=1e-12)
+
+
+def test_a_wide_run_fits_its_targets_and_barely_moves_its_kernel():
+    (wide,), (narrow,) = (kernel_movement(X, Y, w, [1], steps=256) for w in (2048, 32))
+    assert wide["finite"] and wide["step_ratio"] < 1 and wide["movement"] < narrow["movement"] / 10
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_smooth_networks_hold_and_mean_field_runs_declared_as_ntk_are_violated(dtype):
+    x, y = X.to(dtype), Y.to(dtype)
+    verdict = tc.check_ntk_movement(x, y, activation="tanh")
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["interval"][1] <= -0.5 and verdict.dtype == str(dtype).removeprefix("torch.")
+    caught = tc.check_ntk_movement(x, y, measure=_mean_field_movement)
+    assert caught.status == "violated" and caught.details["interval"][0] > -0.5, caught.summary()
+
+
+def test_outside_the_theorem_the_conclusion_is_still_measured():
+    relu = tc.check_ntk_movement(X, Y, activation="relu")
+    assert relu.status == "vacuous" and relu.conclusion_held  # moves like width^-1/2 or faster, but not covered
+    mean_field = tc.check_ntk_movement(X, Y, output_scale="mean-field")
+    assert mean_field.status == "vacuous" and not mean_field.conclusion_held  # the check can fail
+    assert abs(mean_field.details["slope"]) < 0.3
+    large = tc.check_ntk_movement(X, Y, lr_factor=2.5, widths=(16, 32, 64), seeds=(0, 1))
+    assert large.status == "vacuous" and "critical" in large.reason
+
+
+def test_straddling_intervals_and_too_few_runs_are_inconclusive():
+    straddle = tc.check_ntk_movement(X, Y, widths=(16, 32, 64), seeds=(0, 1, 2),
+                                     measure=lambda X, y, w, seeds, **_: [
+                                         {"movement": w ** -0.5 * (1.5 if s else 1), "step_ratio": 0.5, "finite": True}
+                                         for s in seeds])
+    assert straddle.status == "inconclusive" and "straddles" in straddle.reason
+    assert tc.check_ntk_movement(X, Y, widths=(64, 128), seeds=(0, 1)).status == "vacuous"
+    diverged = tc.check_ntk_movement(X, Y, widths=(16, 32, 64), seeds=(0, 1),
+                                     measure=lambda X, y, w, seeds, **_: [
+                                         {"movement": math.inf, "step_ratio": 0.5, "finite": False} for _ in seeds])
+    assert diverged.status == "inconclusive" and "diverged" in diverged.reason
+
+
+def test_bad_input_names_what_was_expected():
+    with pytest.raises(InvalidArgument, match="activation in"):
+        tc.check_ntk_movement(X, Y, activation="gelu")
+    with pytest.raises(InvalidArgument, match="y of shape"):
+        tc.check_ntk_movement(X, Y[:3])

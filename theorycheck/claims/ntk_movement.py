@@ -1,0 +1,198 @@
+"""Claim ``ntk_movement``: under gradient descent on the squared loss, the empirical NTK of a wide network in
+the NTK parameterization moves by O(width^{-1/2}) over the whole run (Lee, Xiao, Schoenholz, Bahri, Novak,
+Sohl-Dickstein & Pennington, NeurIPS 2019, Thm 2.1: sup_t ||Theta_t - Theta_0||_F = O(n^{-1/2}) with
+probability 1 - delta over the initialization, for a step eta < 2 / (lambda_min + lambda_max) of Theta and an
+activation with a bounded, Lipschitz derivative).
+
+Network: one hidden layer, f(x) = a^T phi(W x / sqrt(d)) / sqrt(m), W, a ~ N(0, 1). Its kernel is exact in
+closed form, Theta = (phi(H) phi(H)^T + ((phi'(H) a) (phi'(H) a)^T) * (X X^T / d)) / m with H = X W^T / sqrt(d)
+(``rows x`` the elementwise product; phi' from autograd), and is compared with autograd's J J^T in the tests.
+The run: full-batch GD on (1/2) sum (f - y)^2 with eta = 1 / lambda_max(Theta_0); the movement is the sup of
+||Theta_t - Theta_0||_F / ||Theta_0||_F over t in {0, 1, 2, 4, ..., T}.
+
+The theorem bounds the rate from above (finite-width theory predicts O(1/m), and runs show slopes near -1),
+so the check is one-sided: fit log movement = c + b log m over widths x seeds (independent streams) and take
+the 99.9% Student-t interval of b; ``holds`` if its upper end <= -1/2, ``violated`` if its lower end > -1/2,
+``inconclusive`` if it straddles -1/2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from scipy import stats
+
+from ..devices import dtype_name, dtype_of
+from ..errors import expect
+from ..kit import Case, ClaimKit, comparison
+from .ntk import init_weights, width_series
+
+kit = ClaimKit(
+    id="ntk_movement",
+    statement="Under GD on the squared loss with eta < 2 / (lambda_min + lambda_max), the empirical NTK of a "
+              "network in the NTK parameterization moves by O(width^{-1/2}): the fitted slope of log sup_t "
+              "||Theta_t - Theta_0|| / ||Theta_0|| against log width is at most -1/2.",
+    source="Lee, Xiao, Schoenholz, Bahri, Novak, Sohl-Dickstein & Pennington, NeurIPS 2019 (Wide neural networks "
+           "of any depth evolve as linear models under gradient descent), Thm 2.1",
+    assumptions={"ntk_scaling": "NTK parameterization: every layer scaled by 1/sqrt(fan-in) of N(0, 1) weights",
+                 "smooth_activation": "the activation has a bounded, Lipschitz derivative (erf, tanh; not relu)",
+                 "step_below_critical": "eta (lambda_min + lambda_max) / 2 < 1 for the kernel at initialization, "
+                                        "at every width and seed",
+                 "enough_runs": "at least 3 widths and 2 seeds per width (an interval for the slope)"},
+    tolerance="the 99.9% Student-t interval of the fitted slope: upper end <= -1/2 holds, lower end > -1/2 is "
+              "violated (false alarm <= 5e-4 per verdict), else inconclusive")
+
+CONFIDENCE = 0.999
+ACTIVATIONS = {"erf": torch.erf, "tanh": torch.tanh, "relu": torch.relu}
+SMOOTH = ("erf", "tanh")
+
+
+def one_layer_kernel(X: torch.Tensor, W: torch.Tensor, a: torch.Tensor, *, activation: str = "erf",
+                     output_scale: str = "ntk") -> torch.Tensor:
+    """The exact empirical NTK of f(x) = a^T phi(W x / sqrt(d)) / s, s = sqrt(m) (``"ntk"``) or m
+    (``"mean-field"``), over both layers; W (..., m, d) and a (..., 1, m) may carry leading batch dimensions
+    (one kernel per network)."""
+    m, d = W.shape[-2:]
+    scale = math.sqrt(m) if output_scale == "ntk" else float(m)
+    H = (X @ W.transpose(-1, -2) / math.sqrt(d)).detach().requires_grad_()
+    phi = ACTIVATIONS[activation](H)
+    slope, = torch.autograd.grad(phi.sum(), H)  # phi'(H), elementwise
+    phi, G = phi.detach(), slope * a.detach()
+    return (phi @ phi.transpose(-1, -2) + (G @ G.transpose(-1, -2)) * (X @ X.T / d)) / scale ** 2
+
+
+def kernel_movement(X: torch.Tensor, y: torch.Tensor, width: int, seeds, *, activation: str = "erf",
+                    output_scale: str = "ntk", steps: int = 32, lr_factor: float = 1.0) -> list[dict]:
+    """GD runs of one width, one per seed (independent streams, run side by side): each run's sup relative
+    kernel movement on the grid {0, 1, 2, 4, ..., steps}, its step ratio eta (lambda_min + lambda_max) / 2 at
+    initialization, and whether it stayed finite."""
+    pairs = [init_weights(X.shape[1], width, 1, seed=int(seed), claim="ntk_movement", dtype=X.dtype)
+             for seed in seeds]
+    W = torch.stack([w.detach() for w, _ in pairs]).requires_grad_()
+    a = torch.stack([v.detach() for _, v in pairs]).requires_grad_()
+    scale = math.sqrt(width) if output_scale == "ntk" else float(width)
+    phi = ACTIVATIONS[activation]
+    K0 = one_layer_kernel(X, W, a, activation=activation, output_scale=output_scale)
+    eigenvalues = torch.linalg.eigvalsh(K0)
+    lr = lr_factor / eigenvalues[:, -1]
+    checked = {0, steps} | {2 ** k for k in range(int(math.log2(max(steps, 1))) + 1)}
+    worst, norm0 = torch.zeros(len(pairs), dtype=torch.float64), torch.linalg.norm(K0, dim=(-2, -1)).double()
+    for t in range(steps + 1):
+        if t in checked:
+            K = one_layer_kernel(X, W, a, activation=activation, output_scale=output_scale)
+            worst = torch.maximum(worst, torch.linalg.norm(K - K0, dim=(-2, -1)).double() / norm0)
+        if t == steps:
+            break
+        f = phi(X @ W.transpose(-1, -2) / math.sqrt(X.shape[1])) @ a.transpose(-1, -2) / scale
+        grads = torch.autograd.grad(0.5 * ((f[..., 0] - y) ** 2).sum(), (W, a))  # the runs do not interact
+        with torch.no_grad():
+            W -= lr[:, None, None] * grads[0]
+            a -= lr[:, None, None] * grads[1]
+    ratio = (lr * (eigenvalues[:, 0] + eigenvalues[:, -1]) / 2).tolist()
+    finite = (torch.isfinite(W).flatten(1).all(1) & torch.isfinite(a).flatten(1).all(1)).tolist()
+    return [{"movement": float(m), "step_ratio": r, "finite": ok and math.isfinite(m)}
+            for m, r, ok in zip(worst.tolist(), ratio, finite)]
+
+
+@kit.checker
+def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024, 2048),
+                       seeds=tuple(range(10)), activation: str = "erf", output_scale: str = "ntk", steps: int = 32,
+                       lr_factor: float = 1.0, measure=kernel_movement):
+    """Fit log(sup_t movement) = c + b log(width) over the widths x seeds of GD runs with eta = lr_factor /
+    lambda_max(Theta_0); decide b <= -1/2 by its 99.9% interval. ``measure(X, y, width, seeds, **run)`` returns
+    one {"movement", "step_ratio", "finite"} per seed (default: :func:`kernel_movement`)."""
+    expect(isinstance(X, torch.Tensor) and X.ndim == 2 and X.shape[0] >= 2, expected="X as an (n >= 2, d) tensor",
+           received=f"{type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}", fix="a few input points as rows")
+    expect(isinstance(y, torch.Tensor) and y.shape == (X.shape[0],), expected=f"y of shape ({X.shape[0]},)",
+           received=f"shape {tuple(getattr(y, 'shape', ()))}", fix="one target per row of X")
+    expect(activation in ACTIVATIONS, expected=f"activation in {sorted(ACTIVATIONS)}", received=repr(activation),
+           fix="activation='erf'")
+    expect(output_scale in ("ntk", "mean-field"), expected="output_scale 'ntk' or 'mean-field'",
+           received=repr(output_scale), fix="output_scale='ntk'")
+    expect(isinstance(steps, int) and steps >= 1, expected="steps >= 1", received=repr(steps), fix="steps=32")
+    runs = [(int(w), run) for w in widths for run in measure(
+        X, y, int(w), [int(s) for s in seeds], activation=activation, output_scale=output_scale, steps=steps,
+        lr_factor=lr_factor)]
+    enough = len(set(widths)) >= 3 and len(seeds) >= 2
+    ratio = max(run["step_ratio"] for _, run in runs)
+    assumptions = {"ntk_scaling": output_scale == "ntk", "smooth_activation": activation in SMOOTH,
+                   "step_below_critical": ratio < 1, "enough_runs": enough}
+    finite = all(run["finite"] and run["movement"] > 0 for _, run in runs)
+    common = dict(dtype=dtype_name(X.dtype))
+    if not (enough and finite):
+        return kit.decide(assumptions=assumptions, inconclusive=all(assumptions.values()),
+                          reason="too few widths or seeds for an interval" if not enough
+                          else "a run diverged or did not move (non-finite or zero movement)", **common)
+    log_w = [math.log(w) for w, _ in runs]
+    log_m = [math.log(run["movement"]) for _, run in runs]
+    fit = stats.linregress(log_w, log_m)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(runs) - 2) * fit.stderr
+    upper, lower = fit.slope + half, fit.slope - half
+    reasons = []
+    if not assumptions["step_below_critical"]:
+        reasons.append(f"eta (lambda_min + lambda_max) / 2 = {ratio:.3g} >= 1: the step is above the critical one")
+    if lower > -0.5:
+        reasons.append(f"slope {fit.slope:.3f} in [{lower:.3f}, {upper:.3f}]: the kernel moves more than "
+                       "width^-1/2 allows")
+    elif upper > -0.5:
+        reasons.append(f"slope {fit.slope:.3f} in [{lower:.3f}, {upper:.3f}] straddles -1/2: more widths or seeds "
+                       "needed to decide")
+    return kit.decide(
+        assumptions=assumptions, inconclusive=lower <= -0.5 < upper and all(assumptions.values()),
+        comparisons=[comparison("upper end of the slope's interval", upper, -0.5, 0.0,
+                                f"fitted slope {fit.slope:.3f} + {CONFIDENCE:.1%} Student-t half-width {half:.3f} "
+                                f"over {len(runs)} runs; one-sided: the theorem bounds the rate from above")],
+        details={"slope": fit.slope, "slope_stderr": fit.stderr, "interval": [lower, upper], "widths": list(widths),
+                 "seeds": list(seeds), "activation": activation, "steps": steps, "max_step_ratio": ratio,
+                 "series": {"sup_t kernel movement vs width": width_series(
+                     log_w, log_m, fit, "sup_t ||Theta_t - Theta_0|| / ||Theta_0||")}},
+        reason="; ".join(reasons), **common)
+
+
+assert_ntk_movement = kit.assert_
+
+
+def _case(rng, dtype: str, **options) -> Case:
+    # n <= d keeps the limit kernel well conditioned: the theorem's constant grows as its lambda_min falls, and
+    # with n > d points the widths up to 1024 can still be pre-asymptotic (then the fit is inconclusive)
+    d = int(rng.integers(3, 9))
+    n = int(rng.integers(2, d + 1))
+    X = torch.as_tensor(rng.standard_normal((n, d)), dtype=dtype_of(dtype))
+    y = torch.as_tensor(rng.standard_normal(n), dtype=dtype_of(dtype))
+    seeds = tuple(int(s) for s in rng.integers(2**31, size=10))
+    return Case(run=lambda: check_ntk_movement(X, y, seeds=seeds, **options), size=n * d)
+
+
+@kit.instances
+def movement_instances(rng, device, dtype):
+    """n <= d Gaussian points in 3-8 dimensions, Gaussian targets, erf or tanh, widths 16..2048 x 10 seeds."""
+    return _case(rng, dtype, activation=str(rng.choice(SMOOTH)))
+
+
+@kit.control("relu", expect="vacuous")
+def relu(rng, device, dtype):
+    """ReLU's derivative is not Lipschitz: outside the theorem (the measured slope is still reported)."""
+    return _case(rng, dtype, activation="relu")
+
+
+@kit.control("mean_field", expect="vacuous")
+def mean_field(rng, device, dtype):
+    """Output scaled by 1/width and eta = 1/lambda_max growing with width: the kernel moves O(1)."""
+    return _case(rng, dtype, output_scale="mean-field")
+
+
+def _mean_field_movement(X, y, width, seeds, **run) -> list[dict]:
+    return kernel_movement(X, y, width, seeds, **{**run, "output_scale": "mean-field"})
+
+
+@kit.control("mean_field_as_ntk", expect="violated")
+def mean_field_as_ntk(rng, device, dtype):
+    """Mean-field runs declared as NTK-parameterized: the movement does not decay, which must be caught."""
+    return _case(rng, dtype, measure=_mean_field_movement)
+
+
+@kit.control("large_step", expect="vacuous")
+def large_step(rng, device, dtype):
+    """eta = 2.5 / lambda_max: above the critical step."""
+    return _case(rng, dtype, lr_factor=2.5)
