@@ -64,18 +64,13 @@ def pytest_load_initial_conftests(early_config, parser, args):
     """Pin this xdist worker to its GPU before conftests are imported (they may start CUDA); note the
     Hypothesis profile the environment chose before any conftest could choose one."""
     _pin_worker()
-    _note_ambient_profile()
+    from hypothesis import settings
+
+    name = _current_profile()
+    early_config.stash[_AMBIENT_PROFILE] = (name, settings.get_profile(name))
 
 
-_AMBIENT_PROFILE: list = []  # (name, settings) active before conftests: Hypothesis' own choice, not the user's
-
-
-def _note_ambient_profile() -> None:
-    if not _AMBIENT_PROFILE:
-        from hypothesis import settings
-
-        name = _current_profile()
-        _AMBIENT_PROFILE.append((name, settings.get_profile(name)))
+_AMBIENT_PROFILE = pytest.StashKey[tuple]()  # (name, settings) before conftests: Hypothesis' choice, not the user's
 
 
 def pytest_configure(config):
@@ -137,7 +132,7 @@ def _user_chose_a_profile(config) -> bool:
     from hypothesis import settings
 
     name = _current_profile()
-    ambient_name, ambient_settings = _AMBIENT_PROFILE[0] if _AMBIENT_PROFILE else ("default", None)
+    ambient_name, ambient_settings = config.stash.get(_AMBIENT_PROFILE, ("default", None))
     return name != "default" and (name != ambient_name or settings.get_profile(name) is not ambient_settings)
 
 

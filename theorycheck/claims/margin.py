@@ -60,10 +60,10 @@ def run_assumptions(trajectory: Trajectory, separated: bool) -> tuple[dict[str, 
                ASSUME_NO_DECAY: f"weight decay {trajectory.weight_decay:g}",
                ASSUME_T0: f"the summed loss never went below l(0) = {trajectory.loss_at_zero:.4g}",
                ASSUME_DYNAMICS: why}
-    if not trajectory.homogeneity_decided:
+    undecided_reasons = [] if trajectory.homogeneity_decided else [trajectory.homogeneity_reason]
+    if undecided_reasons:
         del assumptions[ASSUME_HOMOGENEOUS]
-        return assumptions, [trajectory.homogeneity_reason] + [reasons[n] for n, held in assumptions.items() if not held]
-    return assumptions, [reasons[name] for name, held in assumptions.items() if not held]
+    return assumptions, undecided_reasons + [reasons[name] for name, held in assumptions.items() if not held]
 
 
 def undecided(trajectory: Trajectory, assumptions: dict[str, bool]) -> bool:

@@ -64,13 +64,14 @@ def init_weights(d: int, width: int, depth: int, *, seed: int, claim: str = "ntk
 def mlp_output(X: torch.Tensor, weights: list[torch.Tensor], *, activation=torch.relu,
                output_scale: str = "ntk") -> torch.Tensor:
     """h^1 = W^1 x / sqrt(d), h^{l+1} = W^{l+1} activation(h^l) / sqrt(n_l); ``output_scale="mean-field"``
-    divides the output layer by its fan-in instead of its square root. Returns f, shape (n,)."""
+    divides the output layer by its fan-in instead of its square root. Returns f, shape (n,); weights with
+    leading batch dimensions (networks side by side) give f of shape (..., n)."""
     h = X
     for k, W in enumerate(weights):
-        fan_in = W.shape[1]
+        fan_in = W.shape[-1]
         scale = fan_in if (k == len(weights) - 1 and output_scale == "mean-field") else math.sqrt(fan_in)
-        h = (activation(h) if k else h) @ W.T / scale
-    return h[:, 0]
+        h = (activation(h) if k else h) @ W.transpose(-1, -2) / scale
+    return h[..., 0]
 
 
 def kernel_at(X: torch.Tensor, weights: list[torch.Tensor], **network) -> torch.Tensor:

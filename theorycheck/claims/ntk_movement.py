@@ -26,7 +26,7 @@ from scipy import stats
 from ..devices import dtype_name, dtype_of
 from ..errors import expect
 from ..kit import Case, ClaimKit, comparison
-from .ntk import init_weights, width_series
+from .ntk import init_weights, mlp_output, width_series
 
 kit = ClaimKit(
     id="ntk_movement",
@@ -71,8 +71,7 @@ def kernel_movement(X: torch.Tensor, y: torch.Tensor, width: int, seeds, *, acti
              for seed in seeds]
     W = torch.stack([w.detach() for w, _ in pairs]).requires_grad_()
     a = torch.stack([v.detach() for _, v in pairs]).requires_grad_()
-    scale = math.sqrt(width) if output_scale == "ntk" else float(width)
-    phi = ACTIVATIONS[activation]
+    network = dict(activation=ACTIVATIONS[activation], output_scale=output_scale)
     K0 = one_layer_kernel(X, W, a, activation=activation, output_scale=output_scale)
     eigenvalues = torch.linalg.eigvalsh(K0)
     lr = lr_factor / eigenvalues[:, -1]
@@ -84,8 +83,8 @@ def kernel_movement(X: torch.Tensor, y: torch.Tensor, width: int, seeds, *, acti
             worst = torch.maximum(worst, torch.linalg.norm(K - K0, dim=(-2, -1)).double() / norm0)
         if t == steps:
             break
-        f = phi(X @ W.transpose(-1, -2) / math.sqrt(X.shape[1])) @ a.transpose(-1, -2) / scale
-        grads = torch.autograd.grad(0.5 * ((f[..., 0] - y) ** 2).sum(), (W, a))  # the runs do not interact
+        f = mlp_output(X, [W, a], **network)
+        grads = torch.autograd.grad(0.5 * ((f - y) ** 2).sum(), (W, a))  # the runs do not interact
         with torch.no_grad():
             W -= lr[:, None, None] * grads[0]
             a -= lr[:, None, None] * grads[1]
