@@ -24,6 +24,7 @@ _EXPORTS = {  # module -> the public names it defines
     ".claims.validation_bound": ("assert_validation_bound", "check_validation_bound"),
     ".claims.double_descent": ("assert_double_descent", "check_double_descent"),
     ".claims.random_labels": ("assert_random_labels", "check_random_labels"),
+    ".claims.random_label_margin": ("assert_random_label_margin", "check_random_label_margin", "label_margin_pairs"),
     ".claims.ntk": ("assert_ntk", "check_ntk"),
     ".claims.ntk_movement": ("assert_ntk_movement", "check_ntk_movement"),
     ".claims.stability": ("assert_sgd_stability_convex", "assert_sgd_stability_nonconvex",

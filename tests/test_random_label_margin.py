@@ -1,0 +1,71 @@
+"""random_label_margin: trained to zero error, random-label nets have the smaller normalized margin (sign test);
+the normalization removes the scale a run reached; runs short of interpolation say nothing; swapped arms are caught."""
+
+import numpy as np
+import pytest
+import torch
+
+import theorycheck as tc
+from theorycheck.data import digits
+from theorycheck.errors import InvalidArgument
+
+RNG = np.random.default_rng(0)
+LOW, HIGH = RNG.uniform(0.01, 0.05, size=(7, 30)), RNG.uniform(0.2, 0.5, size=(7, 30))
+
+
+def test_true_labels_with_larger_margins_hold_and_the_reverse_is_violated():
+    held = tc.check_random_label_margin(HIGH, LOW)
+    assert held.status == "holds" and held.details["wins"] == 7 and held.statistic == pytest.approx(0.5 ** 7)
+    assert held.details["median_ratio"] > 4
+    reverse = tc.check_random_label_margin(LOW, HIGH)
+    assert reverse.status == "violated" and reverse.details["p_reverse"] == pytest.approx(0.5 ** 7)
+
+
+def test_no_difference_is_undecided_and_too_few_pairs_or_a_training_error_say_nothing():
+    mixed = np.concatenate([HIGH[:4], LOW[:3]])
+    undecided = tc.check_random_label_margin(mixed, np.concatenate([LOW[:4], HIGH[:3]]))
+    assert undecided.status == "inconclusive" and "undecided" in undecided.reason
+    assert tc.check_random_label_margin(HIGH[:5], LOW[:5]).status == "vacuous"  # 1/32 > alpha: cannot decide
+    misfit = LOW.copy()
+    misfit[0, 0] = -0.01
+    unmet = tc.check_random_label_margin(HIGH, misfit)
+    assert unmet.status == "vacuous" and "fits random labels" in unmet.reason
+    nan = HIGH.copy()
+    nan[1, 1] = np.nan
+    assert tc.check_random_label_margin(nan, LOW).status == "inconclusive"
+
+
+def test_trained_digit_nets_hold_and_the_normalization_removes_the_scale():
+    data = digits(64, classes=(3, 8), seed=1, dtype=torch.float32)
+    pairs = tc.label_margin_pairs(data.X, data.y, seeds=range(7), steps=1500)
+    verdict = tc.check_random_label_margin(pairs["true"], pairs["random"])
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["training_error"] == {"true": 0.0, "random": 0.0} and verdict.details["median_ratio"] > 2
+    run_again = tc.label_margin_pairs(data.X, data.y, seeds=range(7), steps=1500)
+    assert torch.equal(run_again["random"], pairs["random"])  # reproducible: the same streams every time
+
+
+def test_normalized_margins_are_invariant_to_layer_rescaling():
+    from theorycheck.ensemble import Ensemble
+
+    X = torch.randn(10, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    net = Ensemble.random(3, (4, 8, 8, 1), seed=5)
+    rho = lambda e: torch.stack([W.flatten(1).norm(dim=1) for W in e.weights]).prod(0)[:, None]  # noqa: E731
+    before = net.outputs(X) / rho(net)
+    scaled = Ensemble([net.weights[0] * 10.0, net.weights[1] * 0.5, net.weights[2] * 30.0])
+    assert not torch.allclose(scaled.outputs(X), net.outputs(X))
+    assert torch.allclose(scaled.outputs(X) / rho(scaled), before, rtol=1e-13, atol=0)
+
+
+def test_stopped_short_of_interpolation_is_vacuous():
+    data = digits(64, classes=(0, 6), seed=2, dtype=torch.float32)
+    pairs = tc.label_margin_pairs(data.X, data.y, seeds=range(7), steps=50)
+    verdict = tc.check_random_label_margin(pairs["true"], pairs["random"])
+    assert verdict.status == "vacuous" and verdict.details["training_error"]["random"] > 0
+
+
+def test_bad_input_names_what_was_expected():
+    with pytest.raises(InvalidArgument, match=r"two \(S, N\) arrays"):
+        tc.check_random_label_margin(HIGH, LOW[:, :5])
+    with pytest.raises(InvalidArgument, match="0 < alpha < 1"):
+        tc.check_random_label_margin(HIGH, LOW, alpha=1.5)

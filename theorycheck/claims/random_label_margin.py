@@ -1,0 +1,143 @@
+"""Claim ``random_label_margin``: networks trained to zero training error on random labels have smaller
+normalized margins than the same architecture and optimizer trained on the true labels (Zhang, Bengio, Hardt,
+Recht & Vinyals, ICLR 2017: deep nets fit random labels; Bartlett, Foster & Telgarsky, NeurIPS 2017: margins
+normalized by the network's scale separate true from random labels; Poggio et al., Theory III: the normalized
+margin q_i / prod_k ||W_k||_F of a bias-free ReLU network).
+
+For a bias-free ReLU network f = W_K s(... s(W_1 x)), q_i = y_i f(x_i) and rho = prod_k ||W_k||_F, the
+normalized margin q_i / rho is unchanged when the layers are rescaled by c_k with prod c_k = 1 or all by the
+same c (degree-K homogeneity), so the comparison does not depend on the scale a run happened to reach.
+The statistic: for S seed pairs (a true-label run and a random-label run each), a one-sided exact sign test
+on median_i(q_true) > median_i(q_random): ``holds`` if its p-value <= alpha, ``violated`` if the reverse is
+significant at alpha, else ``inconclusive``. The effect size (ratio of medians) is reported, not asserted:
+"orders of magnitude" is a statement about CIFAR-scale runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import stats
+
+from ..data import digits
+from ..devices import dtype_of
+from ..ensemble import Ensemble, train_ensemble
+from ..errors import expect
+from ..kit import Case, ClaimKit, comparison
+from ..registry import case_seed
+
+kit = ClaimKit(
+    id="random_label_margin",
+    statement="Trained to zero training error on random labels, a bias-free ReLU network has a smaller median "
+              "normalized margin y f(x) / prod_k ||W_k||_F than the same architecture and optimizer on the true "
+              "labels (one-sided exact sign test over seed pairs).",
+    source="Zhang, Bengio, Hardt, Recht & Vinyals, ICLR 2017; Bartlett, Foster & Telgarsky, NeurIPS 2017 "
+           "(spectrally-normalized margin bounds); Poggio et al., Theory III (CBMM Memo 90), normalized margins",
+    assumptions={"interpolates": "every run, true and random labels, reached zero training error (all q_i > 0)",
+                 "enough_pairs": "enough seed pairs for the sign test to reach alpha (S >= log2(1/alpha))",
+                 "finite": "the margins are finite"},
+    tolerance="exact binomial sign test, one-sided at alpha (default 0.01): a false 'holds' or 'violated' has "
+              "probability <= alpha")
+
+ALPHA = 0.01
+
+
+@kit.checker
+def check_random_label_margin(true_margins, random_margins, *, alpha: float = ALPHA, seed: int | None = None):
+    """``true_margins`` / ``random_margins``: (S, N) normalized margins, row s of each from seed pair s (see
+    :func:`label_margin_pairs`). Sign test of median(true) > median(random) over the S pairs."""
+    true, rand = (np.asarray(torch.as_tensor(m).detach().double().cpu()) for m in (true_margins, random_margins))
+    expect(true.ndim == 2 and true.shape == rand.shape and true.shape[0] >= 1, expected="two (S, N) arrays of "
+           "normalized margins, row s of each from seed pair s", received=f"shapes {true.shape} and {rand.shape}",
+           fix="label_margin_pairs(X, y, seeds=...)")
+    expect(0 < alpha < 1, expected="0 < alpha < 1", received=repr(alpha), fix="alpha=0.01")
+    pairs = true.shape[0]
+    finite = bool(np.isfinite(true).all() and np.isfinite(rand).all())
+    errors = [float((m <= 0).mean()) for m in (true, rand)] if finite else [math.nan, math.nan]
+    assumptions = {"interpolates": finite and max(errors) == 0.0, "enough_pairs": 0.5 ** pairs <= alpha,
+                   "finite": finite}
+    common = dict(seed=seed, dtype=str(torch.as_tensor(true_margins).dtype).removeprefix("torch."))
+    if not finite:
+        return kit.decide(assumptions=assumptions, inconclusive=True, reason="non-finite margins", **common)
+    med_true, med_rand = np.median(true, axis=1), np.median(rand, axis=1)
+    wins = int((med_true > med_rand).sum())
+    losses = int((med_true < med_rand).sum())
+    p_holds = float(stats.binom.sf(wins - 1, wins + losses, 0.5)) if wins + losses else 1.0
+    p_reverse = float(stats.binom.sf(losses - 1, wins + losses, 0.5)) if wins + losses else 1.0
+    ratio = med_true / np.where(med_rand > 0, med_rand, math.nan)
+    tenth = np.quantile(true, 0.1, axis=1) / np.where((q := np.quantile(rand, 0.1, axis=1)) > 0, q, math.nan)
+    reasons = []
+    if not assumptions["interpolates"]:
+        reasons.append(f"training error {errors[0]:.3g} (true labels), {errors[1]:.3g} (random labels): the premise "
+                       "'fits random labels' is not met")
+    if p_reverse <= alpha:
+        reasons.append(f"random labels have the larger median margin in {losses} of {pairs} pairs (sign test "
+                       f"p = {p_reverse:.3g} <= {alpha:g})")
+    elif p_holds > alpha:
+        reasons.append(f"true labels win {wins} of {pairs} pairs: sign test p = {p_holds:.3g} > {alpha:g}, undecided")
+    return kit.decide(
+        assumptions=assumptions, inconclusive=p_holds > alpha and p_reverse > alpha and all(assumptions.values()),
+        comparisons=[comparison("sign-test p-value of median(true) > median(random)", p_holds, alpha, 0.0,
+                                f"exact one-sided binomial test over {wins + losses} untied seed pairs")],
+        details={"pairs": pairs, "wins": wins, "losses": losses, "p_reverse": p_reverse,
+                 "training_error": {"true": errors[0], "random": errors[1]},
+                 "median_ratio": float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else math.nan,
+                 "tenth_percentile_ratio": float(np.nanmedian(tenth)) if np.isfinite(tenth).any() else math.nan,
+                 "median_true": med_true.tolist(), "median_random": med_rand.tolist()},
+        reason="; ".join(reasons), **common)
+
+
+assert_random_label_margin = kit.assert_
+
+
+def label_margin_pairs(X: torch.Tensor, y: torch.Tensor, *, seeds, widths=(128,), lr: float = 0.008,
+                       steps: int = 2000, label_seed: int = 0) -> dict:
+    """Train, side by side, one bias-free ReLU MLP per seed on the true labels and one per seed on random +-1
+    labels (GD on the summed logistic loss, same architecture, step and steps; seed s initializes both arms
+    of pair s from different streams). Returns the (S, N) normalized margins of each arm and the runs."""
+    S, N = len(seeds), len(y)
+    generator = np.random.default_rng(case_seed(label_seed, "random_label_margin", "labels"))
+    random_labels = torch.as_tensor(generator.choice([-1.0, 1.0], size=(S, N)), dtype=X.dtype, device=X.device)
+    labels = torch.cat([y.expand(S, N), random_labels])
+    networks = [Ensemble.random(1, (X.shape[1], *widths, 1), dtype=X.dtype, seed=case_seed(int(s), "arm", arm))
+                for arm in ("true", "random") for s in seeds]
+    ensemble = Ensemble([torch.cat([net.weights[k] for net in networks]) for k in range(len(widths) + 1)])
+    run = train_ensemble(ensemble, X, labels, lr=lr, steps=steps)
+    rho = torch.stack([W.flatten(1).norm(dim=1) for W in ensemble.weights]).prod(dim=0)
+    normalized = labels * ensemble.outputs(X) / rho[:, None]
+    return {"true": normalized[:S], "random": normalized[S:], "run": run, "random_labels": random_labels}
+
+
+def _case(rng, dtype: str, *, steps: int = 1500, swap: bool = False) -> Case:
+    classes = tuple(int(c) for c in rng.choice(10, size=2, replace=False))
+    data = digits(64, classes=classes, seed=int(rng.integers(2**31)), dtype=dtype_of(dtype))
+    seeds = tuple(int(s) for s in rng.integers(2**31, size=7))
+    label_seed = int(rng.integers(2**31))
+
+    def run():
+        pairs = label_margin_pairs(data.X, data.y, seeds=seeds, steps=steps, label_seed=label_seed)
+        first, second = ("random", "true") if swap else ("true", "random")
+        return check_random_label_margin(pairs[first], pairs[second], seed=label_seed)
+
+    return Case(run=run, size=64 * 64)
+
+
+@kit.instances
+def digit_instances(rng, device, dtype):
+    """64 digits of two random classes, 64-128-1 ReLU nets, 7 seed pairs, GD (lr 0.008, 1500 steps)."""
+    return _case(rng, dtype)
+
+
+@kit.control("stopped_early", expect="vacuous")
+def stopped_early(rng, device, dtype):
+    """50 steps: the runs have not reached zero training error, so the premise is not met."""
+    return _case(rng, dtype, steps=50)
+
+
+@kit.control("arms_swapped", expect="violated")
+def arms_swapped(rng, device, dtype):
+    """The random-label margins passed as the true ones: the reverse effect must be caught."""
+    return _case(rng, dtype, swap=True)
+
