@@ -101,8 +101,9 @@ def label_margin_pairs(X: torch.Tensor, y: torch.Tensor, *, seeds, widths=(128,)
     generator = np.random.default_rng(case_seed(label_seed, "random_label_margin", "labels"))
     random_labels = torch.as_tensor(generator.choice([-1.0, 1.0], size=(S, N)), dtype=X.dtype, device=X.device)
     labels = torch.cat([y.expand(S, N), random_labels])
-    networks = [Ensemble.random(1, (X.shape[1], *widths, 1), dtype=X.dtype, seed=case_seed(int(s), "arm", arm))
-                for arm in ("true", "random") for s in seeds]
+    with torch.random.fork_rng(devices=[]):  # Ensemble.random seeds torch's global generator: keep the caller's
+        networks = [Ensemble.random(1, (X.shape[1], *widths, 1), dtype=X.dtype, seed=case_seed(int(s), "arm", arm))
+                    for arm in ("true", "random") for s in seeds]
     ensemble = Ensemble([torch.cat([net.weights[k] for net in networks]) for k in range(len(widths) + 1)])
     run = train_ensemble(ensemble, X, labels, lr=lr, steps=steps)
     rho = torch.stack([W.flatten(1).norm(dim=1) for W in ensemble.weights]).prod(dim=0)
