@@ -325,3 +325,22 @@ def test_layers_used_outside_modules_are_declared_untraced():
     model, X = Functional(), torch.randn(10, 3, dtype=torch.float64)
     traj = _loop(model, X, torch.ones(10, dtype=torch.float64), torch.optim.SGD(model.parameters(), lr=0.05))
     assert traj.pairs == () and {upper for _, upper, _ in traj.unpaired} == set(traj.layers)
+
+
+def test_homogeneity_undecided_on_x_makes_the_run_inconclusive_not_vacuous():
+    """A ReLU net dead on every sample of X: its homogeneity check has nothing to test (inconclusive), which is
+    neither the assumption met nor unmet."""
+    model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 1, bias=False)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(-torch.ones(4, 3))
+    X = torch.rand(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # positive: all dead
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with tc.Recorder(model, opt, X) as rec:
+        for _ in range(3):
+            opt.zero_grad()
+            (model(X) + model(X + 1)).sum().backward()
+            opt.step()
+    assert rec.trajectory.homogeneity.status == "inconclusive"
+    verdict = tc.check_layer_balance(rec.trajectory)
+    assert verdict.status == "inconclusive" and ASSUME_HOMOGENEOUS not in verdict.assumptions, verdict.summary()
+    assert verdict.details["undecided_assumptions"] == [ASSUME_HOMOGENEOUS] and not verdict.failed_assumptions

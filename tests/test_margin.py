@@ -220,5 +220,6 @@ def test_undecided_homogeneity_on_a_separated_run_is_inconclusive_not_vacuous():
     verdict = tc.check_margin_monotone(undecided)
     assert verdict.status == "inconclusive" and not verdict.failed_assumptions, verdict.summary()
     assert ASSUME_HOMOGENEOUS not in verdict.assumptions and "undecided" in verdict.reason
+    assert verdict.details["undecided_assumptions"] == [ASSUME_HOMOGENEOUS]
     kkt = tc.check_kkt(model, X, y, trajectory=undecided)
     assert kkt.status == "inconclusive" and not kkt.failed_assumptions, kkt.summary()

@@ -78,3 +78,14 @@ def test_train_then_check_kkt_collects_one_verdict():
         trajectory = tc.train(model, X, y, log_loss_target=-40.0)
         verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
     assert [v.claim for v in found] == ["kkt"] and found[0] is verdict
+
+
+def test_an_undecided_assumption_is_left_out_and_makes_the_verdict_inconclusive():
+    from theorycheck.verdict import Verdict
+
+    fields = dict(claim="c", statistic=0.0, bound=0.0, tolerance=0.0, tolerance_basis="b")
+    open_ = Verdict.decide(assumptions={"a": True, "b": None}, conclusion_held=True, **fields)
+    assert open_.status == "inconclusive" and open_.assumptions == {"a": True}
+    assert open_.details["undecided_assumptions"] == ["b"]
+    outside = Verdict.decide(assumptions={"a": False, "b": None}, conclusion_held=True, **fields)
+    assert outside.status == "vacuous" and outside.failed_assumptions == ["a"]

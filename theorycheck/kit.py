@@ -74,14 +74,14 @@ class ClaimKit:
             raise InvalidArgument(f"expected assumptions declared by claim {self.id!r} ({sorted(self.assumptions)}), "
                                   f"but got {unknown}{f' ({hint})' if hint else ''}. Fix: declare them in "
                                   "ClaimKit(assumptions=...) or use a declared key.")
-        observed = {self.assumptions[key]: bool(held) for key, held in assumptions.items()}
+        observed = {self.assumptions[key]: None if held is None else bool(held) for key, held in assumptions.items()}
         details = dict(fields.pop("details", {}))
         if comparisons:
             details["comparisons"] = list(comparisons)
             fields.update(headline(list(comparisons)))
             held = fields.pop("conclusion_held")
         else:
-            if not inconclusive and all(observed.values()):
+            if not inconclusive and all(held is True for held in observed.values()):
                 raise InvalidArgument(f"expected comparisons for a verdict of {self.id!r} whose assumptions all "
                                       "hold, but got none. Fix: pass comparisons=[comparison(...)], or "
                                       "inconclusive=True when nothing could be measured.")

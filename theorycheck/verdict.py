@@ -5,6 +5,9 @@ conclusion within a derived tolerance, and returns a Verdict whose status is
 ``holds`` (assumptions met, conclusion held), ``violated`` (assumptions met, conclusion failed),
 ``vacuous`` (an assumption not met: the theorem says nothing; the conclusion is still reported) or
 ``inconclusive`` (the numerics could not decide: NaN, overflow, too short a run).
+An assumption a checker observed but could not decide (its own check was inconclusive) is passed as None:
+it is neither met nor unmet, so it is left out of ``assumptions``, named in ``details["undecided_assumptions"]``,
+and makes the verdict inconclusive unless a decided assumption fails (then the theorem says nothing anyway).
 """
 
 from __future__ import annotations
@@ -55,8 +58,13 @@ class Verdict:
 
     @classmethod
     def decide(cls, *, claim, assumptions, conclusion_held, inconclusive=False, **fields) -> "Verdict":
-        """Build a Verdict whose status follows :func:`decide_status`."""
-        assumptions = {str(k): bool(v) for k, v in assumptions.items()}
+        """Build a Verdict whose status follows :func:`decide_status`; an assumption given as None is
+        undecided (see the module docstring)."""
+        undecided = [str(k) for k, v in assumptions.items() if v is None]
+        assumptions = {str(k): bool(v) for k, v in assumptions.items() if v is not None}
+        if undecided:
+            fields["details"] = {**fields.get("details", {}), "undecided_assumptions": undecided}
+            inconclusive = inconclusive or all(assumptions.values())
         status = decide_status(assumptions, bool(conclusion_held), bool(inconclusive))
         verdict = cls(claim=claim, status=status, conclusion_held=bool(conclusion_held),
                       assumptions=assumptions, **fields)

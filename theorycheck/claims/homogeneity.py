@@ -288,6 +288,12 @@ def _model_forward_check(model, x, buffers, f_reference, scale, k_forward) -> di
             "set_aside": int((~normal).sum()), "error": error, "bound": bound, "arithmetic": arithmetic}
 
 
+def homogeneity_observed(verdict: Verdict) -> bool | None:
+    """A homogeneity verdict as another claim's assumption: met (holds), undecided (None: inconclusive, e.g. a
+    network that outputs 0 on every sample) or not met."""
+    return {"holds": True, "inconclusive": None}.get(verdict.status, False)
+
+
 def assert_homogeneity(model, x, **kwargs) -> Verdict:
     """:func:`check_homogeneity`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
     return require_holds(check_homogeneity(model, x, **kwargs))

@@ -39,8 +39,8 @@ from ..svm import angle, hard_margin_svm
 from ..models import declared_degrees, read_parameters
 from ..tensors import as_batch
 from ..verdict import Verdict, reported, require_holds
-from .homogeneity import check_homogeneity
-from .margin import ASSUME_HOMOGENEOUS, ASSUME_T0, run_assumptions, separation_index, undecided
+from .homogeneity import check_homogeneity, homogeneity_observed
+from .margin import ASSUME_HOMOGENEOUS, ASSUME_T0, run_assumptions, separation_index
 
 CLAIM_ID = "kkt"
 ASSUME_SEPARATED = "theta separates the data (q_min > 0)"
@@ -232,7 +232,6 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
     common = dict(claim=CLAIM_ID, device=str(X.device), dtype=dtype_name(X.dtype), seed=seed)
     now = kkt_point(net, theta, L, radius=radius, seed=seed or 0, multipliers=multipliers)
     separated = now["q_min"] > 0
-    homogeneity = check_homogeneity(model, X)
     reasons: list[str] = []
     if trajectory is not None:
         t0 = separation_index(trajectory)
@@ -241,10 +240,11 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
         assumptions[ASSUME_SEPARATED] = separated
     else:
         snaps, unmet = [], []
+        homogeneity = check_homogeneity(model, X)  # a run re-checks it at its snapshots; one state needs it here
         log_loss = float(torch.logsumexp(get_loss(loss).log(torch.as_tensor(now["margins"])), 0))
-        assumptions = {ASSUME_HOMOGENEOUS: homogeneity.status == "holds", ASSUME_SEPARATED: separated,
+        assumptions = {ASSUME_HOMOGENEOUS: homogeneity_observed(homogeneity), ASSUME_SEPARATED: separated,
                        ASSUME_T0: log_loss < math.log(get_loss(loss).at_zero)}
-        if not assumptions[ASSUME_HOMOGENEOUS]:
+        if assumptions[ASSUME_HOMOGENEOUS] is not True:
             unmet.append(homogeneity.summary())
         if not assumptions[ASSUME_T0]:
             unmet.append(f"summed {loss} loss {math.exp(log_loss):.4g} is not below l(0)")
@@ -345,7 +345,6 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
                            f"{now['eps_roundoff']:.1e}: not an exact KKT point; Lyu & Li bound eps only along the run, "
                            "pass trajectory=... to judge its decrease")
         _linear_report(model, X, y, [], [], details, now["q_min"])
-    inconclusive = inconclusive or (trajectory is not None and undecided(trajectory, assumptions))
     return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=inconclusive,
                           statistic=float(statistic), bound=float(bound), tolerance=float(tolerance),
                           tolerance_basis=basis, details=details, reason="; ".join(reasons + unmet), **common)

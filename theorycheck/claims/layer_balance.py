@@ -24,6 +24,7 @@ from ..errors import expect
 from ..recorder import BalanceTrajectory, Recorder
 from ..registry import AuditCase, Claim, register, register_battery_check
 from ..verdict import Verdict, reported, require_holds
+from .homogeneity import homogeneity_observed
 
 CLAIM_ID = "layer_balance"
 ASSUME_PLAIN = "updates are plain gradient steps (update = -lr * grad)"
@@ -130,7 +131,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         ASSUME_UNEDITED: bool((edited == 0).all()),
     }
     if traj.homogeneity is not None:
-        assumptions[ASSUME_HOMOGENEOUS] = traj.homogeneity.status == "holds"
+        assumptions[ASSUME_HOMOGENEOUS] = homogeneity_observed(traj.homogeneity)
     frozen = bool(traj.steps) and plain_details["informative_steps"] == 0
     if traj.steps == 0 or len(traj.layers) < 2 or not finite or frozen:
         reason = ("no optimizer step recorded: run at least one step with the Recorder attached"

@@ -45,31 +45,23 @@ SERIES_POINTS = 200
 
 
 def run_assumptions(trajectory: Trajectory, separated: bool) -> tuple[dict[str, bool], list[str]]:
-    """The assumptions of Lyu & Li's Thm 4.1/4.2 observed on a run, with a reason for each one not met (or
-    undecided). Homogeneity that the run's checks left undecided is left out: see :func:`undecided`."""
+    """The assumptions of Lyu & Li's Thm 4.1/4.2 observed on a run, with a reason for each one not met or
+    undecided (None: homogeneity that the run's checks could not decide)."""
     if trajectory.method == "flow":
         dynamics, why = True, ""
     elif trajectory.method == "gd":
         dynamics, why = trajectory.smooth, f"GD needs a C^2 network (Thm 4.2): {trajectory.smooth_reason}"
     else:
         dynamics, why = False, "SGD is not covered by Thm 4.1/4.2 (and has no flow error estimate)"
-    assumptions = {ASSUME_HOMOGENEOUS: trajectory.homogeneous, ASSUME_LOSS: trajectory.exponential_type,
+    homogeneous = trajectory.homogeneous if trajectory.homogeneity_decided else None
+    assumptions = {ASSUME_HOMOGENEOUS: homogeneous, ASSUME_LOSS: trajectory.exponential_type,
                    ASSUME_NO_DECAY: trajectory.weight_decay == 0, ASSUME_T0: separated, ASSUME_DYNAMICS: dynamics}
     reasons = {ASSUME_HOMOGENEOUS: trajectory.homogeneity_reason,
                ASSUME_LOSS: f"loss {trajectory.loss!r} has no exponential tail",
                ASSUME_NO_DECAY: f"weight decay {trajectory.weight_decay:g}",
                ASSUME_T0: f"the summed loss never went below l(0) = {trajectory.loss_at_zero:.4g}",
                ASSUME_DYNAMICS: why}
-    undecided_reasons = [] if trajectory.homogeneity_decided else [trajectory.homogeneity_reason]
-    if undecided_reasons:
-        del assumptions[ASSUME_HOMOGENEOUS]
-    return assumptions, undecided_reasons + [reasons[name] for name, held in assumptions.items() if not held]
-
-
-def undecided(trajectory: Trajectory, assumptions: dict[str, bool]) -> bool:
-    """Whether the verdict must be inconclusive for an undecided assumption: homogeneity undecided along the
-    run while every decided assumption holds (one that fails makes the theorem say nothing anyway)."""
-    return not trajectory.homogeneity_decided and all(assumptions.values())
+    return assumptions, [reasons[name] for name, held in assumptions.items() if held is not True]
 
 
 def separation_index(trajectory: Trajectory) -> int | None:
@@ -200,8 +192,7 @@ def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None,
         basis = ("pointwise: -<grad gamma~, -grad L> at the worst record against its roundoff (3 gamma_{K+P} "
                  "||grad gamma~|| ||grad L||); the integrated drop is reported in details"
                  + ("" if decisive else " and not decisive for a network with kinks"))
-    return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=undecided(trajectory, assumptions),
-                          statistic=statistic,
+    return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=False, statistic=statistic,
                           bound=0.0, tolerance=tolerance, tolerance_basis=basis, details=details,
                           reason="; ".join(reasons), **common)
 
