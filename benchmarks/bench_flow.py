@@ -23,7 +23,7 @@ import torch
 
 import theorycheck as tc
 from theorycheck.claims.margin import FlowInstance
-from theorycheck.models import NetworkSpec  # noqa: F401  (for --spec)
+from theorycheck.generate.models import NetworkSpec  # noqa: F401  (for --spec)
 
 TARGET = 1e-12
 

@@ -50,7 +50,7 @@ def mlp(width: int, depth: int, inputs: int = 10):
 
 
 def _run(path, model, x):
-    from theorycheck.euler import euler_sums
+    from theorycheck.engines.euler import euler_sums
 
     names = [n for n, _ in model.named_parameters()]
     if path == "new":

@@ -30,8 +30,8 @@ def one(config: dict) -> dict:
     """Build a ReLU MLP (in 8, ``depth`` hidden layers of ``width``) on n random points; time one path."""
     import torch
 
-    from theorycheck.dynamics import FlatNetwork
-    from theorycheck.models import NetworkSpec, build_network
+    from theorycheck.engines.dynamics import FlatNetwork
+    from theorycheck.generate.models import NetworkSpec, build_network
 
     torch.manual_seed(0)
     device = torch.device(config["device"])
@@ -75,8 +75,8 @@ def train_comparison(ns: list[int]) -> None:
     """tc.train with the per-sample Jacobian against the batched one, same instances, same process."""
     import theorycheck as tc
     from theorycheck.claims.margin import FlowInstance
-    from theorycheck.dynamics import FlatNetwork
-    from theorycheck.models import NetworkSpec
+    from theorycheck.engines.dynamics import FlatNetwork
+    from theorycheck.generate.models import NetworkSpec
 
     per_sample, spec = FlatNetwork.margin_jacobian, NetworkSpec(in_shape=(5,), widths=(16,), activation="leaky_relu")
     warm = FlowInstance(spec=spec, seed=1, n=10, log_loss_target=-5.0)

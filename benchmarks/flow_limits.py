@@ -23,8 +23,8 @@ import numpy as np
 
 import theorycheck as tc
 from theorycheck.claims.margin import AUDIT_FAMILIES, random_instance, trained
-from theorycheck.dynamics import DEFAULT_LOG_LOSS_TARGET
-from theorycheck.sampling import case_rng
+from theorycheck.engines.dynamics import DEFAULT_LOG_LOSS_TARGET
+from theorycheck.generate.sampling import case_rng
 
 
 def run(instance, dtype: str) -> dict:

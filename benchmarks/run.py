@@ -1,4 +1,4 @@
-"""The batched ensemble engine (theorycheck.ensemble) against the loop a researcher writes.
+"""The batched ensemble engine (theorycheck.engines.ensemble) against the loop a researcher writes.
 
     python benchmarks/run.py [--quick] [--repeats 5] [--loop-networks 16] [--steps 300] [--threads 1]
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from theorycheck.ensemble import Ensemble, train_ensemble  # noqa: E402
+from theorycheck.engines.ensemble import Ensemble, train_ensemble  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LR = 0.01

@@ -6,16 +6,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
-from theorycheck.models import build_network
-from theorycheck.specs import BREAKS
-from theorycheck.strategies import inputs, network_specs
+from theorycheck.generate.models import build_network
+from theorycheck.generate.specs import BREAKS
+from theorycheck.generate.strategies import inputs, network_specs
 
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 
 @given(data=st.data(), spec=network_specs(), seed=st.integers(0, 2**16))
 def test_homogeneous_networks_hold(data, spec, seed, tc_device, tc_dtype):
-    from theorycheck.devices import dtype_of
+    from theorycheck.core.devices import dtype_of
 
     model = build_network(spec, seed=seed, device=tc_device, dtype=dtype_of(tc_dtype))
     x = data.draw(inputs(spec, device=tc_device, dtype=tc_dtype))
@@ -28,7 +28,7 @@ def test_homogeneous_networks_hold(data, spec, seed, tc_device, tc_dtype):
 
 @given(data=st.data(), spec=network_specs(breaks=st.sampled_from(BREAKS)), seed=st.integers(0, 2**16))
 def test_broken_networks_do_not_hold(data, spec, seed, tc_device, tc_dtype):
-    from theorycheck.devices import dtype_of
+    from theorycheck.core.devices import dtype_of
 
     model = build_network(spec, seed=seed, device=tc_device, dtype=dtype_of(tc_dtype))
     x = data.draw(inputs(spec, batch=st.integers(2, 16), device=tc_device, dtype=tc_dtype))
@@ -44,8 +44,8 @@ def test_euler_sums_agree_with_the_jacrev_reference(data, spec, seed, tc_device,
     import importlib.util
     import pathlib
 
-    from theorycheck.devices import dtype_of, gamma
-    from theorycheck.euler import euler_sums
+    from theorycheck.core.devices import dtype_of, gamma
+    from theorycheck.engines.euler import euler_sums
 
     path = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_homogeneity.py"
     module_spec = importlib.util.spec_from_file_location("bench_homogeneity", path)

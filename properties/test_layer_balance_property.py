@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 import theorycheck as tc
 from theorycheck.claims.layer_balance import ASSUME_EULER, ASSUME_PLAIN, LOOP_CONTROLS, recorded_run
-from theorycheck.sampling import network_and_batch
-from theorycheck.strategies import network_specs
+from theorycheck.generate.sampling import network_and_batch
+from theorycheck.generate.strategies import network_specs
 
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import theorycheck as tc
 from theorycheck.claims.margin import ASSUME_T0, FlowInstance
-from theorycheck.strategies import network_specs
+from theorycheck.generate.strategies import network_specs
 
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 

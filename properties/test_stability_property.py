@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
-from theorycheck.cases import case_line
-from theorycheck.stability_cases import CHANGES, CONVEX_LOSSES, SGDCase
+from theorycheck.generate.cases import case_line
+from theorycheck.generate.stability_cases import CHANGES, CONVEX_LOSSES, SGDCase
 from theorycheck.claims.stability_kernel import KernelCase
 
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from theorycheck import registry
-from theorycheck.audit import verdicts_kept_local
-from theorycheck.registry import AuditCase, Claim
-from theorycheck.verdict import Verdict
+from theorycheck.core import registry
+from theorycheck.harness.audit import verdicts_kept_local
+from theorycheck.core.registry import AuditCase, Claim
+from theorycheck.core.verdict import Verdict
 
 pytest_plugins = ["pytester"]
 

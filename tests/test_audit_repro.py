@@ -99,7 +99,7 @@ def test_resume_refuses_an_inconsistent_results_file(tmp_path, fake_claims, caps
 
 
 def test_in_process_audits_keep_their_verdicts_out_of_enclosing_collectors(tmp_path, fake_claims):
-    from theorycheck.verdict import collecting_verdicts
+    from theorycheck.core.verdict import collecting_verdicts
 
     fake_claims(make_fake_claim("fake"))
     with collecting_verdicts() as found:

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 import theorycheck as tc
-from theorycheck.battery import claim_checks
-from theorycheck.data import separable
+from theorycheck.harness.battery import claim_checks
+from theorycheck.generate.data import separable
 
 
 class BiasFree(nn.Module):

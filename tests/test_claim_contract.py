@@ -4,7 +4,7 @@ statuses; every verdict's headline numbers agree with its status."""
 import pytest
 
 import theorycheck as tc
-from theorycheck.kit import KITS
+from theorycheck.core.kit import KITS
 
 CASES_PER_KIND = 2
 

@@ -11,8 +11,8 @@ import pytest
 from conftest import make_fake_claim
 
 import theorycheck as tc
-from theorycheck import registry
-from theorycheck.cli import main
+from theorycheck.core import registry
+from theorycheck.harness.cli import main
 
 
 def run_cli(*argv):
@@ -134,7 +134,7 @@ def test_bad_audit_options_exit_2(tmp_path, capsys, argv, message):
     assert not (tmp_path / "out" / "results.jsonl").exists()
 
 
-@pytest.mark.skipif(tc.devices.cuda_available(), reason="this machine has a GPU")
+@pytest.mark.skipif(tc.core.devices.cuda_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu_exits_2(tmp_path, capsys):
     err = _usage_error(capsys, "audit", "--devices", "cpu,cuda", "--out", tmp_path)
     assert "torch sees no CUDA GPU" in err and "Fix:" in err
@@ -201,8 +201,8 @@ KILL_ARGS = ("audit", "--claims", "slow,homogeneity", "--examples", "10", "--bud
 SLOW_AUDIT = """import sys
 sys.path.insert(0, {tests!r})
 from conftest import make_fake_claim
-from theorycheck.cli import main
-from theorycheck.registry import register
+from theorycheck.harness.cli import main
+from theorycheck.core.registry import register
 register(make_fake_claim("slow", delay=0.1))
 sys.exit(main(sys.argv[1:]))
 """
@@ -253,7 +253,7 @@ def test_killed_audit_resumes_to_the_uninterrupted_counts(tmp_path, uninterrupte
 def test_progress_bar_only_on_a_terminal():
     import io
 
-    from theorycheck.audit import Progress
+    from theorycheck.harness.audit import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -266,7 +266,7 @@ def test_progress_bar_only_on_a_terminal():
 
 
 def test_per_claim_values():
-    from theorycheck.cli import per_claim
+    from theorycheck.harness.cli import per_claim
 
     assert per_claim(None, ["a", "b"], "examples", int, 20) == {"a": 20, "b": 20}
     assert per_claim("b=3", ["a", "b"], "examples", int, 20) == {"a": 20, "b": 3}

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import theorycheck as tc
-from theorycheck.stability_constants import logistic_loss
-from theorycheck.data import separable
-from theorycheck.devices import dtype_of
+from theorycheck.engines.stability_constants import logistic_loss
+from theorycheck.generate.data import separable
+from theorycheck.core.devices import dtype_of
 
 
 def _problem(n=8, d=3, seed=0, dtype=torch.float64):
@@ -139,7 +139,7 @@ def test_bad_input_names_expected_received_fix(kwargs, message):
 def test_curvature_that_cannot_be_estimated_is_stated_not_guessed(monkeypatch):
     """A loss whose second derivative fails: the run is kept, the curvature is NaN over 0 points with the
     error stated, and the checker does not count it as observed."""
-    import theorycheck.coupled as coupled
+    import theorycheck.engines.coupled as coupled
 
     def fail(*args, **kwargs):
         raise NotImplementedError("no double backward")

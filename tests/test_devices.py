@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import theorycheck as tc
-from theorycheck import devices
+from theorycheck.core import devices
 
 
 def test_import_never_initializes_cuda():
-    code = "import theorycheck, torch; import theorycheck.strategies; print(torch.cuda.is_initialized())"
+    code = "import theorycheck, torch; import theorycheck.generate.strategies; print(torch.cuda.is_initialized())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

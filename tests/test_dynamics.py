@@ -1,4 +1,4 @@
-"""Unit tests for the training engine (theorycheck.dynamics) and the log-space losses."""
+"""Unit tests for the training engine (theorycheck.engines.dynamics) and the log-space losses."""
 
 import json
 import math
@@ -11,11 +11,11 @@ from torch import nn
 
 import theorycheck as tc
 from theorycheck.claims.margin import FlowInstance
-from theorycheck.devices import dtype_of
-from theorycheck.dynamics import (COLUMNS, SNAPSHOT_LEVELS, FlatNetwork, KinkPattern, Trajectory,
+from theorycheck.core.devices import dtype_of
+from theorycheck.engines.dynamics import (COLUMNS, SNAPSHOT_LEVELS, FlatNetwork, KinkPattern, Trajectory,
                                   twice_differentiable)
-from theorycheck.losses import LOSSES, get_loss
-from theorycheck.models import NetworkSpec, PowerReLU, build_network
+from theorycheck.engines.losses import LOSSES, get_loss
+from theorycheck.generate.models import NetworkSpec, PowerReLU, build_network
 
 LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=())
 SMOOTH = NetworkSpec(in_shape=(3,), widths=(4,), activation="relu_p", power=3.0)
@@ -124,7 +124,7 @@ def test_flow_on_a_relu_network(tc_device, tc_dtype):
     trajectory = tc.train(model, X, y, log_loss_target=-30.0)
     assert trajectory.stop_reason == "log_loss_target" and not trajectory.smooth
     assert trajectory.dtype == tc_dtype and trajectory.device.startswith(tc_device)
-    assert trajectory.rtol == tc.dynamics.DEFAULT_RTOL[False, dtype_of(tc_dtype)]
+    assert trajectory.rtol == tc.engines.dynamics.DEFAULT_RTOL[False, dtype_of(tc_dtype)]
 
 
 def test_weight_decay_stops_at_a_stationary_point():
@@ -267,7 +267,7 @@ def test_per_sample_margin_jacobian_matches_the_batched_backward_passes(make):
     q, A = net.margin_jacobian(theta)
     q_old, A_old = net.batched_margin_jacobian(theta)
     scale = FlatNetwork(model, X.abs(), y.abs()).batched_margin_jacobian(theta.abs())[1].abs()
-    allowed = 2 * tc.devices.gamma(net.dot_product_terms(), torch.float64) * scale
+    allowed = 2 * tc.core.devices.gamma(net.dot_product_terms(), torch.float64) * scale
     assert A.shape == (12, theta.numel()) and bool(((A - A_old).abs() <= allowed).all())
     assert torch.equal(q, q_old.detach()) or bool(((q - q_old).abs() <= 1e-15 * q_old.abs().max()).all())
     coupled = isinstance(model, _RowCentered) or any(isinstance(m, nn.BatchNorm1d) for m in model.modules())

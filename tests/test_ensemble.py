@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import theorycheck as tc
-from theorycheck.devices import gamma
-from theorycheck.ensemble import Ensemble, mlp, sgd_indices, train_ensemble
+from theorycheck.core.devices import gamma
+from theorycheck.engines.ensemble import Ensemble, mlp, sgd_indices, train_ensemble
 
 WIDTHS = (5, 8, 8, 1)
 N, STEPS, LR = 24, 25, 0.02

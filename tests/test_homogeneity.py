@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 import theorycheck as tc
-from theorycheck.devices import dtype_of
-from theorycheck.models import NetworkSpec, build_network
+from theorycheck.core.devices import dtype_of
+from theorycheck.generate.models import NetworkSpec, build_network
 
 HOMOGENEOUS = {
     "mlp-relu": NetworkSpec(widths=(8, 6)),
@@ -179,8 +179,8 @@ SUM_INPUTS = {"shared-sequence": (3, 4), "cnn-max": (2, 6, 6), "mlp": (4,), "rel
 
 @pytest.mark.parametrize("name", SUM_CASES)
 def test_euler_sums_match_the_jacrev_reference(name, tc_device, tc_dtype):
-    from theorycheck.devices import gamma
-    from theorycheck.euler import euler_sums
+    from theorycheck.core.devices import gamma
+    from theorycheck.engines.euler import euler_sums
 
     dtype = dtype_of(tc_dtype)
     torch.manual_seed(1)
@@ -395,7 +395,7 @@ def test_randomness_no_module_scan_knows_is_measured(tc_device, tc_dtype):
 
 
 def test_read_parameters_without_inputs_keeps_its_shape_rule():
-    from theorycheck.models import read_parameters
+    from theorycheck.generate.models import read_parameters
 
     found = read_parameters(Custom(shift=True))
     assert list(found.weights) == ["kernel", "readout.weight"] and sorted(found.others) == ["gain", "shift"]

@@ -6,9 +6,9 @@ import sys
 import pytest
 
 import theorycheck as tc
-from theorycheck import registry
-from theorycheck.comparisons import deciding
-from theorycheck.kit import KITS, Case, ClaimKit, case_seed, comparison
+from theorycheck.core import registry
+from theorycheck.core.comparisons import deciding
+from theorycheck.core.kit import KITS, Case, ClaimKit, case_seed, comparison
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_registered_with_assert_and_audit_cases(kit):
 
 
 def test_only_the_users_call_is_collected(kit):
-    from theorycheck.verdict import collecting_verdicts, reported
+    from theorycheck.core.verdict import collecting_verdicts, reported
 
     @reported
     def wrapper():
@@ -95,7 +95,7 @@ def _readme_claim_file() -> str:
 
 def test_the_readme_claim_runs_through_the_audit_and_the_battery(pytester):
     pytester.makepyfile(my_claims=_readme_claim_file())
-    audit = pytester.run(sys.executable, "-m", "theorycheck.cli", "audit", "--import", "my_claims", "--claims", "input_homogeneity",
+    audit = pytester.run(sys.executable, "-m", "theorycheck.harness.cli", "audit", "--import", "my_claims", "--claims", "input_homogeneity",
                          "--out", "out")
     assert audit.ret == 0 and any(line.startswith("PASS: 40 cases") for line in audit.outlines), audit.outlines
     pytester.makepyfile(test_my_net='''

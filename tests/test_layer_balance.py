@@ -8,9 +8,9 @@ from torch import nn
 import theorycheck as tc
 from theorycheck.claims.layer_balance import (ASSUME_EULER, ASSUME_HOMOGENEOUS, ASSUME_NO_BIAS, ASSUME_PLAIN,
                                               ASSUME_UNEDITED, recorded_run)
-from theorycheck.devices import dtype_of
-from theorycheck.models import NetworkSpec
-from theorycheck.sampling import network_and_batch
+from theorycheck.core.devices import dtype_of
+from theorycheck.generate.models import NetworkSpec
+from theorycheck.generate.sampling import network_and_batch
 
 SPECS = {
     "mlp": NetworkSpec(widths=(8, 6)),
@@ -250,7 +250,7 @@ def test_channel_major_flatten_and_pooling_are_paired():
 
 
 def test_recorder_passes_its_degrees_to_the_homogeneity_check(tc_device, tc_dtype):
-    from theorycheck.models import PowerReLU
+    from theorycheck.generate.models import PowerReLU
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 5, bias=False), PowerReLU(2.0), nn.Linear(5, 1, bias=False)).to(

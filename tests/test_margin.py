@@ -10,8 +10,8 @@ import torch
 import theorycheck as tc
 from theorycheck.claims.margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0,
                                        FlowInstance, largest_drop)
-from theorycheck.data import separable
-from theorycheck.models import NetworkSpec
+from theorycheck.generate.data import separable
+from theorycheck.generate.models import NetworkSpec
 
 LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=())
 DEEP_LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=(3,))

@@ -10,7 +10,7 @@ import torch
 
 import theorycheck as tc
 from theorycheck.claims.min_norm import Spectrum, least_squares_run, steps_needed
-from theorycheck.devices import dtype_of
+from theorycheck.core.devices import dtype_of
 
 
 def _problem(n=5, d=12, seed=0, dtype="float64", device="cpu"):

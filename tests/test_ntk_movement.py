@@ -9,8 +9,8 @@ import torch
 import theorycheck as tc
 from theorycheck.claims.ntk import init_weights, kernel_at
 from theorycheck.claims.ntk_movement import _mean_field_movement, kernel_movement, one_layer_kernel
-from theorycheck.devices import gamma
-from theorycheck.errors import InvalidArgument
+from theorycheck.core.devices import gamma
+from theorycheck.core.errors import InvalidArgument
 
 X = torch.randn(5, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
 Y = torch.randn(5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)

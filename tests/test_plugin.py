@@ -9,14 +9,14 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from theorycheck.verdict import STATUSES
+from theorycheck.core.verdict import STATUSES
 
 SUITE = '''
 import pytest, torch
 from hypothesis import given, strategies as st
 import theorycheck as tc
-from theorycheck.devices import dtype_of
-from theorycheck.models import NetworkSpec, build_network
+from theorycheck.core.devices import dtype_of
+from theorycheck.generate.models import NetworkSpec, build_network
 
 SEEDED = lambda seed: torch.Generator().manual_seed(seed)
 
@@ -201,8 +201,8 @@ def test_a_report_that_cannot_be_written_exits_2_and_writes_nothing(pytester):
 @given(n=st.integers())
 def test_this_suite_runs_its_property_tests_under_the_theorycheck_profile(n, pytestconfig):
     """The project's conftest marks its tests as theorycheck tests: ``ci`` unless a profile was chosen."""
-    from theorycheck.plugin import _user_chose_a_profile, chosen_profile
-    from theorycheck.profiles import profile_settings
+    from theorycheck.harness.plugin import _user_chose_a_profile, chosen_profile
+    from theorycheck.core.profiles import profile_settings
 
     name = chosen_profile(pytestconfig) or (None if _user_chose_a_profile(pytestconfig) else "ci")
     used = test_this_suite_runs_its_property_tests_under_the_theorycheck_profile._hypothesis_internal_use_settings

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import theorycheck as tc
-from theorycheck.data import digits
-from theorycheck.errors import InvalidArgument
+from theorycheck.generate.data import digits
+from theorycheck.core.errors import InvalidArgument
 
 RNG = np.random.default_rng(0)
 LOW, HIGH = RNG.uniform(0.01, 0.05, size=(7, 30)), RNG.uniform(0.2, 0.5, size=(7, 30))
@@ -50,7 +50,7 @@ def test_trained_digit_nets_hold_and_the_normalization_removes_the_scale():
 
 
 def test_normalized_margins_are_invariant_to_layer_rescaling():
-    from theorycheck.ensemble import Ensemble
+    from theorycheck.engines.ensemble import Ensemble
 
     X = torch.randn(10, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     net = Ensemble.random(3, (4, 8, 8, 1), seed=5)

@@ -3,7 +3,8 @@
 import pathlib
 import re
 
-from theorycheck import battery, kit, registry
+from theorycheck.harness import battery
+from theorycheck.core import kit, registry
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)

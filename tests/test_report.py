@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import fake_verdict
 
-from theorycheck.errors import InvalidArgument
+from theorycheck.core.errors import InvalidArgument
 from theorycheck.report import RESULTS, ResultsWriter, build_report, case_record, read_results, write_reports
 from theorycheck.report.records import outcome_of
 from theorycheck.report.summary import measured

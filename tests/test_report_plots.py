@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from theorycheck.audit import AuditSettings, run_audit
-from theorycheck.registry import CLAIMS
+from theorycheck.harness.audit import AuditSettings, run_audit
+from theorycheck.core.registry import CLAIMS
 from theorycheck.report import case_record, read_results
 from theorycheck.report.plots import MAX_LEGEND, measurement_plot, series_plot, slug
 from theorycheck.report.summary import measured

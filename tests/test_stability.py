@@ -9,13 +9,13 @@ import torch
 from scipy import stats
 
 import theorycheck as tc
-from theorycheck import comparisons as cmp
-from theorycheck import stability_cases as cases
-from theorycheck import stability_constants as sc
+from theorycheck.core import comparisons as cmp
+from theorycheck.generate import stability_cases as cases
+from theorycheck.engines import stability_constants as sc
 from theorycheck.claims import stability as st
-from theorycheck.stability_cases import SGDCase
-from theorycheck.data import separable
-from theorycheck.devices import dtype_of
+from theorycheck.generate.stability_cases import SGDCase
+from theorycheck.generate.data import separable
+from theorycheck.core.devices import dtype_of
 
 CONVEX = {  # (loss, data, change, radius)
     "logistic-fresh": ("logistic", "separable", "fresh", None),
@@ -381,7 +381,7 @@ def test_curvature_estimate_is_a_lower_bound_of_the_hessian_norm():
     A = torch.randn(3, 5, 5, dtype=torch.float64)
     H = A @ A.transpose(1, 2)
     objective = lambda w, x, t: 0.5 * torch.einsum("i,bij,j->b", w, H[t.long()], w)  # noqa: E731
-    estimate = tc.coupled.path_curvature(objective, torch.randn(2, 5, dtype=torch.float64),
+    estimate = tc.engines.coupled.path_curvature(objective, torch.randn(2, 5, dtype=torch.float64),
                                          torch.zeros(3, 1, dtype=torch.float64), torch.arange(3.0).double())
     exact = torch.linalg.matrix_norm(H, ord=2)
     assert bool((estimate <= exact * (1 + 1e-12)).all()) and bool((estimate >= 0.9 * exact).all())

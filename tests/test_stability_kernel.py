@@ -9,9 +9,9 @@ import torch
 
 import theorycheck as tc
 from theorycheck.claims.stability_kernel import KernelCase, rescaled_refit
-from theorycheck.data import digits, random_labels, separable
-from theorycheck.devices import dtype_of
-from theorycheck.kernels import kernel_matrix, kernel_ridge_refit, ridge_fit
+from theorycheck.generate.data import digits, random_labels, separable
+from theorycheck.core.devices import dtype_of
+from theorycheck.engines.kernels import kernel_matrix, kernel_ridge_refit, ridge_fit
 
 
 def _data(n=20, d=3, seed=0, dtype="float64", device="cpu"):

@@ -5,10 +5,10 @@ from hypothesis import find, given
 from hypothesis import strategies as st
 
 import theorycheck as tc
-from theorycheck.models import NetworkSpec
-from theorycheck.sampling import case_rng, random_spec
-from theorycheck.specs import BREAKS
-from theorycheck.strategies import classification_data, network_specs, networks
+from theorycheck.generate.models import NetworkSpec
+from theorycheck.generate.sampling import case_rng, random_spec
+from theorycheck.generate.specs import BREAKS
+from theorycheck.generate.strategies import classification_data, network_specs, networks
 
 
 @given(network_specs(family="mlp", depth=st.integers(2, 3), width=4))

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from theorycheck.errors import InvalidArgument
-from theorycheck.symbolic import (balance_rate, discrete_balance_residual, euler_residual, prove,
+from theorycheck.core.errors import InvalidArgument
+from theorycheck.theory.symbolic import (balance_rate, discrete_balance_residual, euler_residual, prove,
                                   symbolic_network, witness)
 
 TWO_SAMPLES_1 = [("101",), ("011",)]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from theorycheck import threads
+from theorycheck.core import threads
 
 
 @pytest.mark.parametrize("env, cores, expected", [

@@ -1,6 +1,6 @@
 """Reports collect only the verdicts that the user's own calls return, never nested pre-checks."""
 
-from theorycheck.verdict import Verdict, collecting_verdicts, reported, unreported
+from theorycheck.core.verdict import Verdict, collecting_verdicts, reported, unreported
 
 
 def _decide(claim: str) -> Verdict:
@@ -81,7 +81,7 @@ def test_train_then_check_kkt_collects_one_verdict():
 
 
 def test_an_undecided_assumption_is_left_out_and_makes_the_verdict_inconclusive():
-    from theorycheck.verdict import Verdict
+    from theorycheck.core.verdict import Verdict
 
     fields = dict(claim="c", statistic=0.0, bound=0.0, tolerance=0.0, tolerance_basis="b")
     open_ = Verdict.decide(assumptions={"a": True, "b": None}, conclusion_held=True, **fields)

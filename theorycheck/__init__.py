@@ -9,10 +9,10 @@ plugin start without importing torch; using any of them registers every claim fi
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {  # module -> the public names it defines
-    ".battery": ("ClaimCheck", "parametrize_with_claims"),
+    ".harness.battery": ("ClaimCheck", "parametrize_with_claims"),
     ".claims.homogeneity": ("assert_homogeneity", "check_homogeneity"),
     ".claims.kkt": ("assert_kkt", "check_kkt"),
     ".claims.layer_balance": ("assert_layer_balance", "check_layer_balance"),
@@ -32,15 +32,17 @@ _EXPORTS = {  # module -> the public names it defines
                           "check_sgd_stability_nonconvex", "check_sgd_stability_strongly_convex"),
     ".claims.stability_kernel": ("assert_cvloo_stability", "assert_erm_stability", "check_cvloo_stability",
                                  "check_erm_stability"),
-    ".coupled": ("CoupledRun", "coupled_sgd"),
-    ".dynamics": ("Trajectory", "train"),
-    ".ensemble": ("Ensemble", "EnsembleRun", "train_ensemble"),
-    ".errors": ("ClaimViolation", "InvalidArgument"),
-    ".recorder": ("BalanceTrajectory", "Recorder"),
-    ".registry": ("CLAIMS", "AuditCase", "Claim"),
-    ".svm": ("hard_margin_svm",),
-    ".stability_constants": ("LossConstants", "linear_loss_constants", "tanh_network_constants"),
-    ".verdict": ("STATUSES", "Verdict"),
+    ".engines.coupled": ("CoupledRun", "coupled_sgd"),
+    ".engines.dynamics": ("Trajectory", "train"),
+    ".engines.ensemble": ("Ensemble", "EnsembleRun", "train_ensemble"),
+    ".core.errors": ("ClaimViolation", "InvalidArgument"),
+    ".core.kit": ("Case", "ClaimKit"),
+    ".core.comparisons": ("comparison",),
+    ".engines.recorder": ("BalanceTrajectory", "Recorder"),
+    ".core.registry": ("CLAIMS", "AuditCase", "Claim"),
+    ".engines.svm": ("hard_margin_svm",),
+    ".engines.stability_constants": ("LossConstants", "linear_loss_constants", "tanh_network_constants"),
+    ".core.verdict": ("STATUSES", "Verdict"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -48,7 +50,7 @@ __all__ = list(_MODULE_OF)  # a new public name is one entry in _EXPORTS
 
 
 def __getattr__(name: str):
-    """A public name (imported once, then cached here) or a submodule such as ``theorycheck.devices``."""
+    """A public name (imported once, then cached here) or a submodule such as ``theorycheck.core.devices``."""
     if name in _MODULE_OF:
         importlib.import_module(".claims", __name__)  # registers every claim
         value = globals()[name] = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)

@@ -16,11 +16,11 @@ import math
 
 import numpy as np
 
-from ..comparisons import comparison, headline
-from ..errors import expect
-from ..registry import Claim, register
-from ..cases import case_audits
-from ..verdict import Verdict, reported, require_holds
+from ..core.comparisons import comparison, headline
+from ..core.errors import expect
+from ..core.registry import Claim, register
+from ..generate.cases import case_audits
+from ..core.verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "double_descent"
 SOURCE = ("Belkin, Hsu & Xu, SIAM J. Math. Data Sci. 2020, Thm 1; Breiman & Freedman 1983; "

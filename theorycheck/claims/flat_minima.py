@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch.func import hessian, jacrev
 
-from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
-from ..errors import expect
-from ..registry import Claim, register
-from ..cases import case_audits
-from ..verdict import Verdict, reported, require_holds
+from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
+from ..core.errors import expect
+from ..core.registry import Claim, register
+from ..generate.cases import case_audits
+from ..core.verdict import Verdict, reported, require_holds
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
 GN_SOURCE = "Gauss-Newton decomposition of the squared-loss Hessian; Poggio, Banburski & Liao, CBMM Memo 100 (2019)"

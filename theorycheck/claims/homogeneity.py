@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..devices import dtype_name, unit_roundoff
-from ..euler import euler_sums
-from ..models import build_network, declared_degrees, read_parameters
-from ..registry import AuditCase, Claim, register, register_battery_check
-from ..tensors import as_batch
-from ..verdict import Verdict, reported, require_holds
+from ..core.devices import dtype_name, unit_roundoff
+from ..engines.euler import euler_sums
+from ..generate.models import build_network, declared_degrees, read_parameters
+from ..core.registry import AuditCase, Claim, register, register_battery_check
+from ..core.tensors import as_batch
+from ..core.verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "homogeneity"
 ASSUME_WEIGHTS = "weight layers found"
@@ -126,7 +126,7 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
     """Check positive homogeneity of ``model`` in each weight layer on the batch ``x``.
 
     Per weight layer W_k: Euler's identity <W_k, df/dW_k> = d_k f (one forward and one backward pass
-    per output column, :mod:`theorycheck.euler`), f(a W_k) = a^{d_k} f(W) for every a in
+    per output column, :mod:`theorycheck.engines.euler`), f(a W_k) = a^{d_k} f(W) for every a in
     :data:`SCALES`, and f(W) = rho f(V). They are evaluated on a float64 copy (the float32 weights
     exactly), so roundoff is float64's; the model's own forward pass is checked against that copy
     within its first-order error bound. ``degrees``: the degree of f in each weight layer (list in
@@ -301,8 +301,8 @@ def assert_homogeneity(model, x, **kwargs) -> Verdict:
 
 def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
     """n random homogeneous networks (expected: holds) and n broken ones (cycling through the breaks)."""
-    from ..sampling import case_rng, network_and_batch, random_spec, reproduce_line
-    from ..specs import BREAKS
+    from ..generate.sampling import case_rng, network_and_batch, random_spec, reproduce_line
+    from ..generate.specs import BREAKS
 
     expected_for = {"residual": frozenset({"violated"})}
     for index in range(2 * n):

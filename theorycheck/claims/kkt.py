@@ -30,15 +30,15 @@ import numpy as np
 import torch
 from scipy.optimize import lsq_linear, nnls
 
-from ..devices import dtype_name, gamma
-from ..dynamics import DEFAULT_RTOL, FlatNetwork, Trajectory, as_labels, twice_differentiable
-from ..errors import expect
-from ..losses import get_loss
-from ..registry import AuditCase, Claim, register
-from ..svm import angle, hard_margin_svm
-from ..models import declared_degrees, read_parameters
-from ..tensors import as_batch
-from ..verdict import Verdict, reported, require_holds
+from ..core.devices import dtype_name, gamma
+from ..engines.dynamics import DEFAULT_RTOL, FlatNetwork, Trajectory, as_labels, twice_differentiable
+from ..core.errors import expect
+from ..engines.losses import get_loss
+from ..core.registry import AuditCase, Claim, register
+from ..engines.svm import angle, hard_margin_svm
+from ..generate.models import declared_degrees, read_parameters
+from ..core.tensors import as_batch
+from ..core.verdict import Verdict, reported, require_holds
 from .homogeneity import check_homogeneity, homogeneity_observed
 from .margin import ASSUME_HOMOGENEOUS, ASSUME_T0, run_assumptions, separation_index
 
@@ -389,7 +389,7 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
     """The margin claim's n runs (shared: trained once), checked for KKT (expected: holds), and n controls
     cycling through weight decay, square loss, inseparable data, a run stopped before separation
     (expected: vacuous) and a large multiplier on a non-support point (expected: violated)."""
-    from ..sampling import case_rng
+    from ..generate.sampling import case_rng
     from .margin import CLAIM_ID as MARGIN_ID, instance_line, random_instance, trained
 
     for index in range(2 * n):

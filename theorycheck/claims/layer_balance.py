@@ -18,12 +18,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from ..comparisons import comparison, headline
-from ..devices import dtype_of, gamma, unit_roundoff
-from ..errors import expect
-from ..recorder import BalanceTrajectory, Recorder
-from ..registry import AuditCase, Claim, register, register_battery_check
-from ..verdict import Verdict, reported, require_holds
+from ..core.comparisons import comparison, headline
+from ..core.devices import dtype_of, gamma, unit_roundoff
+from ..core.errors import expect
+from ..engines.recorder import BalanceTrajectory, Recorder
+from ..core.registry import AuditCase, Claim, register, register_battery_check
+from ..core.verdict import Verdict, reported, require_holds
 from .homogeneity import homogeneity_observed
 
 CLAIM_ID = "layer_balance"
@@ -304,8 +304,8 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
     """n plain-SGD runs on random homogeneous networks (expected: holds) and n controls cycling
     through momentum, weight decay, Adam, biases and loops that edit gradients or weights (expected:
     vacuous, the assumption named)."""
-    from ..models import build_network
-    from ..sampling import case_rng, network_and_batch, random_spec
+    from ..generate.models import build_network
+    from ..generate.sampling import case_rng, network_and_batch, random_spec
 
     controls = ("momentum", "weight_decay", "adam", "bias", *LOOP_CONTROLS, *BETWEEN_STEPS)
     for index in range(2 * n):
@@ -327,8 +327,8 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
             name=f"{'control-' + control if control else 'instance'}-{index}",
             kind="control" if control else "instance",
             expected=frozenset({"vacuous"}) if control else frozenset({"holds"}),
-            reproduce=(f"import torch, theorycheck as tc; from theorycheck.models import NetworkSpec; "
-                       f"from theorycheck.sampling import network_and_batch; "
+            reproduce=(f"import torch, theorycheck as tc; from theorycheck.generate.models import NetworkSpec; "
+                       f"from theorycheck.generate.sampling import network_and_batch; "
                        f"from theorycheck.claims.layer_balance import recorded_run; "
                        f"m, X = network_and_batch({spec.repr_line()}, seed={instance_seed}, batch={batch}, "
                        f"device={device!r}, dtype={dtype!r}); y = torch.where(torch.arange({batch}) % 2 == 0, 1.0, "

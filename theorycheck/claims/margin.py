@@ -7,7 +7,7 @@ gamma~ = l^{-1}(L) / ||theta||^L is non-decreasing for t > t0, L -> 0 and ||thet
 Thm 4.2 (gradient descent): the same up to a (1 - O(1/log(1/L))) factor, for C^2 networks and small
 steps. Theory III (Poggio, Liao & Banburski, Nat. Commun. 2020) states the margin growth for ReLU nets.
 
-The check reads a :class:`~theorycheck.dynamics.Trajectory`, in two forms. Pointwise: at every record
+The check reads a :class:`~theorycheck.engines.dynamics.Trajectory`, in two forms. Pointwise: at every record
 after t0, d gamma~/dt = <grad gamma~, -grad L> >= 0 (the inequality the theorem's proof rests on),
 within the roundoff of that inner product. Integrated: because the theorem holds for the flow started
 at ANY point past t0, each numerical step may lower gamma~ only by its departure from the flow through
@@ -27,13 +27,13 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from ..data import separable, with_contradiction
-from ..devices import dtype_of
-from ..dynamics import Trajectory
-from ..errors import expect
-from ..models import NetworkSpec, build_network
-from ..registry import AuditCase, Claim, register
-from ..verdict import Verdict, reported, require_holds
+from ..generate.data import separable, with_contradiction
+from ..core.devices import dtype_of
+from ..engines.dynamics import Trajectory
+from ..core.errors import expect
+from ..generate.models import NetworkSpec, build_network
+from ..core.registry import AuditCase, Claim, register
+from ..core.verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "margin_monotone"
 ASSUME_HOMOGENEOUS = "f positively homogeneous in theta of the stated degree L (checked on X along the run)"
@@ -271,7 +271,7 @@ class FlowInstance:
 @functools.lru_cache(maxsize=64)
 def trained(instance: FlowInstance, device: str, dtype: str):
     """(model at the end of the run, X, y, Trajectory); cached so that both claims' audits share runs."""
-    from ..dynamics import train
+    from ..engines.dynamics import train
 
     model, X, y = instance.build(device, dtype)
     trajectory = train(model, X, y, **instance.train_kwargs())
@@ -290,7 +290,7 @@ def random_instance(rng: np.random.Generator, *, control: str | None = None,
     The default families are those whose flow reaches separation on separable data in practice: narrow
     ReLU networks often do not (a sample on which every unit switches off has zero gradient forever).
     """
-    from ..sampling import random_spec
+    from ..generate.sampling import random_spec
 
     family, _, activation = families[int(rng.integers(len(families)))].partition("-")
     if control == "gd_relu":
@@ -310,7 +310,7 @@ def random_instance(rng: np.random.Generator, *, control: str | None = None,
 
 def instance_line(instance: FlowInstance, device: str, dtype: str, call: str) -> str:
     """A Python line rebuilding the instance, training it and printing ``call`` (uses ``t``, ``m``, ``X``, ``y``)."""
-    return (f"import math, theorycheck as tc; from theorycheck.models import NetworkSpec; "
+    return (f"import math, theorycheck as tc; from theorycheck.generate.models import NetworkSpec; "
             f"from theorycheck.claims.margin import FlowInstance; "
             f"i = {instance!r}; m, X, y = i.build({device!r}, {dtype!r}); t = tc.train(m, X, y, **i.train_kwargs()); "
             f"print({call}.summary())")
@@ -320,7 +320,7 @@ def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[Audit
     """n gradient-flow runs on random small homogeneous networks and separable data (expected: holds),
     and n controls cycling through weight decay, square loss, inseparable data, evaluation before
     separation and GD on a ReLU network (expected: vacuous)."""
-    from ..sampling import case_rng
+    from ..generate.sampling import case_rng
 
     for index in range(2 * n):
         control = None if index < n else CONTROLS[index % len(CONTROLS)]

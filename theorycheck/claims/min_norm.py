@@ -26,11 +26,11 @@ import math
 import numpy as np
 import torch
 
-from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
-from ..errors import expect
-from ..registry import Claim, register
-from ..cases import case_audits
-from ..verdict import Verdict, reported, require_holds
+from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
+from ..core.errors import expect
+from ..core.registry import Claim, register
+from ..generate.cases import case_audits
+from ..core.verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "min_norm"
 SOURCE = ("Poggio, Liao & Banburski, Nat. Commun. 11:3371 (2020), intro; Yao, Rosasco & Caponnetto, "

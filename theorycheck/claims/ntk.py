@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..devices import dtype_of
-from ..errors import expect
-from ..kit import Case, ClaimKit, comparison
-from ..registry import case_seed
+from ..core.devices import dtype_of
+from ..core.errors import expect
+from ..core.kit import Case, ClaimKit, comparison
+from ..core.registry import case_seed
 
 kit = ClaimKit(
     id="ntk",

@@ -23,9 +23,9 @@ import math
 import torch
 from scipy import stats
 
-from ..devices import dtype_name, dtype_of
-from ..errors import expect
-from ..kit import Case, ClaimKit, comparison
+from ..core.devices import dtype_name, dtype_of
+from ..core.errors import expect
+from ..core.kit import Case, ClaimKit, comparison
 from .ntk import init_weights, mlp_output, width_series
 
 kit = ClaimKit(

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..data import digits
-from ..devices import dtype_of
-from ..ensemble import Ensemble, train_ensemble
-from ..errors import expect
-from ..kit import Case, ClaimKit, comparison
-from ..registry import case_seed
+from ..generate.data import digits
+from ..core.devices import dtype_of
+from ..engines.ensemble import Ensemble, train_ensemble
+from ..core.errors import expect
+from ..core.kit import Case, ClaimKit, comparison
+from ..core.registry import case_seed
 
 kit = ClaimKit(
     id="random_label_margin",

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ..devices import dtype_of, gamma, unit_roundoff
-from ..errors import expect
-from ..kit import Case, ClaimKit, comparison
+from ..core.devices import dtype_of, gamma, unit_roundoff
+from ..core.errors import expect
+from ..core.kit import Case, ClaimKit, comparison
 
 kit = ClaimKit(
     id="random_labels",

@@ -29,15 +29,15 @@ import math
 import numpy as np
 from scipy import stats
 
-from ..cases import case_audits
-from ..comparisons import comparison, headline
-from ..coupled import CoupledRun
-from ..devices import dtype_of, gamma
-from ..errors import expect
-from ..registry import Claim, register
-from ..stability_cases import CONTROLS, random_case
-from ..stability_constants import LossConstants
-from ..verdict import Verdict, reported, require_holds
+from ..generate.cases import case_audits
+from ..core.comparisons import comparison, headline
+from ..engines.coupled import CoupledRun
+from ..core.devices import dtype_of, gamma
+from ..core.errors import expect
+from ..core.registry import Claim, register
+from ..generate.stability_cases import CONTROLS, random_case
+from ..engines.stability_constants import LossConstants
+from ..core.verdict import Verdict, reported, require_holds
 
 
 HRS = "Hardt, Recht & Singer, ICML 2016 (arXiv:1509.01240)"

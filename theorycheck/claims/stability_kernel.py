@@ -24,13 +24,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..devices import dtype_name, dtype_of, gamma
-from ..errors import expect
-from ..kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
-from ..registry import Claim, register
-from ..comparisons import comparison, headline
-from ..cases import case_audits, generated_data
-from ..verdict import Verdict, reported, require_holds
+from ..core.devices import dtype_name, dtype_of, gamma
+from ..core.errors import expect
+from ..engines.kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
+from ..core.registry import Claim, register
+from ..core.comparisons import comparison, headline
+from ..generate.cases import case_audits, generated_data
+from ..core.verdict import Verdict, reported, require_holds
 
 BE = "Bousquet & Elisseeff, JMLR 2 (2002) 499-526"
 MNPR = "Mukherjee, Niyogi, Poggio & Rifkin, Adv. Comput. Math. 25 (2006) 161-193"

@@ -21,10 +21,10 @@ import math
 
 import numpy as np
 
-from ..errors import expect
-from ..registry import Claim, register
-from ..cases import case_audits
-from ..verdict import Verdict, reported, require_holds
+from ..core.errors import expect
+from ..core.registry import Claim, register
+from ..generate.cases import case_audits
+from ..core.verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "validation_bound"
 SOURCE = "Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468), validation-set bound"

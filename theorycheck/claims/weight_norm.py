@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad
 
-from ..devices import dtype_name, dtype_of, gamma, unit_roundoff
-from ..errors import expect
-from ..models import read_parameters
-from ..registry import Claim, register
-from ..cases import case_audits
-from ..tensors import as_batch
-from ..verdict import Verdict, reported, require_holds
+from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
+from ..core.errors import expect
+from ..generate.models import read_parameters
+from ..core.registry import Claim, register
+from ..generate.cases import case_audits
+from ..core.tensors import as_batch
+from ..core.verdict import Verdict, reported, require_holds
 
 CLAIM_ID = "weight_norm"
 SOURCE = ("Salimans & Kingma, NeurIPS 2016, eqs. 3-4; Poggio, Banburski & Liao, Theory III (arXiv 1903.04991), "

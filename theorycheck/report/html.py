@@ -6,7 +6,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..verdict import STATUSES
+from ..core.verdict import STATUSES
 from .markdown import completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts
 from .plots import Plot, measurement_plot, series_plot, slug
 from .summary import group_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..verdict import STATUSES
+from ..core.verdict import STATUSES
 from .summary import report_result
 
 MAX_COUNTEREXAMPLES = 10  # per claim x device x dtype; report.json and results.jsonl hold them all

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgument
+from ..core.errors import InvalidArgument
 
 SCHEMA_VERSION = 1
 RESULTS = "results.jsonl"

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..verdict import STATUSES
+from ..core.verdict import STATUSES
 from .records import OUTCOMES, SCHEMA_VERSION, now
 
 REPORT_SCHEMA = "theorycheck-report"

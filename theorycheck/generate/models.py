@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import InvalidArgument, expect
+from ..core.errors import InvalidArgument, expect
 
 FAMILIES = ("mlp", "cnn", "linear")
 HOMOGENEOUS_ACTIVATIONS = ("relu", "leaky_relu", "relu_p")

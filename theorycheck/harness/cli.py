@@ -25,7 +25,7 @@ import math
 import sys
 from pathlib import Path
 
-from .errors import InvalidArgument
+from ..core.errors import InvalidArgument
 
 SETTINGS_FLAGS = ("claims", "devices", "dtypes", "examples", "budget", "seed", "shard")
 
@@ -47,7 +47,7 @@ def import_claim_modules(text: str | None) -> None:
 
 
 def _list(args) -> int:
-    from .registry import CLAIMS
+    from ..core.registry import CLAIMS
 
     import_claim_modules(args.imports)
     for claim in CLAIMS.values():
@@ -77,8 +77,8 @@ def per_claim(text: str | None, claims: list[str], what: str, cast, default) -> 
 
 def _settings(args):
     from .audit import DEFAULT_BUDGET, DEFAULT_EXAMPLES, AuditSettings
-    from .devices import DTYPES, parse_list, resolve_device
-    from .registry import CLAIMS
+    from ..core.devices import DTYPES, parse_list, resolve_device
+    from ..core.registry import CLAIMS
 
     known = list(CLAIMS)
     claims = known if args.claims is None else [c.strip() for c in args.claims.split(",") if c.strip()]
@@ -122,9 +122,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def _check_resumable(args, directory: Path) -> None:
     from .audit import AuditSettings
-    from .devices import resolve_device
-    from .registry import CLAIMS
-    from .report import RESULTS, read_results
+    from ..core.devices import resolve_device
+    from ..core.registry import CLAIMS
+    from ..report import RESULTS, read_results
 
     given = [f"--{flag}" for flag in SETTINGS_FLAGS if getattr(args, flag) is not None]
     given += ["--replace"] * bool(args.replace)
@@ -175,13 +175,13 @@ def _audit(args) -> int:
     try:
         report = run_audit(settings, directory, resume=resume)
     except KeyboardInterrupt:
-        from .report import render_reports
+        from ..report import render_reports
 
         report = render_reports(directory)
         print(f"\ninterrupted after {report['summary']['seconds']:.1f} s of cases; finished results are in "
               f"{directory}. Continue with: theorycheck audit --resume {directory}", file=sys.stderr)
         return 130
-    from .report.summary import report_result
+    from ..report.summary import report_result
 
     summary = report["summary"]
     print(f"{report_result(report)}: {summary['cases']} cases in {summary['seconds']:.1f} s: "
@@ -193,8 +193,8 @@ def _audit(args) -> int:
 
 def _report(args) -> int:
     from .audit import AuditSettings
-    from .report import RESULTS, read_results, write_reports
-    from .report.summary import report_result
+    from ..report import RESULTS, read_results, write_reports
+    from ..report.summary import report_result
 
     if args.merge:
         from .shards import merge_shards
@@ -227,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     imports = argparse.ArgumentParser(add_help=False)
     imports.add_argument("--import", dest="imports", metavar="MODULE[,MODULE]",
-                         help="import these modules first: your own claims (theorycheck.kit) join the "
+                         help="import these modules first: your own claims (theorycheck.core.kit) join the "
                               "registered ones (default: none)")
     sub.add_parser("list", help="list the claims", parents=[imports]).set_defaults(func=_list)
     audit = sub.add_parser("audit", help="audit every claim on generated instances and negative controls",

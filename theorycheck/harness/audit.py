@@ -22,12 +22,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import InvalidArgument, expect
-from .registry import CLAIMS, AuditCase, case_seed
-from .report import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results, write_reports
-from .report.records import check_writable_directory, now
-from .report.summary import group_key, reason_of
-from .verdict import Verdict
+from ..core.errors import InvalidArgument, expect
+from ..core.registry import CLAIMS, AuditCase, case_seed
+from ..report import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results, write_reports
+from ..report.records import check_writable_directory, now
+from ..report.summary import group_key, reason_of
+from ..core.verdict import Verdict
 
 DEFAULT_EXAMPLES = 20
 DEFAULT_BUDGET = 0.0  # seconds per claim x device x dtype; 0 = no cap (every planned case runs)
@@ -123,7 +123,7 @@ def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int)
 def verdicts_kept_local():
     """Hide an audit case's verdicts from enclosing collectors (a pytest session's verdict table): they
     belong to the audit's own results file."""
-    from . import verdict
+    from ..core import verdict
 
     listeners = verdict._LISTENERS[:]
     verdict._LISTENERS.clear()

@@ -25,7 +25,7 @@ activation patterns records the first-order bound h (max_ab ||F_a - F_b|| + ||k2
 crossed between the sampled stages are missed: at kinks the recorded errors are estimates, not
 bounds, and the claims say so (the margin claim then decides on the theorem's pointwise form).
 
-Everything is computed in log space: log l(q_n) per sample (:mod:`theorycheck.losses`), log J by
+Everything is computed in log space: log l(q_n) per sample (:mod:`theorycheck.engines.losses`), log J by
 log-sum-exp, and weights p_n = exp(log l(q_n) - log J); the loss is never formed, so 1e-300 and
 far below work in float64.
 """
@@ -43,11 +43,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .devices import dtype_name, gamma, unit_roundoff
-from .errors import expect
+from ..core.devices import dtype_name, gamma, unit_roundoff
+from ..core.errors import expect
 from .losses import Loss, get_loss
-from .tensors import as_batch
-from .verdict import to_jsonable, unreported
+from ..core.tensors import as_batch
+from ..core.verdict import to_jsonable, unreported
 
 METHODS = ("flow", "gd", "sgd")
 DEFAULT_LOG_LOSS_TARGET = -700.0  # flow stops at L <= e^-700 ~ 1e-304 (below the smallest normal float64)
@@ -70,7 +70,7 @@ def twice_differentiable(model: nn.Module) -> tuple[bool, str]:
     ReLU, LeakyReLU, max-pooling and ReLU^p with p <= 2 are not; modules with their own forward
     (unknown to this list) cannot be established and count as not.
     """
-    from .models import PowerReLU
+    from ..generate.models import PowerReLU
 
     offending = []
     for name, module in model.named_modules():
@@ -695,8 +695,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     (``homogeneity_checks``); ``homogeneous`` means all of them held. The model's parameters are left at the final
     state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
     """
-    from .claims.homogeneity import check_homogeneity
-    from .models import declared_degrees, read_parameters
+    from ..claims.homogeneity import check_homogeneity
+    from ..generate.models import declared_degrees, read_parameters
 
     X = as_batch(X, model)
     y = as_labels(y, X)
@@ -777,7 +777,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
 def _homogeneity_along(model: nn.Module, net: FlatNetwork, X: torch.Tensor, snapshots, final: _State) -> list[dict]:
     """check_homogeneity on all of X at every snapshot and at the final state (the model is left at the final
     state by the caller): a network homogeneous only in a region (ReLU6, Hardtanh) can leave it as ||theta|| grows."""
-    from .claims.homogeneity import check_homogeneity
+    from ..claims.homogeneity import check_homogeneity
 
     states = [(s.log_loss, torch.as_tensor(s.theta, dtype=X.dtype, device=X.device)) for s in snapshots]
     if not snapshots:

@@ -1,7 +1,7 @@
 """Hypothesis strategies for networks, datasets, devices and dtypes.
 
 Plain functions returning strategies; every option takes a value or a strategy. Networks are
-drawn as :class:`~theorycheck.models.NetworkSpec` plus a weight seed, so a failing example shrinks to
+drawn as :class:`~theorycheck.generate.models.NetworkSpec` plus a weight seed, so a failing example shrinks to
 the smallest architecture (fewest layers, narrowest widths, plain ReLU) and prints a line that
 rebuilds it.
 """
@@ -12,8 +12,8 @@ import torch
 from hypothesis import strategies as st
 
 from . import data as datasets
-from .devices import DTYPES, available_devices
-from .errors import InvalidArgument
+from ..core.devices import DTYPES, available_devices
+from ..core.errors import InvalidArgument
 from .models import NetworkSpec, build_network
 from .specs import compose_spec
 
@@ -30,7 +30,7 @@ def _strategy(value, name: str, kind) -> st.SearchStrategy:
 @st.composite
 def network_specs(draw, *, family=None, depth=None, width=None, activation=None, pooling=None, in_dim=None,
                   breaks=None) -> NetworkSpec:
-    """A homogeneous network spec, or with ``breaks`` (one of :data:`theorycheck.specs.BREAKS`) a non-homogeneous one.
+    """A homogeneous network spec, or with ``breaks`` (one of :data:`theorycheck.generate.specs.BREAKS`) a non-homogeneous one.
 
     Each option is None (the default range), a value, or a strategy.
     """
@@ -74,7 +74,7 @@ def inputs(draw, spec: NetworkSpec, *, batch=st.integers(1, 16), device="cpu", d
 @st.composite
 def classification_data(draw, *, kind=st.sampled_from(("separable", "teacher", "random", "digits")),
                         n=st.integers(2, 24), d=st.integers(1, 6), dtype="float64") -> datasets.Dataset:
-    """A binary dataset (labels +-1) of one of the generators in :mod:`theorycheck.data`."""
+    """A binary dataset (labels +-1) of one of the generators in :mod:`theorycheck.generate.data`."""
     kind = draw(_strategy(kind, "kind", str))
     n, d, seed = draw(_strategy(n, "n", int)), draw(_strategy(d, "d", int)), draw(st.integers(0, 2**16))
     torch_dtype = DTYPES[dtype]

@@ -11,14 +11,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .coupled import CoupledRun, coupled_sgd
-from .devices import dtype_of
+from ..engines.coupled import CoupledRun, coupled_sgd
+from ..core.devices import dtype_of
 from .cases import generated_data
-from .registry import CLAIMS
-from .stability_constants import (LINEAR_LOSSES, LossConstants, huber_loss, linear_closed_form, linear_loss_constants,
+from ..core.registry import CLAIMS
+from ..engines.stability_constants import (LINEAR_LOSSES, LossConstants, huber_loss, linear_closed_form, linear_loss_constants,
                                   logistic_loss, max_input_norm, sigmoid_loss, tanh_closed_form,
                                   tanh_network_constants)
-from .verdict import Verdict
+from ..core.verdict import Verdict
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .devices import dtype_name
-from .errors import expect
+from ..core.devices import dtype_name
+from ..core.errors import expect
 
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
 LOSSES = ("logistic", "exp")
@@ -52,7 +52,7 @@ def mlp(widths: Sequence[int], activation: str = "relu", negative_slope: float =
 def _read_sequential(model: nn.Module) -> tuple[list[torch.Tensor], str, float]:
     """(weights, activation, negative slope) of a bias-free nn.Sequential MLP, or InvalidArgument."""
     expect(isinstance(model, nn.Sequential), expected="an nn.Sequential of Linear(bias=False) layers and activations",
-           received=type(model).__name__, fix="rebuild the network with theorycheck.ensemble.mlp(widths)")
+           received=type(model).__name__, fix="rebuild the network with theorycheck.engines.ensemble.mlp(widths)")
     weights, kinds = [], set()
     for index, module in enumerate(model):
         if isinstance(module, nn.Linear):
@@ -263,7 +263,7 @@ def train_ensemble(ensemble: Ensemble, X: torch.Tensor, y: torch.Tensor, *, lr: 
                and indices.shape[2] >= 1 and not indices.is_floating_point()
                and bool(((indices >= 0) & (indices < N)).all()),
                expected=f"indices: an integer tensor of shape ({steps}, {E}, b) with values in [0, {N})",
-               received=str(tuple(getattr(indices, "shape", ()))), fix="theorycheck.ensemble.sgd_indices(...)")
+               received=str(tuple(getattr(indices, "shape", ()))), fix="theorycheck.engines.ensemble.sgd_indices(...)")
         batch_size = indices.shape[2]
         indices = indices.to(device=X.device, dtype=torch.long)
     else:

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, grad_and_value, vmap
 
-from .devices import DEFAULT_DTYPE, dtype_name, dtype_of, resolve_device
-from .errors import expect
+from ..core.devices import DEFAULT_DTYPE, dtype_name, dtype_of, resolve_device
+from ..core.errors import expect
 
 __all__ = ["CoupledRun", "coupled_sgd", "path_curvature", "step_sizes"]
 

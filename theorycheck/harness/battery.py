@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from .errors import InvalidArgument, expect
-from .registry import BATTERY_CHECKS, register_battery_check  # noqa: F401  (re-exported: the battery's table)
-from .verdict import Verdict, require_holds
+from ..core.errors import InvalidArgument, expect
+from ..core.registry import BATTERY_CHECKS, register_battery_check  # noqa: F401  (re-exported: the battery's table)
+from ..core.verdict import Verdict, require_holds
 
 def _name(factory: Callable) -> str:
     name = getattr(getattr(factory, "func", factory), "__name__", type(factory).__name__)
@@ -33,9 +33,9 @@ def _name(factory: Callable) -> str:
 def _as_data(data, model: torch.nn.Module, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(X, y)`` from ``data``: None (separable data sized to the first weight layer), a Dataset,
     an ``(X, y)`` pair, a tensor ``X`` (labels alternate +1/-1), or a callable ``seed -> any of those``."""
-    from .data import Dataset, separable
-    from .models import read_parameters
-    from .tensors import model_device_dtype
+    from ..generate.data import Dataset, separable
+    from ..generate.models import read_parameters
+    from ..core.tensors import model_device_dtype
 
     device, dtype = model_device_dtype(model)
     if callable(data) and not isinstance(data, torch.Tensor):
@@ -74,7 +74,7 @@ class ClaimCheck:
 
     def verdict(self) -> Verdict:
         """Build the model and data, run the claim's battery check, return the Verdict (never raises on a false claim)."""
-        from .devices import dtype_of, resolve_device
+        from ..core.devices import dtype_of, resolve_device
 
         device, dtype = resolve_device(self.device), dtype_of(self.dtype)
         torch.manual_seed(self.seed)
@@ -92,8 +92,8 @@ class ClaimCheck:
 def claim_checks(model_factory, *, claims: Iterable[str] | None = None, seeds: Iterable[int] = (0,),
                  devices: Iterable[str] = ("cpu",), dtypes: Iterable[str] = ("float64",), data=None) -> list[ClaimCheck]:
     """Every (claim, seed, device, dtype) combination as a :class:`ClaimCheck` (no pytest needed)."""
-    from .devices import dtype_of
-    from .registry import CLAIMS
+    from ..core.devices import dtype_of
+    from ..core.registry import CLAIMS
 
     runnable = [c for c in CLAIMS if c in BATTERY_CHECKS]
     claims = runnable if claims is None else ([claims] if isinstance(claims, str) else list(claims))
@@ -101,7 +101,7 @@ def claim_checks(model_factory, *, claims: Iterable[str] | None = None, seeds: I
     if bad or not claims:
         raise InvalidArgument(f"expected claim ids with a battery check from {runnable}, but got {claims!r}"
                               f"{f' ({bad} not among them)' if bad else ''}. Fix: choose from those ids, or "
-                              "register a check with theorycheck.battery.register_battery_check.")
+                              "register a check with theorycheck.harness.battery.register_battery_check.")
     expect(callable(model_factory) and not isinstance(model_factory, torch.nn.Module),
            expected="model_factory as a callable returning a fresh nn.Module (each check trains or probes its own)",
            received=f"{type(model_factory).__name__} instance" if isinstance(model_factory, torch.nn.Module)
@@ -124,8 +124,8 @@ def parametrize_with_claims(model_factory, *, claims: Iterable[str] | None = Non
     to the reason it is expected not to hold for this family (a strict xfail)."""
     import pytest
 
-    from .devices import device_marks
-    from .errors import ClaimViolation
+    from ..core.devices import device_marks
+    from ..core.errors import ClaimViolation
 
     checks = claim_checks(model_factory, claims=claims, seeds=seeds, devices=devices, dtypes=dtypes, data=data)
     expected_failures = dict(expected_failures or {})

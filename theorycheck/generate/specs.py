@@ -1,10 +1,10 @@
 """Random network specs from two choosers, shared by the Hypothesis strategies
-(:mod:`theorycheck.strategies`) and the seeded audit sampler (:mod:`theorycheck.sampling`), which
+(:mod:`theorycheck.generate.strategies`) and the seeded audit sampler (:mod:`theorycheck.generate.sampling`), which
 does not depend on Hypothesis."""
 
 from __future__ import annotations
 
-from .errors import InvalidArgument
+from ..core.errors import InvalidArgument
 from .models import FAMILIES, HOMOGENEOUS_ACTIVATIONS, POOLINGS, NetworkSpec
 
 MAX_DEPTH = 4  # hidden layers

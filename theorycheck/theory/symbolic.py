@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from .errors import expect
+from ..core.errors import expect
 
 ACTIVATIONS = ("relu", "leaky_relu", "relu_p", "linear", "tanh")
 PATTERNED = ("relu", "leaky_relu", "relu_p")

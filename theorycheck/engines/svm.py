@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 from scipy.optimize import nnls
 
-from .errors import expect
+from ..core.errors import expect
 
 
 @dataclasses.dataclass(frozen=True)

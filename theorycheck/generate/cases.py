@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from .registry import AuditCase
+from ..core.registry import AuditCase
 
 
 def case_line(case) -> str:
@@ -20,7 +20,7 @@ def case_line(case) -> str:
 
 
 def generated_data(kind: str, n: int, d: int, seed: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """n points of :mod:`theorycheck.data`'s ``separable`` (margin 0.1), ``random`` (labels) or ``digits``."""
+    """n points of :mod:`theorycheck.generate.data`'s ``separable`` (margin 0.1), ``random`` (labels) or ``digits``."""
     from . import data as datasets
 
     made = {"separable": lambda: datasets.separable(n, d, margin=0.1, seed=seed, dtype=dtype),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import InvalidArgument
+from ..core.errors import InvalidArgument
 
 
 def _log1p_ratio(u: torch.Tensor) -> torch.Tensor:

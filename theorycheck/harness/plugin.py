@@ -52,10 +52,10 @@ def pytest_addoption(parser):
 
 def _pin_worker() -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        from .threads import pin_worker_threads
+        from ..core.threads import pin_worker_threads
 
         pin_worker_threads()  # before torch is imported, so its thread pool starts at the worker's share
-        from .devices import pin_xdist_worker_to_gpu
+        from ..core.devices import pin_xdist_worker_to_gpu
 
         pin_xdist_worker_to_gpu()
 
@@ -74,7 +74,7 @@ _AMBIENT_PROFILE = pytest.StashKey[tuple]()  # (name, settings) before conftests
 
 
 def pytest_configure(config):
-    _pin_worker()  # idempotent; covers `-p theorycheck.plugin` registered after the early hook
+    _pin_worker()  # idempotent; covers `-p theorycheck.harness.plugin` registered after the early hook
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped with a reason without one)")
     config.addinivalue_line("markers", "theorycheck: a theorycheck test: the --theorycheck-profile Hypothesis "
                                        "profile applies (as for tests using tc_device / tc_dtype)")
@@ -87,7 +87,7 @@ def chosen_profile(config) -> str | None:
     """The profile named by ``--theorycheck-profile`` or ``$THEORYCHECK_PROFILE``, else None."""
     name = config.getoption("--theorycheck-profile") or os.environ.get("THEORYCHECK_PROFILE") or None
     if name is not None:
-        from .profiles import PROFILES
+        from ..core.profiles import PROFILES
 
         if name not in PROFILES:
             raise pytest.UsageError(f"expected a theorycheck Hypothesis profile in {PROFILES}, but got {name!r} "
@@ -107,7 +107,7 @@ def pytest_collection_modifyitems(config, items):
     name = chosen_profile(config)
     if not tests or name is None and _user_chose_a_profile(config):
         return
-    from .profiles import profile_settings
+    from ..core.profiles import profile_settings
 
     profile = profile_settings(name or "ci")
     for item in tests:
@@ -139,7 +139,7 @@ def _user_chose_a_profile(config) -> bool:
 def pytest_generate_tests(metafunc):
     if "tc_device" not in metafunc.fixturenames:
         return
-    from .devices import DTYPES, device_marks, parse_list
+    from ..core.devices import DTYPES, device_marks, parse_list
 
     devices = parse_list(metafunc.config.getoption("--theorycheck-devices"), {"cpu", "cuda"}, "devices")
     dtypes = (parse_list(metafunc.config.getoption("--theorycheck-dtypes"), set(DTYPES), "dtypes")
@@ -154,7 +154,7 @@ def pytest_generate_tests(metafunc):
 
 
 def _collect_phase(item, when: str):
-    from .verdict import collecting_verdicts
+    from ..core.verdict import collecting_verdicts
 
     with collecting_verdicts() as found:
         try:
@@ -205,9 +205,9 @@ class VerdictSession:
         directory = config.getoption("--theorycheck-report")
         self.directory = Path(directory) if directory else None
         if self.directory is not None:
-            from .errors import InvalidArgument
-            from .report import RESULTS
-            from .report.records import check_writable_directory
+            from ..core.errors import InvalidArgument
+            from ..report import RESULTS
+            from ..report.records import check_writable_directory
 
             try:
                 check_writable_directory(self.directory, "--theorycheck-report directory")
@@ -219,7 +219,7 @@ class VerdictSession:
                             "--theorycheck-report NEWDIR (nothing was changed).", returncode=2)
 
     def pytest_runtest_logreport(self, report):
-        from .report import case_record
+        from ..report import case_record
 
         verdicts = getattr(report, REPORT_ATTRIBUTE, None)
         if not verdicts:
@@ -243,10 +243,10 @@ class VerdictSession:
     def pytest_sessionfinish(self, session):
         if self.directory is None:
             return
-        from .registry import CLAIMS
-        from .errors import InvalidArgument
-        from .report import RESULTS, SCHEMA_VERSION, environment, report_texts
-        from .report.records import ensure_writable_directory, now, record_line, write_texts_atomic
+        from ..core.registry import CLAIMS
+        from ..core.errors import InvalidArgument
+        from ..report import RESULTS, SCHEMA_VERSION, environment, report_texts
+        from ..report.records import ensure_writable_directory, now, record_line, write_texts_atomic
 
         config = self.config
         settings = {"devices": config.getoption("--theorycheck-devices").split(","),
@@ -268,7 +268,7 @@ class VerdictSession:
             session.exitstatus = 2
 
     def pytest_terminal_summary(self, terminalreporter):
-        from .verdict import STATUSES
+        from ..core.verdict import STATUSES
 
         table = self.counts()
         if self.write_error:

@@ -65,7 +65,7 @@ class ClaimKit:
     def decide(self, *, assumptions: Mapping[str, bool], comparisons: Sequence[dict] = (),
                inconclusive: bool = False, **fields) -> Verdict:
         """A verdict of this claim. ``assumptions`` maps declared keys to whether each was observed to
-        hold; ``comparisons`` are the conclusion's parts (:func:`theorycheck.comparisons.comparison`); with
+        hold; ``comparisons`` are the conclusion's parts (:func:`theorycheck.core.comparisons.comparison`); with
         none (nothing could be measured) the verdict must be inconclusive or vacuous."""
         unknown = sorted(set(assumptions) - set(self.assumptions))
         if unknown:
@@ -153,7 +153,7 @@ class ClaimKit:
         generated = make(rng, device, dtype)
         module = getattr(self.check, "__module__", "theorycheck")
         return AuditCase(name=name, kind=kind, expected=expected, run=generated.run, size=generated.size,
-                         reproduce=(f"import theorycheck, {module}; from theorycheck.kit import KITS; "
+                         reproduce=(f"import theorycheck, {module}; from theorycheck.core.kit import KITS; "
                                     f"print(KITS[{self.id!r}].case({name!r}, seed={seed}, device={device!r}, "
                                     f"dtype={dtype!r}).summary())"))
 

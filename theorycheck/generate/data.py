@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from .errors import expect
+from ..core.errors import expect
 
 
 @dataclasses.dataclass(frozen=True)

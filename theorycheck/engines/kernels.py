@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import torch
 
-from .devices import gamma
-from .errors import expect
+from ..core.devices import gamma
+from ..core.errors import expect
 
 __all__ = ["KERNELS", "RidgeFit", "kernel_matrix", "kernel_kappa2", "kernel_ridge_refit", "ridge_fit"]
 

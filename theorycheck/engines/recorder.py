@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import expect
-from .models import declared_degrees, read_parameters
-from .tensors import as_batch, model_device_dtype
-from .verdict import unreported
+from ..core.errors import expect
+from ..generate.models import declared_degrees, read_parameters
+from ..core.tensors import as_batch, model_device_dtype
+from ..core.verdict import unreported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +131,7 @@ class Recorder:
         self.y = y
         self._homogeneity = None
         if self.X is not None:
-            from .claims.homogeneity import check_homogeneity
+            from ..claims.homogeneity import check_homogeneity
 
             with unreported():  # a pre-check of the recording, not a verdict the user asked for
                 self._homogeneity = check_homogeneity(model, self.X, degrees=dict(self._degrees))

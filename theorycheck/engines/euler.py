@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .devices import gamma
+from ..core.devices import gamma
 
 HOOKED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .coupled import CoupledRun
-from .errors import expect
+from ..core.errors import expect
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Closed forms and exact (sympy) proofs of the identities behind the claims; import explicitly."""
