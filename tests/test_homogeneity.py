@@ -1,5 +1,7 @@
 """Unit tests and negative controls for the homogeneity checker."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -399,3 +401,26 @@ def test_read_parameters_without_inputs_keeps_its_shape_rule():
 
     found = read_parameters(Custom(shift=True))
     assert list(found.weights) == ["kernel", "readout.weight"] and sorted(found.others) == ["gain", "shift"]
+
+
+
+def test_the_measurement_the_engines_use_agrees_with_the_claims_verdict():
+    """The flow engine and the Recorder read ``measure_homogeneity(...).homogeneous``; kkt reads the verdict through
+    ``homogeneity_observed``: on instances of every status the two say the same, with the same numbers."""
+    from theorycheck.claims.homogeneity import homogeneity_observed
+    from theorycheck.engines.homogeneity import measure_homogeneity
+
+    cases = {name: _instance(spec, "cpu", "float64") for name, (spec, _, _) in CONTROLS.items()}
+    cases |= {name: _instance(spec, "cpu", "float64") for name, spec in HOMOGENEOUS.items()}
+    dead, x = _instance(NetworkSpec(), "cpu", "float64")
+    with torch.no_grad():
+        dead[-1].weight.zero_()
+    cases["dead"] = (dead, x)
+    cases["no-weights"] = (nn.Sequential(nn.PReLU()).double(), torch.randn(2, 3, dtype=torch.float64))
+    statuses = set()
+    for name, (model, x) in cases.items():
+        verdict, measured = tc.check_homogeneity(model, x), measure_homogeneity(model, x)
+        statuses.add(verdict.status)
+        assert measured.homogeneous == homogeneity_observed(verdict), (name, verdict.summary(), measured.summary())
+        assert measured.statistic == verdict.statistic or math.isnan(verdict.statistic), name
+    assert statuses == {"holds", "violated", "vacuous", "inconclusive"}

@@ -116,8 +116,8 @@ def test_leaving_the_homogeneous_region_during_the_run_is_vacuous():
     activation.switch_after = 2 * activation.calls + 10  # past train's own start check, early in the flow
     activation.calls = 0
     trajectory = tc.train(model, data.X, data.y, log_loss_target=-40.0)
-    statuses = [c["status"] for c in trajectory.homogeneity_checks]
-    assert statuses[-1] != "holds" and not trajectory.homogeneous  # train's start check ran before the switch
+    found = [c["homogeneous"] for c in trajectory.homogeneity_checks]
+    assert found[-1] is not True and not trajectory.homogeneous  # train's start check ran before the switch
     assert "not along the run" in trajectory.homogeneity_reason
     for verdict in (tc.check_margin_monotone(trajectory), tc.check_kkt(model, data.X, data.y, trajectory=trajectory)):
         assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False, verdict.summary()

@@ -9,283 +9,42 @@ eq. (6) and Theorem B.2 (Euler's theorem for homogeneous functions).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
-import numpy as np
 import torch
-from torch.func import functional_call
 
-from ..core.devices import dtype_name, unit_roundoff
-from ..engines.euler import euler_sums
-from ..generate.models import build_network, declared_degrees, read_parameters
 from ..core.registry import AuditCase, Claim, register, register_battery_check
-from ..core.tensors import as_batch
 from ..core.verdict import Verdict, reported, require_holds
+from ..engines.homogeneity import measure_homogeneity
+from ..generate.models import build_network
 
 CLAIM_ID = "homogeneity"
 ASSUME_WEIGHTS = "weight layers found"
 ASSUME_NO_BIAS = "no bias parameters"
 ASSUME_MODULES = "no non-homogeneous modules (tanh, sigmoid, GELU, normalization)"
 ASSUME_DETERMINISTIC = "deterministic forward (no dropout or other training-mode randomness)"
-SCALES = (1e-3, 0.5, 2.0, 1e3)  # f(a W_k) = a^{d_k} f(W): below and above 1, over six orders of magnitude
-REFERENCE = torch.float64  # the identities are evaluated on a float64 copy (exact up-cast of the weights)
-
-
-def _gamma(n: float, u: float) -> float:
-    """Higham's gamma_n = n u / (1 - n u)."""
-    return n * u / (1 - n * u) if n * u < 1 else math.inf
-
-
-def _forward_unit_roundoff(dtype: torch.dtype, device: torch.device) -> tuple[float, str]:
-    """u of the model's own forward pass: TF32 (10-bit mantissa) where CUDA may use it for float32."""
-    tf32 = (device.type == "cuda" and dtype == torch.float32
-            and (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32))
-    return (2.0 ** -11, "TF32") if tf32 else (unit_roundoff(dtype), dtype_name(dtype))
-
-
-def _masked_max(values: torch.Tensor, mask: torch.Tensor) -> float:
-    return float(values[mask].max()) if bool(mask.any()) else math.nan
-
-
-def _fan(w: torch.Tensor) -> tuple[int, int]:
-    """Dot-product lengths of a layer's forward (fan-in) and backward (fan-out) passes."""
-    if w.ndim < 2:
-        return 1, 1
-    return w[0].numel(), w[:, 0].numel()
-
-
-def _roundoff_counts(weights: dict, degrees: list[float]) -> float:
-    """K of the forward pass: to first order its error is sum_k (rounding of layer k) carried by the exact
-    Jacobian, <= gamma_K sum_k |delta_k|^T |W_k| |a_k| with K the dot lengths and activations (x the
-    largest degree, which d |f| carries)."""
-    return max(1.0, max(degrees)) * sum(_fan(w)[0] + 2 for w in weights.values())
-
-
-def _euler_count(weights: dict, degrees: list[float], reduction: dict) -> float:
-    """K of an Euler sum: the forward count plus the backward dot products and the sum itself."""
-    fans = [_fan(w) for w in weights.values()]
-    return max(1.0, max(degrees)) * (sum(i + o + 2 for i, o in fans) + max(reduction.values()))
-
-
-def _infer_degree(f, scaled: dict, informative) -> list[float]:
-    """log(f(aW)/f(W)) / log a on samples where f is far above roundoff and keeps its sign."""
-    found = []
-    for a, fa in scaled.items():
-        keep = informative & (fa * f > 0) & torch.isfinite(fa)
-        found += (torch.log((fa / f)[keep]) / math.log(a)).tolist()
-    return found or [math.nan]
-
-
-def _layer_report(f, euler, absolute, scaled, degree, scale, usable, tolerances) -> dict:
-    """Residuals of one layer relative to the sample's absolute scale: Euler's identity and
-    f(a W_k) = a^d f(W) at every scale a, with the degree inferred from the scalings."""
-    informative = usable & (f.abs() > 1e3 * tolerances["euler"] * scale)
-    inferred = np.array(_infer_degree(f, scaled, informative))
-    scalings = {}
-    for a, fa in scaled.items():
-        if abs(degree * math.log(a)) > 600:  # a^d leaves float64's range: nothing to compare at this scale
-            scalings[a] = {"residual": math.nan, "tolerance": tolerances["scaling"](degree), "samples": 0}
-            continue
-        factor = a ** degree
-        target = factor * scale
-        kept = usable & torch.isfinite(fa) & (target >= torch.finfo(REFERENCE).tiny / unit_roundoff(REFERENCE))
-        scalings[a] = {"residual": _masked_max((fa - factor * f).abs() / target, kept),
-                       "tolerance": tolerances["scaling"](degree), "samples": int(kept.sum())}
-    return {
-        "degree_declared": degree,
-        "degree_inferred": float(np.median(inferred)),
-        "degree_inferred_range": [float(inferred.min()), float(inferred.max())],
-        "euler_residual": _masked_max((euler - degree * f).abs() / scale, usable),
-        "scaling_residual": max((s["residual"] for s in scalings.values() if not math.isnan(s["residual"])),
-                                default=math.nan),
-        "scalings": {str(a): s for a, s in scalings.items()},
-        "euler_relative_to_f": _masked_max((euler - degree * f).abs() / f.abs(), informative),
-        "absolute_sum_max": float(absolute.max()) if absolute.numel() else 0.0,
-    }
-
-
-def _layer_ratio(report: dict, tol_euler: float) -> float:
-    """The worst residual of a layer divided by its tolerance (NaN-free: unjudged checks count 0)."""
-    ratios = [report["euler_residual"] / tol_euler]
-    ratios += [s["residual"] / s["tolerance"] for s in report["scalings"].values()]
-    return max([0.0] + [r for r in ratios if not math.isnan(r)])
-
-
-def _stochastic(forward, found, f, scale, tolerance) -> dict[str, str]:
-    """Modules random in training mode, named, or measured: passes that differ beyond roundoff."""
-    if found.stochastic_modules:
-        return dict(found.stochastic_modules)
-    if bool(((forward({}) - f).abs() > tolerance * scale).any()):
-        return {"<forward>": "two identical forward passes differ"}
-    return {}
 
 
 @reported
 def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, seed=None) -> Verdict:
     """Check positive homogeneity of ``model`` in each weight layer on the batch ``x``.
 
-    Per weight layer W_k: Euler's identity <W_k, df/dW_k> = d_k f (one forward and one backward pass
-    per output column, :mod:`theorycheck.engines.euler`), f(a W_k) = a^{d_k} f(W) for every a in
-    :data:`SCALES`, and f(W) = rho f(V). They are evaluated on a float64 copy (the float32 weights
-    exactly), so roundoff is float64's; the model's own forward pass is checked against that copy
-    within its first-order error bound. ``degrees``: the degree of f in each weight layer (list in
-    registration order, or dict by name); default ``model.homogeneity_degrees`` if set, else 1 each.
-    The model is not changed (buffers are copied, the random state restored).
+    Per weight layer W_k: Euler's identity <W_k, df/dW_k> = d_k f, f(a W_k) = a^{d_k} f(W) for every a in
+    :data:`~theorycheck.engines.homogeneity.SCALES`, and f(W) = rho f(V), measured by
+    :func:`~theorycheck.engines.homogeneity.measure_homogeneity` on a float64 copy (the float32 weights
+    exactly); the model's own forward pass is checked against that copy within its first-order error bound.
+    ``degrees``: the degree of f in each weight layer (list in registration order, or dict by name);
+    default ``model.homogeneity_degrees`` if set, else 1 each. The model is not changed.
     """
-    x = as_batch(x, model)
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        return _check(model, x, degrees, seed)
-
-
-def _check(model, x, degrees, seed) -> Verdict:
-    dtype, device = x.dtype, x.device
-    found = read_parameters(model, x)
-    layer_params = {**found.weights, **found.frozen_weights}
-    names = [n for n, _ in model.named_parameters() if n in layer_params]
-    assumptions = {ASSUME_WEIGHTS: bool(names), ASSUME_NO_BIAS: not found.others,
-                   ASSUME_MODULES: not found.non_homogeneous_modules, ASSUME_DETERMINISTIC: True}
-    common = dict(claim=CLAIM_ID, device=str(device), dtype=dtype_name(dtype), seed=seed)
-    reading = {"non_weight_parameters": sorted(found.others), "frozen_parameters": list(found.frozen),
-               "parameter_roles": dict(found.roles), "non_homogeneous_modules": found.non_homogeneous_modules,
-               "unrecognized_modules": found.unrecognized_modules}
-    if not names:
-        return Verdict.decide(assumptions=assumptions, conclusion_held=False, inconclusive=False,
-                              statistic=math.nan, bound=0.0, tolerance=math.nan, details=reading,
-                              tolerance_basis="no weight layers to test", reason="no weight layers found "
-                              "(parameters f vanishes at, or the weights of Linear/Conv modules)", **common)
-    degrees = declared_degrees(model, names, degrees)
-    params = {n: p.detach().to(REFERENCE) for n, p in model.named_parameters()}
-    buffers = {n: b.detach().to(REFERENCE) if b.is_floating_point() else b for n, b in model.named_buffers()}
-    xr = x.detach().to(REFERENCE)
-
-    def forward(replaced, inputs=xr):
-        state = {n: b.clone() for n, b in buffers.items()}
-        with torch.no_grad():
-            return functional_call(model, ({**params, **replaced}, state), (inputs,)).reshape(-1)
-
-    u = unit_roundoff(REFERENCE)
-    sums = euler_sums(model, params, buffers, names, xr)
-    f = sums.output
-    # per sample, first order: the forward error is <= gamma_K sum_k |delta_k|^T |W_k| |a_k| (each layer's
-    # rounding carried to f by its exact Jacobian); d|f| adds the identity's other side
-    scale = sum(sums.absolute[n] + d * f.abs() for n, d in zip(names, degrees))
-    k_forward = _roundoff_counts({n: params[n] for n in names}, degrees)
-    stochastic = _stochastic(forward, found, f, scale, 2 * _gamma(k_forward, u))
-    if stochastic:
-        assumptions[ASSUME_DETERMINISTIC] = False
-        return Verdict.decide(assumptions=assumptions, conclusion_held=False, inconclusive=False,
-                              statistic=math.nan, bound=0.0, tolerance=math.nan, details={**reading,
-                              "stochastic_modules": stochastic}, tolerance_basis="not tested: random forward",
-                              reason=f"the forward pass is random ({stochastic}): call model.eval() first", **common)
-    k_euler = _euler_count({n: params[n] for n in names}, degrees, sums.reduction)
-    tolerances = {"euler": _gamma(k_euler, u), "forward": _gamma(k_forward, u),
-                  "scaling": lambda d: 2 * _gamma(k_forward, u) + (d + 2) * u,
-                  "rescaling": 2 * _gamma(k_forward, u) + 2 * sum(
-                      d * (_gamma(params[n].numel(), u) + 2 * u) for n, d in zip(names, degrees))}
-    scaled = {n: {a: forward({n: a * params[n]}) for a in SCALES} for n in names}
-    f_unit = forward({n: params[n] / params[n].norm() for n in names})
-    rho = math.prod(float(params[n].norm()) ** d for n, d in zip(names, degrees))
-    finite = bool(torch.isfinite(f).all() and torch.isfinite(scale).all() and torch.isfinite(f_unit).all()
-                  and all(torch.isfinite(sums.euler[n]).all() and torch.isfinite(sums.absolute[n]).all()
-                          for n in names))
-    # Higham's bounds assume no underflow: samples whose terms reach the subnormal range are set aside
-    normal_floor = torch.finfo(REFERENCE).tiny / u
-    underflow = (scale > 0) & (scale < normal_floor)
-    usable = ~underflow
-    ones = torch.ones_like(scale)
-    safe_scale = torch.where(scale > 0, scale, ones)  # a sample with every term 0 has residual 0
-    layers = {n: _layer_report(f, sums.euler[n], sums.absolute[n], scaled[n], d, safe_scale, usable, tolerances)
-              for n, d in zip(names, degrees)}
-    # f(V) is computed at the scale S / rho: it must stay in the normal range too
-    rescalable = usable & ((scale == 0) | (scale / rho >= normal_floor)) if 0 < rho < math.inf else usable & False
-    rescale_res = _masked_max((f - rho * f_unit).abs() / safe_scale, rescalable)
-
-    model_check = _model_forward_check(model, x, buffers, f, scale, k_forward)
-    ratios = {n: _layer_ratio(r, tolerances["euler"]) for n, r in layers.items()}
-    offending = [n for n, r in ratios.items() if r > 1]
-    rescale_ratio = 0.0 if math.isnan(rescale_res) else rescale_res / tolerances["rescaling"]
-    statistic = max([rescale_ratio] + list(ratios.values()))
-    silent = not bool((f[usable] != 0).any())
-    all_underflow = not bool(usable.any())
-    # the model's own pass is bounded only for nets the theorem covers; it can only stop a "holds"
-    forward_decides = statistic <= 1 and all(assumptions.values()) and not found.unrecognized_modules
-    inconclusive = ((not finite) or silent or all_underflow or not model_check["finite"]
-                    or (model_check["inconclusive"] and forward_decides))
-    reasons = []
-    if not finite or not model_check["finite"]:
-        reasons.append("non-finite output or gradient (overflow or NaN)")
-    if all_underflow:
-        reasons.append("every sample's terms underflow to subnormal numbers: roundoff bounds do not apply")
-    elif silent:
-        aside = int(underflow.sum())
-        reasons.append("the network outputs 0 on every sample: nothing to test"
-                       + (f" ({aside} more set aside for underflow)" if aside else ""))
-    reasons += model_check["reasons"] if forward_decides else []
-    if offending:
-        worst = max(offending, key=lambda n: ratios[n])
-        bad_scales = [a for a, s in layers[worst]["scalings"].items() if s["residual"] > s["tolerance"]]
-        reasons.append(f"Euler/scaling identity fails in layer(s) {offending}: {worst} Euler residual "
-                       f"{layers[worst]['euler_residual']:.2e}, failing scales {bad_scales}, inferred degree "
-                       f"{layers[worst]['degree_inferred']:.3g} vs declared {layers[worst]['degree_declared']:g}")
-    elif rescale_ratio > 1:
-        reasons.append(f"f(W) != rho f(V): residual {rescale_res:.2e}")
-    if found.others:
-        frozen = [n for n in sorted(found.others) if n in found.frozen]
-        reasons.append(f"bias/non-weight parameters: {sorted(found.others)}"
-                       + (f" (frozen, requires_grad=False: {frozen})" if frozen else ""))
-    if found.frozen_weights:
-        reasons.append(f"frozen weight layers checked as layers: {sorted(found.frozen_weights)}")
-    if found.non_homogeneous_modules:
-        reasons.append(f"non-homogeneous modules: {found.non_homogeneous_modules}")
-    if sums.method != "hooks":
-        reasons.append(f"Euler sums by {sums.method}")
-    return Verdict.decide(
-        assumptions=assumptions, conclusion_held=statistic <= 1, inconclusive=inconclusive,
-        statistic=statistic, bound=0.0, tolerance=1.0,
-        tolerance_basis=(f"worst residual / its tolerance, float64 copy of the {dtype_name(dtype)} weights; Euler "
-                         f"gamma_K = {tolerances['euler']:.2e} (K = {k_euler:g}: forward + backward dot lengths + "
-                         f"the sum, x max degree), scalings a in {list(SCALES)}: 2 gamma_K' + (d+2)u "
-                         f"(K' = {k_forward:g}), rho: {tolerances['rescaling']:.2e}; relative to "
-                         "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|)"),
-        details={"layers": layers, "rescaling_residual": rescale_res, "rho": rho, "total_degree": sum(degrees),
-                 "offending_layers": offending, "batch": int(x.shape[0]), "scales": list(SCALES),
-                 "scales_reason": "homogeneity is exact at every a > 0: scales below and above 1 over six "
-                                  "orders of magnitude catch thresholds (clamp, relu6) a single a = 2 misses",
-                 "euler_method": sums.method,
-                 "tolerances": {"euler": tolerances["euler"], "forward_float64": tolerances["forward"],
-                                "rescaling": tolerances["rescaling"],
-                                "scaling": {n: tolerances["scaling"](d) for n, d in zip(names, degrees)}},
-                 "model_forward": {k: v for k, v in model_check.items() if k != "reasons"},
-                 "samples_set_aside_for_underflow": int(underflow.sum()) + model_check["set_aside"],
-                 "samples_in_rescaling_check": int(rescalable.sum()), **reading},
-        reason="; ".join(reasons), **common)
-
-
-def _model_forward_check(model, x, buffers, f_reference, scale, k_forward) -> dict:
-    """The model's own pass in its dtype against the float64 copy: |f - f_64| <= gamma_K(u) times the
-    sample's scale, first order (see :func:`_roundoff_counts`); samples whose terms are subnormal in
-    the model's dtype are set aside."""
-    dtype = x.dtype
-    if dtype == REFERENCE:
-        return {"inconclusive": False, "finite": True, "reasons": [], "set_aside": 0, "checked": "model is float64"}
-    u, arithmetic = _forward_unit_roundoff(dtype, x.device)
-    bound = _gamma(k_forward, u)
-    state = {n: b.clone().to(dtype) if b.is_floating_point() else b.clone() for n, b in buffers.items()}
-    with torch.no_grad():
-        own = functional_call(model, (dict(model.named_parameters()), state), (x,)).reshape(-1).to(REFERENCE)
-    finite = bool(torch.isfinite(own).all())
-    normal = scale >= torch.finfo(dtype).tiny / unit_roundoff(dtype)
-    error = _masked_max((own - f_reference).abs() / scale, normal & (scale > 0)) if finite else math.nan
-    reasons = []
-    if finite and not bool(normal.any()):
-        reasons.append(f"every sample's terms underflow to subnormal {dtype_name(dtype)} numbers: "
-                       "roundoff bounds do not apply")
-    elif error > bound:
-        reasons.append(f"the model's {dtype_name(dtype)} forward differs from its float64 copy by {error:.2e} of "
-                       f"the absolute terms, above its error bound {bound:.2e} ({arithmetic})")
-    return {"inconclusive": (not finite) or bool(reasons), "finite": finite, "reasons": reasons,
-            "set_aside": int((~normal).sum()), "error": error, "bound": bound, "arithmetic": arithmetic}
+    measured = measure_homogeneity(model, x, degrees=degrees)
+    facts = measured.facts
+    assumptions = {ASSUME_WEIGHTS: facts["weights"], ASSUME_NO_BIAS: facts["no_bias"],
+                   ASSUME_MODULES: facts["homogeneous_modules"], ASSUME_DETERMINISTIC: facts["deterministic"]}
+    return Verdict.decide(assumptions=assumptions, conclusion_held=bool(measured.statistic <= 1),
+                          inconclusive=measured.inconclusive, statistic=measured.statistic, bound=0.0,
+                          tolerance=measured.tolerance, tolerance_basis=measured.tolerance_basis,
+                          details=measured.details, reason=measured.reason, claim=CLAIM_ID, device=measured.device,
+                          dtype=measured.dtype, seed=seed)
 
 
 def homogeneity_observed(verdict: Verdict) -> bool | None:

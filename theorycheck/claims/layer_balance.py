@@ -24,7 +24,6 @@ from ..core.errors import expect
 from ..engines.recorder import BalanceTrajectory, Recorder
 from ..core.registry import AuditCase, Claim, register, register_battery_check
 from ..core.verdict import Verdict, reported, require_holds
-from .homogeneity import homogeneity_observed
 
 CLAIM_ID = "layer_balance"
 ASSUME_PLAIN = "updates are plain gradient steps (update = -lr * grad)"
@@ -131,7 +130,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         ASSUME_UNEDITED: bool((edited == 0).all()),
     }
     if traj.homogeneity is not None:
-        assumptions[ASSUME_HOMOGENEOUS] = homogeneity_observed(traj.homogeneity)
+        assumptions[ASSUME_HOMOGENEOUS] = traj.homogeneity.homogeneous
     frozen = bool(traj.steps) and plain_details["informative_steps"] == 0
     if traj.steps == 0 or len(traj.layers) < 2 or not finite or frozen:
         reason = ("no optimizer step recorded: run at least one step with the Recorder attached"
@@ -209,8 +208,8 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                        f"{step}, outside the optimizer")
     if traj.non_weight_parameters:
         reasons.append(f"bias/non-weight parameters: {list(traj.non_weight_parameters)}")
-    if traj.homogeneity is not None and traj.homogeneity.status != "holds":
-        reasons.append(f"network not homogeneous on X ({traj.homogeneity.status})")
+    if traj.homogeneity is not None and traj.homogeneity.homogeneous is not True:
+        reasons.append(f"on X: {traj.homogeneity.summary()}")
     parts = [comparison(f"D ({name}) drift - eta^2 term, max over steps", pair["max_abs_residual"], 0.0,
                         pair["tolerance"], _TOLERANCE_BASIS) for name, pair in pairs.items()]
     parts += [comparison(f"neuron {n['worst_unit']} of {name}: drift - eta^2 term", abs(n["residual"]), 0.0,

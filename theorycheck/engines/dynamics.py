@@ -45,9 +45,10 @@ from torch.func import functional_call
 
 from ..core.devices import dtype_name, gamma, unit_roundoff
 from ..core.errors import expect
-from .losses import Loss, get_loss
 from ..core.tensors import as_batch
-from ..core.verdict import to_jsonable, unreported
+from ..core.verdict import to_jsonable
+from .homogeneity import measure_homogeneity
+from .losses import Loss, get_loss
 
 METHODS = ("flow", "gd", "sgd")
 DEFAULT_LOG_LOSS_TARGET = -700.0  # flow stops at L <= e^-700 ~ 1e-304 (below the smallest normal float64)
@@ -403,7 +404,7 @@ class Trajectory:
     device: str = "cpu"
     dtype: str = "float64"
     seed: int | None = None
-    homogeneity_checks: tuple = ()  # ({"log_loss", "status"} of check_homogeneity on X at each snapshot)
+    homogeneity_checks: tuple = ()  # ({"log_loss", "homogeneous": True/None/False} on X at each snapshot)
     # False when a homogeneity check of the run was inconclusive (none failed): homogeneity is then undecided,
     # neither met nor unmet (a network that outputs 0 on every sample gives nothing to test)
     homogeneity_decided: bool = True
@@ -690,12 +691,11 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     (flow default 20000, GD/SGD default 10000), or (flow) a stationary point, a summed loss still
     above l(0) at t = 1e10 (stalled short of separation), or no admissible step.
     ``degree``: the homogeneity degree L of f in theta (default: the sum of the model's declared
-    per-layer degrees, ``model.homogeneity_degrees``, else 1 per weight layer); homogeneity is checked
-    with :func:`theorycheck.check_homogeneity` on all of X at the start, at every snapshot and at the end
-    (``homogeneity_checks``); ``homogeneous`` means all of them held. The model's parameters are left at the final
+    per-layer degrees, ``model.homogeneity_degrees``, else 1 per weight layer); homogeneity is measured
+    (:func:`theorycheck.engines.homogeneity.measure_homogeneity`) on all of X at the start, at every snapshot
+    and at the end (``homogeneity_checks``); ``homogeneous`` means every identity held in all of them. The model's parameters are left at the final
     state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
     """
-    from ..claims.homogeneity import check_homogeneity
     from ..generate.models import declared_degrees, read_parameters
 
     X = as_batch(X, model)
@@ -717,14 +717,13 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     expect(out.numel() == len(X[:2]), expected="a model with one output per sample (binary classifier, labels +-1)",
            received=f"{out.numel() // len(X[:2])} outputs per sample", fix="use a final layer with out_features=1")
     found = read_parameters(model)
-    with unreported():  # a pre-check of the run, not a verdict the user asked for
-        homogeneity = check_homogeneity(model, X)
+    homogeneity = measure_homogeneity(model, X)
     layer_sum = float(sum(declared_degrees(model, list(found.weights)))) if found.weights else 1.0
     degree = layer_sum if degree is None else float(degree)
     expect(degree > 0 and math.isfinite(degree), expected="a positive homogeneity degree", received=repr(degree),
            fix="pass degree=L for an L-homogeneous model")
-    homogeneous, homogeneity_reason = homogeneity.status == "holds", homogeneity.summary()
-    decided = homogeneity.status != "inconclusive"
+    homogeneous, homogeneity_reason = homogeneity.homogeneous is True, homogeneity.summary()
+    decided = homogeneity.homogeneous is not None
     if degree != layer_sum:
         homogeneous, decided = False, True
         homogeneity_reason = f"degree L={degree:g} given, but the layers' degrees sum to {layer_sum:g}"
@@ -749,8 +748,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
         integrator = ("gradient descent; error vs the flow: Euler-Heun estimate" if method == "gd"
                       else "stochastic gradient descent (no flow error estimate)")
     checks = _homogeneity_along(model, net, X, log.snapshots, final) if homogeneous or not decided else ()
-    failed = [c for c in checks if c["status"] in ("violated", "vacuous")]
-    undecided = [c for c in checks if c["status"] == "inconclusive"]
+    failed = [c for c in checks if c["homogeneous"] is False]
+    undecided = [c for c in checks if c["homogeneous"] is None]
     if failed:
         homogeneous, decided = False, True
         homogeneity_reason = (f"homogeneous at the start but not along the run: {len(failed)} of {len(checks)} "
@@ -770,22 +769,19 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
         integrator=integrator, rtol=rtol if method == "flow" else None, log_loss_target=float(log_loss_target),
         steps=n_steps, rejected=rejected, evaluations=evaluations, seconds=time.perf_counter() - started,
         device=str(X.device), dtype=dtype_name(dtype), seed=seed,
-        homogeneity_checks=tuple({k: c[k] for k in ("log_loss", "status")} for c in checks),
+        homogeneity_checks=tuple({k: c[k] for k in ("log_loss", "homogeneous")} for c in checks),
         homogeneity_decided=decided)
 
 
 def _homogeneity_along(model: nn.Module, net: FlatNetwork, X: torch.Tensor, snapshots, final: _State) -> list[dict]:
-    """check_homogeneity on all of X at every snapshot and at the final state (the model is left at the final
+    """Homogeneity measured on all of X at every snapshot and at the final state (the model is left at the final
     state by the caller): a network homogeneous only in a region (ReLU6, Hardtanh) can leave it as ||theta|| grows."""
-    from ..claims.homogeneity import check_homogeneity
-
     states = [(s.log_loss, torch.as_tensor(s.theta, dtype=X.dtype, device=X.device)) for s in snapshots]
     if not snapshots:
         states.append((final.log_loss, final.theta))
     checks = []
     for log_loss, theta in states:
         net.write(theta)
-        with unreported():
-            verdict = check_homogeneity(model, X)
-        checks.append({"log_loss": float(log_loss), "status": verdict.status, "summary": verdict.summary()})
+        measured = measure_homogeneity(model, X)
+        checks.append({"log_loss": float(log_loss), "homogeneous": measured.homogeneous, "summary": measured.summary()})
     return checks

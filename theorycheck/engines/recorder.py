@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from ..core.errors import expect
-from ..generate.models import declared_degrees, read_parameters
 from ..core.tensors import as_batch, model_device_dtype
-from ..core.verdict import unreported
+from ..generate.models import declared_degrees, read_parameters
+from .homogeneity import measure_homogeneity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,7 @@ class BalanceTrajectory:
     optimizer: str
     device: str
     dtype: str
-    homogeneity: Any = None  # Verdict of check_homogeneity(model, X) at attach time, when X was given
+    homogeneity: Any = None  # HomogeneityMeasurement of the model on X at attach time, when X was given
     outputs: Any = None  # model(X) after each step, when X was given
     edited: Any = None
     unpaired: tuple = ()
@@ -101,10 +101,10 @@ class BalanceTrajectory:
 class Recorder:
     """Record per-layer norms, <W_k, g_k>, ||g_k||^2 and the applied update at every optimizer step.
 
-    ``Recorder(model, optimizer, X=None, y=None)``: with ``X``, the model's homogeneity is checked on
+    ``Recorder(model, optimizer, X=None, y=None)``: with ``X``, the model's homogeneity is measured on
     ``X`` at attach time (an assumption of the balance theorem) and outputs on ``X`` are recorded
     after each step. ``degrees``: the degree of f in each weight layer (default
-    ``model.homogeneity_degrees``, else 1 each), also used by that check. ``neurons=False`` skips the
+    ``model.homogeneity_degrees``, else 1 each), also used by that measurement. ``neurons=False`` skips the
     per-neuron record. The optimizer must own every trainable weight. Call :meth:`close` (or use ``with``)
     to detach the hooks.
     """
@@ -131,10 +131,7 @@ class Recorder:
         self.y = y
         self._homogeneity = None
         if self.X is not None:
-            from ..claims.homogeneity import check_homogeneity
-
-            with unreported():  # a pre-check of the recording, not a verdict the user asked for
-                self._homogeneity = check_homogeneity(model, self.X, degrees=dict(self._degrees))
+            self._homogeneity = measure_homogeneity(model, self.X, degrees=dict(self._degrees))
         self._order: list[str] = []
         self._producers: dict[int, tuple[str, Any]] = {}  # id(grad_fn) -> (weight name, grad_fn kept alive)
         self._links: dict[str, tuple[str | None, str]] = {}  # upper -> (lower or None, why not)
