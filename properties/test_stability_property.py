@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
-from theorycheck.generate.cases import case_line
+from theorycheck.core.kit import case_line
 from theorycheck.generate.stability_cases import CHANGES, CONVEX_LOSSES, SGDCase
 from theorycheck.claims.stability_kernel import KernelCase
 

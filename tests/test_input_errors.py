@@ -80,7 +80,7 @@ def test_checker_input_errors_name_what_was_expected():
 
 
 def test_shape_is_not_guessed_for_modules_it_cannot_read():
-    from theorycheck.core.tensors import as_batch
+    from theorycheck.core.inputs import as_batch
 
     class Head(torch.nn.Module):  # registers its last layer first: no shape is inferred
         def __init__(self):

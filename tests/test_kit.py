@@ -58,6 +58,43 @@ def test_undeclared_assumptions_are_refused_with_a_suggestion(kit):
     assert nothing.status == "inconclusive" and math.isnan(nothing.statistic)
 
 
+def test_a_checker_whose_verdict_carries_an_undeclared_assumption_is_refused():
+    """The guard holds for checkers that build their verdict without kit.decide too (drifted assumptions)."""
+    from theorycheck.core.verdict import Verdict
+
+    drift = ClaimKit(id="drift_probe", statement="x <= 1", source="tests", tolerance="0",
+                     assumptions={"finite": "x is finite"})
+
+    @drift.checker
+    def check_drifted(x: float):
+        return Verdict.decide(claim=drift.id, assumptions={"x is finite": True, "x is an integer": x == int(x)},
+                              conclusion_held=x <= 1, statistic=x, bound=1.0, tolerance=0.0, tolerance_basis="exact")
+
+    try:
+        with pytest.raises(tc.InvalidArgument, match=r"declared by claim 'drift_probe'.*got \['x is an integer'\]"):
+            check_drifted(0.5)
+    finally:
+        registry._CLAIMS.pop(drift.id)
+        KITS.pop(drift.id)
+
+
+def test_every_registered_claim_is_declared_through_the_kit():
+    assert set(tc.CLAIMS) == set(KITS), sorted(set(tc.CLAIMS) ^ set(KITS))
+    for claim_id, kit in KITS.items():
+        assert tc.CLAIMS[claim_id].checker is kit.check and tuple(kit.assumptions.values()) == \
+            tc.CLAIMS[claim_id].assumptions
+
+
+def test_dataclass_cases_keep_their_own_reproduce_line_and_shared_streams():
+    cases = list(tc.CLAIMS["double_descent"].audit_cases(n=1, seed=3, device="cpu", dtype="float64"))
+    assert cases[0].reproduce.startswith("from theorycheck.claims.double_descent import DoubleDescentCase; ")
+    assert [c.name for c in cases] == ["instance-0", "control-optimal-ridge-0"]
+    margin = tc.CLAIMS["margin_monotone"].audit_cases(n=2, seed=3, device="cpu", dtype="float64")
+    kkt = tc.CLAIMS["kkt"].audit_cases(n=2, seed=3, device="cpu", dtype="float64")
+    first = [(a.name, a.reproduce.split("; m, X")[0]) for a, _ in zip(margin, range(2))]
+    assert first == [(b.name, b.reproduce.split("; m, X")[0]) for b, _ in zip(kkt, range(2))]  # the same runs
+
+
 def test_registered_with_assert_and_audit_cases(kit):
     claim = tc.CLAIMS["kit_probe"]
     assert claim.assumptions == ("x is finite", "x below 10") and claim.checker is kit.check

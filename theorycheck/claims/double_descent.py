@@ -18,9 +18,8 @@ import numpy as np
 
 from ..core.comparisons import comparison, headline
 from ..core.errors import expect
-from ..core.registry import Claim, register
-from ..generate.cases import case_audits
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.kit import ClaimKit
+from ..core.verdict import Verdict
 
 CLAIM_ID = "double_descent"
 SOURCE = ("Belkin, Hsu & Xu, SIAM J. Math. Data Sci. 2020, Thm 1; Breiman & Freedman 1983; "
@@ -64,7 +63,17 @@ def conditional_risks(n: int, p: int, *, r2: float, sigma2: float, draws: int, s
     return out
 
 
-@reported
+kit = ClaimKit(
+    id=CLAIM_ID,
+    statement="Min-norm least squares on Gaussian features: E||X^+ y - beta||^2 = sigma^2 p/(n - p - 1) (p <= n - 2), "
+              "r^2 (1 - n/p) + sigma^2 n/(p - n - 1) (p >= n + 2), infinite at |p - n| <= 1: the risk peaks at p = n.",
+    source=SOURCE,
+    assumptions={"noise": ASSUME_NOISE, "one_peak": ASSUME_ONE_PEAK},
+    tolerance="Chebyshev with the exact sd and a union over the grid (alpha = 1e-3) at |p - n| >= 4; peak of the medians at n - 1..n + 1",
+)
+
+
+@kit.checker
 def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha: float = 1e-3,
                          seed: int | None = None) -> Verdict:
     """``risks``: {p: per-draw risks} over a grid of p containing n - 1, n, n + 1. Checks (1) the mean at every
@@ -126,9 +135,7 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
         reason="; ".join(reasons))
 
 
-def assert_double_descent(risks, **kwargs) -> Verdict:
-    """:func:`check_double_descent`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_double_descent(risks, **kwargs))
+assert_double_descent = kit.assert_
 
 
 # --- audit cases ---------------------------------------------------------------------------------
@@ -166,10 +173,4 @@ def random_case(claim: str, rng: np.random.Generator, control: str | None = None
                              seed=int(rng.integers(2**31)), control=control)
 
 
-CLAIM = register(Claim(
-    id=CLAIM_ID,
-    statement="Min-norm least squares on Gaussian features: E||X^+ y - beta||^2 = sigma^2 p/(n - p - 1) (p <= n - 2), "
-              "r^2 (1 - n/p) + sigma^2 n/(p - n - 1) (p >= n + 2), infinite at |p - n| <= 1: the risk peaks at p = n.",
-    assumptions=(ASSUME_NOISE, ASSUME_ONE_PEAK), source=SOURCE, checker=check_double_descent,
-    audit_cases=case_audits(CLAIM_ID, CONTROLS, random_case),
-    tolerance="Chebyshev with the exact sd and a union over the grid (alpha = 1e-3) at |p - n| >= 4; peak of the medians at n - 1..n + 1"))
+kit.dataclass_cases(random_case, CONTROLS)

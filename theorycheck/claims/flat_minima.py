@@ -27,9 +27,8 @@ from torch.func import hessian, jacrev
 
 from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
-from ..core.registry import Claim, register
-from ..generate.cases import case_audits
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.kit import ClaimKit
+from ..core.verdict import Verdict
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
 GN_SOURCE = "Gauss-Newton decomposition of the squared-loss Hessian; Poggio, Banburski & Liao, CBMM Memo 100 (2019)"
@@ -152,7 +151,18 @@ def _lambda_max(H: torch.Tensor) -> float:
     return float(_eigenvalues(H)[-1])
 
 
-@reported
+flat_minima_kit = ClaimKit(
+    id="flat_minima",
+    statement="For f = W2 a(W1 x) with a positively 1-homogeneous activation, (a W1, W2 / a) leaves f unchanged and "
+              "maps the squared-loss Hessian to T_a^{-1} H T_a^{-1}: a^2 lambda_max(H_22) <= lambda_max(H_a) <= "
+              "max(a^2, a^-2) lambda_max(H), so equal functions sit at minima of any sharpness.",
+    source=DINH,
+    assumptions={"homogeneous": ASSUME_HOMOGENEOUS},
+    tolerance="2 gamma_K relative to the absolute sums of f and of each Hessian entry",
+)
+
+
+@flat_minima_kit.checker
 def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *,
                       activation="relu", alphas=(0.1, 10.0, 100.0), seed: int | None = None) -> Verdict:
     """Dinh et al.'s alpha-scale (a W1, W2 / a) of f(x) = W2 a(W1 x): f unchanged, the squared-loss Hessian
@@ -226,7 +236,17 @@ def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: to
         reason="; ".join(reasons))
 
 
-@reported
+gauss_newton_kit = ClaimKit(
+    id="gauss_newton",
+    statement="At an interpolating point of the squared loss, H = J^T J (the residual term sum_n r_n d^2 f_n "
+              "vanishes), so rank H <= n k.",
+    source=GN_SOURCE,
+    assumptions={"interpolates": ASSUME_INTERPOLATES},
+    tolerance="2 gamma_K (J_abs^T J_abs + sum |r||d^2 f|) entrywise plus the residual interpolation allows",
+)
+
+
+@gauss_newton_kit.checker
 def check_gauss_newton(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *,
                        activation="relu", seed: int | None = None) -> Verdict:
     """At an interpolating point of the squared loss, the Hessian equals J^T J entrywise (to the roundoff
@@ -270,14 +290,10 @@ def check_gauss_newton(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: t
         reason="; ".join(reasons))
 
 
-def assert_flat_minima(W1, W2, X, y, **kwargs) -> Verdict:
-    """:func:`check_flat_minima`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_flat_minima(W1, W2, X, y, **kwargs))
+assert_flat_minima = flat_minima_kit.assert_
 
 
-def assert_gauss_newton(W1, W2, X, y, **kwargs) -> Verdict:
-    """:func:`check_gauss_newton`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_gauss_newton(W1, W2, X, y, **kwargs))
+assert_gauss_newton = gauss_newton_kit.assert_
 
 
 # --- audit cases ---------------------------------------------------------------------------------
@@ -328,17 +344,5 @@ def random_case(claim: str, rng: np.random.Generator, control: str | None = None
                        seed=int(rng.integers(2**31)), control=control)
 
 
-register(Claim(
-    id="flat_minima",
-    statement="For f = W2 a(W1 x) with a positively 1-homogeneous activation, (a W1, W2 / a) leaves f unchanged and "
-              "maps the squared-loss Hessian to T_a^{-1} H T_a^{-1}: a^2 lambda_max(H_22) <= lambda_max(H_a) <= "
-              "max(a^2, a^-2) lambda_max(H), so equal functions sit at minima of any sharpness.",
-    assumptions=(ASSUME_HOMOGENEOUS,), source=DINH, checker=check_flat_minima, audit_cases=case_audits("flat_minima", CONTROLS["flat_minima"], random_case),
-    tolerance="2 gamma_K relative to the absolute sums of f and of each Hessian entry"))
-register(Claim(
-    id="gauss_newton",
-    statement="At an interpolating point of the squared loss, H = J^T J (the residual term sum_n r_n d^2 f_n "
-              "vanishes), so rank H <= n k.",
-    assumptions=(ASSUME_INTERPOLATES,), source=GN_SOURCE, checker=check_gauss_newton,
-    audit_cases=case_audits("gauss_newton", CONTROLS["gauss_newton"], random_case),
-    tolerance="2 gamma_K (J_abs^T J_abs + sum |r||d^2 f|) entrywise plus the residual interpolation allows"))
+flat_minima_kit.dataclass_cases(random_case, CONTROLS["flat_minima"])
+gauss_newton_kit.dataclass_cases(random_case, CONTROLS["gauss_newton"])

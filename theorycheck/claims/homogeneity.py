@@ -9,14 +9,16 @@ eq. (6) and Theorem B.2 (Euler's theorem for homogeneous functions).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
 
 import torch
 
-from ..core.registry import AuditCase, Claim, register, register_battery_check
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.kit import Case, ClaimKit
+from ..core.verdict import Verdict
 from ..engines.homogeneity import measure_homogeneity
 from ..generate.models import build_network
+from ..generate.sampling import network_and_batch, random_spec, reproduce_line
+from ..generate.specs import BREAKS
 
 CLAIM_ID = "homogeneity"
 ASSUME_WEIGHTS = "weight layers found"
@@ -25,7 +27,20 @@ ASSUME_MODULES = "no non-homogeneous modules (tanh, sigmoid, GELU, normalization
 ASSUME_DETERMINISTIC = "deterministic forward (no dropout or other training-mode randomness)"
 
 
-@reported
+kit = ClaimKit(
+    id=CLAIM_ID,
+    statement="A bias-free network with positively homogeneous activations satisfies f(aW_k) = a^{d_k} f(W) "
+              "for a > 0 in each weight layer: Euler <W_k, df/dW_k> = d_k f and f(W) = rho f(V), "
+              "rho = prod ||W_k||^{d_k}.",
+    source="Poggio, Liao & Banburski, Nat. Commun. 2020 (Theory III); Lyu & Li, ICLR 2020, eq. 6 and Thm B.2",
+    assumptions={"weights": ASSUME_WEIGHTS, "no_bias": ASSUME_NO_BIAS, "modules": ASSUME_MODULES,
+                 "deterministic": ASSUME_DETERMINISTIC},
+    tolerance="per check, on a float64 copy: Euler gamma_K, scalings 2 gamma_K' + (d+2)u, relative to "
+              "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|); the model's own pass within gamma_K'(u) of the same",
+)
+
+
+@kit.checker
 def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, seed=None) -> Verdict:
     """Check positive homogeneity of ``model`` in each weight layer on the batch ``x``.
 
@@ -53,53 +68,30 @@ def homogeneity_observed(verdict: Verdict) -> bool | None:
     return {"holds": True, "inconclusive": None}.get(verdict.status, False)
 
 
-def assert_homogeneity(model, x, **kwargs) -> Verdict:
-    """:func:`check_homogeneity`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_homogeneity(model, x, **kwargs))
+assert_homogeneity = kit.assert_
 
 
-def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
-    """n random homogeneous networks (expected: holds) and n broken ones (cycling through the breaks)."""
-    from ..generate.sampling import case_rng, network_and_batch, random_spec, reproduce_line
-    from ..generate.specs import BREAKS
+def _network_case(rng, device: str, dtype: str, breaks: str | None = None) -> Case:
+    """A random network of :func:`~theorycheck.generate.sampling.random_spec` (with ``breaks``, a broken one) and
+    a batch of 2-32 inputs."""
+    spec = random_spec(rng, breaks=breaks)
+    instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 33))
 
-    expected_for = {"residual": frozenset({"violated"})}
-    for index in range(2 * n):
-        rng = case_rng(seed, CLAIM_ID, index)
-        breaks = None if index < n else BREAKS[index % len(BREAKS)]
-        spec = random_spec(rng, breaks=breaks)
-        instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 33))
-        expected = (frozenset({"holds"}) if breaks is None
-                    else expected_for.get(breaks, frozenset({"vacuous"})))
+    def run():
+        model, x = network_and_batch(spec, instance_seed, batch, device, dtype)
+        return check_homogeneity(model, x, seed=instance_seed)
 
-        def run(spec=spec, instance_seed=instance_seed, batch=batch):
-            model, x = network_and_batch(spec, instance_seed, batch, device, dtype)
-            return check_homogeneity(model, x, seed=instance_seed)
-
-        yield AuditCase(name=f"{'control-' + breaks if breaks else 'instance'}-{index}",
-                        kind="control" if breaks else "instance", expected=expected,
-                        reproduce=reproduce_line(spec, instance_seed, batch, device, dtype,
-                                                 "tc.check_homogeneity(m, x)"),
-                        run=run, size=sum(p.numel() for p in build_network(spec).parameters()))
+    return Case(run=run, size=sum(p.numel() for p in build_network(spec).parameters()),
+                reproduce=reproduce_line(spec, instance_seed, batch, device, dtype, "tc.check_homogeneity(m, x)"))
 
 
-CLAIM = register(Claim(
-    id=CLAIM_ID,
-    statement="A bias-free network with positively homogeneous activations satisfies f(aW_k) = a^{d_k} f(W) "
-              "for a > 0 in each weight layer: Euler <W_k, df/dW_k> = d_k f and f(W) = rho f(V), "
-              "rho = prod ||W_k||^{d_k}.",
-    assumptions=(ASSUME_WEIGHTS, ASSUME_NO_BIAS, ASSUME_MODULES),
-    source="Poggio, Liao & Banburski, Nat. Commun. 2020 (Theory III); Lyu & Li, ICLR 2020, eq. 6 and Thm B.2",
-    checker=check_homogeneity,
-    audit_cases=audit_cases,
-    tolerance="per check, on a float64 copy: Euler gamma_K, scalings 2 gamma_K' + (d+2)u, relative to "
-              "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|); the model's own pass within gamma_K'(u) of the same",
-))
+kit.instances(_network_case)
+for _break in BREAKS:  # a residual connection breaks the identity itself; the others break an assumption
+    kit.control(_break, expect="violated" if _break == "residual" else "vacuous")(
+        functools.partial(_network_case, breaks=_break))
 
 
+@kit.battery
 def battery_check(model, X, y, *, seed):
     """The battery adapter: homogeneity of the family's model on the drawn inputs."""
     return check_homogeneity(model, X, seed=seed)
-
-
-register_battery_check(CLAIM_ID, battery_check)

@@ -23,24 +23,25 @@ sliding along a kink is judged with both one-sided gradients.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 from scipy.optimize import lsq_linear, nnls
 
 from ..core.devices import dtype_name, gamma
-from ..engines.dynamics import DEFAULT_RTOL, FlatNetwork, Trajectory, as_labels, twice_differentiable
+from ..engines.dynamics import DEFAULT_RTOL, FlatNetwork, Trajectory, twice_differentiable
 from ..core.errors import expect
 from ..engines.losses import get_loss
-from ..core.registry import AuditCase, Claim, register
+from ..core.kit import Case, ClaimKit
 from ..engines.svm import angle, hard_margin_svm
 from ..generate.models import declared_degrees, read_parameters
-from ..core.tensors import as_batch
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.inputs import as_batch, as_labels
+from ..core.verdict import Verdict
 from .homogeneity import check_homogeneity, homogeneity_observed
-from .margin import ASSUME_HOMOGENEOUS, ASSUME_T0, run_assumptions, separation_index
+from .margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, instance_line,
+                     random_instance, run_assumptions, separation_index, trained)
 
 CLAIM_ID = "kkt"
 ASSUME_SEPARATED = "theta separates the data (q_min > 0)"
@@ -190,7 +191,23 @@ def _soudry_rate(angles: list[float], log_ts: list[float]) -> dict:
     return out
 
 
-@reported
+kit = ClaimKit(
+    id=CLAIM_ID,
+    streams_from="margin_monotone",  # the same case names draw the same runs: each flow is trained once
+    statement="Along gradient flow on an L-homogeneous network with an exponential-type loss, theta / q_min^{1/L} is an "
+              "(eps, delta)-KKT point of min ||theta||^2/2 s.t. q_n >= 1 with eps, delta -> 0: the limit direction is a "
+              "KKT point whose multipliers sit on support vectors of equal (minimum) margin; for linear models it is "
+              "the hard-margin SVM direction, reached at rate O(1/log t).",
+    source="Lyu & Li, ICLR 2020, Thm 4.4, Defs C.5-C.6; Soudry et al., JMLR 2018, Thm 3; Poggio, Liao & Banburski, "
+           "Nat. Commun. 2020",
+    assumptions={"homogeneous": ASSUME_HOMOGENEOUS, "separated": ASSUME_SEPARATED, "t0": ASSUME_T0,
+                 "loss": ASSUME_LOSS, "no_decay": ASSUME_NO_DECAY, "dynamics": ASSUME_DYNAMICS},  # a run's: margin's
+    tolerance="delta <= 1/(e q_min) (the flow's own multipliers' bound) at every state; eps and delta decrease "
+              "along the run or reach their roundoff; a single state only as an exact KKT point (eps within roundoff)",
+)
+
+
+@kit.checker
 def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, trajectory: Trajectory | None = None,
               multipliers=None, degree: float | None = None, loss: str = "exp", radius: float | None = None,
               seed: int | None = None) -> Verdict:
@@ -377,59 +394,36 @@ def _linear_report(model, X, y, history, log_t, details: dict, q_min: float) -> 
                       "angles": angles, **_soudry_rate(angles, log_t)}
 
 
-def assert_kkt(model, X, y, **kwargs) -> Verdict:
-    """:func:`check_kkt`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_kkt(model, X, y, **kwargs))
+assert_kkt = kit.assert_
 
 
 CONTROLS = ("weight_decay", "square", "inseparable", "before_separation", "wrong_multipliers")
 
 
-def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
-    """The margin claim's n runs (shared: trained once), checked for KKT (expected: holds), and n controls
-    cycling through weight decay, square loss, inseparable data, a run stopped before separation
-    (expected: vacuous) and a large multiplier on a non-support point (expected: violated)."""
-    from ..generate.sampling import case_rng
-    from .margin import CLAIM_ID as MARGIN_ID, instance_line, random_instance, trained
+def _kkt_case(rng, device: str, dtype: str, control: str | None = None) -> Case:
+    """The margin claim's run of the same case name (the kit derives this claim's streams from the margin claim's,
+    so the flow is trained once for both); controls: that claim's weight decay, square loss and inseparable data,
+    a run stopped before separation (expected: vacuous) and a large multiplier on a non-support point (violated)."""
+    instance = random_instance(rng, control=control if control in ("weight_decay", "square", "inseparable") else None)
+    if control == "before_separation":
+        instance = dataclasses.replace(instance, log_loss_target=math.log(instance.n) - 0.5)
 
-    for index in range(2 * n):
-        control = None if index < n else CONTROLS[index % len(CONTROLS)]
-        if control in ("weight_decay", "square", "inseparable"):  # the margin audit's control of the same index
-            instance = random_instance(case_rng(seed, MARGIN_ID, index), control=control)
-        else:  # one of the margin audit's instances
-            instance = random_instance(case_rng(seed, MARGIN_ID, index % n))
-        if control == "before_separation":
-            instance = dataclasses.replace(instance, log_loss_target=math.log(instance.n) - 0.5)
+    def run():
+        (model, X, y), trajectory = trained(instance, device, dtype)
+        lam = None
+        if control == "wrong_multipliers":
+            point = kkt_point(FlatNetwork(model, X, y), FlatNetwork(model, X, y).flatten(), trajectory.degree)
+            lam = np.array(point.get("multipliers", np.zeros(len(y))))
+            lam[int(np.argmax(point["margins"]))] += 10 * max(float(lam.max()), 1.0)
+        return check_kkt(model, X, y, trajectory=None if control == "wrong_multipliers" else trajectory,
+                         multipliers=lam, seed=instance.seed)
 
-        def run(instance=instance, control=control):
-            (model, X, y), trajectory = trained(instance, device, dtype)
-            lam = None
-            if control == "wrong_multipliers":
-                point = kkt_point(FlatNetwork(model, X, y), FlatNetwork(model, X, y).flatten(), trajectory.degree)
-                lam = np.array(point.get("multipliers", np.zeros(len(y))))
-                lam[int(np.argmax(point["margins"]))] += 10 * max(float(lam.max()), 1.0)
-            return check_kkt(model, X, y, trajectory=None if control == "wrong_multipliers" else trajectory,
-                             multipliers=lam, seed=instance.seed)
-
-        expected = {None: {"holds"}, "wrong_multipliers": {"violated"}}.get(control, {"vacuous"})
-        call = ("tc.check_kkt(m, X, y, trajectory=t)" if control != "wrong_multipliers" else
-                "tc.check_kkt(m, X, y, multipliers=<NNLS multipliers + a large one on the largest-margin sample>)")
-        yield AuditCase(name=f"{'control-' + control if control else 'instance'}-{index}",
-                        kind="control" if control else "instance", expected=frozenset(expected),
-                        reproduce=instance_line(instance, device, dtype, call), run=run, size=instance.size)
+    call = ("tc.check_kkt(m, X, y, trajectory=t)" if control != "wrong_multipliers" else
+            "tc.check_kkt(m, X, y, multipliers=<NNLS multipliers + a large one on the largest-margin sample>)")
+    return Case(run=run, size=instance.size, reproduce=instance_line(instance, device, dtype, call))
 
 
-CLAIM = register(Claim(
-    id=CLAIM_ID,
-    statement="Along gradient flow on an L-homogeneous network with an exponential-type loss, theta / q_min^{1/L} is an "
-              "(eps, delta)-KKT point of min ||theta||^2/2 s.t. q_n >= 1 with eps, delta -> 0: the limit direction is a "
-              "KKT point whose multipliers sit on support vectors of equal (minimum) margin; for linear models it is "
-              "the hard-margin SVM direction, reached at rate O(1/log t).",
-    assumptions=(ASSUME_HOMOGENEOUS, ASSUME_SEPARATED, ASSUME_T0),
-    source="Lyu & Li, ICLR 2020, Thm 4.4, Defs C.5-C.6; Soudry et al., JMLR 2018, Thm 3; Poggio, Liao & Banburski, "
-           "Nat. Commun. 2020",
-    checker=check_kkt,
-    audit_cases=audit_cases,
-    tolerance="delta <= 1/(e q_min) (the flow's own multipliers' bound) at every state; eps and delta decrease "
-              "along the run or reach their roundoff; a single state only as an exact KKT point (eps within roundoff)",
-))
+kit.instances(_kkt_case)
+for _control in CONTROLS:
+    kit.control(_control, expect="violated" if _control == "wrong_multipliers" else "vacuous")(
+        functools.partial(_kkt_case, control=_control))

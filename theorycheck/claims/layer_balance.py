@@ -12,8 +12,8 @@ layer-norm growth).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -22,8 +22,10 @@ from ..core.comparisons import comparison, headline
 from ..core.devices import dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..engines.recorder import BalanceTrajectory, Recorder
-from ..core.registry import AuditCase, Claim, register, register_battery_check
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.kit import Case, ClaimKit
+from ..core.verdict import Verdict
+from ..generate.models import build_network
+from ..generate.sampling import network_and_batch, random_spec
 
 CLAIM_ID = "layer_balance"
 ASSUME_PLAIN = "updates are plain gradient steps (update = -lr * grad)"
@@ -105,7 +107,21 @@ _TOLERANCE_BASIS = ("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W
                     "eta^2 term, gamma_n on the endpoint norms; the eta^2 term is the exact discrete correction")
 
 
-@reported
+kit = ClaimKit(
+    id=CLAIM_ID,
+    statement="Plain gradient steps on a bias-free homogeneous network change D_k = ||W_k||^2 - r_k ||W_{k+1}||^2 "
+              "(r_k = d_k / d_{k+1}, 1 for ReLU; and each neuron's ||W_k[i,:]||^2 - r_k ||W_{k+1}[:,i]||^2) by exactly "
+              "eta^2 (||g_k||^2 - r_k ||g_{k+1}||^2) per step; under gradient flow D_k is conserved.",
+    source="Du, Hu & Lee, NeurIPS 2018, Sec. 2 (invariance of squared-norm differences under gradient flow, per "
+           "neuron and per layer, fully connected and convolutional); Poggio et al., Theory III",
+    assumptions={"plain": ASSUME_PLAIN, "common_lr": ASSUME_COMMON_LR, "no_bias": ASSUME_NO_BIAS,
+                 "grads": ASSUME_GRADS, "two_layers": ASSUME_TWO_LAYERS, "homogeneous": ASSUME_HOMOGENEOUS,
+                 "euler": ASSUME_EULER, "unedited": ASSUME_UNEDITED},
+    tolerance="roundoff of the rounded updates, the gradient's Euler sums and the eta^2 term, accumulated per step",
+)
+
+
+@kit.checker
 def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     """Check the exact discrete balance identity (layer-wise and per neuron) on a recorded run."""
     expect(isinstance(trajectory, BalanceTrajectory), expected="a BalanceTrajectory (Recorder(...).trajectory)",
@@ -225,9 +241,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         reason="; ".join(reasons), **common)
 
 
-def assert_layer_balance(trajectory, **kwargs) -> Verdict:
-    """:func:`check_layer_balance`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_layer_balance(trajectory, **kwargs))
+assert_layer_balance = kit.assert_
 
 
 OPTIMIZERS = {
@@ -299,61 +313,37 @@ def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None,
         return rec.trajectory
 
 
-def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
-    """n plain-SGD runs on random homogeneous networks (expected: holds) and n controls cycling
-    through momentum, weight decay, Adam, biases and loops that edit gradients or weights (expected:
-    vacuous, the assumption named)."""
-    from ..generate.models import build_network
-    from ..generate.sampling import case_rng, network_and_batch, random_spec
+def _sgd_case(rng, device: str, dtype: str, control: str | None = None) -> Case:
+    """A plain-SGD run (or, with ``control``, a momentum / weight-decay / Adam / biased / edited one) of 5-30
+    steps on a random homogeneous network of depth 1-3 and 2-16 samples."""
+    spec = random_spec(rng, breaks="bias" if control == "bias" else None, depth=int(rng.integers(1, 4)))
+    instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 17))
+    lr, steps = float(10 ** rng.uniform(-3, -1)), int(rng.integers(5, 31))
+    optimizer = control if control in OPTIMIZERS else "sgd"
+    loop = control if control in LOOP_CONTROLS or control in BETWEEN_STEPS else None
 
-    controls = ("momentum", "weight_decay", "adam", "bias", *LOOP_CONTROLS, *BETWEEN_STEPS)
-    for index in range(2 * n):
-        rng = case_rng(seed, CLAIM_ID, index)
-        control = None if index < n else controls[index % len(controls)]
-        spec = random_spec(rng, breaks="bias" if control == "bias" else None, depth=int(rng.integers(1, 4)))
-        instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 17))
-        lr, steps = float(10 ** rng.uniform(-3, -1)), int(rng.integers(5, 31))
-        optimizer = control if control in OPTIMIZERS else "sgd"
-        loop = control if control in LOOP_CONTROLS or control in BETWEEN_STEPS else None
+    def run():
+        model, X = network_and_batch(spec, instance_seed, batch, device, dtype)
+        y = torch.where(torch.arange(batch, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+        return check_layer_balance(recorded_run(model, X, y, optimizer=optimizer, lr=lr, steps=steps,
+                                                seed=instance_seed, loop_control=loop), seed=instance_seed)
 
-        def run(spec=spec, instance_seed=instance_seed, batch=batch, lr=lr, steps=steps, optimizer=optimizer, loop=loop):
-            model, X = network_and_batch(spec, instance_seed, batch, device, dtype)
-            y = torch.where(torch.arange(batch, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
-            return check_layer_balance(recorded_run(model, X, y, optimizer=optimizer, lr=lr, steps=steps,
-                                                    seed=instance_seed, loop_control=loop), seed=instance_seed)
-
-        yield AuditCase(
-            name=f"{'control-' + control if control else 'instance'}-{index}",
-            kind="control" if control else "instance",
-            expected=frozenset({"vacuous"}) if control else frozenset({"holds"}),
-            reproduce=(f"import torch, theorycheck as tc; from theorycheck.generate.models import NetworkSpec; "
-                       f"from theorycheck.generate.sampling import network_and_batch; "
-                       f"from theorycheck.claims.layer_balance import recorded_run; "
-                       f"m, X = network_and_batch({spec.repr_line()}, seed={instance_seed}, batch={batch}, "
-                       f"device={device!r}, dtype={dtype!r}); y = torch.where(torch.arange({batch}) % 2 == 0, 1.0, "
-                       f"-1.0).to(X); print(tc.check_layer_balance(recorded_run(m, X, y, optimizer={optimizer!r}, "
-                       f"lr={lr!r}, steps={steps}, seed={instance_seed}, loop_control={loop!r})).summary())"),
-            run=run, size=sum(p.numel() for p in build_network(spec).parameters()))
+    return Case(run=run, size=sum(p.numel() for p in build_network(spec).parameters()), reproduce=(
+        f"import torch, theorycheck as tc; from theorycheck.generate.models import NetworkSpec; "
+        f"from theorycheck.generate.sampling import network_and_batch; "
+        f"from theorycheck.claims.layer_balance import recorded_run; "
+        f"m, X = network_and_batch({spec.repr_line()}, seed={instance_seed}, batch={batch}, "
+        f"device={device!r}, dtype={dtype!r}); y = torch.where(torch.arange({batch}) % 2 == 0, 1.0, "
+        f"-1.0).to(X); print(tc.check_layer_balance(recorded_run(m, X, y, optimizer={optimizer!r}, "
+        f"lr={lr!r}, steps={steps}, seed={instance_seed}, loop_control={loop!r})).summary())"))
 
 
-register(Claim(
-    id=CLAIM_ID,
-    statement="Plain gradient steps on a bias-free homogeneous network change D_k = ||W_k||^2 - r_k ||W_{k+1}||^2 "
-              "(r_k = d_k / d_{k+1}, 1 for ReLU; and each neuron's ||W_k[i,:]||^2 - r_k ||W_{k+1}[:,i]||^2) by exactly "
-              "eta^2 (||g_k||^2 - r_k ||g_{k+1}||^2) per step; under gradient flow D_k is conserved.",
-    assumptions=(ASSUME_PLAIN, ASSUME_COMMON_LR, ASSUME_NO_BIAS, ASSUME_GRADS, ASSUME_TWO_LAYERS, ASSUME_HOMOGENEOUS,
-                 ASSUME_EULER, ASSUME_UNEDITED),
-    source="Du, Hu & Lee, NeurIPS 2018, Sec. 2 (invariance of squared-norm differences under gradient flow, per "
-           "neuron and per layer, fully connected and convolutional); Poggio et al., Theory III",
-    checker=check_layer_balance,
-    tolerance="roundoff of the rounded updates, the gradient's Euler sums and the eta^2 term, accumulated per step",
-    audit_cases=audit_cases,
-))
+kit.instances(_sgd_case)
+for _control in ("momentum", "weight_decay", "adam", "bias", *LOOP_CONTROLS, *BETWEEN_STEPS):
+    kit.control(_control, expect="vacuous")(functools.partial(_sgd_case, control=_control))
 
 
+@kit.battery
 def battery_check(model, X, y, *, seed):
     """The battery adapter: layer balance along a recorded plain-SGD run of the family's model."""
     return check_layer_balance(recorded_run(model, X, y, seed=seed), seed=seed)
-
-
-register_battery_check(CLAIM_ID, battery_check)

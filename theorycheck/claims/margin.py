@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -32,8 +31,8 @@ from ..core.devices import dtype_of
 from ..engines.dynamics import Trajectory
 from ..core.errors import expect
 from ..generate.models import NetworkSpec, build_network
-from ..core.registry import AuditCase, Claim, register
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.kit import Case, ClaimKit
+from ..core.verdict import Verdict
 
 CLAIM_ID = "margin_monotone"
 ASSUME_HOMOGENEOUS = "f positively homogeneous in theta of the stated degree L (checked on X along the run)"
@@ -114,7 +113,19 @@ def _series(trajectory: Trajectory, start: int) -> dict:
                           "ylabel": "cos(theta, -grad L)"}}
 
 
-@reported
+kit = ClaimKit(
+    id=CLAIM_ID,
+    statement="For an L-homogeneous network trained by gradient flow on an exponential-type loss, once the summed "
+              "loss is below l(0) the smoothed margin l^{-1}(L) / ||theta||^L never decreases (and L -> 0, "
+              "||theta|| -> infinity).",
+    source="Lyu & Li, ICLR 2020, Thm 4.1 (flow) and Thm 4.2 (GD, C^2); Poggio, Liao & Banburski, Nat. Commun. 2020",
+    assumptions={"homogeneous": ASSUME_HOMOGENEOUS, "loss": ASSUME_LOSS, "no_decay": ASSUME_NO_DECAY, "t0": ASSUME_T0,
+                 "dynamics": ASSUME_DYNAMICS},
+    tolerance="per record interval: sum of ||grad gamma~|| x the integrator's local error estimates, plus roundoff",
+)
+
+
+@kit.checker
 def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None, seed: int | None = None) -> Verdict:
     """Check that the smoothed margin of ``trajectory`` never decreases after t0 (Lyu & Li Thm 4.1/4.2).
 
@@ -197,9 +208,7 @@ def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None,
                           reason="; ".join(reasons), **common)
 
 
-def assert_margin_monotone(trajectory: Trajectory, **kwargs) -> Verdict:
-    """:func:`check_margin_monotone`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_margin_monotone(trajectory, **kwargs))
+assert_margin_monotone = kit.assert_
 
 
 # --- generated instances (shared with the kkt claim and the benchmarks) ------------------------------
@@ -316,35 +325,19 @@ def instance_line(instance: FlowInstance, device: str, dtype: str, call: str) ->
             f"print({call}.summary())")
 
 
-def audit_cases(*, n: int, seed: int, device: str, dtype: str) -> Iterator[AuditCase]:
-    """n gradient-flow runs on random small homogeneous networks and separable data (expected: holds),
-    and n controls cycling through weight decay, square loss, inseparable data, evaluation before
-    separation and GD on a ReLU network (expected: vacuous)."""
-    from ..generate.sampling import case_rng
+def _flow_case(rng, device: str, dtype: str, control: str | None = None) -> Case:
+    """A gradient-flow run on a random small homogeneous network and separable data (with ``control``: weight
+    decay, square loss, inseparable data, evaluation before separation or GD on a ReLU network)."""
+    instance = random_instance(rng, control=control)
 
-    for index in range(2 * n):
-        control = None if index < n else CONTROLS[index % len(CONTROLS)]
-        instance = random_instance(case_rng(seed, CLAIM_ID, index), control=control)
+    def run():
+        return check_margin_monotone(instance.trajectory(device, dtype), since=instance.since, seed=instance.seed)
 
-        def run(instance=instance):
-            return check_margin_monotone(instance.trajectory(device, dtype), since=instance.since, seed=instance.seed)
-
-        yield AuditCase(name=f"{'control-' + control if control else 'instance'}-{index}",
-                        kind="control" if control else "instance",
-                        expected=frozenset({"vacuous"}) if control else frozenset({"holds"}),
-                        reproduce=instance_line(instance, device, dtype, "tc.check_margin_monotone(t, since="
-                                                + ("-math.inf" if instance.since else "None") + ")"),
-                        run=run, size=instance.size)
+    since = "-math.inf" if instance.since else "None"
+    return Case(run=run, size=instance.size,
+                reproduce=instance_line(instance, device, dtype, f"tc.check_margin_monotone(t, since={since})"))
 
 
-CLAIM = register(Claim(
-    id=CLAIM_ID,
-    statement="For an L-homogeneous network trained by gradient flow on an exponential-type loss, once the summed "
-              "loss is below l(0) the smoothed margin l^{-1}(L) / ||theta||^L never decreases (and L -> 0, "
-              "||theta|| -> infinity).",
-    assumptions=(ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, ASSUME_DYNAMICS),
-    source="Lyu & Li, ICLR 2020, Thm 4.1 (flow) and Thm 4.2 (GD, C^2); Poggio, Liao & Banburski, Nat. Commun. 2020",
-    checker=check_margin_monotone,
-    audit_cases=audit_cases,
-    tolerance="per record interval: sum of ||grad gamma~|| x the integrator's local error estimates, plus roundoff",
-))
+kit.instances(_flow_case)
+for _control in CONTROLS:
+    kit.control(_control, expect="vacuous")(functools.partial(_flow_case, control=_control))

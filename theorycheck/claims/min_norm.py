@@ -28,9 +28,8 @@ import torch
 
 from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
-from ..core.registry import Claim, register
-from ..generate.cases import case_audits
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.kit import ClaimKit
+from ..core.verdict import Verdict
 
 CLAIM_ID = "min_norm"
 SOURCE = ("Poggio, Liao & Banburski, Nat. Commun. 11:3371 (2020), intro; Yao, Rosasco & Caponnetto, "
@@ -112,7 +111,19 @@ def steps_needed(spec: Spectrum, lr: float, target: float) -> float:
     return math.ceil(math.log(target / start) / math.log(rate)) if 0 < rate < 1 else math.inf
 
 
-@reported
+min_norm_kit = ClaimKit(
+    id=CLAIM_ID,
+    statement="GD on 1/2 ||Xw - y||^2 from w0 with 0 < eta < 2/s_1^2 is the spectral filter "
+              "w_t = w0 + sum_i [1 - (1 - eta s_i^2)^t] (u_i^T y / s_i - v_i^T w0) v_i at every step and converges to "
+              "X^+ y + (I - X^+ X) w0 (from 0: the minimum-norm interpolant X^+ y).",
+    source=SOURCE,
+    assumptions={"step": ASSUME_STEP, "finite": ASSUME_FINITE},
+    tolerance="accumulated roundoff of the GD recursion (gamma_{n+d+1} gradient error, update rounding) plus the "
+              "float64 SVD backward error through the filter",
+)
+
+
+@min_norm_kit.checker
 def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, lr: float, w0=None,
                    limit_tol: float | None = None, seed: int | None = None) -> Verdict:
     """Check recorded GD iterates on 1/2 ||Xw - y||^2 against the exact spectral filter at every step.
@@ -190,9 +201,7 @@ def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, 
         reason="; ".join(reasons), **common)
 
 
-def assert_min_norm(X, y, iterates, **kwargs) -> Verdict:
-    """:func:`check_min_norm`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_min_norm(X, y, iterates, **kwargs))
+assert_min_norm = min_norm_kit.assert_
 
 
 def least_squares_run(X: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, w0=None, optimizer: str = "gd",
@@ -231,7 +240,18 @@ def akt_constant() -> float:
     return -float(best.fun)
 
 
-@reported
+early_stopping_kit = ClaimKit(
+    id="early_stopping",
+    statement="Gradient flow on (1/2n)||y - Xb||^2 from 0 at time t has estimation risk at most 1.68591 times that of "
+              "ridge with lambda = 1/t, for every t, X and beta0 (per eigendirection: bias e^{-2ts} <= (1 + ts)^-2, "
+              "variance ratio ((1 - e^{-x})(1 + x)/x)^2 <= 1.68591).",
+    source=AKT,
+    assumptions={"flow": ASSUME_FLOW},
+    tolerance="2 gamma_{d+10} relative (the sums of positive terms; the eigendecomposition is exact for a nearby PSD matrix)",
+)
+
+
+@early_stopping_kit.checker
 def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: float = 1.0, step: float | None = None,
                          seed: int | None = None) -> Verdict:
     """Estimation risk E||b - beta0||^2 (y = X beta0 + noise of variance sigma^2) of gradient flow on
@@ -292,9 +312,7 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
         reason="; ".join(reasons))
 
 
-def assert_early_stopping(X, beta0, **kwargs) -> Verdict:
-    """:func:`check_early_stopping`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_early_stopping(X, beta0, **kwargs))
+assert_early_stopping = early_stopping_kit.assert_
 
 
 # --- audit cases ---------------------------------------------------------------------------------
@@ -355,17 +373,7 @@ def random_case(claim: str, rng: np.random.Generator, control: str | None = None
                        seed=int(rng.integers(2**31)), control=control)
 
 
-CLAIM = register(Claim(
-    id=CLAIM_ID,
-    statement="GD on 1/2 ||Xw - y||^2 from w0 with 0 < eta < 2/s_1^2 is the spectral filter "
-              "w_t = w0 + sum_i [1 - (1 - eta s_i^2)^t] (u_i^T y / s_i - v_i^T w0) v_i at every step and converges to "
-              "X^+ y + (I - X^+ X) w0 (from 0: the minimum-norm interpolant X^+ y).",
-    assumptions=(ASSUME_STEP, ASSUME_FINITE),
-    source=SOURCE, checker=check_min_norm,
-    audit_cases=case_audits(CLAIM_ID, CONTROLS, random_case),
-    tolerance="accumulated roundoff of the GD recursion (gamma_{n+d+1} gradient error, update rounding) plus the "
-              "float64 SVD backward error through the filter",
-))
+min_norm_kit.dataclass_cases(random_case, CONTROLS)
 
 
 ES_CONTROLS = {"discrete-step": "vacuous", "mis-calibrated": "violated"}
@@ -400,11 +408,4 @@ def random_early_stopping_case(claim: str, rng: np.random.Generator, control: st
                              control=control)
 
 
-register(Claim(
-    id="early_stopping",
-    statement="Gradient flow on (1/2n)||y - Xb||^2 from 0 at time t has estimation risk at most 1.68591 times that of "
-              "ridge with lambda = 1/t, for every t, X and beta0 (per eigendirection: bias e^{-2ts} <= (1 + ts)^-2, "
-              "variance ratio ((1 - e^{-x})(1 + x)/x)^2 <= 1.68591).",
-    assumptions=(ASSUME_FLOW,), source=AKT, checker=check_early_stopping,
-    audit_cases=case_audits("early_stopping", ES_CONTROLS, random_early_stopping_case),
-    tolerance="2 gamma_{d+10} relative (the sums of positive terms; the eigendecomposition is exact for a nearby PSD matrix)"))
+early_stopping_kit.dataclass_cases(random_early_stopping_case, ES_CONTROLS)

@@ -29,15 +29,14 @@ import math
 import numpy as np
 from scipy import stats
 
-from ..generate.cases import case_audits
 from ..core.comparisons import comparison, headline
 from ..engines.coupled import CoupledRun
 from ..core.devices import dtype_of, gamma
 from ..core.errors import expect
-from ..core.registry import Claim, register
+from ..core.kit import ClaimKit
 from ..generate.stability_cases import CONTROLS, random_case
 from ..engines.stability_constants import LossConstants
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.verdict import Verdict
 
 
 HRS = "Hardt, Recht & Singer, ICML 2016 (arXiv:1509.01240)"
@@ -255,7 +254,23 @@ def _pathwise_roundoff(delta, bound, tol, informative) -> dict:
                       f"growth recursion B_t <= tol_t at run {r}, step {t}; {_PATH_TOL}")
 
 
-@reported
+_COMMON_ASSUMPTIONS = {"lipschitz": ASSUME_LIPSCHITZ, "smooth": ASSUME_SMOOTH, "gradients": ASSUME_GRADIENTS,
+                       "secant": ASSUME_SECANT, "curvature": ASSUME_CURVATURE}  # every HRS theorem's
+
+
+sgd_stability_convex_kit = ClaimKit(
+    id="sgd_stability_convex",
+    statement="SGD on a convex, beta-smooth, L-Lipschitz loss with alpha_t <= 2/beta: for S, S' differing in example "
+              "i and the same indices, ||w_t - w'_t|| <= 2 L sum_{s <= t: i_s = i} alpha_s on every path, and "
+              "sup_z E|f(w_T; z) - f(w'_T; z)| <= (2 L^2/n) sum_t alpha_t.",
+    source=f"{HRS}: Lemma 2.5 (growth recursion), Lemma 3.6 (expansivity), Thm 3.8 (convex)",
+    assumptions={**_COMMON_ASSUMPTIONS, "convex": ASSUME_CONVEX, "step_convex": ASSUME_STEP_CONVEX},
+    tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval "
+              "(Bonferroni over probe points)",
+)
+
+
+@sgd_stability_convex_kit.checker
 def check_sgd_stability_convex(run: CoupledRun, constants: LossConstants, *, confidence: float = 0.95) -> Verdict:
     """HRS Thm 3.8 on a coupled run: pathwise ||w_t - w'_t|| <= 2 L sum_{s <= t: i_s = i} alpha_s on every
     run, and sup_z E|f(w_T; z) - f(w'_T; z)| <= (2 L^2 / n) sum_t alpha_t (Monte Carlo, >= 30 runs)."""
@@ -272,7 +287,18 @@ def check_sgd_stability_convex(run: CoupledRun, constants: LossConstants, *, con
                       reasons=reasons)
 
 
-@reported
+sgd_stability_strongly_convex_kit = ClaimKit(
+    id="sgd_stability_strongly_convex",
+    statement="SGD on a gamma-strongly convex, beta-smooth, L-Lipschitz loss with alpha_t <= 2/(beta + gamma): "
+              "||w_t - w'_t|| <= 2 L sum_{s: i_s = i} alpha_s prod_{s < u <= t}(1 - alpha_u gamma) on every path, and "
+              "sup_z E|f(w_T; z) - f(w'_T; z)| <= 2 L^2/(gamma n).",
+    source=f"{HRS}: Lemma 2.5, Lemma 3.6, Thm 3.9 (strongly convex, projected SGD)",
+    assumptions={**_COMMON_ASSUMPTIONS, "strong": ASSUME_STRONG, "step_strong": ASSUME_STEP_STRONG},
+    tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval",
+)
+
+
+@sgd_stability_strongly_convex_kit.checker
 def check_sgd_stability_strongly_convex(run: CoupledRun, constants: LossConstants, *,
                                         confidence: float = 0.95) -> Verdict:
     """HRS Thm 3.9 on a coupled run: contraction 1 - alpha_t gamma per step (alpha_t <= 2/(beta + gamma)),
@@ -297,7 +323,18 @@ def nonconvex_bound(L: float, beta: float, c: float, n: int, T: int) -> float:
     return (1 + 1 / q) / (n - 1) * (2 * c * L ** 2) ** (1 / (q + 1)) * T ** (q / (q + 1))
 
 
-@reported
+sgd_stability_nonconvex_kit = ClaimKit(
+    id="sgd_stability_nonconvex",
+    statement="SGD on an L-Lipschitz, beta-smooth loss with values in [0, 1] and alpha_t <= c/t: sup_z "
+              "E|f(w_T; z) - f(w'_T; z)| <= (1 + 1/(beta c))/(n - 1) (2 c L^2)^{1/(beta c + 1)} T^{beta c/(beta c + 1)}; "
+              "pathwise, the growth recursion with expansivity 1 + alpha_t beta.",
+    source=f"{HRS}: Lemma 2.5, Lemma 3.6, Thm 3.12 (non-convex)",
+    assumptions={**_COMMON_ASSUMPTIONS, "step_decay": ASSUME_STEP_DECAY, "range": ASSUME_RANGE},
+    tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval",
+)
+
+
+@sgd_stability_nonconvex_kit.checker
 def check_sgd_stability_nonconvex(run: CoupledRun, constants: LossConstants, *, confidence: float = 0.95) -> Verdict:
     """HRS Thm 3.12 on a coupled run: f in [0, 1], L-Lipschitz, beta-smooth, alpha_t <= c/t non-increasing:
     sup_z E|f(w_T; z) - f(w'_T; z)| <= (1 + 1/(beta c))/(n - 1) (2 c L^2)^{1/(beta c + 1)} T^{beta c/(beta c + 1)};
@@ -325,47 +362,15 @@ def check_sgd_stability_nonconvex(run: CoupledRun, constants: LossConstants, *, 
                       confidence=confidence, reasons=reasons, extra={"c": c})
 
 
-def assert_sgd_stability_convex(run, constants, **kwargs) -> Verdict:
-    """:func:`check_sgd_stability_convex`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_sgd_stability_convex(run, constants, **kwargs))
+assert_sgd_stability_convex = sgd_stability_convex_kit.assert_
 
 
-def assert_sgd_stability_strongly_convex(run, constants, **kwargs) -> Verdict:
-    """:func:`check_sgd_stability_strongly_convex`, raising ``ClaimViolation`` unless it holds."""
-    return require_holds(check_sgd_stability_strongly_convex(run, constants, **kwargs))
+assert_sgd_stability_strongly_convex = sgd_stability_strongly_convex_kit.assert_
 
 
-def assert_sgd_stability_nonconvex(run, constants, **kwargs) -> Verdict:
-    """:func:`check_sgd_stability_nonconvex`, raising ``ClaimViolation`` unless it holds."""
-    return require_holds(check_sgd_stability_nonconvex(run, constants, **kwargs))
+assert_sgd_stability_nonconvex = sgd_stability_nonconvex_kit.assert_
 
 
-_ASSUME_COMMON = (ASSUME_LIPSCHITZ, ASSUME_SMOOTH, ASSUME_GRADIENTS, ASSUME_SECANT, ASSUME_CURVATURE)
-register(Claim(
-    id="sgd_stability_convex",
-    statement="SGD on a convex, beta-smooth, L-Lipschitz loss with alpha_t <= 2/beta: for S, S' differing in example "
-              "i and the same indices, ||w_t - w'_t|| <= 2 L sum_{s <= t: i_s = i} alpha_s on every path, and "
-              "sup_z E|f(w_T; z) - f(w'_T; z)| <= (2 L^2/n) sum_t alpha_t.",
-    assumptions=_ASSUME_COMMON + (ASSUME_CONVEX, ASSUME_STEP_CONVEX),
-    source=f"{HRS}: Lemma 2.5 (growth recursion), Lemma 3.6 (expansivity), Thm 3.8 (convex)",
-    checker=check_sgd_stability_convex, audit_cases=case_audits("sgd_stability_convex", CONTROLS["sgd_stability_convex"], random_case),
-    tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval "
-              "(Bonferroni over probe points)"))
-register(Claim(
-    id="sgd_stability_strongly_convex",
-    statement="SGD on a gamma-strongly convex, beta-smooth, L-Lipschitz loss with alpha_t <= 2/(beta + gamma): "
-              "||w_t - w'_t|| <= 2 L sum_{s: i_s = i} alpha_s prod_{s < u <= t}(1 - alpha_u gamma) on every path, and "
-              "sup_z E|f(w_T; z) - f(w'_T; z)| <= 2 L^2/(gamma n).",
-    assumptions=_ASSUME_COMMON + (ASSUME_STRONG, ASSUME_STEP_STRONG),
-    source=f"{HRS}: Lemma 2.5, Lemma 3.6, Thm 3.9 (strongly convex, projected SGD)",
-    checker=check_sgd_stability_strongly_convex, audit_cases=case_audits("sgd_stability_strongly_convex", CONTROLS["sgd_stability_strongly_convex"], random_case),
-    tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval"))
-register(Claim(
-    id="sgd_stability_nonconvex",
-    statement="SGD on an L-Lipschitz, beta-smooth loss with values in [0, 1] and alpha_t <= c/t: sup_z "
-              "E|f(w_T; z) - f(w'_T; z)| <= (1 + 1/(beta c))/(n - 1) (2 c L^2)^{1/(beta c + 1)} T^{beta c/(beta c + 1)}; "
-              "pathwise, the growth recursion with expansivity 1 + alpha_t beta.",
-    assumptions=_ASSUME_COMMON + (ASSUME_STEP_DECAY, ASSUME_RANGE),
-    source=f"{HRS}: Lemma 2.5, Lemma 3.6, Thm 3.12 (non-convex)",
-    checker=check_sgd_stability_nonconvex, audit_cases=case_audits("sgd_stability_nonconvex", CONTROLS["sgd_stability_nonconvex"], random_case),
-    tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval"))
+sgd_stability_convex_kit.dataclass_cases(random_case, CONTROLS["sgd_stability_convex"])
+sgd_stability_strongly_convex_kit.dataclass_cases(random_case, CONTROLS["sgd_stability_strongly_convex"])
+sgd_stability_nonconvex_kit.dataclass_cases(random_case, CONTROLS["sgd_stability_nonconvex"])

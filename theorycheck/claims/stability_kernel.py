@@ -27,10 +27,10 @@ import torch
 from ..core.devices import dtype_name, dtype_of, gamma
 from ..core.errors import expect
 from ..engines.kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
-from ..core.registry import Claim, register
+from ..core.kit import ClaimKit
 from ..core.comparisons import comparison, headline
-from ..generate.cases import case_audits, generated_data
-from ..core.verdict import Verdict, reported, require_holds
+from ..generate.cases import generated_data
+from ..core.verdict import Verdict
 
 BE = "Bousquet & Elisseeff, JMLR 2 (2002) 499-526"
 MNPR = "Mukherjee, Niyogi, Poggio & Rifkin, Adv. Comput. Math. 25 (2006) 161-193"
@@ -60,7 +60,18 @@ def _sigma(B: float, kappa: float, lam: float) -> float:
     return 2 * B * (1 + kappa / math.sqrt(lam)) if lam > 0 else math.inf
 
 
-@reported
+erm_stability_kit = ClaimKit(
+    id="erm_stability",
+    statement="Kernel ridge regression (square loss, |y| <= B, k(x, x) <= kappa^2) is uniformly stable: "
+              "sup_z |l(f_S, z) - l(f_{S\\i}, z)| <= sigma^2 kappa^2/(2 lambda n), sigma = 2B(1 + kappa/sqrt(lambda)); "
+              "replacing one example doubles the bound.",
+    source=f"{BE}, Def. 19 (sigma-admissible), Thm 22 (RKHS regularization)",
+    assumptions={"lambda": ASSUME_LAMBDA, "psd": ASSUME_PSD},
+    tolerance="Cholesky backward error amplified by the condition number (condition number x eps)",
+)
+
+
+@erm_stability_kit.checker
 def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel: str | Callable = "rbf",
                         bandwidth: float = 1.0, indices=None, replacement=None, X_test=None, y_test=None,
                         refit: Callable | None = None, seed: int | None = None) -> Verdict:
@@ -174,7 +185,18 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
         reason="; ".join(reasons))
 
 
-@reported
+cvloo_stability_kit = ClaimKit(
+    id="cvloo_stability",
+    statement="Kernel ridge regression / minimum-norm interpolation: y_i - f_{S\\i}(x_i) = alpha_i/(A^{-1})_ii with "
+              "A = K + n lambda I (n lambda held fixed in the refit), and for lambda > 0 the CVloo stability "
+              "|V(f_{S\\i}, z_i) - V(f_S, z_i)| <= sigma^2 kappa^2/(2 lambda n) -> 0.",
+    source=f"{MNPR} (CVloo stability); Wahba 1990 (exact LOO for regularized least squares); {BE}, Thm 22",
+    assumptions={"psd": ASSUME_PSD, "pd": ASSUME_PD},
+    tolerance="2 n gamma_{n+1} (1 + cond A): Cholesky backward error x condition number",
+)
+
+
+@cvloo_stability_kit.checker
 def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel: str | Callable = "rbf",
                           bandwidth: float = 1.0, sizes=None, refit: Callable | None = None,
                           seed: int | None = None) -> Verdict:
@@ -268,14 +290,10 @@ _FORMULA_BASIS = ("max_i |alpha_i/(A^-1)_ii - (y_i - f_refit(x_i))| / (|y_i| + |
                   "amplified by the condition number, for the formula and the refit")
 
 
-def assert_erm_stability(X, y, **kwargs) -> Verdict:
-    """:func:`check_erm_stability`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_erm_stability(X, y, **kwargs))
+assert_erm_stability = erm_stability_kit.assert_
 
 
-def assert_cvloo_stability(X, y, **kwargs) -> Verdict:
-    """:func:`check_cvloo_stability`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_cvloo_stability(X, y, **kwargs))
+assert_cvloo_stability = cvloo_stability_kit.assert_
 
 
 def rescaled_refit(kernel: str | Callable = "rbf", *, lam: float, bandwidth: float = 1.0) -> Callable:
@@ -350,21 +368,5 @@ def random_kernel_case(claim: str, rng: np.random.Generator, control: str | None
     return KernelCase(**fields)
 
 
-register(Claim(
-    id="erm_stability",
-    statement="Kernel ridge regression (square loss, |y| <= B, k(x, x) <= kappa^2) is uniformly stable: "
-              "sup_z |l(f_S, z) - l(f_{S\\i}, z)| <= sigma^2 kappa^2/(2 lambda n), sigma = 2B(1 + kappa/sqrt(lambda)); "
-              "replacing one example doubles the bound.",
-    assumptions=(ASSUME_LAMBDA, ASSUME_PSD),
-    source=f"{BE}, Def. 19 (sigma-admissible), Thm 22 (RKHS regularization)",
-    checker=check_erm_stability, audit_cases=case_audits("erm_stability", KERNEL_CONTROLS["erm_stability"], random_kernel_case),
-    tolerance="Cholesky backward error amplified by the condition number (condition number x eps)"))
-register(Claim(
-    id="cvloo_stability",
-    statement="Kernel ridge regression / minimum-norm interpolation: y_i - f_{S\\i}(x_i) = alpha_i/(A^{-1})_ii with "
-              "A = K + n lambda I (n lambda held fixed in the refit), and for lambda > 0 the CVloo stability "
-              "|V(f_{S\\i}, z_i) - V(f_S, z_i)| <= sigma^2 kappa^2/(2 lambda n) -> 0.",
-    assumptions=(ASSUME_PSD, ASSUME_PD),
-    source=f"{MNPR} (CVloo stability); Wahba 1990 (exact LOO for regularized least squares); {BE}, Thm 22",
-    checker=check_cvloo_stability, audit_cases=case_audits("cvloo_stability", KERNEL_CONTROLS["cvloo_stability"], random_kernel_case),
-    tolerance="2 n gamma_{n+1} (1 + cond A): Cholesky backward error x condition number"))
+erm_stability_kit.dataclass_cases(random_kernel_case, KERNEL_CONTROLS["erm_stability"])
+cvloo_stability_kit.dataclass_cases(random_kernel_case, KERNEL_CONTROLS["cvloo_stability"])

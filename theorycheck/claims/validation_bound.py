@@ -22,9 +22,8 @@ import math
 import numpy as np
 
 from ..core.errors import expect
-from ..core.registry import Claim, register
-from ..generate.cases import case_audits
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.kit import ClaimKit
+from ..core.verdict import Verdict
 
 CLAIM_ID = "validation_bound"
 SOURCE = "Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468), validation-set bound"
@@ -55,7 +54,18 @@ def _critical_count(repeats: int, delta: float, alpha: float) -> int | None:
     return int(rejecting[0]) if rejecting.size else None
 
 
-@reported
+kit = ClaimKit(
+    id=CLAIM_ID,
+    statement="For K models chosen independently of a validation set of m samples and losses in [0, C], with "
+              "probability >= 1 - delta every model has |R_val[f] - R[f]| <= C sqrt(ln(2K/delta)/(2m)) "
+              "(one-sided: R[f] <= R_val[f] + C sqrt(ln(K/delta)/(2m))).",
+    source=SOURCE,
+    assumptions={"range": ASSUME_RANGE},
+    tolerance="exact one-sided binomial test of the violation frequency against delta (alpha = 1e-3)",
+)
+
+
+@kit.checker
 def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1.0, m: int | None = None,
                            loss_range=None, sided: str = "two", alpha: float = 1e-3, zero_one: bool | None = None,
                            seed: int | None = None) -> Verdict:
@@ -129,9 +139,7 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
         reason="; ".join(reasons))
 
 
-def assert_validation_bound(true_risks, val_losses, **kwargs) -> Verdict:
-    """:func:`check_validation_bound`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_validation_bound(true_risks, val_losses, **kwargs))
+assert_validation_bound = kit.assert_
 
 
 def validation_experiment(risks, *, m: int, repeats: int, seed: int = 0, select_from: int | None = None,
@@ -196,11 +204,4 @@ def random_case(claim: str, rng: np.random.Generator, control: str | None = None
                           seed=int(rng.integers(2**31)), control=control)
 
 
-CLAIM = register(Claim(
-    id=CLAIM_ID,
-    statement="For K models chosen independently of a validation set of m samples and losses in [0, C], with "
-              "probability >= 1 - delta every model has |R_val[f] - R[f]| <= C sqrt(ln(2K/delta)/(2m)) "
-              "(one-sided: R[f] <= R_val[f] + C sqrt(ln(K/delta)/(2m))).",
-    assumptions=(ASSUME_RANGE,), source=SOURCE, checker=check_validation_bound,
-    audit_cases=case_audits(CLAIM_ID, CONTROLS, random_case),
-    tolerance="exact one-sided binomial test of the violation frequency against delta (alpha = 1e-3)"))
+kit.dataclass_cases(random_case, CONTROLS)

@@ -27,10 +27,9 @@ from torch.func import functional_call, grad
 from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..generate.models import read_parameters
-from ..core.registry import Claim, register
-from ..generate.cases import case_audits
-from ..core.tensors import as_batch
-from ..core.verdict import Verdict, reported, require_holds
+from ..core.kit import ClaimKit
+from ..core.inputs import as_batch
+from ..core.verdict import Verdict
 
 CLAIM_ID = "weight_norm"
 SOURCE = ("Salimans & Kingma, NeurIPS 2016, eqs. 3-4; Poggio, Banburski & Liao, Theory III (arXiv 1903.04991), "
@@ -40,7 +39,6 @@ ASSUME_MODULES = "no non-homogeneous modules (tanh, sigmoid, GELU, normalization
 LOSSES = {"exp": (lambda q: torch.exp(-q), lambda q: torch.exp(-q)),  # l(q), -l'(q)
           "logistic": (lambda q: torch.nn.functional.softplus(-q), lambda q: torch.sigmoid(-q))}
 PARAMETRIZATIONS = ("weight_norm", "scale")
-
 
 
 def _dot_product_terms(weights) -> int:
@@ -95,7 +93,18 @@ def flows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str
     return {"rho": rho, "layers": layers, "e": e, "f_V": fV}
 
 
-@reported
+kit = ClaimKit(
+    id=CLAIM_ID,
+    statement="For a bias-free 1-homogeneous network with W_k = rho_k V_k, ||V_k|| = 1: weight normalization "
+              "(||v_k|| = 1) has u_k' = V_k'(Lagrange) = rho S_k and g_k' = rho_k' = (rho/rho_k) R, and "
+              "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained): the same critical points, not the same trajectories.",
+    source=SOURCE,
+    assumptions={"no_bias": ASSUME_NO_BIAS, "modules": ASSUME_MODULES},
+    tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| ||x_n|| 2(gamma_K + eps_n) (unit-norm layers bound the terms)",
+)
+
+
+@kit.checker
 def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp",
                       v_norm: float = 1.0, parametrization: str = "weight_norm", seed: int | None = None) -> Verdict:
     """Check WN == Lagrange (u_k' = V_k', g_k' = rho_k') and V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) for every
@@ -173,9 +182,7 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
         reason="; ".join(reasons))
 
 
-def assert_weight_norm(model, X, y, **kwargs) -> Verdict:
-    """:func:`check_weight_norm`, raising ``ClaimViolation`` unless the verdict is ``holds``."""
-    return require_holds(check_weight_norm(model, X, y, **kwargs))
+assert_weight_norm = kit.assert_
 
 
 # --- audit cases ---------------------------------------------------------------------------------
@@ -231,11 +238,4 @@ def random_case(claim: str, rng: np.random.Generator, control: str | None = None
                           control=control)
 
 
-CLAIM = register(Claim(
-    id=CLAIM_ID,
-    statement="For a bias-free 1-homogeneous network with W_k = rho_k V_k, ||V_k|| = 1: weight normalization "
-              "(||v_k|| = 1) has u_k' = V_k'(Lagrange) = rho S_k and g_k' = rho_k' = (rho/rho_k) R, and "
-              "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained): the same critical points, not the same trajectories.",
-    assumptions=(ASSUME_NO_BIAS, ASSUME_MODULES), source=SOURCE, checker=check_weight_norm,
-    audit_cases=case_audits(CLAIM_ID, CONTROLS, random_case),
-    tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| ||x_n|| 2(gamma_K + eps_n) (unit-norm layers bound the terms)"))
+kit.dataclass_cases(random_case, CONTROLS)

@@ -14,15 +14,23 @@
     @kit.control("with_bias", expect="vacuous")
     def with_bias(rng, device, dtype) -> Case: ...
 
+A claim whose cases are frozen dataclasses (fields that rebuild the instance, ``.verdict(device=, dtype=)``,
+``.n`` a size) registers them in one call: ``kit.dataclass_cases(make, {"control": "expected status"})`` with
+``make(claim_id, rng, control_or_None)``; their reproduce line is the dataclass itself.
+``ClaimKit(..., streams_from="other_claim")`` draws each case from the other claim's stream of the same
+name: a claim checking the other's runs (kkt on the margin claim's flows) then shares them.
+
 The kit names the audit cases, derives each case's random stream from (audit seed, claim, case name),
-writes the reproduce line, refuses observed assumptions that the claim did not declare, and makes the
-verdict's headline numbers the deciding comparison, so statistic/bound/tolerance always explain the status.
+writes the reproduce line, refuses observed assumptions that the claim did not declare (in ``decide`` and
+in every verdict its checker returns), and makes the verdict's headline numbers the deciding comparison, so
+statistic/bound/tolerance always explain the status.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -33,15 +41,17 @@ from .errors import InvalidArgument
 from .registry import AuditCase, Claim, case_seed, register, register_battery_check
 from .verdict import Verdict, reported, require_holds
 
-__all__ = ["KITS", "Case", "ClaimKit", "case_seed", "comparison"]
+__all__ = ["KITS", "Case", "ClaimKit", "case_line", "case_seed", "comparison"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One generated audit case: ``run()`` returns the verdict; ``size`` is a size measure (parameters)."""
+    """One generated audit case: ``run()`` returns the verdict; ``size`` is a size measure (parameters);
+    ``reproduce``: a Python line rebuilding it from its fields (default: the kit's line by case name)."""
 
     run: Callable[[], Verdict]
     size: int = 0
+    reproduce: str | None = None
 
 
 CaseMaker = Callable[[np.random.Generator, str, str], Case]
@@ -57,6 +67,7 @@ class ClaimKit:
     source: str
     assumptions: Mapping[str, str]  # key -> the assumption's text
     tolerance: str
+    streams_from: str | None = None  # derive case streams from this claim's id: cases that share its runs
     check: Callable[..., Verdict] | None = None
     assert_: Callable[..., Verdict] | None = None
     _instances: CaseMaker | None = None
@@ -95,7 +106,19 @@ class ClaimKit:
 
     def checker(self, function: Callable[..., Verdict]) -> Callable[..., Verdict]:
         """Register ``function`` as the claim's checker; ``kit.assert_`` raises ClaimViolation unless it holds."""
-        self.check = reported(function)
+        declared = set(self.assumptions.values())
+
+        @functools.wraps(function)
+        def checked(*args, **kwargs) -> Verdict:
+            verdict = function(*args, **kwargs)
+            observed = set(verdict.assumptions) | set(verdict.details.get("undecided_assumptions", ()))
+            if not observed <= declared:
+                raise InvalidArgument(f"expected the assumptions declared by claim {self.id!r} ({sorted(declared)}) "
+                                      f"in its verdict, but got {sorted(observed - declared)}. Fix: declare them in "
+                                      "ClaimKit(assumptions=...) or drop them from the checker.")
+            return verdict
+
+        self.check = reported(checked)
 
         def assert_claim(*args, **kwargs) -> Verdict:
             return require_holds(self.check(*args, **kwargs))
@@ -124,6 +147,21 @@ class ClaimKit:
 
         return add
 
+    def dataclass_cases(self, make: Callable, controls: Mapping[str, str]) -> None:
+        """Register instances ``make(claim_id, rng, None)`` and, per control, ``make(claim_id, rng, control)``
+        (expected: ``controls[control]``): frozen dataclasses with ``.verdict(device=, dtype=)`` and ``.n``."""
+        def maker(control):
+            def make_case(rng, device, dtype) -> Case:
+                case = make(self.id, rng, control)
+                line = (f"from {type(case).__module__} import {type(case).__name__}; print({case_line(case)}"
+                        f".verdict(device={device!r}, dtype={dtype!r}).summary())")
+                return Case(run=lambda: case.verdict(device=device, dtype=dtype), size=case.n, reproduce=line)
+            return make_case
+
+        self.instances(maker(None))
+        for control, expected in controls.items():
+            self.control(control, expect=expected)(maker(control))
+
     def battery(self, check: Callable[..., Verdict]) -> Callable[..., Verdict]:
         """Register the battery adapter ``check(model, X, y, *, seed) -> Verdict`` for parametrize_with_claims."""
         return register_battery_check(self.id, check)
@@ -149,13 +187,21 @@ class ClaimKit:
             yield self._audit_case(f"control-{control}-{index}", "control", make, expected, seed, device, dtype)
 
     def _audit_case(self, name, kind, make, expected, seed, device, dtype) -> AuditCase:
-        rng = np.random.default_rng(case_seed(seed, self.id, name))
+        rng = np.random.default_rng(case_seed(seed, self.streams_from or self.id, name))
         generated = make(rng, device, dtype)
         module = getattr(self.check, "__module__", "theorycheck")
+        line = generated.reproduce or (f"import theorycheck, {module}; from theorycheck.core.kit import KITS; "
+                                       f"print(KITS[{self.id!r}].case({name!r}, seed={seed}, device={device!r}, "
+                                       f"dtype={dtype!r}).summary())")
         return AuditCase(name=name, kind=kind, expected=expected, run=generated.run, size=generated.size,
-                         reproduce=(f"import theorycheck, {module}; from theorycheck.core.kit import KITS; "
-                                    f"print(KITS[{self.id!r}].case({name!r}, seed={seed}, device={device!r}, "
-                                    f"dtype={dtype!r}).summary())"))
+                         reproduce=line)
+
+
+def case_line(case) -> str:
+    """``SGDCase(claim=..., <fields that differ from the defaults>)``: a line that rebuilds a dataclass case."""
+    fields = ", ".join(f"{f.name}={getattr(case, f.name)!r}" for f in dataclasses.fields(case)
+                       if getattr(case, f.name) != f.default or f.name == "claim")
+    return f"{type(case).__name__}({fields})"
 
 
 def _index_of(name: str) -> int:

@@ -45,7 +45,7 @@ from torch.func import functional_call
 
 from ..core.devices import dtype_name, gamma, unit_roundoff
 from ..core.errors import expect
-from ..core.tensors import as_batch
+from ..core.inputs import as_batch, as_labels
 from ..core.verdict import to_jsonable
 from .homogeneity import measure_homogeneity
 from .losses import Loss, get_loss
@@ -665,17 +665,6 @@ def _discrete(problem: _Problem, theta: torch.Tensor, log: _Log, *, lr: float, s
 
 
 # --- the entry point ------------------------------------------------------------------------------
-
-def as_labels(y, X: torch.Tensor) -> torch.Tensor:
-    """Check that y holds one label in {-1, +1} per row of X; return it on X's device and dtype."""
-    expect(isinstance(y, torch.Tensor), expected="y as a torch.Tensor of labels in {-1, +1}",
-           received=type(y).__name__, fix=f"torch.as_tensor(y, dtype={X.dtype})")
-    expect(y.shape == (X.shape[0],), expected=f"y of shape ({X.shape[0]},) (one label per row of X)",
-           received=f"shape {tuple(y.shape)}", fix="y.reshape(-1)")
-    expect(bool(((y == 1) | (y == -1)).all()), expected="labels in {-1, +1}",
-           received=f"values {sorted(set(y.detach().cpu().tolist()))[:6]}", fix="y = 2 * y - 1 for 0/1 labels")
-    return y.to(dtype=X.dtype, device=X.device)
-
 
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp", method: str = "flow",
           lr: float | None = None, weight_decay: float = 0.0, batch_size: int | None = None,

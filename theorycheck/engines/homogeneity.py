@@ -19,7 +19,7 @@ import torch
 from torch.func import functional_call
 
 from ..core.devices import dtype_name, unit_roundoff
-from ..core.tensors import as_batch
+from ..core.inputs import as_batch
 from ..generate.models import declared_degrees, read_parameters
 from .euler import euler_sums
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..core.errors import expect
-from ..core.tensors import as_batch, model_device_dtype
+from ..core.inputs import as_batch, model_device_dtype
 from ..generate.models import declared_degrees, read_parameters
 from .homogeneity import measure_homogeneity
 

@@ -35,7 +35,7 @@ def _as_data(data, model: torch.nn.Module, seed: int) -> tuple[torch.Tensor, tor
     an ``(X, y)`` pair, a tensor ``X`` (labels alternate +1/-1), or a callable ``seed -> any of those``."""
     from ..generate.data import Dataset, separable
     from ..generate.models import read_parameters
-    from ..core.tensors import model_device_dtype
+    from ..core.inputs import model_device_dtype
 
     device, dtype = model_device_dtype(model)
     if callable(data) and not isinstance(data, torch.Tensor):

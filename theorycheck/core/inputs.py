@@ -73,3 +73,14 @@ def as_batch(x, model: nn.Module, name: str = "x") -> torch.Tensor:
                received=f"shape {tuple(x.shape)}",
                fix=f"pass inputs the model takes, or build the model for {name}'s shape")
     return x
+
+
+def as_labels(y, X: torch.Tensor) -> torch.Tensor:
+    """Check that y holds one label in {-1, +1} per row of X; return it on X's device and dtype."""
+    expect(isinstance(y, torch.Tensor), expected="y as a torch.Tensor of labels in {-1, +1}",
+           received=type(y).__name__, fix=f"torch.as_tensor(y, dtype={X.dtype})")
+    expect(y.shape == (X.shape[0],), expected=f"y of shape ({X.shape[0]},) (one label per row of X)",
+           received=f"shape {tuple(y.shape)}", fix="y.reshape(-1)")
+    expect(bool(((y == 1) | (y == -1)).all()), expected="labels in {-1, +1}",
+           received=f"values {sorted(set(y.detach().cpu().tolist()))[:6]}", fix="y = 2 * y - 1 for 0/1 labels")
+    return y.to(dtype=X.dtype, device=X.device)
