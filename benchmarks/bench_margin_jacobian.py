@@ -30,7 +30,7 @@ def one(config: dict) -> dict:
     """Build a ReLU MLP (in 8, ``depth`` hidden layers of ``width``) on n random points; time one path."""
     import torch
 
-    from theorycheck.engines.dynamics import FlatNetwork
+    from theorycheck.engines.flat_network import FlatNetwork
     from theorycheck.generate.models import NetworkSpec, build_network
 
     torch.manual_seed(0)
@@ -75,7 +75,7 @@ def train_comparison(ns: list[int]) -> None:
     """tc.train with the per-sample Jacobian against the batched one, same instances, same process."""
     import theorycheck as tc
     from theorycheck.claims.margin import FlowInstance
-    from theorycheck.engines.dynamics import FlatNetwork
+    from theorycheck.engines.flat_network import FlatNetwork
     from theorycheck.generate.models import NetworkSpec
 
     per_sample, spec = FlatNetwork.margin_jacobian, NetworkSpec(in_shape=(5,), widths=(16,), activation="leaky_relu")

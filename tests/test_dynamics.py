@@ -12,8 +12,9 @@ from torch import nn
 import theorycheck as tc
 from theorycheck.claims.margin import FlowInstance
 from theorycheck.core.devices import dtype_of
-from theorycheck.engines.dynamics import (COLUMNS, SNAPSHOT_LEVELS, FlatNetwork, KinkPattern, Trajectory,
-                                  twice_differentiable)
+from theorycheck.engines.dynamics import SNAPSHOT_LEVELS
+from theorycheck.engines.flat_network import FlatNetwork, KinkPattern, twice_differentiable
+from theorycheck.engines.trajectory import COLUMNS, Trajectory
 from theorycheck.engines.losses import LOSSES, get_loss
 from theorycheck.generate.models import NetworkSpec, PowerReLU, build_network
 

@@ -14,7 +14,7 @@ import theorycheck as tc
 from theorycheck.claims.kkt import ASSUME_SEPARATED, kkt_point, linear_weights
 from theorycheck.claims.margin import ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, FlowInstance
 from theorycheck.generate.data import separable, with_contradiction
-from theorycheck.engines.dynamics import FlatNetwork
+from theorycheck.engines.flat_network import FlatNetwork
 from theorycheck.generate.models import NetworkSpec
 from theorycheck.engines.svm import angle, hard_margin_svm
 

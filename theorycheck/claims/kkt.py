@@ -31,7 +31,9 @@ import torch
 from scipy.optimize import lsq_linear, nnls
 
 from ..core.devices import dtype_name, gamma
-from ..engines.dynamics import DEFAULT_RTOL, FlatNetwork, Trajectory, twice_differentiable
+from ..engines.dynamics import DEFAULT_RTOL
+from ..engines.flat_network import FlatNetwork, twice_differentiable
+from ..engines.trajectory import Trajectory
 from ..core.errors import expect
 from ..engines.losses import get_loss
 from ..core.kit import Case, ClaimKit

@@ -7,7 +7,7 @@ gamma~ = l^{-1}(L) / ||theta||^L is non-decreasing for t > t0, L -> 0 and ||thet
 Thm 4.2 (gradient descent): the same up to a (1 - O(1/log(1/L))) factor, for C^2 networks and small
 steps. Theory III (Poggio, Liao & Banburski, Nat. Commun. 2020) states the margin growth for ReLU nets.
 
-The check reads a :class:`~theorycheck.engines.dynamics.Trajectory`, in two forms. Pointwise: at every record
+The check reads a :class:`~theorycheck.engines.trajectory.Trajectory`, in two forms. Pointwise: at every record
 after t0, d gamma~/dt = <grad gamma~, -grad L> >= 0 (the inequality the theorem's proof rests on),
 within the roundoff of that inner product. Integrated: because the theorem holds for the flow started
 at ANY point past t0, each numerical step may lower gamma~ only by its departure from the flow through
@@ -28,7 +28,7 @@ import torch
 
 from ..generate.data import separable, with_contradiction
 from ..core.devices import dtype_of
-from ..engines.dynamics import Trajectory
+from ..engines.trajectory import Trajectory
 from ..core.errors import expect
 from ..generate.models import NetworkSpec, build_network
 from ..core.kit import Case, ClaimKit

@@ -1,0 +1,214 @@
+"""A model seen as a function of one flat parameter vector theta: outputs, margins, their per-sample
+gradients and (for networks with kinks) activation patterns; which modules are C^2.
+
+Used by the flow engine (:mod:`theorycheck.engines.dynamics`) and the KKT claim; the model is never changed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..core.devices import gamma
+
+# modules known to be C^2 in their input and weights (PowerReLU is C^2 exactly when p > 2)
+_SMOOTH_MODULES = (nn.Linear, nn.modules.conv._ConvNd, nn.Identity, nn.Flatten, nn.Unflatten,
+                   nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd, nn.Sequential,
+                   nn.ModuleList, nn.ModuleDict, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.Softplus)
+
+
+def twice_differentiable(model: nn.Module) -> tuple[bool, str]:
+    """Whether every module of ``model`` is known to be C^2 (Lyu & Li's Thm 4.2 needs it for GD).
+
+    ReLU, LeakyReLU, max-pooling and ReLU^p with p <= 2 are not; modules with their own forward
+    (unknown to this list) cannot be established and count as not.
+    """
+    from ..generate.models import PowerReLU
+
+    offending = []
+    for name, module in model.named_modules():
+        if isinstance(module, PowerReLU):
+            if module.p <= 2:
+                offending.append(f"{name or 'model'} (ReLU^{module.p:g}: C^2 needs p > 2)")
+        elif not isinstance(module, _SMOOTH_MODULES):
+            offending.append(f"{name or 'model'} ({type(module).__name__})")
+    return not offending, ("all modules C^2" if not offending else "not C^2 (or unknown): " + ", ".join(offending))
+
+
+_KINK_MODULES = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ReLU6, nn.Hardtanh, nn.modules.pooling._MaxPoolNd)
+
+
+class KinkPattern:
+    """The activation pattern of a network's kink modules (ReLU-type signs, max-pooling argmax) on X.
+
+    Two parameter vectors with the same pattern lie in one smooth piece of the field; a step whose
+    stages see different patterns crossed a kink, where the field jumps. ``known`` is False when the
+    model is not C^2 but its kinks are not in modules this class can read (a custom forward).
+    """
+
+    def __init__(self, net: "FlatNetwork", smooth: bool):
+        self.net = net
+        self.modules = [m for m in net.model.modules() if isinstance(m, _KINK_MODULES)]
+        self.known = smooth or bool(self.modules)
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor | None:
+        if not self.modules:
+            return None
+        seen: list[torch.Tensor] = []
+
+        def hook(module, inputs, output):
+            x = inputs[0]
+            if isinstance(module, nn.modules.pooling._MaxPoolNd):
+                pool = getattr(torch.nn.functional, f"max_pool{x.dim() - 2}d")
+                seen.append(pool(x, module.kernel_size, module.stride, module.padding, module.dilation,
+                                 module.ceil_mode, return_indices=True)[1].reshape(-1))
+            elif isinstance(module, (nn.ReLU6, nn.Hardtanh)):
+                low, high = (0.0, 6.0) if isinstance(module, nn.ReLU6) else (module.min_val, module.max_val)
+                seen.append(((x > low).to(torch.int8) + (x > high).to(torch.int8)).reshape(-1))
+            else:
+                seen.append((x > 0).reshape(-1))
+
+        handles = [m.register_forward_hook(hook) for m in self.modules]
+        try:
+            with torch.no_grad():
+                self.net.outputs(theta)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat([t.to(torch.int64) for t in seen])
+
+
+def _linear_roles(model: nn.Module, names: list[str]):
+    """([(module name, Linear)], [(module name, 'weight' | 'bias')] in parameter order) when every parameter
+    belongs to an nn.Linear and every other module with parameters is absent; else ([], [])."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    owner = {(f"{n}.{kind}" if n else kind): (n, kind) for n, _ in layers for kind in ("weight", "bias")}
+    if not layers or any(name not in owner for name in names):
+        return [], []
+    return layers, [owner[name] for name in names]
+
+
+class FlatNetwork:
+    """A module seen as a function of one flat parameter vector theta (the module is not changed)."""
+
+    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor):
+        self.model, self.X, self.y = model, X, y
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.buffers = {n: b.detach() for n, b in model.named_buffers()}
+        self._per_sample: bool | None = None  # whether margin_jacobian may vectorize over samples (None: untested)
+        self._linear_layers, self._parameter_roles = _linear_roles(model, self.names)
+
+    def flatten(self) -> torch.Tensor:
+        params = dict(self.model.named_parameters())
+        return torch.cat([params[n].detach().reshape(-1) for n in self.names])
+
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: t.reshape(s) for n, t, s in zip(self.names, theta.split(self.sizes), self.shapes)}
+
+    def write(self, theta: torch.Tensor) -> None:
+        """Copy theta into the module's parameters."""
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.unflatten(theta).items():
+                params[name].copy_(value)
+
+    def outputs(self, theta: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        X = self.X if X is None else X
+        buffers = {n: b.clone() for n, b in self.buffers.items()}
+        return functional_call(self.model, (self.unflatten(theta), buffers), (X,)).reshape(-1)
+
+    def margins(self, theta: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """q_n = y_n f(theta; x_n), for all samples or those in ``index``."""
+        if index is None:
+            return self.y * self.outputs(theta)
+        return self.y[index] * self.outputs(theta, self.X[index])
+
+    def margin_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, A): the margins and their per-sample gradients A[n] = grad_theta q_n (N x P).
+
+        O(N P): one vectorized backward pass of single-sample margins (torch.func.vmap). Where the samples
+        are coupled (batch norm in training mode, a custom forward mixing rows) or a module cannot be
+        vectorized, q_n depends on the whole batch and the N batched backward passes of the full batch
+        are used instead (O(N^2 P)); coupling is detected once, as per-sample margins that differ from the
+        batch's beyond roundoff."""
+        if self._per_sample is not False:
+            try:
+                q, A = self._outer_product_jacobian(theta) if self._linear_layers else self._per_sample_jacobian(theta)
+                if self._per_sample is None:
+                    self._per_sample = self._samples_independent(theta, q)
+            except (RuntimeError, ValueError, NotImplementedError):  # a module vmap cannot batch
+                self._per_sample = False
+            if self._per_sample:
+                return q, A
+        return self.batched_margin_jacobian(theta)
+
+    def _outer_product_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nets whose parameters all belong to Linear layers: one forward and one backward pass of sum_n q_n;
+        the gradient of q_n in a layer's weight is the outer product of its output delta and input for sample
+        n (samples independent), its bias gradient the delta."""
+        inputs: dict[str, torch.Tensor] = {}
+        outputs: dict[str, torch.Tensor] = {}
+
+        def keep(name):
+            def hook(module, args, output):
+                if name in inputs or args[0].dim() != 2:  # shared layer or batched matrix input: use vmap instead
+                    raise ValueError("a Linear layer called twice or on non-matrix input")
+                inputs[name], outputs[name] = args[0].detach(), output
+            return hook
+
+        handles = [m.register_forward_hook(keep(n)) for n, m in self._linear_layers]
+        try:
+            theta = theta.detach().requires_grad_(True)
+            q = self.margins(theta)
+        finally:
+            for handle in handles:
+                handle.remove()
+        names = [n for n, _ in self._linear_layers]
+        deltas = dict(zip(names, torch.autograd.grad(q.sum(), [outputs[n] for n in names])))
+        blocks = []
+        for name, kind in self._parameter_roles:
+            delta = deltas[name]
+            blocks.append(delta if kind == "bias" else (delta[:, :, None] * inputs[name][:, None, :]).reshape(len(q), -1))
+        return q.detach(), torch.cat(blocks, dim=1)
+
+    def _per_sample_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def single(theta, x, y):
+            return y * self.outputs(theta, x.unsqueeze(0))[0]
+
+        A, q = torch.func.vmap(torch.func.grad_and_value(single), in_dims=(None, 0, 0))(theta.detach(), self.X, self.y)
+        return q.detach(), A.detach()
+
+    def _samples_independent(self, theta: torch.Tensor, batch: torch.Tensor) -> bool:
+        """Whether the margins of single samples evaluated alone equal the batch's within 2 gamma_K |f|(|theta|, |x|)
+        (forward error of both evaluations; Higham)."""
+        def single(x, y):
+            return y * self.outputs(theta, x.unsqueeze(0))[0]
+
+        with torch.no_grad():
+            q = torch.func.vmap(single)(self.X, self.y)
+        allowed = 2 * gamma(self.dot_product_terms(), q.dtype) * self.absolute_outputs(theta)
+        return bool(((q - batch).abs() <= allowed).all())
+
+    def batched_margin_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, A) by N batched backward passes of the full batch (identity seeds): exact for any module,
+        O(N^2 P)."""
+        theta = theta.detach().requires_grad_(True)
+        q = self.margins(theta)
+        basis = torch.eye(len(q), dtype=q.dtype, device=q.device)
+        (A,) = torch.autograd.grad(q, theta, basis, is_grads_batched=True)
+        return q.detach(), A
+
+    def absolute_outputs(self, theta: torch.Tensor) -> torch.Tensor:
+        """f evaluated with |theta| on |X|: the scale of Higham's forward-error bound for a network of
+        dot products and monotone positively homogeneous activations."""
+        with torch.no_grad():
+            return self.outputs(theta.abs(), self.X.abs()).abs()
+
+    def dot_product_terms(self) -> int:
+        """K in gamma_K: the summed fan-in of the weight layers plus their number (forward-error length)."""
+        return sum(int(np.prod(s[1:])) for s in self.shapes if len(s) >= 2) + len(self.shapes)
