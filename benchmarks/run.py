@@ -13,7 +13,8 @@ from other processes hits all of them alike:
             records (log L, min margin, squared layer norms at every step), which the other two do not keep.
 The speedup is the median over repeats of engine / loop measured in the same repeat. Then the engine's cost
 (seconds per step) against width, depth, sample count and ensemble size with a fitted log-log slope each,
-and peak memory (growth of the resident set's high-water mark over one reference run). Last line:
+peak memory (growth of the resident set's high-water mark over one reference run), and each registered
+claim's checker time per audit instance (median over --instances, float64). Last line:
 ``speedup float32=<x> float64=<y>``.
 """
 
@@ -145,6 +146,25 @@ def peak_memory(args) -> dict:
     return out
 
 
+def checker_costs(instances: int) -> dict[str, float]:
+    """Median wall seconds per audit instance of every registered claim (float64, CPU, audit seed 0): each
+    claim's first instance runs once untimed (first-call costs), then ``instances`` are timed."""
+    from theorycheck.core.registry import CLAIMS
+
+    costs = {}
+    for claim_id, claim in CLAIMS.items():
+        cases = [c for c in claim.audit_cases(n=instances + 1, seed=0, device="cpu", dtype="float64")
+                 if c.kind == "instance"]
+        cases[0].run()
+        times = []
+        for case in cases[1:]:
+            started = time.perf_counter()
+            case.run()
+            times.append(time.perf_counter() - started)
+        costs[claim_id] = statistics.median(times)
+    return costs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (small sizes, one repeat)")
@@ -154,10 +174,11 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=128, help="samples (default: 128)")
     parser.add_argument("--loop-networks", type=int, default=16, help="networks the plain loop is timed on (default: 16)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--instances", type=int, default=3, help="audit instances timed per claim (default: 3)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.repeats, args.steps, args.networks, args.samples, args.loop_networks = 1, 10, 8, 32, 2
+        args.repeats, args.steps, args.networks, args.samples, args.loop_networks, args.instances = 1, 10, 8, 32, 2, 1
     print(f"setting: {args.networks} bias-free ReLU MLPs 10-32-32-1, {args.samples} samples, full-batch GD on the "
           f"logistic loss, {args.steps} steps, lr {LR}; torch {torch.__version__}, {args.threads} thread(s); "
           f"{args.repeats} interleaved repeats, loop timed on {args.loop_networks} networks")
@@ -182,6 +203,10 @@ def main(argv=None) -> int:
             f"{program} {dt} {value / 1024:.0f} KiB" for (program, dt), value in memory.items()))
     except (OSError, AttributeError) as error:
         print(f"peak memory: not measured ({error})")
+    costs = checker_costs(args.instances)
+    print(f"checker time per audit instance (median of {args.instances}, float64, after one untimed instance):")
+    for claim_id, seconds in sorted(costs.items(), key=lambda item: -item[1]):
+        print(f"  {claim_id:<32}{seconds * 1e3:>10.1f} ms")
     print(f"speedup float32={result['speedup']['float32']:.1f} float64={result['speedup']['float64']:.1f}")
     return 0
 

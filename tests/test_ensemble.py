@@ -226,6 +226,7 @@ def test_benchmark_quick_prints_the_speedup_line():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
     done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert "checker time per audit instance" in done.stdout and "random_label_margin" in done.stdout
     last = done.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"speedup float32=\d+(\.\d+)? float64=\d+(\.\d+)?", last), last
 
