@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from theorycheck.core import registry
-from theorycheck.harness.audit import verdicts_kept_local
+from theorycheck.harness.plan import verdicts_kept_local
 from theorycheck.core.registry import AuditCase, Claim
 from theorycheck.core.verdict import Verdict
 

@@ -105,3 +105,45 @@ def test_in_process_audits_keep_their_verdicts_out_of_enclosing_collectors(tmp_p
     with collecting_verdicts() as found:
         assert run_cli("audit", "--claims", "fake", "--examples", 2, "--out", tmp_path) == 0
     assert found == [] and len(case_records(tmp_path)) == 4
+
+
+def test_worker_processes_record_what_one_process_records(tmp_path, capsys):
+    """--jobs 2 runs the cases in two spawned workers; the records (order, statuses, verdicts, reproduce lines)
+    equal those of --jobs 1, and kkt's cases still run on the margin claim's flows of the same name."""
+    args = ("audit", "--claims", "homogeneity,margin_monotone,kkt", "--examples", "2")
+    assert run_cli(*args, "--jobs", "1", "--out", tmp_path / "one") == 0
+    assert run_cli(*args, "--jobs", "2", "--out", tmp_path / "two") == 0
+    one, two = case_records(tmp_path / "one"), case_records(tmp_path / "two")
+    assert [r["case"] for r in one] == [r["case"] for r in two]
+    assert verdicts_by_case(tmp_path / "one") == verdicts_by_case(tmp_path / "two")
+    assert [r["reproduce"] for r in one] == [r["reproduce"] for r in two]
+
+
+def test_jobs_default_to_the_cores_the_process_may_use(monkeypatch):
+    from theorycheck.core.threads import available_cores
+    from theorycheck.harness.cli import MAX_AUTO_JOBS, parse_jobs
+
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    assert parse_jobs(None) == parse_jobs("auto") == min(MAX_AUTO_JOBS, available_cores())
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's thread budget
+    assert parse_jobs(None) == min(MAX_AUTO_JOBS, 3)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(available_cores()))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as pin_worker_threads leaves it in an xdist worker
+    assert parse_jobs(None) == 1 and parse_jobs("3") == 3
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+def test_bad_jobs_are_refused_before_anything_is_written(tmp_path, capsys, bad):
+    code = run_cli("audit", "--claims", "homogeneity", "--jobs", bad, "--out", tmp_path / "out")
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert "expected --jobs N with N >= 1, or auto" in capsys.readouterr().err
+
+
+def test_claims_the_workers_cannot_import_run_in_this_process_and_say_so(tmp_path, fake_claims, capsys):
+    fake_claims(make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "fake,homogeneity", "--examples", 2, "--jobs", 2, "--out", tmp_path) == 0
+    assert "worker processes would not have the claims ['fake']" in capsys.readouterr().err
+    assert {r["claim"] for r in case_records(tmp_path)} == {"fake", "homogeneity"}

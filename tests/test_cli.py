@@ -11,7 +11,7 @@ import pytest
 from conftest import make_fake_claim
 
 import theorycheck as tc
-from theorycheck.core import registry
+from theorycheck.core import devices, registry
 from theorycheck.harness.cli import main
 
 
@@ -134,7 +134,7 @@ def test_bad_audit_options_exit_2(tmp_path, capsys, argv, message):
     assert not (tmp_path / "out" / "results.jsonl").exists()
 
 
-@pytest.mark.skipif(tc.core.devices.cuda_available(), reason="this machine has a GPU")
+@pytest.mark.skipif(devices.cuda_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu_exits_2(tmp_path, capsys):
     err = _usage_error(capsys, "audit", "--devices", "cpu,cuda", "--out", tmp_path)
     assert "torch sees no CUDA GPU" in err and "Fix:" in err

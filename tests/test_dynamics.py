@@ -11,8 +11,8 @@ from torch import nn
 
 import theorycheck as tc
 from theorycheck.claims.margin import FlowInstance
-from theorycheck.core.devices import dtype_of
-from theorycheck.engines.dynamics import SNAPSHOT_LEVELS
+from theorycheck.core.devices import dtype_of, gamma
+from theorycheck.engines.dynamics import DEFAULT_RTOL, SNAPSHOT_LEVELS
 from theorycheck.engines.flat_network import FlatNetwork, KinkPattern, twice_differentiable
 from theorycheck.engines.trajectory import COLUMNS, Trajectory
 from theorycheck.engines.losses import LOSSES, get_loss
@@ -125,7 +125,7 @@ def test_flow_on_a_relu_network(tc_device, tc_dtype):
     trajectory = tc.train(model, X, y, log_loss_target=-30.0)
     assert trajectory.stop_reason == "log_loss_target" and not trajectory.smooth
     assert trajectory.dtype == tc_dtype and trajectory.device.startswith(tc_device)
-    assert trajectory.rtol == tc.engines.dynamics.DEFAULT_RTOL[False, dtype_of(tc_dtype)]
+    assert trajectory.rtol == DEFAULT_RTOL[False, dtype_of(tc_dtype)]
 
 
 def test_weight_decay_stops_at_a_stationary_point():
@@ -268,7 +268,7 @@ def test_per_sample_margin_jacobian_matches_the_batched_backward_passes(make):
     q, A = net.margin_jacobian(theta)
     q_old, A_old = net.batched_margin_jacobian(theta)
     scale = FlatNetwork(model, X.abs(), y.abs()).batched_margin_jacobian(theta.abs())[1].abs()
-    allowed = 2 * tc.core.devices.gamma(net.dot_product_terms(), torch.float64) * scale
+    allowed = 2 * gamma(net.dot_product_terms(), torch.float64) * scale
     assert A.shape == (12, theta.numel()) and bool(((A - A_old).abs() <= allowed).all())
     assert torch.equal(q, q_old.detach()) or bool(((q - q_old).abs() <= 1e-15 * q_old.abs().max()).all())
     coupled = isinstance(model, _RowCentered) or any(isinstance(m, nn.BatchNorm1d) for m in model.modules())

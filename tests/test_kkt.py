@@ -15,7 +15,7 @@ from theorycheck.claims.kkt import ASSUME_SEPARATED, kkt_point, linear_weights
 from theorycheck.claims.margin import ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, FlowInstance
 from theorycheck.generate.data import separable, with_contradiction
 from theorycheck.engines.flat_network import FlatNetwork
-from theorycheck.generate.models import NetworkSpec
+from theorycheck.generate.models import NetworkSpec, build_network
 from theorycheck.engines.svm import angle, hard_margin_svm
 
 LINEAR = NetworkSpec(family="linear", in_shape=(4,), widths=())
@@ -114,7 +114,7 @@ def test_linear_flow_converges_to_the_svm_at_soudrys_rate():
     assert verdict.details["eps_decreasing"] and verdict.details["delta_decreasing"]
     assert sorted(verdict.details["support"]) == verdict.details["support"]
     assert len(verdict.details["multipliers"]) == len(y)
-    assert linear_weights(model) is not None and linear_weights(tc.generate.models.build_network(DEEP)) is None
+    assert linear_weights(model) is not None and linear_weights(build_network(DEEP)) is None
 
 
 @pytest.mark.parametrize("spec", [DEEP, SMOOTH], ids=["leaky-mlp", "relu3-mlp"])

@@ -8,7 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from theorycheck.harness.audit import AuditSettings, run_audit
+from theorycheck.harness.audit import run_audit
+from theorycheck.harness.plan import AuditSettings
 from theorycheck.core.registry import CLAIMS
 from theorycheck.report import case_record, read_results
 from theorycheck.report.plots import MAX_LEGEND, measurement_plot, series_plot, slug

@@ -12,6 +12,7 @@ import theorycheck as tc
 from theorycheck.core import comparisons as cmp
 from theorycheck.generate import stability_cases as cases
 from theorycheck.engines import stability_constants as sc
+from theorycheck.engines.coupled import path_curvature
 from theorycheck.claims import stability as st
 from theorycheck.generate.stability_cases import SGDCase
 from theorycheck.generate.data import separable
@@ -381,7 +382,7 @@ def test_curvature_estimate_is_a_lower_bound_of_the_hessian_norm():
     A = torch.randn(3, 5, 5, dtype=torch.float64)
     H = A @ A.transpose(1, 2)
     objective = lambda w, x, t: 0.5 * torch.einsum("i,bij,j->b", w, H[t.long()], w)  # noqa: E731
-    estimate = tc.engines.coupled.path_curvature(objective, torch.randn(2, 5, dtype=torch.float64),
+    estimate = path_curvature(objective, torch.randn(2, 5, dtype=torch.float64),
                                          torch.zeros(3, 1, dtype=torch.float64), torch.arange(3.0).double())
     exact = torch.linalg.matrix_norm(H, ord=2)
     assert bool((estimate <= exact * (1 + 1e-12)).all()) and bool((estimate >= 0.9 * exact).all())

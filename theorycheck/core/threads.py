@@ -31,6 +31,19 @@ def worker_thread_share() -> int | None:
     return max(1, available_cores() // max(1, int(workers)))
 
 
+def core_budget() -> int:
+    """Cores this process may keep busy: an xdist worker's share, else OMP_NUM_THREADS / MKL_NUM_THREADS where
+    set (by the user, or by :func:`pin_worker_threads`), else the available cores."""
+    share = worker_thread_share()
+    if share is not None:
+        return share
+    for variable in THREAD_VARIABLES:
+        value = os.environ.get(variable, "")
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    return available_cores()
+
+
 def pin_worker_threads() -> int | None:
     """Set this xdist worker's torch (and OpenMP/MKL) threads to its share of the cores; returns the
     share, or None when nothing was changed."""

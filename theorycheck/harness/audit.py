@@ -11,126 +11,20 @@ so the cases that ran are a balanced prefix) and the report counts the cases not
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import random
 import sys
-import time
 import traceback
-import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..core.errors import InvalidArgument, expect
-from ..core.registry import CLAIMS, AuditCase, case_seed
+from ..core.registry import CLAIMS
 from ..report import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results, write_reports
 from ..report.records import check_writable_directory, now
 from ..report.summary import group_key, reason_of
-from ..core.verdict import Verdict
-
-DEFAULT_EXAMPLES = 20
-DEFAULT_BUDGET = 0.0  # seconds per claim x device x dtype; 0 = no cap (every planned case runs)
-SETTINGS_KEYS = ("claims", "devices", "dtypes", "examples", "budget", "seed")
-
-
-@dataclasses.dataclass(frozen=True)
-class AuditSettings:
-    """What an audit runs; ``examples`` and ``budget`` (seconds, 0 = none) are per claim."""
-
-    claims: tuple[str, ...]
-    devices: tuple[str, ...] = ("cpu",)
-    dtypes: tuple[str, ...] = ("float64",)
-    examples: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    budget: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    seed: int = 0
-    shard: tuple[int, int] | None = None  # (K, N): the K-th of N disjoint parts of the planned cases
-
-    def to_dict(self) -> dict[str, Any]:
-        shard = {"shard": list(self.shard)} if self.shard else {}
-        return {"claims": list(self.claims), "devices": list(self.devices), "dtypes": list(self.dtypes),
-                "examples": dict(self.examples), "budget": dict(self.budget), "seed": self.seed, **shard}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AuditSettings":
-        """The settings of an audit header; missing or malformed fields raise ``InvalidArgument``."""
-        missing = [k for k in SETTINGS_KEYS if k not in (data if isinstance(data, Mapping) else {})]
-        try:
-            if missing:
-                raise KeyError(missing)
-            settings = cls(claims=tuple(data["claims"]), devices=tuple(data["devices"]),
-                           dtypes=tuple(data["dtypes"]), examples=dict(data["examples"]),
-                           budget=dict(data["budget"]), seed=int(data["seed"]),
-                           shard=tuple(map(int, data["shard"])) if data.get("shard") else None)
-        except (KeyError, TypeError, ValueError):
-            raise InvalidArgument(f"expected audit settings with {list(SETTINGS_KEYS)} (claims, devices, dtypes: "
-                                  f"lists; examples, budget: {{claim: n}}; seed: int), but got {data!r}"
-                                  f"{f' (missing: {missing})' if missing else ''}. Fix: restore the header of "
-                                  "results.jsonl, or audit afresh into a new --out directory.") from None
-        lacking = [c for c in settings.claims if c not in settings.examples or c not in settings.budget]
-        expect(not lacking, expected="examples and budget for every claim of the audit",
-               received=f"none for {lacking} in {data!r}", fix="restore the header of results.jsonl, or audit afresh")
-        return settings
-
-
-def interleave(cases: list[AuditCase]) -> list[AuditCase]:
-    """Instances and controls merged in proportion, each kind keeping its order; names made unique."""
-    by_kind: dict[str, list[AuditCase]] = {}
-    for case in cases:
-        by_kind.setdefault(case.kind, []).append(case)
-    ranked = sorted(((i / len(group), kind != "instance", i, case) for kind, group in by_kind.items()
-                     for i, case in enumerate(group)), key=lambda t: t[:3])
-    seen: Counter = Counter()
-    merged = []
-    for *_, case in ranked:
-        seen[case.name] += 1
-        merged.append(case if seen[case.name] == 1 else dataclasses.replace(case, name=f"{case.name}#{seen[case.name]}"))
-    return merged
-
-
-def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int) -> dict[str, Any]:
-    """Run one case with freshly seeded global RNGs and one CPU thread (the same arithmetic on every
-    machine, and several times faster on a busy one); a checker that raises gives status ``error``."""
-    import numpy as np
-    import torch
-
-    rng_seed = case_seed(seed, claim, device, dtype, case.name)
-    torch.manual_seed(rng_seed)
-    np.random.seed(rng_seed)
-    random.seed(rng_seed)
-    start = time.perf_counter()
-    verdict, error = None, None
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # audit instances are small: thread hand-offs cost more than they save
-    try:
-        with verdicts_kept_local():
-            result = case.run()
-        if isinstance(result, Verdict):
-            verdict = result.to_dict()
-        else:
-            error = f"the audit case returned {type(result).__name__}, expected a Verdict"
-    except Exception:  # a checker must never raise on a false theorem: record the defect, go on
-        error = traceback.format_exc(limit=-8)
-    finally:
-        torch.set_num_threads(threads)
-    return case_record(claim=claim, device=device, dtype=dtype, case=case.name, kind=case.kind,
-                       expected=case.expected, status=verdict["status"] if verdict else "error",
-                       reproduce=case.reproduce, size=case.size, seconds=time.perf_counter() - start,
-                       verdict=verdict, error=error)
-
-
-@contextlib.contextmanager
-def verdicts_kept_local():
-    """Hide an audit case's verdicts from enclosing collectors (a pytest session's verdict table): they
-    belong to the audit's own results file."""
-    from ..core import verdict
-
-    listeners = verdict._LISTENERS[:]
-    verdict._LISTENERS.clear()
-    try:
-        yield
-    finally:
-        verdict._LISTENERS[:] = listeners
+from .plan import AuditSettings, in_shard, planned_cases, planned_groups, run_case
+from .workers import CaseWorkers, unreachable
 
 
 class Progress:
@@ -150,28 +44,6 @@ class Progress:
         if self.active:
             self.stream.write("\r\033[K")
             self.stream.flush()
-
-
-def _planned_cases(claim_id: str, device: str, dtype: str, settings: AuditSettings) -> list[AuditCase]:
-    claim = CLAIMS[claim_id]
-    if claim.audit_cases is None:
-        return []
-    cases = interleave(list(claim.audit_cases(n=settings.examples[claim_id], seed=settings.seed,
-                                              device=device, dtype=dtype)))
-    return [c for c in cases if in_shard(settings.shard, claim_id, device, dtype, c.name)]
-
-
-def in_shard(shard: tuple[int, int] | None, *case_id: str) -> bool:
-    """Whether a case (claim, device, dtype, name) belongs to shard K of N: a hash of its id, so the N
-    shards split every plan into disjoint parts whose union is the unsharded plan."""
-    return shard is None or zlib.crc32("/".join(case_id).encode()) % shard[1] == shard[0] - 1
-
-
-def planned_groups(settings: AuditSettings) -> Iterator[tuple[str, str, str]]:
-    for claim_id in settings.claims:
-        for device in settings.devices:
-            for dtype in settings.dtypes:
-                yield claim_id, device, dtype
 
 
 def _print_unexpected(record: Mapping[str, Any], out: TextIO) -> None:
@@ -206,12 +78,14 @@ def group_record(key: tuple[str, str, str], settings: AuditSettings, names: list
 
 
 def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: ResultsWriter, done: list[dict], *,
-               write_plan: bool, progress: Progress, out: TextIO) -> tuple[int, float]:
+               write_plan: bool, progress: Progress, out: TextIO, workers=None) -> tuple[int, float]:
     """Run the unfinished cases of one claim x device x dtype (appending to ``done``) until all ran or
-    the budget is spent; return the number of planned cases and the seconds spent on the group."""
+    the budget is spent; return the number of planned cases and the seconds spent on the group.
+    ``workers`` (:class:`~theorycheck.harness.workers.CaseWorkers`): run the cases side by side, recorded in
+    plan order (not with a budget, which needs each case's time before the next starts)."""
     claim_id, device, dtype = key
     try:
-        cases, failure = _planned_cases(claim_id, device, dtype, settings), None
+        cases, failure = planned_cases(claim_id, device, dtype, settings), None
     except Exception:  # the claim's case generator itself failed
         cases, failure = [], traceback.format_exc(limit=-8)
     failure = failure if in_shard(settings.shard, *key, "audit_cases") else None
@@ -232,9 +106,14 @@ def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: Resul
         keep(_generator_failure(*key, settings, failure))
     budget, seconds = float(settings.budget.get(claim_id, 0)), sum(r["seconds"] for r in done)
     kinds_needed = {c.kind for c in cases}
-    for case in cases:
-        if case.name in finished:
-            continue
+    pending = [case for case in cases if case.name not in finished]
+    if workers is not None and not budget:
+        futures = [workers.submit(key, settings.to_dict(), case.name) for case in pending]
+        for future in futures:
+            progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
+            seconds += keep(future.result())
+        pending = []
+    for case in pending:
         if budget and seconds >= budget and kinds_needed <= {r["kind"] for r in done}:
             break
         progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
@@ -244,10 +123,15 @@ def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: Resul
 
 
 def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool = False,
-              out: TextIO | None = None, err: TextIO | None = None) -> dict[str, Any]:
+              out: TextIO | None = None, err: TextIO | None = None, jobs: int = 1,
+              imports: Sequence[str] = ()) -> dict[str, Any]:
     """Run (or, with ``resume``, continue with the recorded settings) the audit in ``directory``;
     write the reports. Returns the report document (``report["summary"]["exit_code"]`` is 0 or 1).
-    A resumed results file must agree with its header (:func:`check_consistent`)."""
+    A resumed results file must agree with its header (:func:`check_consistent`). ``jobs`` > 1 runs the
+    cases in that many worker processes (:mod:`theorycheck.harness.workers`), which import ``imports``
+    (the user's claim modules) first; the records are the same as with one."""
+    expect(isinstance(jobs, int) and jobs >= 1, expected="jobs >= 1 (an int)", received=repr(jobs),
+           fix="jobs=1 to run every case in this process")
     directory, out = Path(directory), out or sys.stdout
     path = directory / RESULTS
     records = read_results(path) if resume else []
@@ -256,7 +140,13 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         read_results(path, repair_torn_tail=True)  # only now: a refused resume changes nothing
     directory.mkdir(parents=True, exist_ok=True)
     progress = Progress(err or sys.stderr)
-    with ResultsWriter(path) as writer:
+    missing = unreachable(settings.claims, imports) if jobs > 1 else []
+    if missing:
+        print(f"running every case in this process: worker processes would not have the claims {missing} "
+              "(declare them in a module and pass --import MODULE)", file=err or sys.stderr)
+        jobs = 1
+    workers = contextlib.nullcontext() if jobs == 1 else CaseWorkers(jobs, imports)
+    with ResultsWriter(path) as writer, workers:
         if resume:
             writer.write({"record": "resume", "time": now(), "environment": environment(settings.devices)})
         else:
@@ -272,7 +162,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         for key in planned_groups(settings):
             group = done.setdefault(key, [])
             total, seconds = _run_group(key, settings, writer, group, write_plan=key not in planned,
-                                        progress=progress, out=out)
+                                        progress=progress, out=out, workers=None if jobs == 1 else workers)
             print(_group_line(*key, group, total, seconds, width), file=out, flush=True)
         writer.write({"record": "end", "time": now()})
     return write_reports(directory, read_results(path))
@@ -324,7 +214,7 @@ def check_consistent(records: list[dict[str, Any]], directory: Path) -> AuditSet
 def fresh_plan(key: tuple[str, str, str], settings: AuditSettings) -> list[str] | None:
     """The case names a claim generates now for ``key`` (None when its generator fails)."""
     try:
-        return [c.name for c in _planned_cases(*key, settings)]
+        return [c.name for c in planned_cases(*key, settings)]
     except Exception:  # recorded as an error case when the group runs
         return None
 

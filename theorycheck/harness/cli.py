@@ -30,20 +30,22 @@ from ..core.errors import InvalidArgument
 SETTINGS_FLAGS = ("claims", "devices", "dtypes", "examples", "budget", "seed", "shard")
 
 
-def import_claim_modules(text: str | None) -> None:
+def import_claim_modules(text: str | None) -> list[str]:
     """Import the user's claim modules named by ``--import a,b.c`` (found from the working directory), so
-    the claims they declare are registered before the audit plans its cases."""
+    the claims they declare are registered before the audit plans its cases; returns their names."""
     import importlib
 
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")
-    for name in [n.strip() for n in (text or "").split(",") if n.strip()]:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    for name in names:
         try:
             importlib.import_module(name)
         except ImportError as error:
             raise InvalidArgument(f"expected --import to name Python modules importable from the working directory, "
                                   f"but importing {name!r} failed: {error}. Fix: run from the folder holding "
                                   f"{name.replace('.', '/')}.py, or put it on PYTHONPATH") from None
+    return names
 
 
 def _list(args) -> int:
@@ -76,7 +78,7 @@ def per_claim(text: str | None, claims: list[str], what: str, cast, default) -> 
 
 
 def _settings(args):
-    from .audit import DEFAULT_BUDGET, DEFAULT_EXAMPLES, AuditSettings
+    from .plan import DEFAULT_BUDGET, DEFAULT_EXAMPLES, AuditSettings
     from ..core.devices import DTYPES, parse_list, resolve_device
     from ..core.registry import CLAIMS
 
@@ -105,6 +107,22 @@ def _settings(args):
                          budget=budget, seed=seed, shard=parse_shard(args.shard))
 
 
+MAX_AUTO_JOBS = 8  # each worker holds its own torch (a few hundred MB)
+
+
+def parse_jobs(text: str | None) -> int:
+    """``--jobs N`` or ``auto`` (the default): the cores this process may keep busy (OMP_NUM_THREADS where
+    set, a pytest-xdist worker's share, else the available cores), at most MAX_AUTO_JOBS."""
+    from ..core.threads import core_budget
+
+    if text is None or text == "auto":
+        return max(1, min(MAX_AUTO_JOBS, core_budget()))
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidArgument(f"expected --jobs N with N >= 1, or auto, but got {text!r}. Fix: e.g. --jobs 2, or "
+                              "--jobs 1 to run every case in this process")
+    return int(text)
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"K/N"`` with 1 <= K <= N, or None."""
     if text is None:
@@ -121,7 +139,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _check_resumable(args, directory: Path) -> None:
-    from .audit import AuditSettings
+    from .plan import AuditSettings
     from ..core.devices import resolve_device
     from ..core.registry import CLAIMS
     from ..report import RESULTS, read_results
@@ -160,7 +178,8 @@ def default_out() -> Path:
 def _audit(args) -> int:
     from .audit import clear_audit, prepare_directory, run_audit
 
-    import_claim_modules(args.imports)
+    imports = import_claim_modules(args.imports)
+    jobs = parse_jobs(args.jobs)
     resume = args.resume is not None
     if resume:
         directory, settings = Path(args.resume), None
@@ -173,7 +192,8 @@ def _audit(args) -> int:
         if args.replace:
             clear_audit(directory)
     try:
-        report = run_audit(settings, directory, resume=resume)
+        report = run_audit(settings, directory, resume=resume, jobs=jobs,
+                           imports=imports)
     except KeyboardInterrupt:
         from ..report import render_reports
 
@@ -192,7 +212,7 @@ def _audit(args) -> int:
 
 
 def _report(args) -> int:
-    from .audit import AuditSettings
+    from .plan import AuditSettings
     from ..report import RESULTS, read_results, write_reports
     from ..report.summary import report_result
 
@@ -250,6 +270,10 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--shard", metavar="K/N", help="run the K-th of N disjoint parts of the planned cases "
                                                     "(by a hash of each case id); merge the N runs with "
                                                     "theorycheck report --merge (default: every case)")
+    audit.add_argument("--jobs", metavar="N", help="worker processes running the cases side by side, one thread "
+                                                 "each; the records are the same for any N (default: auto, the "
+                                                 f"cores, at most {MAX_AUTO_JOBS}; 1: in this process; with "
+                                                 "--budget the cases run in this process)")
     audit.add_argument("--resume", metavar="DIR", help="continue the interrupted audit in DIR with its "
                                                        "recorded settings, skipping finished cases")
     audit.set_defaults(func=_audit)

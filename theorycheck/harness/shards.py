@@ -1,6 +1,6 @@
 """Merging ``theorycheck audit --shard K/N`` runs into the results of the unsharded audit.
 
-``--shard K/N`` keeps the planned cases whose id hashes to K (:func:`theorycheck.harness.audit.in_shard`);
+``--shard K/N`` keeps the planned cases whose id hashes to K (:func:`theorycheck.harness.plan.in_shard`);
 each case re-seeds from its own id, so shard 1..N together run exactly the unsharded audit's cases
 with the same verdicts. :func:`merge_shards` refuses shards of different settings, seeds or versions,
 and overlapping or missing shards, naming them.
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .audit import AuditSettings, check_consistent, fresh_plan, group_record, planned_groups
+from .audit import check_consistent, fresh_plan, group_record
+from .plan import AuditSettings, planned_groups
 from ..core.errors import InvalidArgument
 from ..report import RESULTS, read_results, write_reports
 from ..report.records import check_writable_directory, record_line, write_text_atomic
