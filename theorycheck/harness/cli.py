@@ -9,6 +9,8 @@
 Every planned case runs (same seed and settings, same cases and verdicts); --budget caps the seconds
 per claim and reports the cases it skipped (the headline then says INCOMPLETE). Without --out, an
 audit writes to a fresh directory audit-out/YYYYMMDD-HHMMSS (UTC), so re-running never collides.
+The cases run in one worker process per core (--jobs N to choose, 1 for this process alone); the
+records do not depend on N.
 
 Exit codes: 0 every instance held (or was inconclusive) and every negative control was caught;
 1 a claim was violated, a control was not caught, or a checker raised; 2 bad input or an I/O error
