@@ -62,12 +62,6 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
                           dtype=measured.dtype, seed=seed)
 
 
-def homogeneity_observed(verdict: Verdict) -> bool | None:
-    """A homogeneity verdict as another claim's assumption: met (holds), undecided (None: inconclusive, e.g. a
-    network that outputs 0 on every sample) or not met."""
-    return {"holds": True, "inconclusive": None}.get(verdict.status, False)
-
-
 assert_homogeneity = kit.assert_
 
 

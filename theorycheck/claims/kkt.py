@@ -33,6 +33,7 @@ from scipy.optimize import lsq_linear, nnls
 from ..core.devices import dtype_name, gamma
 from ..engines.dynamics import DEFAULT_RTOL
 from ..engines.flat_network import FlatNetwork, twice_differentiable
+from ..engines.homogeneity import measure_homogeneity
 from ..engines.trajectory import Trajectory
 from ..core.errors import expect
 from ..engines.losses import get_loss
@@ -41,7 +42,6 @@ from ..engines.svm import angle, hard_margin_svm
 from ..generate.models import declared_degrees, read_parameters
 from ..core.inputs import as_batch, as_labels
 from ..core.verdict import Verdict
-from .homogeneity import check_homogeneity, homogeneity_observed
 from .margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, instance_line,
                      random_instance, run_assumptions, separation_index, trained)
 
@@ -259,9 +259,9 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
         assumptions[ASSUME_SEPARATED] = separated
     else:
         snaps, unmet = [], []
-        homogeneity = check_homogeneity(model, X)  # a run re-checks it at its snapshots; one state needs it here
+        homogeneity = measure_homogeneity(model, X)  # a run measures it at its snapshots; one state needs it here
         log_loss = float(torch.logsumexp(get_loss(loss).log(torch.as_tensor(now["margins"])), 0))
-        assumptions = {ASSUME_HOMOGENEOUS: homogeneity_observed(homogeneity), ASSUME_SEPARATED: separated,
+        assumptions = {ASSUME_HOMOGENEOUS: homogeneity.homogeneous, ASSUME_SEPARATED: separated,
                        ASSUME_T0: log_loss < math.log(get_loss(loss).at_zero)}
         if assumptions[ASSUME_HOMOGENEOUS] is not True:
             unmet.append(homogeneity.summary())

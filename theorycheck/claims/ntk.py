@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..core.devices import dtype_of
+from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
 from ..core.registry import case_seed
@@ -108,10 +108,9 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
             logs_e.append(math.log(np.linalg.norm(emp - exact) / np.linalg.norm(exact)))
     if not enough or not np.all(np.isfinite(logs_e)):
         return kit.decide(assumptions={"ntk_scaling": output_scale == "ntk", "enough_runs": enough},
-                          inconclusive=enough, dtype=str(X.dtype).removeprefix("torch."),
+                          inconclusive=enough, dtype=dtype_name(X.dtype),
                           reason="too few widths or seeds for an interval" if not enough else "non-finite kernel")
-    fit = stats.linregress(logs_w, logs_e)
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(logs_w) - 2) * fit.stderr
+    fit, half = slope_interval(logs_w, logs_e)
     return kit.decide(
         assumptions={"ntk_scaling": output_scale == "ntk", "enough_runs": True},
         comparisons=[comparison("|fitted slope + 1/2|", abs(fit.slope + 0.5), 0.0, half,
@@ -120,12 +119,19 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
                  "widths": list(widths), "seeds": list(seeds), "depth": depth,
                  "series": {"relative NTK error vs width": width_series(logs_w, logs_e, fit,
                                                                         "||Theta_w - Theta|| / ||Theta||")}},
-        dtype=str(X.dtype).removeprefix("torch."),
+        dtype=dtype_name(X.dtype),
         reason="" if abs(fit.slope + 0.5) <= half else
         f"slope {fit.slope:.3f} +- {half:.3f}: the error does not decay as width^-1/2")
 
 
 assert_ntk = kit.assert_
+
+
+def slope_interval(logs_w: list[float], logs_v: list[float]):
+    """The least-squares fit of log v = c + b log width over every run and the half-width of b's
+    :data:`CONFIDENCE` Student-t interval (n - 2 degrees of freedom)."""
+    fit = stats.linregress(logs_w, logs_v)
+    return fit, stats.t.ppf(0.5 + CONFIDENCE / 2, len(logs_w) - 2) * fit.stderr
 
 
 def width_series(logs_w: list[float], logs_v: list[float], fit, ylabel: str) -> dict:

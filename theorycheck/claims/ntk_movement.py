@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy import stats
 
 from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
-from .ntk import init_weights, mlp_output, width_series
+from .ntk import CONFIDENCE, init_weights, mlp_output, slope_interval, width_series
 
 kit = ClaimKit(
     id="ntk_movement",
@@ -43,7 +42,6 @@ kit = ClaimKit(
     tolerance="the 99.9% Student-t interval of the fitted slope: upper end <= -1/2 holds, lower end > -1/2 is "
               "violated (false alarm <= 5e-4 per verdict), else inconclusive")
 
-CONFIDENCE = 0.999
 ACTIVATIONS = {"erf": torch.erf, "tanh": torch.tanh, "relu": torch.relu}
 SMOOTH = ("erf", "tanh")
 
@@ -125,8 +123,7 @@ def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 
                           else "a run diverged or did not move (non-finite or zero movement)", **common)
     log_w = [math.log(w) for w, _ in runs]
     log_m = [math.log(run["movement"]) for _, run in runs]
-    fit = stats.linregress(log_w, log_m)
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(runs) - 2) * fit.stderr
+    fit, half = slope_interval(log_w, log_m)
     upper, lower = fit.slope + half, fit.slope - half
     reasons = []
     if not assumptions["step_below_critical"]:

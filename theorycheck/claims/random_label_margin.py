@@ -22,7 +22,7 @@ import torch
 from scipy import stats
 
 from ..generate.data import digits
-from ..core.devices import dtype_of
+from ..core.devices import dtype_name, dtype_of
 from ..engines.ensemble import Ensemble, train_ensemble
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
@@ -58,7 +58,7 @@ def check_random_label_margin(true_margins, random_margins, *, alpha: float = AL
     errors = [float((m <= 0).mean()) for m in (true, rand)] if finite else [math.nan, math.nan]
     assumptions = {"interpolates": finite and max(errors) == 0.0, "enough_pairs": 0.5 ** pairs <= alpha,
                    "finite": finite}
-    common = dict(seed=seed, dtype=str(torch.as_tensor(true_margins).dtype).removeprefix("torch."))
+    common = dict(seed=seed, dtype=dtype_name(torch.as_tensor(true_margins).dtype))
     if not finite:
         return kit.decide(assumptions=assumptions, inconclusive=True, reason="non-finite margins", **common)
     med_true, med_rand = np.median(true, axis=1), np.median(rand, axis=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..core.devices import dtype_of, gamma, unit_roundoff
+from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
 
@@ -66,7 +66,7 @@ def check_random_labels(X: torch.Tensor, y: torch.Tensor, *, seed: int = 0):
     distinct = finite and bool((torch.diff(z) > rounding).all())
     if not (finite and distinct):
         return kit.decide(assumptions={"finite": finite, "distinct": distinct}, inconclusive=not finite,
-                          details={"n": n, "d": d}, seed=seed, dtype=str(X.dtype).removeprefix("torch."),
+                          details={"n": n, "d": d}, seed=seed, dtype=dtype_name(X.dtype),
                           reason="duplicate or nearly equal projections: no interpolating construction"
                                  if finite else "non-finite inputs")
     net = interpolating_network(X, y, direction)
@@ -84,7 +84,7 @@ def check_random_labels(X: torch.Tensor, y: torch.Tensor, *, seed: int = 0):
         comparisons=[comparison("max_i |f(x_i) - y_i| / allowance_i", ratio, 0.0, 1.0,
                                 "roundoff of the triangular solve and the forward pass, per point")],
         details={"n": n, "d": d, "weights": 2 * n + d, **sizes},
-        seed=seed, dtype=str(X.dtype).removeprefix("torch."))
+        seed=seed, dtype=dtype_name(X.dtype))
 
 
 def _points(rng, dtype: str, n: int, d: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.devices import dtype_name
 from ..core.errors import expect
 from ..core.inputs import as_batch, model_device_dtype
 from ..generate.models import declared_degrees, read_parameters
@@ -277,7 +278,7 @@ class Recorder:
             plain_residual=table[:, :, 4], update_norm=table[:, :, 5], grad_norm=table[:, :, 6],
             pairs=pairs, neuron_sq=neuron_sq, neuron_grad_sq=neuron_grad_sq, missing_gradients=self._missing,
             non_weight_parameters=self._others, optimizer=type(self.optimizer).__name__,
-            device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+            device=str(self.device), dtype=dtype_name(self.dtype),
             homogeneity=self._homogeneity, outputs=outputs, edited=table[:, :, 8],
             unpaired=tuple(self._pairing()[1]) if self.neurons else ())
 

@@ -112,12 +112,12 @@ def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: Resul
         for future in futures:
             progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
             seconds += keep(future.result())
-        pending = []
-    for case in pending:
-        if budget and seconds >= budget and kinds_needed <= {r["kind"] for r in done}:
-            break
-        progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
-        seconds += keep(run_case(case, claim=claim_id, device=device, dtype=dtype, seed=settings.seed))
+    else:
+        for case in pending:
+            if budget and seconds >= budget and kinds_needed <= {r["kind"] for r in done}:
+                break
+            progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
+            seconds += keep(run_case(case, claim=claim_id, device=device, dtype=dtype, seed=settings.seed))
     progress.clear()
     return planned, seconds
 
@@ -145,8 +145,8 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         print(f"running every case in this process: worker processes would not have the claims {missing} "
               "(declare them in a module and pass --import MODULE)", file=err or sys.stderr)
         jobs = 1
-    workers = contextlib.nullcontext() if jobs == 1 else CaseWorkers(jobs, imports)
-    with ResultsWriter(path) as writer, workers:
+    workers = CaseWorkers(jobs, imports) if jobs > 1 else None
+    with ResultsWriter(path) as writer, workers or contextlib.nullcontext():
         if resume:
             writer.write({"record": "resume", "time": now(), "environment": environment(settings.devices)})
         else:
@@ -162,7 +162,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         for key in planned_groups(settings):
             group = done.setdefault(key, [])
             total, seconds = _run_group(key, settings, writer, group, write_plan=key not in planned,
-                                        progress=progress, out=out, workers=None if jobs == 1 else workers)
+                                        progress=progress, out=out, workers=workers)
             print(_group_line(*key, group, total, seconds, width), file=out, flush=True)
         writer.write({"record": "end", "time": now()})
     return write_reports(directory, read_results(path))
