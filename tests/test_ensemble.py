@@ -166,6 +166,29 @@ def test_chunks_do_not_change_the_result():
         assert _relative(run.log_loss, runs[0].log_loss) <= _tolerance(torch.float64, STEPS)
 
 
+@pytest.mark.parametrize("method", ["gd", "sgd"])
+def test_chunks_in_threads_give_the_one_thread_result(method):
+    """With two torch threads the chunks run side by side (torch's op threads set to one meanwhile): the same
+    operations on the same chunks, so the records and weights are bitwise those of the one-thread run, and the
+    caller's thread setting is back afterwards."""
+    X, y = _data(torch.float64)
+    X.requires_grad_(True)  # a leaf with grad: read as data, never differentiated
+    kwargs = dict(lr=LR, steps=STEPS, chunk=2, method=method, batch_size=6 if method == "sgd" else None)
+    before = torch.get_num_threads()
+    runs, ensembles = [], []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            ensembles.append(Ensemble.random(5, WIDTHS, seed=4))
+            runs.append(train_ensemble(ensembles[-1], X, y, **kwargs))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    for name in ("log_loss", "min_margin", "layer_norms_sq"):
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
+    assert all(torch.equal(a, b) for a, b in zip(*(e.weights for e in ensembles)))
+
+
 @pytest.mark.parametrize("models,match", [
     ([nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1, bias=False))], "bias-free"),
     ([nn.Sequential(nn.Linear(3, 4, bias=False), nn.Tanh(), nn.Linear(4, 1, bias=False))], "Tanh"),
