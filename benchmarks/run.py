@@ -1,6 +1,6 @@
 """The batched ensemble engine (theorycheck.engines.ensemble) against the loop a researcher writes.
 
-    python benchmarks/run.py [--quick] [--repeats 5] [--loop-networks 16] [--steps 300] [--threads 1]
+    python benchmarks/run.py [--quick] [--repeats 5] [--loop-networks 16] [--steps 300] [--threads N]
 
 Reference setting: 64 bias-free ReLU MLPs 10 -> 32 -> 32 -> 1 (depth 3 = three weight layers), 128 samples,
 full-batch GD on the summed logistic loss, 300 steps, in float32 and float64. Three programs, timed in
@@ -173,7 +173,8 @@ def main(argv=None) -> int:
     parser.add_argument("--networks", type=int, default=64, help="ensemble size (default: 64)")
     parser.add_argument("--samples", type=int, default=128, help="samples (default: 128)")
     parser.add_argument("--loop-networks", type=int, default=16, help="networks the plain loop is timed on (default: 16)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help=f"torch threads for every program (default: {torch.get_num_threads()}, torch's default here)")
     parser.add_argument("--instances", type=int, default=3, help="audit instances timed per claim (default: 3)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
