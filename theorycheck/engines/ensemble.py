@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from torch import nn
 
 from ..core.devices import dtype_name
@@ -300,7 +300,7 @@ def train_ensemble(ensemble: Ensemble, X: torch.Tensor, y: torch.Tensor, *, lr: 
     started = time.perf_counter()
     # the chunks are the parallelism: a BLAS splitting each small product over threads of its own
     # oversubscribes the cores (measured: 64-128-1 on 64 samples, 2 threads, 2.3x slower); restored on return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_threads().limit(limits=1, user_api="blas"):
         if threads > 1 and len(parts) > 1:
             # one chunk per thread; torch's own intra-op threads would only contend with them (measured: 2 threads
             # at one op thread each 1.6-1.9x faster than at two) and are restored afterwards
@@ -357,9 +357,9 @@ def _train_chunk(weights, X, y, rec_loss, rec_margin, rec_norms, *, loss, activa
     expanded = None if index is None else [index.unsqueeze(3).expand(steps, c, b, h.shape[2]) for h in hs[:K]]
     forward = [_product(hs[k], weights_t[k], hs[k + 1]) for k in range(K - 1)]
     forward.append(_product(weights[K - 1], hs[K - 1].transpose(1, 2), outputs_row))
-    tops = [top_t] + deltas_t[1:]  # dL/dh_{k+1} transposed, for layer k's gradient
-    gradient = [_product(tops[k + 1] if k < K - 1 else top_t, acts[k], grads[k]) for k in range(K)]
-    backward = [None] + [_product(deltas[k + 1] if k + 1 < K else top, weights[k], deltas[k]) for k in range(1, K)]
+    outgoing_t = deltas_t[1:] + [top_t]  # outgoing_t[k]: dL/dh_{k+1} transposed, for layer k's gradient
+    gradient = [_product(outgoing_t[k], acts[k], grads[k]) for k in range(K)]
+    backward = {k: _product(deltas[k + 1], weights[k], deltas[k]) for k in range(1, K - 1)}
     for t in range(steps + 1):
         for k in range(K - 1):
             forward[k]()
@@ -385,19 +385,22 @@ def _train_chunk(weights, X, y, rec_loss, rec_margin, rec_norms, *, loss, activa
         else:
             weight = per_sample if index is None else torch.exp(batch_minus_q)
         torch.mul(weight, batch_signs, out=top_flat)
-        delta = top
         for k in range(K - 1, -1, -1):
             gradient[k]()
             if k > 0:
                 if k == K - 1:  # the output layer: an outer product (one rounding per entry either way)
-                    torch.mul(delta, weights[k], out=deltas[k])
+                    torch.mul(top, weights[k], out=deltas[k])
                 else:
                     backward[k]()
                 _activate_backward(deltas[k], acts[k], activation, slope)
-                delta = deltas[k]
         for W, G in zip(weights, grads):
             W.add_(G, alpha=-lr)
 
+
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    """The loaded BLAS libraries, found once (a fresh search per run costs ~1.2 ms, measured)."""
+    return ThreadpoolController()
 
 
 def _product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor):
