@@ -12,7 +12,7 @@ from theorycheck.harness.audit import run_audit
 from theorycheck.harness.plan import AuditSettings
 from theorycheck.core.registry import CLAIMS
 from theorycheck.report import case_record, read_results
-from theorycheck.report.plots import MAX_LEGEND, measurement_plot, series_plot, slug
+from theorycheck.report.plots import MAX_LEGEND, measurement_plot, plain_tick_label, series_plot, slug
 from theorycheck.report.summary import measured
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -84,6 +84,21 @@ def test_non_positive_statistic_below_the_allowance_line(statistic):
     measured_axis, ratio_axis = check_panels(svg)
     assert floored_below_allowance(measured_axis) == floored_below_allowance(ratio_axis) == 1
     assert "&lt;= 0" in plot.svg and any("1 statistic(s) at or below 0" in note for note in plot.notes)
+
+
+@pytest.mark.parametrize("label, plain", [
+    (r"$\mathdefault{10^{3}}$", "10³"), (r"$\mathdefault{10^{-12}}$", "10⁻¹²"),
+    (r"$\mathdefault{2\times10^{-3}}$", "2×10⁻³"), (r"$\mathdefault{-10^{1}}$", "-10¹"), (r"$\mathdefault{0}$", "0"),
+    ("", ""), ("0.5", "0.5"), (r"$\alpha$", r"$\alpha$"), (r"$\mathdefault{10^{x}}$", r"$\mathdefault{10^{x}}$")])
+def test_log_tick_labels_as_plain_text(label, plain):
+    assert plain_tick_label(label) == plain
+
+
+def test_log_axes_carry_plain_tick_labels_at_matplotlib_ticks():
+    cases = [_case(f"i{k}", statistic=10.0 ** -k, tolerance=10.0 ** -k * 3, size=5 + k) for k in range(1, 6)]
+    svg = measurement_plot(cases, "m").svg
+    assert "mathdefault" not in svg and "$" not in svg
+    assert re.search(r">10⁻[⁰¹²³⁴⁵⁶⁷⁸⁹]+<", svg), "decade labels of the log axes"
 
 
 def test_non_finite_cases_are_noted_and_no_ratio_panel_without_ratios():

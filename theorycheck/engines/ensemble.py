@@ -348,7 +348,7 @@ def _train_chunk(weights, X, y, rec_loss, rec_margin, rec_norms, *, loss, activa
     deltas_t = [None] + [d.transpose(1, 2) for d in deltas[1:]]
     top = new(c, b, 1)
     top_t, top_flat = top.transpose(1, 2), top.view(c, b)
-    minus_q = new(c, N)
+    minus_q, minus_y = new(c, N), -y
     signs = -y * (N / b)  # dL/df_n = y_n l'(q_n), l'(q) = -sigmoid(-q) or -e^-q; SGD scales the batch sum by N / b
     # softplus(x) = x + log1p(e^-x): returning x above -log(u) errs by less than u relative (torch's default: 20)
     threshold = -math.log(torch.finfo(X.dtype).eps / 2)
@@ -365,7 +365,7 @@ def _train_chunk(weights, X, y, rec_loss, rec_margin, rec_norms, *, loss, activa
             forward[k]()
             _activate(hs[k + 1], activation, slope)
         forward[K - 1]()
-        torch.mul(outputs, y, out=minus_q).neg_()
+        torch.mul(outputs, minus_y, out=minus_q)
         torch.amax(minus_q, 1, out=margin_rows[t])
         for k in range(K):
             torch.linalg.vector_norm(flats[k], dim=1, out=norm_rows[k][t])

@@ -41,10 +41,51 @@ class Plot:
     notes: tuple[str, ...] = ()
 
 
+SUPERSCRIPTS = str.maketrans("0123456789-+", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺")
+
+
+def plain_tick_label(text: str) -> str:
+    """A log-axis tick label of matplotlib's (``$\\mathdefault{2\\times10^{-3}}$``) as plain text (2×10⁻³);
+    anything else it does not recognise is returned unchanged."""
+    if not (len(text) > 1 and text[0] == text[-1] == "$"):
+        return text
+    body = re.sub(r"^\\mathdefault\{(.*)\}$", r"\1", text[1:-1]).replace(r"\times", "×")
+    body = re.sub(r"\^\{([-+]?\d+)\}", lambda m: m[1].translate(SUPERSCRIPTS), body)
+    return text if re.search(r"[\\{}$^]", body) else body
+
+
+def _plain_log_ticks(figure) -> None:
+    """Plain-text tick labels on every log and symlog axis: matplotlib's mathtext labels are parsed one by
+    one (measured: ~60% of the report's plot time after the fixed layout); the ticks chosen are unchanged."""
+    from matplotlib.ticker import Formatter, LogFormatterMathtext
+
+    class PlainText(Formatter):
+        def __init__(self, inner):
+            self.inner = inner
+
+        def set_axis(self, axis):
+            super().set_axis(axis)
+            self.inner.set_axis(axis)
+
+        def set_locs(self, locs):
+            self.inner.set_locs(locs)
+
+        def __call__(self, x, pos=None):
+            return plain_tick_label(self.inner(x, pos))
+
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                             (axis.get_minor_formatter, axis.set_minor_formatter)):
+                if isinstance(get(), LogFormatterMathtext):
+                    put(PlainText(get()))
+
+
 def to_svg(figure, salt: str) -> str:
     """The figure as an ``<svg>`` element: text kept as text, ids prefixed by ``salt`` (unique per page)."""
     import matplotlib
 
+    _plain_log_ticks(figure)
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
@@ -55,13 +96,25 @@ def to_svg(figure, salt: str) -> str:
     return re.sub(r'(url\(#|href="#)([^")]+)', lambda m: f"{m[1]}{salt}-{m[2]}", text)
 
 
+PANEL_INCHES = (5.2, 3.2)  # width, height of one panel with its labels
+MARGIN_INCHES = {"left": 0.75, "right": 0.15, "bottom": 0.5, "top": 0.32, "across": 0.9, "down": 0.75}
+
+
 def _figure(panels: int, columns: int = 2):
-    """A figure of ``panels`` axes, ``columns`` per row, each about 5.2 x 3.2 inches."""
+    """A figure of ``panels`` axes, ``columns`` per row, each about 5.2 x 3.2 inches. The margins are fixed
+    (MARGIN_INCHES: tick labels, axis labels, title) rather than found by a layout engine, whose text
+    measurements took 55% of a default audit's report time (measured: 16.1 s -> 6.9 s for 800 cases)."""
     from matplotlib.figure import Figure
 
-    rows = -(-panels // columns)
-    figure = Figure(figsize=(5.2 * min(panels, columns), 3.2 * rows), layout="constrained")
-    return figure, [figure.add_subplot(rows, min(panels, columns), i + 1) for i in range(panels)]
+    rows, columns = -(-panels // columns), min(panels, columns)
+    width, height = PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows
+    m = MARGIN_INCHES
+    axis_width = (width - m["left"] - m["right"] - (columns - 1) * m["across"]) / columns
+    axis_height = (height - m["bottom"] - m["top"] - (rows - 1) * m["down"]) / rows
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(left=m["left"] / width, right=1 - m["right"] / width, bottom=m["bottom"] / height,
+                           top=1 - m["top"] / height, wspace=m["across"] / axis_width, hspace=m["down"] / axis_height)
+    return figure, [figure.add_subplot(rows, columns, i + 1) for i in range(panels)]
 
 
 class _Ids:
