@@ -1,13 +1,17 @@
 """Reproducible audits: every planned case by default, an opt-in budget reported as not run, an
 INCOMPLETE headline, --replace, fresh default output, --resume refusing an inconsistent file."""
 
+import functools
 import json
+import re
+import types
 from pathlib import Path
 
 import pytest
 from conftest import make_fake_claim
 from test_cli import _usage_error, case_records, run_cli, verdicts_by_case
 
+from theorycheck.report import render_reports
 from theorycheck.report.summary import report_result
 
 
@@ -117,6 +121,45 @@ def test_worker_processes_record_what_one_process_records(tmp_path, capsys):
     assert [r["case"] for r in one] == [r["case"] for r in two]
     assert verdicts_by_case(tmp_path / "one") == verdicts_by_case(tmp_path / "two")
     assert [r["reproduce"] for r in one] == [r["reproduce"] for r in two]
+    # the workers drew the page's plots: the page equals one drawn afresh in this process from the same records
+    drawn_by_workers = (tmp_path / "two" / "report.html").read_text()
+    render_reports(tmp_path / "two")
+    same_time = functools.partial(re.sub, r"<td>generated</td><td><code>[^<]*</code>", "<td>generated</td>")
+    assert same_time(drawn_by_workers) == same_time((tmp_path / "two" / "report.html").read_text())
+    assert drawn_by_workers.count("<svg") >= 3
+
+
+def test_an_interruption_keeps_the_cases_the_workers_finished(tmp_path):
+    """Cases of later groups that finished before Ctrl-C are recorded (after their group's plan), so a resume
+    does not run them again; queued, cancelled or failed ones are not."""
+    from concurrent.futures import Future
+
+    from theorycheck.harness.audit import _keep_finished, group_record
+    from theorycheck.harness.plan import AuditSettings
+    from theorycheck.report import ResultsWriter
+
+    settings = AuditSettings(claims=("a", "b"), examples={"a": 2, "b": 2}, budget={"a": 0, "b": 0})
+    plans = {key: ([types.SimpleNamespace(name=n) for n in ("x", "y", "z")], None)
+             for key in (("a", "cpu", "float64"), ("b", "cpu", "float64"))}
+
+    def future(state):
+        f = Future()
+        if state == "done":
+            f.set_result({"record": "case", "case": "?"})
+        elif state == "failed":
+            f.set_exception(RuntimeError("worker died"))
+        elif state == "cancelled":
+            f.cancel()
+        return f
+
+    submitted = {key: {"x": future("done"), "y": future("queued"), "z": future(state)}
+                 for key, state in zip(plans, ("failed", "cancelled"))}
+    a, b = plans
+    done = {a: [{"record": "case", "case": "x"}]}  # a's plan and its case x are already in the file
+    with ResultsWriter(tmp_path / "results.jsonl") as writer:
+        _keep_finished([a, b], plans, submitted, done, {a}, settings, writer)
+    written = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert written == [group_record(b, settings, ["x", "y", "z"]), {"record": "case", "case": "?"}]
 
 
 def test_jobs_default_to_the_cores_the_process_may_use(monkeypatch):

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from ..core.errors import InvalidArgument, expect
 from ..core.registry import CLAIMS
 from ..report import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results, write_reports
+from ..report.html import group_cases
 from ..report.records import check_writable_directory, now
 from ..report.summary import group_key, reason_of
 from .plan import AuditSettings, in_shard, planned_cases, planned_groups, run_case
@@ -77,21 +78,30 @@ def group_record(key: tuple[str, str, str], settings: AuditSettings, names: list
             "cases": names}
 
 
-def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: ResultsWriter, done: list[dict], *,
-               write_plan: bool, progress: Progress, out: TextIO, workers=None) -> tuple[int, float]:
-    """Run the unfinished cases of one claim x device x dtype (appending to ``done``) until all ran or
-    the budget is spent; return the number of planned cases and the seconds spent on the group.
-    ``workers`` (:class:`~theorycheck.harness.workers.CaseWorkers`): run the cases side by side, recorded in
-    plan order (not with a budget, which needs each case's time before the next starts)."""
-    claim_id, device, dtype = key
+def _plan(key: tuple[str, str, str], settings: AuditSettings) -> tuple[list, str | None]:
+    """The planned cases of one claim x device x dtype, and the traceback if its generator failed."""
     try:
-        cases, failure = planned_cases(claim_id, device, dtype, settings), None
+        cases, failure = planned_cases(*key, settings), None
     except Exception:  # the claim's case generator itself failed
         cases, failure = [], traceback.format_exc(limit=-8)
-    failure = failure if in_shard(settings.shard, *key, "audit_cases") else None
+    return cases, (failure if in_shard(settings.shard, *key, "audit_cases") else None)
+
+
+def _names(plan: tuple[list, str | None]) -> list[str]:
+    cases, failure = plan
+    return [c.name for c in cases] or (["audit_cases"] if failure else [])
+
+
+def _run_group(key: tuple[str, str, str], plan: tuple[list, str | None], settings: AuditSettings,
+               writer: ResultsWriter, done: list[dict], *, progress: Progress, out: TextIO,
+               submitted: dict | None = None) -> tuple[int, float]:
+    """Run the unfinished cases of one claim x device x dtype (appending to ``done``) until all ran or
+    the budget is spent; return the number of planned cases and the seconds spent on the group.
+    ``submitted``: {case name: Future} of the cases already sent to the worker processes, recorded here in
+    plan order (not with a budget, which needs each case's time before the next starts)."""
+    claim_id, device, dtype = key
+    cases, failure = plan
     planned = len(cases) or int(failure is not None)
-    if write_plan:
-        writer.write(group_record(key, settings, [c.name for c in cases] or (["audit_cases"] if failure else [])))
     finished = {r["case"] for r in done}
 
     def keep(record: dict) -> float:
@@ -106,20 +116,27 @@ def _run_group(key: tuple[str, str, str], settings: AuditSettings, writer: Resul
         keep(_generator_failure(*key, settings, failure))
     budget, seconds = float(settings.budget.get(claim_id, 0)), sum(r["seconds"] for r in done)
     kinds_needed = {c.kind for c in cases}
-    pending = [case for case in cases if case.name not in finished]
-    if workers is not None and not budget:
-        futures = [workers.submit(key, settings.to_dict(), case.name) for case in pending]
-        for future in futures:
-            progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
-            seconds += keep(future.result())
-    else:
-        for case in pending:
-            if budget and seconds >= budget and kinds_needed <= {r["kind"] for r in done}:
-                break
-            progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
-            seconds += keep(run_case(case, claim=claim_id, device=device, dtype=dtype, seed=settings.seed))
+    for case in (case for case in cases if case.name not in finished):
+        if submitted is None and budget and seconds >= budget and kinds_needed <= {r["kind"] for r in done}:
+            break
+        progress.show(f"{claim_id} {device}/{dtype}", len(done), len(cases), seconds)
+        seconds += keep(submitted[case.name].result() if submitted is not None else
+                        run_case(case, claim=claim_id, device=device, dtype=dtype, seed=settings.seed))
     progress.clear()
     return planned, seconds
+
+
+def _keep_finished(groups, plans, submitted, done, planned, settings, writer) -> None:
+    """After an interruption: the cases the workers finished but the audit had not yet recorded (each after
+    its group's plan record), so that a resumed audit does not run them again."""
+    for key in groups:
+        finished = {r["case"] for r in done.get(key, [])}
+        ready = [f.result() for name, f in submitted.get(key, {}).items()
+                 if name not in finished and f.done() and not f.cancelled() and f.exception() is None]
+        if ready and key not in planned:
+            writer.write(group_record(key, settings, _names(plans[key])))
+        for record in ready:
+            writer.write(record)
 
 
 def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool = False,
@@ -159,13 +176,31 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
                 done.setdefault(group_key(record), []).append(record)
         planned = {group_key(r) for r in records if r["record"] == "group"}
         width = max(map(len, settings.claims))
-        for key in planned_groups(settings):
-            group = done.setdefault(key, [])
-            total, seconds = _run_group(key, settings, writer, group, write_plan=key not in planned,
-                                        progress=progress, out=out, workers=workers)
-            print(_group_line(*key, group, total, seconds, width), file=out, flush=True)
+        groups = list(planned_groups(settings))
+        plans = {key: _plan(key, settings) for key in groups}
+        submitted = {}  # every unbudgeted group's cases go to the workers at once: no idle core between groups
+        for key in groups if workers is not None else ():
+            if not settings.budget.get(key[0]):
+                finished = {r["case"] for r in done.get(key, [])}
+                submitted[key] = {c.name: workers.submit(key, settings.to_dict(), c.name)
+                                  for c in plans[key][0] if c.name not in finished}
+        index = 0
+        try:
+            for index, key in enumerate(groups):
+                if key not in planned:
+                    writer.write(group_record(key, settings, _names(plans[key])))
+                    planned.add(key)
+                group = done.setdefault(key, [])
+                total, seconds = _run_group(key, plans[key], settings, writer, group, progress=progress, out=out,
+                                            submitted=submitted.get(key))
+                print(_group_line(*key, group, total, seconds, width), file=out, flush=True)
+        except KeyboardInterrupt:  # keep what the workers finished: this group's rest and later groups'
+            _keep_finished(groups[index:], plans, submitted, done, planned, settings, writer)
+            raise
         writer.write({"record": "end", "time": now()})
-    return write_reports(directory, read_results(path))
+        records = read_results(path)
+        plots = workers.plots(group_cases(records)) if workers is not None else None
+    return write_reports(directory, records, plots)
 
 
 def _inconsistent(directory: Path, what: str) -> InvalidArgument:

@@ -34,6 +34,10 @@ def _start_worker(imports: Sequence[str]) -> None:
         importlib.import_module(name)
 
 
+def _started() -> None:
+    """A first task: makes the pool start its process."""
+
+
 def _run_in_worker(key: tuple[str, str, str], settings: dict[str, Any], name: str) -> dict[str, Any]:
     from .plan import AuditSettings, planned_cases, run_case
 
@@ -42,6 +46,12 @@ def _run_in_worker(key: tuple[str, str, str], settings: dict[str, Any], name: st
         _PLANS[plan_key] = {c.name: c for c in planned_cases(*key, AuditSettings.from_dict(settings))}
     claim, device, dtype = key
     return run_case(_PLANS[plan_key][name], claim=claim, device=device, dtype=dtype, seed=settings["seed"])
+
+
+def _plots_in_worker(key: tuple[str, str, str], cases: list[dict[str, Any]]):
+    from ..report.html import group_plots
+
+    return group_plots(key, cases)
 
 
 def stream_of(claim: str) -> str:
@@ -70,11 +80,24 @@ class CaseWorkers:
         context = multiprocessing.get_context("spawn")
         self.pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker, initargs=(tuple(imports),))
                       for _ in range(jobs)]
+        for pool in self.pools:  # start (and import in) every worker now, while this process plans the audit
+            pool.submit(_started)
 
     def submit(self, key: tuple[str, str, str], settings: dict[str, Any], name: str) -> Future:
         claim, device, dtype = key
         worker = zlib.crc32(f"{stream_of(claim)}/{device}/{dtype}/{name}".encode()) % len(self.pools)
         return self.pools[worker].submit(_run_in_worker, key, settings, name)
+
+    def plots(self, cases_by_group: dict[tuple, list]) -> dict[tuple, tuple]:
+        """The report's plots of every group, drawn side by side (largest groups first, each to the worker
+        with the least queued so far): the same SVG as drawn in one process."""
+        queued = [0] * len(self.pools)
+        futures = {}
+        for key, cases in sorted(cases_by_group.items(), key=lambda item: -len(item[1])):
+            worker = queued.index(min(queued))
+            queued[worker] += len(cases)
+            futures[key] = self.pools[worker].submit(_plots_in_worker, key, cases)
+        return {key: future.result() for key, future in futures.items()}
 
     def __enter__(self) -> "CaseWorkers":
         return self

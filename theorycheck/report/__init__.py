@@ -16,8 +16,10 @@ __all__ = ["RESULTS", "SCHEMA_VERSION", "ResultsWriter", "build_report", "case_r
            "read_results", "render_reports", "report_texts", "write_reports"]
 
 
-def report_texts(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[Path, str]]:
-    """The report document and the texts of report.json, report.md and report.html for ``records``."""
+def report_texts(directory: Path, records: Sequence[Mapping[str, Any]],
+                 plots: Mapping | None = None) -> tuple[dict[str, Any], dict[Path, str]]:
+    """The report document and the texts of report.json, report.md and report.html for ``records``
+    (``plots``: groups' plots already drawn, :func:`theorycheck.report.html.group_plots`)."""
     import json
 
     from .html import render_html
@@ -27,15 +29,15 @@ def report_texts(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple
     report = build_report(records)
     return report, {directory / "report.json": json.dumps(report, indent=1, allow_nan=False) + "\n",
                     directory / "report.md": render_markdown(report),
-                    directory / "report.html": render_html(report, records)}
+                    directory / "report.html": render_html(report, records, plots)}
 
 
-def write_reports(directory: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def write_reports(directory: Path, records: Sequence[Mapping[str, Any]], plots: Mapping | None = None) -> dict[str, Any]:
     """Write report.json, report.md and report.html for ``records`` (all three or none: an unwritable
     directory raises ``InvalidArgument`` and leaves the old files); return the report document."""
     from .records import write_texts_atomic
 
-    report, texts = report_texts(directory, records)
+    report, texts = report_texts(directory, records, plots)
     write_texts_atomic(texts)
     return report
 

@@ -94,7 +94,23 @@ def _figure(plot: Plot) -> str:
     return f"<figure>{plot.svg}{caption}</figure>{notes}"
 
 
-def _claim_section(claim_id: str, claim: Mapping[str, Any], cases_by_group: Mapping, source: str) -> str:
+def group_cases(records: Sequence[Mapping[str, Any]]) -> dict[tuple, list]:
+    """The case records of each claim x device x dtype, in file order."""
+    cases_by_group: dict[tuple, list] = {}
+    for record in records:
+        if record["record"] == "case":
+            cases_by_group.setdefault(group_key(record), []).append(record)
+    return cases_by_group
+
+
+def group_plots(key: tuple[str, str, str], cases: Sequence[Mapping[str, Any]]) -> tuple[Plot, Plot]:
+    """The measurement and series plots of one claim x device x dtype (SVG ids salted by its anchor)."""
+    anchor = slug("-".join(key))
+    return measurement_plot(cases, anchor), series_plot(cases, anchor + "-series")
+
+
+def _claim_section(claim_id: str, claim: Mapping[str, Any], cases_by_group: Mapping, source: str,
+                   plots: Mapping) -> str:
     parts = [f'<section id="{slug(claim_id)}"><h2>{_e(claim_id)}</h2>']
     if claim.get("statement"):
         parts.append(f"<p>{_e(claim['statement'])}</p>")
@@ -111,16 +127,15 @@ def _claim_section(claim_id: str, claim: Mapping[str, Any], cases_by_group: Mapp
         parts.append(f'<h3 id="{anchor}">{_e(group["device"])} / {_e(group["dtype"])}: {result} '
                      f'<span class="muted">({group["run"]} cases, {group["seconds"]:.1f} s'
                      + (f", {group['not_run']} not run" if group["not_run"] else "") + ")</span></h3>")
-        parts += [_figure(plot) for plot in (measurement_plot(cases, anchor), series_plot(cases, anchor + "-series"))]
+        parts += [_figure(plot) for plot in (plots.get(key) or group_plots(key, cases))]
         parts.append(_counterexamples(group, source))
     return "".join(parts) + "</section>"
 
 
-def render_html(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
-    cases_by_group: dict[tuple, list] = {}
-    for record in records:
-        if record["record"] == "case":
-            cases_by_group.setdefault(group_key(record), []).append(record)
+def render_html(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+                plots: Mapping[tuple, tuple[Plot, Plot]] | None = None) -> str:
+    """The page; ``plots``: the :func:`group_plots` of some groups, already drawn (the others are drawn here)."""
+    cases_by_group = group_cases(records)
     title = headline(report)
     notes = completeness(report)
     return "".join([
@@ -135,7 +150,7 @@ def render_html(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]])
         "line exceed it. Right: statistic / allowance against the instance size. On these log axes a statistic "
         "at or below 0 is drawn in the grey band labelled &lt;= 0, beneath every positive value and so below "
         "the allowance line. Time series come from <code>details[\"series\"]</code> of the verdicts.</p>",
-        *(_claim_section(claim_id, claim, cases_by_group, report["source"])
+        *(_claim_section(claim_id, claim, cases_by_group, report["source"], plots or {})
           for claim_id, claim in report["claims"].items()),
         "<h2>Environment and settings</h2>", _environment_table(report),
         '<p class="muted">Schema of report.json and results.jsonl: theorycheck/report/SCHEMA.md.</p>',
