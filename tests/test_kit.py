@@ -112,6 +112,22 @@ def test_registered_with_assert_and_audit_cases(kit):
     assert case_seed(7, "ab", "c") != case_seed(7, "ba", "c")  # anagram ids get their own streams
 
 
+def test_a_control_on_an_instance_draws_that_instances_stream(kit):
+    @kit.control("twice", expect="violated", on_instance=True)
+    def twice(rng, device, dtype):
+        value = 2 + float(rng.uniform(0, 1))  # the instance's draw, moved past the bound
+        return Case(run=lambda: kit.check(value))
+
+    cases = {c.name: c for c in tc.CLAIMS["kit_probe"].audit_cases(n=4, seed=7, device="cpu", dtype="float64")}
+    assert [(n, c.stream) for n, c in cases.items() if c.kind == "control"] == [
+        ("control-too_big-0", "control-too_big-0"), ("control-twice-1", "instance-1"),
+        ("control-too_big-2", "control-too_big-2"), ("control-twice-3", "instance-3")]
+    for index in (1, 3):
+        assert cases[f"control-twice-{index}"].run().statistic == 2 + cases[f"instance-{index}"].run().statistic
+    assert cases["instance-0"].stream == "instance-0"
+    assert kit.case("control-twice-3", seed=7).statistic == cases["control-twice-3"].run().statistic
+
+
 def test_only_the_users_call_is_collected(kit):
     from theorycheck.core.verdict import collecting_verdicts, reported
 

@@ -73,3 +73,18 @@ def test_bad_input_names_what_was_expected():
         tc.check_random_label_margin(HIGH, LOW[:, :5])
     with pytest.raises(InvalidArgument, match="0 < alpha < 1"):
         tc.check_random_label_margin(HIGH, LOW, alpha=1.5)
+
+
+def test_the_swapped_control_reverses_its_instance_on_the_same_runs():
+    """arms_swapped-k draws instance k's stream: the same digits, seeds and random labels, the runs trained
+    once (cached), and the checker sees the reverse effect of the instance's."""
+    from theorycheck.claims import random_label_margin as rlm
+
+    cases = {c.name: c for c in tc.CLAIMS["random_label_margin"].audit_cases(n=2, seed=0, device="cpu",
+                                                                               dtype="float32")}
+    rlm._digit_pairs.cache_clear()
+    instance, control = cases["instance-1"].run(), cases["control-arms_swapped-1"].run()
+    assert rlm._digit_pairs.cache_info().hits == 1 and rlm._digit_pairs.cache_info().misses == 1
+    assert instance.status == "holds" and control.status == "violated"
+    assert (control.details["wins"], control.details["losses"]) == (instance.details["losses"],
+                                                                    instance.details["wins"])

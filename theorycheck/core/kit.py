@@ -19,6 +19,8 @@ A claim whose cases are frozen dataclasses (fields that rebuild the instance, ``
 ``make(claim_id, rng, control_or_None)``; their reproduce line is the dataclass itself.
 ``ClaimKit(..., streams_from="other_claim")`` draws each case from the other claim's stream of the same
 name: a claim checking the other's runs (kkt on the margin claim's flows) then shares them.
+``@kit.control(name, expect=..., on_instance=True)`` draws control k from the stream of instance k: a control
+that re-reads an instance's run (its arms swapped, say) then shares that run.
 
 The kit names the audit cases, derives each case's random stream from (audit seed, claim, case name),
 writes the reproduce line, refuses observed assumptions that the claim did not declare (in ``decide`` and
@@ -71,7 +73,7 @@ class ClaimKit:
     check: Callable[..., Verdict] | None = None
     assert_: Callable[..., Verdict] | None = None
     _instances: CaseMaker | None = None
-    _controls: dict[str, tuple[CaseMaker, frozenset[str]]] = dataclasses.field(default_factory=dict)
+    _controls: dict[str, tuple[CaseMaker, frozenset[str], bool]] = dataclasses.field(default_factory=dict)
 
     def decide(self, *, assumptions: Mapping[str, bool], comparisons: Sequence[dict] = (),
                inconclusive: bool = False, **fields) -> Verdict:
@@ -137,12 +139,14 @@ class ClaimKit:
         self._instances = make
         return make
 
-    def control(self, name: str, *, expect: str | Sequence[str]) -> Callable[[CaseMaker], CaseMaker]:
-        """Register a negative control and the status(es) the checker must give it."""
+    def control(self, name: str, *, expect: str | Sequence[str], on_instance: bool = False
+                ) -> Callable[[CaseMaker], CaseMaker]:
+        """Register a negative control and the status(es) the checker must give it. ``on_instance``: control
+        k draws instance k's stream (the same generated instance, so the two can share its run)."""
         expected = frozenset([expect] if isinstance(expect, str) else expect)
 
         def add(make: CaseMaker) -> CaseMaker:
-            self._controls[name] = (make, expected)
+            self._controls[name] = (make, expected, on_instance)
             return make
 
         return add
@@ -183,18 +187,19 @@ class ClaimKit:
             yield self._audit_case(f"instance-{index}", "instance", self._instances, frozenset({"holds"}),
                                    seed, device, dtype)
         for index in range(n if controls else 0):
-            control, (make, expected) = controls[index % len(controls)]
-            yield self._audit_case(f"control-{control}-{index}", "control", make, expected, seed, device, dtype)
+            control, (make, expected, on_instance) = controls[index % len(controls)]
+            yield self._audit_case(f"control-{control}-{index}", "control", make, expected, seed, device, dtype,
+                                   stream=f"instance-{index}" if on_instance else None)
 
-    def _audit_case(self, name, kind, make, expected, seed, device, dtype) -> AuditCase:
-        rng = np.random.default_rng(case_seed(seed, self.streams_from or self.id, name))
+    def _audit_case(self, name, kind, make, expected, seed, device, dtype, stream=None) -> AuditCase:
+        rng = np.random.default_rng(case_seed(seed, self.streams_from or self.id, stream or name))
         generated = make(rng, device, dtype)
         module = getattr(self.check, "__module__", "theorycheck")
         line = generated.reproduce or (f"import theorycheck, {module}; from theorycheck.core.kit import KITS; "
                                        f"print(KITS[{self.id!r}].case({name!r}, seed={seed}, device={device!r}, "
                                        f"dtype={dtype!r}).summary())")
         return AuditCase(name=name, kind=kind, expected=expected, run=generated.run, size=generated.size,
-                         reproduce=line)
+                         reproduce=line, stream=stream or name)
 
 
 def case_line(case) -> str:

@@ -23,6 +23,7 @@ class AuditCase:
     reproduce: str
     run: Callable[[], object]
     size: int = 0  # a size measure of the instance (parameters), for residual-vs-size plots
+    stream: str = ""  # the random stream it draws (default: its name); cases of one stream share runs
 
 
 @dataclasses.dataclass(frozen=True)

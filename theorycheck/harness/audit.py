@@ -182,7 +182,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         for key in groups if workers is not None else ():
             if not settings.budget.get(key[0]):
                 finished = {r["case"] for r in done.get(key, [])}
-                submitted[key] = {c.name: workers.submit(key, settings.to_dict(), c.name)
+                submitted[key] = {c.name: workers.submit(key, settings.to_dict(), c.name, c.stream)
                                   for c in plans[key][0] if c.name not in finished}
         index = 0
         try:

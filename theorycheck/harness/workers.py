@@ -3,9 +3,9 @@
 An audit case runs on one CPU thread (:func:`theorycheck.harness.plan.run_case`), so one process leaves
 the other cores idle. :class:`CaseWorkers` starts N processes (spawned: safe with CUDA and with torch's
 thread pools) that rebuild each claim's plan from the registry and run cases by name; a case goes to the
-worker chosen by a hash of its stream (the claim it draws from, device, dtype, name), so cases that share a
-run (kkt on the margin claim's flows) land in the same process and the run is still trained once. Each case
-seeds itself from its own id, so the records equal those of one process. Workers ignore Ctrl-C: the audit
+worker chosen by a hash of its stream (the claim it draws from, device, dtype, stream name), so cases that
+share a run (kkt on the margin claim's flows, a control on its instance's run) land in the same process and
+the run is still trained once. Each case seeds itself from its own id, so the records equal those of one process. Workers ignore Ctrl-C: the audit
 process stops them and keeps every finished case.
 """
 
@@ -83,9 +83,10 @@ class CaseWorkers:
         for pool in self.pools:  # start (and import in) every worker now, while this process plans the audit
             pool.submit(_started)
 
-    def submit(self, key: tuple[str, str, str], settings: dict[str, Any], name: str) -> Future:
+    def submit(self, key: tuple[str, str, str], settings: dict[str, Any], name: str, stream: str = "") -> Future:
+        """Run case ``name`` in the worker of its stream (``AuditCase.stream``, default: the name)."""
         claim, device, dtype = key
-        worker = zlib.crc32(f"{stream_of(claim)}/{device}/{dtype}/{name}".encode()) % len(self.pools)
+        worker = zlib.crc32(f"{stream_of(claim)}/{device}/{dtype}/{stream or name}".encode()) % len(self.pools)
         return self.pools[worker].submit(_run_in_worker, key, settings, name)
 
     def plots(self, cases_by_group: dict[tuple, list]) -> dict[tuple, tuple]:
