@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import theorycheck as tc
-from theorycheck.claims.ntk import analytic_ntk, empirical_ntk
+from theorycheck.claims.ntk import analytic_ntk, empirical_ntk, init_weights, kernel_at, mlp_output
+from theorycheck.core.devices import gamma
 
 
 def test_the_analytic_kernel_on_the_diagonal_is_the_input_norm():
@@ -15,6 +16,22 @@ def test_the_analytic_kernel_on_the_diagonal_is_the_input_norm():
     assert analytic_ntk(x, 0)[0, 0] == pytest.approx(s)
     assert analytic_ntk(x, 1)[0, 0] == pytest.approx(s / 2 + s / 2)  # Sigma^1 + Theta^1 dSigma^1
     assert analytic_ntk(x, 2)[0, 0] == pytest.approx(s / 4 + s * 1 / 2)  # Sigma^2 + Theta^2 dSigma^2
+
+
+@pytest.mark.parametrize("depth, width", [(1, 16), (2, 64), (3, 256), (2, 1024)])
+@pytest.mark.parametrize("network", [{}, {"output_scale": "mean-field"}, {"activation": torch.tanh}])
+def test_the_layerwise_kernel_is_the_jacobians_gram_matrix(depth, width, network):
+    """kernel_at sums per-layer Gram products; the oracle is J J^T from one autograd row per output. Both sum
+    P products of factors that carry depth x width rounded products each: |difference| <= gamma_m |J| |J|^T
+    with m = 2 (P + depth x width) (each side's sum and its factors' rounding)."""
+    X = torch.randn(5, 4, generator=torch.Generator().manual_seed(width), dtype=torch.float64)
+    weights = init_weights(4, width, depth, seed=width)
+    f = mlp_output(X, weights, **network)
+    J = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(out, weights, retain_graph=True)])
+                     for out in f]).detach()
+    m = 2 * (J.shape[1] + depth * width)
+    difference = (kernel_at(X, weights, **network) - J @ J.T).abs()
+    assert bool((difference <= gamma(m, torch.float64) * (J.abs() @ J.abs().T)).all())
 
 
 def test_a_wide_network_is_close_to_its_limit():

@@ -61,25 +61,35 @@ def init_weights(d: int, width: int, depth: int, *, seed: int, claim: str = "ntk
             for k in range(len(sizes) - 1)]
 
 
+def _layers(X: torch.Tensor, weights: list[torch.Tensor], activation, output_scale: str):
+    """(input a, pre-activation h, scale s) of each layer, h = a W^T / s (the forward pass of mlp_output)."""
+    h, out = X, []
+    for k, W in enumerate(weights):
+        fan_in = W.shape[-1]
+        scale = fan_in if (k == len(weights) - 1 and output_scale == "mean-field") else math.sqrt(fan_in)
+        a = activation(h) if k else h
+        h = a @ W.transpose(-1, -2) / scale
+        out.append((a, h, scale))
+    return out
+
+
 def mlp_output(X: torch.Tensor, weights: list[torch.Tensor], *, activation=torch.relu,
                output_scale: str = "ntk") -> torch.Tensor:
     """h^1 = W^1 x / sqrt(d), h^{l+1} = W^{l+1} activation(h^l) / sqrt(n_l); ``output_scale="mean-field"``
     divides the output layer by its fan-in instead of its square root. Returns f, shape (n,); weights with
     leading batch dimensions (networks side by side) give f of shape (..., n)."""
-    h = X
-    for k, W in enumerate(weights):
-        fan_in = W.shape[-1]
-        scale = fan_in if (k == len(weights) - 1 and output_scale == "mean-field") else math.sqrt(fan_in)
-        h = (activation(h) if k else h) @ W.transpose(-1, -2) / scale
-    return h[..., 0]
+    return _layers(X, weights, activation, output_scale)[-1][1][..., 0]
 
 
-def kernel_at(X: torch.Tensor, weights: list[torch.Tensor], **network) -> torch.Tensor:
-    """The empirical NTK J J^T at ``weights`` (J: the gradients of each output over all weights)."""
-    f = mlp_output(X, weights, **network)
-    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(out, weights, retain_graph=True)]) for out in f]
-    J = torch.stack(rows)
-    return (J @ J.T).detach()
+def kernel_at(X: torch.Tensor, weights: list[torch.Tensor], *, activation=torch.relu,
+              output_scale: str = "ntk") -> torch.Tensor:
+    """The empirical NTK J J^T at ``weights`` (J: the gradients of each output over all weights), without J:
+    layer k's block of J for sample i is delta_k(x_i)^T a_k(x_i) / s_k (delta_k = df/dh_k), so
+    Theta = sum_k (D_k D_k^T) * (A_k A_k^T) / s_k^2 (elementwise product). Sample i's output depends on
+    its own row only, so one backward pass of sum_i f_i gives every D_k (n x width, not J's n x P)."""
+    layers = _layers(X, weights, activation, output_scale)
+    deltas = torch.autograd.grad(layers[-1][1].sum(), [h for _, h, _ in layers])
+    return sum((D @ D.T) * (a @ a.T) / s**2 for D, (a, _, s) in zip(deltas, layers)).detach()
 
 
 def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_scale: str = "ntk") -> torch.Tensor:
