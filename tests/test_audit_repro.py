@@ -4,6 +4,10 @@ INCOMPLETE headline, --replace, fresh default output, --resume refusing an incon
 import functools
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 import types
 from pathlib import Path
 
@@ -190,3 +194,29 @@ def test_claims_the_workers_cannot_import_run_in_this_process_and_say_so(tmp_pat
     assert run_cli("audit", "--claims", "fake,homogeneity", "--examples", 2, "--jobs", 2, "--out", tmp_path) == 0
     assert "worker processes would not have the claims ['fake']" in capsys.readouterr().err
     assert {r["claim"] for r in case_records(tmp_path)} == {"fake", "homogeneity"}
+
+
+CLI = "import sys; from theorycheck.harness.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_ctrl_c_during_a_worker_audit_keeps_finished_cases_and_resumes_to_the_plan(tmp_path):
+    """Ctrl-C while two workers run random_label_margin (about a second a case): the audit exits 130, keeps
+    every case the workers had finished (later groups' too, each after its plan record) and --resume runs only
+    the rest, to the whole plan."""
+    out = tmp_path / "audit"
+    process = subprocess.Popen([sys.executable, "-c", CLI, "audit", "--claims",
+                                "homogeneity,random_label_margin,layer_balance", "--examples", "6", "--jobs", "2",
+                                "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(case_records(out) if (out / "results.jsonl").exists() else []) < 15 and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    kept = case_records(out)
+    assert process.returncode == 130 and "--resume" in err and 15 <= len(kept) < 36
+    assert len({(r["claim"], r["case"]) for r in kept}) == len(kept)
+    assert run_cli("audit", "--resume", out) == 0
+    resumed = case_records(out)
+    assert len(resumed) == 36 and resumed[:len(kept)] == kept
+    assert json.loads((out / "report.json").read_text())["complete"]
