@@ -178,14 +178,14 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         width = max(map(len, settings.claims))
         groups = list(planned_groups(settings))
         plans = {key: _plan(key, settings) for key in groups}
-        submitted = {}  # every unbudgeted group's cases go to the workers at once: no idle core between groups
-        for key in groups if workers is not None else ():
-            if not settings.budget.get(key[0]):
-                finished = {r["case"] for r in done.get(key, [])}
-                submitted[key] = {c.name: workers.submit(key, settings.to_dict(), c.name, c.stream)
-                                  for c in plans[key][0] if c.name not in finished}
+        submitted: dict[tuple, dict] = {}
         index = 0
         try:
+            for key in groups if workers is not None else ():  # every unbudgeted group's cases at once: no
+                if not settings.budget.get(key[0]):               # core idles between groups
+                    finished = {r["case"] for r in done.get(key, [])}
+                    submitted[key] = {c.name: workers.submit(key, settings.to_dict(), c.name, c.stream)
+                                      for c in plans[key][0] if c.name not in finished}
             for index, key in enumerate(groups):
                 if key not in planned:
                     writer.write(group_record(key, settings, _names(plans[key])))

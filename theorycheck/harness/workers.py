@@ -5,8 +5,9 @@ the other cores idle. :class:`CaseWorkers` starts N processes (spawned: safe wit
 thread pools) that rebuild each claim's plan from the registry and run cases by name; a case goes to the
 worker chosen by a hash of its stream (the claim it draws from, device, dtype, stream name), so cases that
 share a run (kkt on the margin claim's flows, a control on its instance's run) land in the same process and
-the run is still trained once. Each case seeds itself from its own id, so the records equal those of one process. Workers ignore Ctrl-C: the audit
-process stops them and keeps every finished case.
+the run is still trained once. Each case seeds itself from its own id, so the records equal those of one
+process. Workers ignore Ctrl-C: the audit process stops them and keeps every finished case. At the end the
+workers also draw the report's plots (:meth:`CaseWorkers.plots`).
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def report_texts(directory: Path, records: Sequence[Mapping[str, Any]],
                     directory / "report.html": render_html(report, records, plots)}
 
 
-def write_reports(directory: Path, records: Sequence[Mapping[str, Any]], plots: Mapping | None = None) -> dict[str, Any]:
+def write_reports(directory: Path, records: Sequence[Mapping[str, Any]],
+                  plots: Mapping | None = None) -> dict[str, Any]:
     """Write report.json, report.md and report.html for ``records`` (all three or none: an unwritable
     directory raises ``InvalidArgument`` and leaves the old files); return the report document."""
     from .records import write_texts_atomic
