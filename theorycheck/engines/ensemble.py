@@ -292,8 +292,8 @@ def train_ensemble(ensemble: Ensemble, X: torch.Tensor, y: torch.Tensor, *, lr: 
         for W, layer in zip(weights, ensemble.weights):
             W.copy_(layer[part])
         with np.errstate(all="ignore"):  # non-finite values are recorded, as in torch, not warned about
-            _train_chunk(flat, weights, X[part].contiguous(), y[part].contiguous(), rec_loss[:, part], rec_margin[:, part],
-                         rec_norms[:, :, part], loss=loss, activation=ensemble.activation,
+            _train_chunk(flat, weights, X[part].contiguous(), y[part].contiguous(), rec_loss[:, part],
+                         rec_margin[:, part], rec_norms[:, :, part], loss=loss, activation=ensemble.activation,
                          slope=ensemble.negative_slope, lr=float(lr), steps=steps,
                          index=None if indices is None else indices[:, part])
         for W, trained in zip(ensemble.weights, weights):
