@@ -220,3 +220,16 @@ def test_ctrl_c_during_a_worker_audit_keeps_finished_cases_and_resumes_to_the_pl
     resumed = case_records(out)
     assert len(resumed) == 36 and resumed[:len(kept)] == kept
     assert json.loads((out / "report.json").read_text())["complete"]
+
+
+def test_workers_that_cannot_draw_the_plots_leave_them_to_this_process(tmp_path, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from theorycheck.harness.workers import CaseWorkers
+
+    def broken(self, cases_by_group):
+        raise BrokenProcessPool("a worker died after the last case")
+
+    monkeypatch.setattr(CaseWorkers, "plots", broken)
+    assert run_cli("audit", "--claims", "homogeneity", "--examples", 2, "--jobs", 2, "--out", tmp_path) == 0
+    assert (tmp_path / "report.html").read_text().count("<svg") >= 1

@@ -199,8 +199,19 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
             raise
         writer.write({"record": "end", "time": now()})
         records = read_results(path)
-        plots = workers.plots(group_cases(records)) if workers is not None else None
+        plots = _plots_from(workers, records)
     return write_reports(directory, records, plots)
+
+
+def _plots_from(workers: CaseWorkers | None, records: list[dict]) -> dict | None:
+    """The report's plots drawn by the workers, or None (then drawn in this process, where a plotting error
+    raises as itself): workers that broke after the last case must not cost the report."""
+    if workers is None:
+        return None
+    try:
+        return workers.plots(group_cases(records))
+    except Exception:  # a broken pool or a plot that failed: drawn again in this process
+        return None
 
 
 def _inconsistent(directory: Path, what: str) -> InvalidArgument:
