@@ -1,6 +1,7 @@
 """The batched ensemble engine (theorycheck.engines.ensemble) against the loop a researcher writes.
 
     python benchmarks/run.py [--quick] [--repeats 5] [--loop-networks 16] [--steps 300] [--threads N]
+                             [--device cpu|cuda]
 
 Reference setting: 64 bias-free ReLU MLPs 10 -> 32 -> 32 -> 1 (depth 3 = three weight layers), 128 samples,
 full-batch GD on the summed logistic loss, 300 steps, in float32 and float64. Three programs, timed in
@@ -13,9 +14,10 @@ from other processes hits all of them alike:
             records (log L, min margin, squared layer norms at every step), which the other two do not keep.
 The speedup is the median over repeats of engine / loop measured in the same repeat. Then the engine's cost
 (seconds per step) against width, depth, sample count and ensemble size with a fitted log-log slope each,
-peak memory (growth of the resident set's high-water mark over one reference run), and each registered
-claim's checker time per audit instance (median over --instances, float64). Last line:
-``speedup float32=<x> float64=<y>``.
+peak memory (growth of the resident set's high-water mark over one reference run; on CUDA the allocator's
+peak), and each registered claim's checker time per audit instance (median over --instances, float64, on
+the device). ``--device cuda`` runs every program on the GPU and waits for its queued kernels before each
+reading of the clock. Last line: ``speedup float32=<x> float64=<y>``.
 """
 
 from __future__ import annotations
@@ -38,30 +40,45 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LR = 0.01
 
 
+DEVICE = torch.device("cpu")  # set by --device
+
+
 def data(n: int, d: int, dtype: torch.dtype, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d, generator=generator, dtype=torch.float64)
-    return X.to(dtype), torch.where(X[:, 0] >= 0, 1.0, -1.0).to(dtype)
+    return X.to(DEVICE, dtype), torch.where(X[:, 0] >= 0, 1.0, -1.0).to(DEVICE, dtype)
+
+
+def ensemble_of(size: int, widths: tuple[int, ...], dtype: torch.dtype) -> Ensemble:
+    """``size`` networks ``mlp(widths)`` (seeds 0..size-1) on DEVICE."""
+    return Ensemble([W.to(DEVICE) for W in Ensemble.random(size, widths, dtype=dtype).weights])
+
+
+def clock() -> float:
+    """perf_counter after the kernels queued on DEVICE have run (CUDA is asynchronous)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+    return time.perf_counter()
 
 
 def loop_rate(ensemble: Ensemble, X, y, steps: int, networks: int) -> float:
     """Network-steps/s of the plain loop: per network one model, one optimizer, autograd."""
     models = ensemble.to_models()[:networks]
-    started = time.perf_counter()
+    started = clock()
     for model in models:
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
         for _ in range(steps):
             optimizer.zero_grad()
             F.softplus(-y * model(X).squeeze(1)).sum().backward()
             optimizer.step()
-    return len(models) * steps / (time.perf_counter() - started)
+    return len(models) * steps / (clock() - started)
 
 
 def stacked_rate(ensemble: Ensemble, X, y, steps: int) -> float:
     """Network-steps/s of the stacked-weights autograd program (the batched floor)."""
     weights = [W.clone().requires_grad_(True) for W in ensemble.weights]
     Xe = X.expand(ensemble.size, *X.shape)
-    started = time.perf_counter()
+    started = clock()
     for _ in range(steps):
         h = Xe
         for k, W in enumerate(weights):
@@ -71,7 +88,7 @@ def stacked_rate(ensemble: Ensemble, X, y, steps: int) -> float:
         with torch.no_grad():
             for W, G in zip(weights, grads):
                 W.sub_(LR * G)
-    return ensemble.size * steps / (time.perf_counter() - started)
+    return ensemble.size * steps / (clock() - started)
 
 
 def engine_rate(ensemble: Ensemble, X, y, steps: int) -> float:
@@ -83,12 +100,12 @@ def reference(args) -> dict:
     rates = {(name, dt): [] for name in ("loop", "stacked", "engine") for dt in DTYPES}
     for dt, dtype in DTYPES.items():  # warm-up: first-call costs are nobody's steady state
         X, y = data(args.samples, 10, dtype)
-        ensemble = Ensemble.random(args.networks, (10, 32, 32, 1), dtype=dtype)
+        ensemble = ensemble_of(args.networks, (10, 32, 32, 1), dtype)
         loop_rate(ensemble, X, y, 5, 1), stacked_rate(ensemble, X, y, 5), engine_rate(ensemble, X, y, 5)
     for _ in range(args.repeats):
         for dt, dtype in DTYPES.items():
             X, y = data(args.samples, 10, dtype)
-            ensemble = Ensemble.random(args.networks, (10, 32, 32, 1), dtype=dtype)
+            ensemble = ensemble_of(args.networks, (10, 32, 32, 1), dtype)
             rates["loop", dt].append(loop_rate(ensemble, X, y, args.steps, args.loop_networks))
             rates["stacked", dt].append(stacked_rate(ensemble, X, y, args.steps))
             rates["engine", dt].append(engine_rate(ensemble, X, y, args.steps))
@@ -96,9 +113,9 @@ def reference(args) -> dict:
     return {"rates": rates, "speedup": speedup}
 
 
-def seconds_per_step(networks: int, widths: tuple[int, ...], samples: int, steps: int, dtype) -> float:
+def seconds_per_step(size: int, widths: tuple[int, ...], samples: int, steps: int, dtype) -> float:
     X, y = data(samples, widths[0], dtype)
-    ensemble = Ensemble.random(networks, widths, dtype=dtype)
+    ensemble = ensemble_of(size, widths, dtype)
     train_ensemble(ensemble, X, y, lr=LR, steps=2)
     times = [train_ensemble(ensemble, X, y, lr=LR, steps=steps).seconds / steps for _ in range(3)]
     return statistics.median(times)
@@ -130,14 +147,21 @@ def _status_kib(field: str) -> int:
 
 
 def peak_memory(args) -> dict:
-    """Peak resident-set growth (bytes) of one reference run per program and dtype: the kernel's high-water
-    mark is reset (/proc/self/clear_refs, Linux) before each run and read (VmHWM) after it."""
+    """Peak memory growth (bytes) of one reference run per program and dtype. CPU: the resident set's
+    high-water mark, reset (/proc/self/clear_refs, Linux) before each run and read (VmHWM) after it; CUDA:
+    the caching allocator's peak over what was allocated before the run."""
     out = {}
     for dt, dtype in DTYPES.items():
         X, y = data(args.samples, 10, dtype)
-        ensemble = Ensemble.random(args.networks, (10, 32, 32, 1), dtype=dtype)
+        ensemble = ensemble_of(args.networks, (10, 32, 32, 1), dtype)
         for program, run in (("engine", lambda: engine_rate(ensemble, X, y, args.steps)),
                              ("loop", lambda: loop_rate(ensemble, X, y, 2, args.networks))):
+            if DEVICE.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(DEVICE)
+                before = torch.cuda.memory_allocated(DEVICE)
+                run()
+                out[program, dt] = torch.cuda.max_memory_allocated(DEVICE) - before
+                continue
             ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the system: the run's pages are counted
             Path("/proc/self/clear_refs").write_text("5")
             before = _status_kib("VmRSS")
@@ -147,13 +171,13 @@ def peak_memory(args) -> dict:
 
 
 def checker_costs(instances: int) -> dict[str, float]:
-    """Median wall seconds per audit instance of every registered claim (float64, CPU, audit seed 0): each
-    claim's first instance runs once untimed (first-call costs), then ``instances`` are timed."""
+    """Median wall seconds per audit instance of every registered claim (float64, on DEVICE, audit seed 0):
+    each claim's first instance runs once untimed (first-call costs), then ``instances`` are timed."""
     from theorycheck.core.registry import CLAIMS
 
     costs = {}
     for claim_id, claim in CLAIMS.items():
-        cases = [c for c in claim.audit_cases(n=instances + 1, seed=0, device="cpu", dtype="float64")
+        cases = [c for c in claim.audit_cases(n=instances + 1, seed=0, device=DEVICE.type, dtype="float64")
                  if c.kind == "instance"]
         cases[0].run()
         times = []
@@ -176,12 +200,20 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help=f"torch threads for every program (default: {torch.get_num_threads()}, torch's default here)")
     parser.add_argument("--instances", type=int, default=3, help="audit instances timed per claim (default: 3)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every program runs (default: cpu)")
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("expected a CUDA device for --device cuda, but torch.cuda.is_available() is False "
+                     f"(torch {torch.__version__}). Fix: run on a machine with a GPU and a CUDA build of torch, "
+                     "or --device cpu")
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.quick:
         args.repeats, args.steps, args.networks, args.samples, args.loop_networks, args.instances = 1, 10, 8, 32, 2, 1
     print(f"setting: {args.networks} bias-free ReLU MLPs 10-32-32-1, {args.samples} samples, full-batch GD on the "
-          f"logistic loss, {args.steps} steps, lr {LR}; torch {torch.__version__}, {args.threads} thread(s); "
+          f"logistic loss, {args.steps} steps, lr {LR}; torch {torch.__version__}, {args.threads} thread(s), "
+          f"device {DEVICE.type}{f' ({torch.cuda.get_device_name(DEVICE)})' if DEVICE.type == 'cuda' else ''}; "
           f"{args.repeats} interleaved repeats, loop timed on {args.loop_networks} networks")
     result = reference(args)
     print(f"{'program':<10}{'float32 net-steps/s':>22}{'x loop':>8}{'float64 net-steps/s':>22}{'x loop':>8}")
@@ -200,7 +232,8 @@ def main(argv=None) -> int:
         print(f"  {axis:<9} slope {slope:5.2f}   {points}")
     try:
         memory = peak_memory(args)
-        print("peak resident-set growth of one run (loop: 2 steps of every network): " + ", ".join(
+        what = "CUDA allocator peak growth" if DEVICE.type == "cuda" else "peak resident-set growth"
+        print(f"{what} of one run (loop: 2 steps of every network): " + ", ".join(
             f"{program} {dt} {value / 1024:.0f} KiB" for (program, dt), value in memory.items()))
     except (OSError, AttributeError) as error:
         print(f"peak memory: not measured ({error})")

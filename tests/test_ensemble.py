@@ -254,6 +254,14 @@ def test_benchmark_quick_prints_the_speedup_line():
     assert re.fullmatch(r"speedup float32=\d+(\.\d+)? float64=\d+(\.\d+)?", last), last
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_benchmark_on_cuda_without_a_gpu_names_the_fix():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--device", "cuda"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "expected a CUDA device" in done.stderr and "--device cpu" in done.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_reference_setting_matches_the_plain_loop(dtype):
