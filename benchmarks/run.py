@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from theorycheck.core.devices import cuda_available, synchronize  # noqa: E402
 from theorycheck.engines.ensemble import Ensemble, train_ensemble  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -56,8 +57,7 @@ def ensemble_of(size: int, widths: tuple[int, ...], dtype: torch.dtype) -> Ensem
 
 def clock() -> float:
     """perf_counter after the kernels queued on DEVICE have run (CUDA is asynchronous)."""
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
+    synchronize(DEVICE)
     return time.perf_counter()
 
 
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     parser.add_argument("--instances", type=int, default=3, help="audit instances timed per claim (default: 3)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every program runs (default: cpu)")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if args.device == "cuda" and not cuda_available():
         parser.error("expected a CUDA device for --device cuda, but torch.cuda.is_available() is False "
                      f"(torch {torch.__version__}). Fix: run on a machine with a GPU and a CUDA build of torch, "
                      "or --device cpu")

@@ -49,6 +49,12 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the kernels queued on ``device`` (CUDA runs them asynchronously); nothing to wait for elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def available_devices() -> list[str]:
     return ["cpu"] + (["cuda"] if cuda_available() else [])
 

@@ -33,7 +33,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 from torch import nn
 
-from ..core.devices import dtype_name
+from ..core.devices import dtype_name, synchronize
 from ..core.errors import expect
 
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
@@ -300,7 +300,7 @@ def train_ensemble(ensemble: Ensemble, X: torch.Tensor, y: torch.Tensor, *, lr: 
             W[part] = trained
 
     parts = [slice(e0, min(E, e0 + chunk)) for e0 in range(0, E, chunk)]
-    _finish_queued(device)  # CUDA runs asynchronously: the clock covers this run's kernels, and only those
+    synchronize(device)  # the clock covers this run's kernels, and only those
     started = time.perf_counter()
     # the chunks are the parallelism: a BLAS splitting each small product over threads of its own
     # oversubscribes the cores (measured: 64-128-1 on 64 samples, 2 threads, 2.3x slower); restored on return
@@ -317,7 +317,7 @@ def train_ensemble(ensemble: Ensemble, X: torch.Tensor, y: torch.Tensor, *, lr: 
         else:
             for part in parts:
                 train_part(part)
-    _finish_queued(device)
+    synchronize(device)
     seconds = time.perf_counter() - started
     # a summed loss below N x the smallest normal number has lost its digits: not representable, recorded as nan
     rec_loss[rec_loss < math.log(N * torch.finfo(dtype).tiny)] = math.nan
@@ -410,12 +410,6 @@ def _train_chunk(flat, weights, X, y, rec_loss, rec_margin, rec_norms, *, loss, 
                     backward[k]()
                 _activate_backward(deltas[k], acts[k], activation, slope)
         flat.add_(flat_grads, alpha=-lr)
-
-
-def _finish_queued(device: torch.device) -> None:
-    """Wait for the kernels queued on ``device`` (CUDA); nothing elsewhere."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @functools.cache

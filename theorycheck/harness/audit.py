@@ -21,9 +21,8 @@ from typing import Any, TextIO
 from ..core.errors import InvalidArgument, expect
 from ..core.registry import CLAIMS
 from ..report import RESULTS, SCHEMA_VERSION, ResultsWriter, case_record, environment, read_results, write_reports
-from ..report.html import group_cases
 from ..report.records import check_writable_directory, now
-from ..report.summary import group_key, reason_of
+from ..report.summary import group_cases, group_key, reason_of
 from .plan import AuditSettings, in_shard, planned_cases, planned_groups, run_case
 from .workers import CaseWorkers, unreachable
 
@@ -170,10 +169,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
             writer.write({"record": "header", "schema_version": SCHEMA_VERSION, "source": "audit", "started": now(),
                           "settings": settings.to_dict(), "environment": environment(settings.devices),
                           "claims": {c: CLAIMS[c].to_dict() for c in settings.claims}})
-        done: dict[tuple, list] = {}
-        for record in records:
-            if record["record"] == "case":
-                done.setdefault(group_key(record), []).append(record)
+        done = group_cases(records)
         planned = {group_key(r) for r in records if r["record"] == "group"}
         width = max(map(len, settings.claims))
         groups = list(planned_groups(settings))

@@ -9,7 +9,7 @@ from typing import Any
 from ..core.verdict import STATUSES
 from .markdown import completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts
 from .plots import Plot, measurement_plot, series_plot, slug
-from .summary import group_key
+from .summary import group_cases
 
 MAX_COUNTEREXAMPLES = 20  # per claim x device x dtype
 
@@ -92,15 +92,6 @@ def _figure(plot: Plot) -> str:
         return notes
     caption = f"<figcaption>{_e(plot.caption)}</figcaption>" if plot.caption else ""
     return f"<figure>{plot.svg}{caption}</figure>{notes}"
-
-
-def group_cases(records: Sequence[Mapping[str, Any]]) -> dict[tuple, list]:
-    """The case records of each claim x device x dtype, in file order."""
-    cases_by_group: dict[tuple, list] = {}
-    for record in records:
-        if record["record"] == "case":
-            cases_by_group.setdefault(group_key(record), []).append(record)
-    return cases_by_group
 
 
 def group_plots(key: tuple[str, str, str], cases: Sequence[Mapping[str, Any]]) -> tuple[Plot, Plot]:

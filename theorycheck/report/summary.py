@@ -92,6 +92,15 @@ def report_result(report: Mapping[str, Any]) -> str:
     return result_of(summary["counterexamples"], summary["cases"], summary["not_run"], report["complete"])
 
 
+def group_cases(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], list]:
+    """The case records of each claim x device x dtype, in file order."""
+    cases_by_group: dict[tuple[str, str, str], list] = {}
+    for record in records:
+        if record["record"] == "case":
+            cases_by_group.setdefault(group_key(record), []).append(record)
+    return cases_by_group
+
+
 def build_report(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``report.json`` document for the records of one ``results.jsonl`` (header first)."""
     records = list(records)
