@@ -7,13 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
 import pytest
 from conftest import make_fake_claim
-from test_cli import _usage_error, case_records, run_cli, verdicts_by_case
+from test_cli import _usage_error, case_records, run_cli, verdicts_by_case, wait_for_cases
 
 from theorycheck.report import render_reports
 from theorycheck.report.summary import report_result
@@ -135,35 +134,45 @@ def test_worker_processes_record_what_one_process_records(tmp_path, capsys):
 
 def test_an_interruption_keeps_the_cases_the_workers_finished(tmp_path):
     """Cases of later groups that finished before Ctrl-C are recorded (after their group's plan), so a resume
-    does not run them again; queued, cancelled or failed ones are not."""
+    does not run them again; queued, cancelled or failed ones are not, nor one the file already holds (the
+    interruption came between its write and its bookkeeping), and a torn last line is cut off first."""
     from concurrent.futures import Future
 
     from theorycheck.harness.audit import _keep_finished, group_record
     from theorycheck.harness.plan import AuditSettings
-    from theorycheck.report import ResultsWriter
+    from theorycheck.report import SCHEMA_VERSION, ResultsWriter, case_record
 
     settings = AuditSettings(claims=("a", "b"), examples={"a": 2, "b": 2}, budget={"a": 0, "b": 0})
     plans = {key: ([types.SimpleNamespace(name=n) for n in ("x", "y", "z")], None)
              for key in (("a", "cpu", "float64"), ("b", "cpu", "float64"))}
+    a, b = plans
 
-    def future(state):
+    def case(key, name):
+        return case_record(claim=key[0], device=key[1], dtype=key[2], case=name, kind="instance",
+                           expected=None, status="holds")
+
+    def future(state, key, name):
         f = Future()
         if state == "done":
-            f.set_result({"record": "case", "case": "?"})
+            f.set_result(case(key, name))
         elif state == "failed":
             f.set_exception(RuntimeError("worker died"))
         elif state == "cancelled":
             f.cancel()
         return f
 
-    submitted = {key: {"x": future("done"), "y": future("queued"), "z": future(state)}
-                 for key, state in zip(plans, ("failed", "cancelled"))}
-    a, b = plans
-    done = {a: [{"record": "case", "case": "x"}]}  # a's plan and its case x are already in the file
-    with ResultsWriter(tmp_path / "results.jsonl") as writer:
-        _keep_finished([a, b], plans, submitted, done, {a}, settings, writer)
-    written = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert written == [group_record(b, settings, ["x", "y", "z"]), {"record": "case", "case": "?"}]
+    states = {a: ("done", "done", "failed"), b: ("done", "queued", "cancelled")}
+    submitted = {key: {n: future(state, key, n) for n, state in zip("xyz", states[key])} for key in plans}
+    header = {"record": "header", "schema_version": SCHEMA_VERSION, "source": "audit", "settings": settings.to_dict()}
+    path = tmp_path / "results.jsonl"
+    with ResultsWriter(path) as writer:
+        for record in (header, group_record(a, settings, ["x", "y", "z"]), case(a, "x"), case(a, "y")):
+            writer.write(record)  # a's case y is in the file although the audit had not counted it
+        with open(path, "ab") as torn:
+            torn.write(b'{"record": "case", "cla')  # a write cut short
+        _keep_finished([a, b], plans, submitted, settings, writer)
+    written = [json.loads(line) for line in path.read_text().splitlines()]
+    assert written[4:] == [group_record(b, settings, ["x", "y", "z"]), case(b, "x")] and len(written) == 6
 
 
 def test_jobs_default_to_the_cores_the_process_may_use(monkeypatch):
@@ -207,10 +216,7 @@ def test_ctrl_c_during_a_worker_audit_keeps_finished_cases_and_resumes_to_the_pl
     process = subprocess.Popen([sys.executable, "-c", CLI, "audit", "--claims",
                                 "homogeneity,random_label_margin,layer_balance", "--examples", "6", "--jobs", "2",
                                 "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(case_records(out) if (out / "results.jsonl").exists() else []) < 15 and time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
+    wait_for_cases(out / "results.jsonl", process, 15)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     kept = case_records(out)

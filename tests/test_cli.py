@@ -217,10 +217,13 @@ def uninterrupted(tmp_path_factory):
     return out, code
 
 
-def _wait_for_cases(path: Path, process, count: int) -> None:
-    deadline = time.monotonic() + 90
+def wait_for_cases(path: Path, process, count: int, seconds: float = 120) -> None:
+    """Wait until the running audit has written ``count`` case lines to ``path``. The file is read while
+    it is written, so only newline-terminated lines count (a reader can see a line half copied)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
-        if path.exists() and path.read_text().count('"record": "case"') >= count:
+        written = path.read_bytes() if path.exists() else b""
+        if written[: written.rfind(b"\n") + 1].count(b'"record": "case"') >= count:
             return
         time.sleep(0.01)
     raise AssertionError(f"audit finished or stalled before {count} cases: {process.poll()}")
@@ -234,7 +237,7 @@ def test_killed_audit_resumes_to_the_uninterrupted_counts(tmp_path, uninterrupte
     script = SLOW_AUDIT.format(tests=str(Path(__file__).parent))
     process = subprocess.Popen([sys.executable, "-c", script, *KILL_ARGS, "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_cases(out / "results.jsonl", process, 3)
+    wait_for_cases(out / "results.jsonl", process, 3)
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
     assert 3 <= len(case_records(out)) < 40

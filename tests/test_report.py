@@ -118,6 +118,19 @@ def test_results_round_trip_and_torn_tail(tmp_path):
     assert path.read_bytes() == whole
 
 
+def test_short_writes_still_append_whole_lines(tmp_path, monkeypatch):
+    """``os.write`` may write fewer bytes than asked; the writer goes on until the line is whole."""
+    import os
+
+    write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: write(fd, bytes(data[:7])))
+    with ResultsWriter(tmp_path / RESULTS) as writer:
+        for record in records():
+            writer.write(record)
+    monkeypatch.undo()
+    assert read_results(tmp_path / RESULTS) == json.loads(json.dumps(records()))
+
+
 @pytest.mark.parametrize("content, message", [
     (b"", "does not start with a header"),
     (b'{"record": "header", "schema_version": 1}\n[1, 2]\n', "line 2 is not a record"),

@@ -125,11 +125,14 @@ def _run_group(key: tuple[str, str, str], plan: tuple[list, str | None], setting
     return planned, seconds
 
 
-def _keep_finished(groups, plans, submitted, done, planned, settings, writer) -> None:
-    """After an interruption: the cases the workers finished but the audit had not yet recorded (each after
-    its group's plan record), so that a resumed audit does not run them again."""
+def _keep_finished(groups, plans, submitted, settings, writer) -> None:
+    """After an interruption: the cases the workers finished but the file does not hold yet (each after its
+    group's plan record), so that a resumed audit does not run them again. What is recorded is read from the
+    file itself: the interruption may have come between a line's write and its bookkeeping, or in a write."""
+    records = read_results(writer.path, repair_torn_tail=True)
+    recorded, planned = group_cases(records), {group_key(r) for r in records if r["record"] == "group"}
     for key in groups:
-        finished = {r["case"] for r in done.get(key, [])}
+        finished = {r["case"] for r in recorded.get(key, [])}
         ready = [f.result() for name, f in submitted.get(key, {}).items()
                  if name not in finished and f.done() and not f.cancelled() and f.exception() is None]
         if ready and key not in planned:
@@ -191,7 +194,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
                                             submitted=submitted.get(key))
                 print(_group_line(*key, group, total, seconds, width), file=out, flush=True)
         except KeyboardInterrupt:  # keep what the workers finished: this group's rest and later groups'
-            _keep_finished(groups[index:], plans, submitted, done, planned, settings, writer)
+            _keep_finished(groups[index:], plans, submitted, settings, writer)
             raise
         writer.write({"record": "end", "time": now()})
         records = read_results(path)

@@ -89,14 +89,16 @@ def record_line(record: Mapping[str, Any]) -> str:
 
 
 class ResultsWriter:
-    """Append records to ``results.jsonl``, one ``write`` per line, flushed at once."""
+    """Append records to ``results.jsonl``, each line written whole and unbuffered."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: Mapping[str, Any]) -> None:
-        os.write(self._fd, record_line(record).encode())
+        line = memoryview(record_line(record).encode())
+        while line:  # os.write may write less than asked (a signal, a full disk's last blocks)
+            line = line[os.write(self._fd, line):]
 
     def close(self) -> None:
         os.close(self._fd)
