@@ -239,3 +239,32 @@ def test_workers_that_cannot_draw_the_plots_leave_them_to_this_process(tmp_path,
     monkeypatch.setattr(CaseWorkers, "plots", broken)
     assert run_cli("audit", "--claims", "homogeneity", "--examples", 2, "--jobs", 2, "--out", tmp_path) == 0
     assert (tmp_path / "report.html").read_text().count("<svg") >= 1
+
+
+def _audit_with_dying_claims(out: Path, **environment) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-c", CLI, "audit", "--import", "dying_claims", "--claims",
+                           "dying,homogeneity", "--examples", "6", "--jobs", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent), **environment})
+
+
+def test_a_worker_that_dies_costs_its_case_only(tmp_path):
+    """instance-3 of the dying claim kills its worker: that case is an error saying so (exit 1: unexpected), the
+    cases queued behind it run in a fresh worker, and the audit completes to its plan."""
+    audit = _audit_with_dying_claims(tmp_path / "audit")
+    records = case_records(tmp_path / "audit")
+    assert audit.returncode == 1, audit.stderr
+    assert len(records) == len({(r["claim"], r["case"]) for r in records}) == 24
+    errors = [r for r in records if r["status"] == "error"]
+    assert [(r["claim"], r["case"], r["outcome"]) for r in errors] == [("dying", "instance-3", "unexpected")]
+    assert "worker process died while running this case" in errors[0]["error"]
+    assert "UNEXPECTED dying cpu/float64 instance-3" in audit.stdout
+    assert json.loads((tmp_path / "audit" / "report.json").read_text())["complete"]
+
+
+def test_workers_that_die_at_their_start_are_an_error_naming_the_fix(tmp_path):
+    audit = _audit_with_dying_claims(tmp_path / "audit", DYING_AT_START="1")
+    assert audit.returncode == 2, audit.stderr
+    assert "died while starting" in audit.stderr and "--jobs 1" in audit.stderr

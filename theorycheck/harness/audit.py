@@ -183,7 +183,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
             for key in groups if workers is not None else ():  # every unbudgeted group's cases at once: no
                 if not settings.budget.get(key[0]):               # core idles between groups
                     finished = {r["case"] for r in done.get(key, [])}
-                    submitted[key] = {c.name: workers.submit(key, settings.to_dict(), c.name, c.stream)
+                    submitted[key] = {c.name: workers.submit(key, settings.to_dict(), c)
                                       for c in plans[key][0] if c.name not in finished}
             for index, key in enumerate(groups):
                 if key not in planned:

@@ -6,8 +6,10 @@ thread pools) that rebuild each claim's plan from the registry and run cases by 
 worker chosen by a hash of its stream (the claim it draws from, device, dtype, stream name), so cases that
 share a run (kkt on the margin claim's flows, a control on its instance's run) land in the same process and
 the run is still trained once. Each case seeds itself from its own id, so the records equal those of one
-process. Workers ignore Ctrl-C: the audit process stops them and keeps every finished case. At the end the
-workers also draw the report's plots (:meth:`CaseWorkers.plots`).
+process. Workers ignore Ctrl-C: the audit process stops them and keeps every finished case. A worker that
+dies (killed by a signal, the out-of-memory killer, a crash in native code) costs one case: the case it was
+running is recorded as an error saying so, and the worker is started afresh for the cases queued behind it.
+At the end the workers also draw the report's plots (:meth:`CaseWorkers.plots`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ import multiprocessing
 import signal
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from ..core.errors import InvalidArgument
+from ..core.registry import AuditCase
+from ..report import case_record
 
 _PLANS: dict[tuple, dict] = {}  # in a worker: (claim, device, dtype, settings) -> {case name: AuditCase}
 
@@ -74,21 +81,92 @@ def unreachable(claims: Sequence[str], imports: Sequence[str]) -> list[str]:
                        for root in roots)]
 
 
+DIED = ("the worker process died while running this case (killed by a signal: the out-of-memory killer, a "
+        "crash in native code, or kill -9); the cases queued behind it ran in a fresh worker")
+
+
+class CaseFuture:
+    """A case sent to a worker: its record when it ran, or an error record if its worker died running it."""
+
+    def __init__(self, workers: "CaseWorkers", worker: int, key: tuple[str, str, str], settings: dict[str, Any],
+                 case: AuditCase | None):
+        self.workers, self.worker, self.key, self.settings, self.case = workers, worker, key, settings, case
+        self.died: dict[str, Any] | None = None
+        self.inner = self._send()
+
+    def _send(self) -> Future:
+        pool = self.workers.pools[self.worker]
+        return pool.submit(_started) if self.case is None else pool.submit(_run_in_worker, self.key, self.settings,
+                                                                           self.case.name)
+
+    def _lost(self) -> bool:
+        """Whether its worker died before it finished (then it runs again, unless it was the one running)."""
+        return (self.died is None and self.inner.done() and not self.inner.cancelled()
+                and isinstance(self.inner.exception(), BrokenProcessPool))
+
+    def done(self) -> bool:
+        return self.died is not None or (self.inner.done() and not self._lost())
+
+    def cancelled(self) -> bool:
+        return self.died is None and self.inner.cancelled()
+
+    def exception(self) -> BaseException | None:
+        return None if self.died is not None else self.inner.exception()
+
+    def result(self) -> dict[str, Any]:
+        while self.died is None:
+            try:
+                return self.inner.result()
+            except BrokenProcessPool:
+                self.workers.recover(self.worker)  # records this case as died, or sends it to a fresh worker
+        return self.died
+
+
 class CaseWorkers:
     """N single-process pools, one per stream partition; use as a context manager."""
 
     def __init__(self, jobs: int, imports: Sequence[str] = ()):
-        context = multiprocessing.get_context("spawn")
-        self.pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker, initargs=(tuple(imports),))
-                      for _ in range(jobs)]
-        for pool in self.pools:  # start (and import in) every worker now, while this process plans the audit
-            pool.submit(_started)
+        self.imports = tuple(imports)
+        self.pools = [self._pool() for _ in range(jobs)]
+        self.sent: list[list[CaseFuture]] = [[] for _ in range(jobs)]  # per worker, in the order it runs them
+        for worker in range(jobs):  # start (and import in) every worker now, while this process plans the audit
+            self.sent[worker].append(CaseFuture(self, worker, ("", "", ""), {}, None))
 
-    def submit(self, key: tuple[str, str, str], settings: dict[str, Any], name: str, stream: str = "") -> Future:
-        """Run case ``name`` in the worker of its stream (``AuditCase.stream``, default: the name)."""
+    def _pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                   initargs=(self.imports,))
+
+    def submit(self, key: tuple[str, str, str], settings: dict[str, Any], case: AuditCase) -> CaseFuture:
+        """Run ``case`` in the worker of its stream (``AuditCase.stream``, default: the case's name)."""
         claim, device, dtype = key
-        worker = zlib.crc32(f"{stream_of(claim)}/{device}/{dtype}/{stream or name}".encode()) % len(self.pools)
-        return self.pools[worker].submit(_run_in_worker, key, settings, name)
+        worker = zlib.crc32(f"{stream_of(claim)}/{device}/{dtype}/{case.stream or case.name}".encode()) % len(self.pools)
+        future = CaseFuture(self, worker, key, settings, case)
+        self.sent[worker].append(future)
+        return future
+
+    def recover(self, worker: int) -> None:
+        """After ``worker`` died: the first case it had not finished (a worker runs its cases in order) was
+        running and is recorded as an error; the rest go to a fresh worker. Dying at the start is an error."""
+        # the broken pool fails its unfinished cases one by one: wait for all of them before looking
+        wait([future.inner for future in self.sent[worker] if future.died is None])
+        lost = [future for future in self.sent[worker] if future._lost()]
+        if not lost:
+            return
+        running, queued = lost[0], lost[1:]
+        if running.case is None:
+            raise InvalidArgument(f"expected worker processes that start, but one died while starting (importing "
+                                  f"theorycheck's claims and {list(self.imports)}). Fix: --jobs 1 runs every case in "
+                                  "this process, where the error shows")
+        claim, device, dtype = running.key
+        case = running.case
+        running.died = case_record(claim=claim, device=device, dtype=dtype, case=case.name, kind=case.kind,
+                                   expected=case.expected, status="error", reproduce=case.reproduce, size=case.size,
+                                   error=DIED)
+        self.pools[worker].shutdown(wait=False)
+        self.pools[worker] = self._pool()
+        for future in queued:
+            future.inner = future._send()
+        self.sent[worker] = [future for future in self.sent[worker] if future.died is None]
 
     def plots(self, cases_by_group: dict[tuple, list]) -> dict[tuple, tuple]:
         """The report's plots of every group, drawn side by side (largest groups first, each to the worker
