@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_fake_claim
-from test_cli import _usage_error, case_records, run_cli, verdicts_by_case, wait_for_cases
+from test_cli import _usage_error, case_records, interruptible, run_cli, verdicts_by_case, wait_for_cases
 
 from theorycheck.report import render_reports
 from theorycheck.report.summary import report_result
@@ -215,7 +215,8 @@ def test_ctrl_c_during_a_worker_audit_keeps_finished_cases_and_resumes_to_the_pl
     out = tmp_path / "audit"
     process = subprocess.Popen([sys.executable, "-c", CLI, "audit", "--claims",
                                 "homogeneity,random_label_margin,layer_balance", "--examples", "6", "--jobs", "2",
-                                "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=interruptible)
     wait_for_cases(out / "results.jsonl", process, 15)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)

@@ -217,6 +217,12 @@ def uninterrupted(tmp_path_factory):
     return out, code
 
 
+def interruptible() -> None:
+    """A subprocess's Ctrl-C restored to the default (a shell starts background jobs with SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler): for the tests that interrupt an audit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for_cases(path: Path, process, count: int, seconds: float = 120) -> None:
     """Wait until the running audit has written ``count`` case lines to ``path``. The file is read while
     it is written, so only newline-terminated lines count (a reader can see a line half copied)."""
@@ -236,7 +242,7 @@ def test_killed_audit_resumes_to_the_uninterrupted_counts(tmp_path, uninterrupte
     out = tmp_path / "killed"
     script = SLOW_AUDIT.format(tests=str(Path(__file__).parent))
     process = subprocess.Popen([sys.executable, "-c", script, *KILL_ARGS, "--out", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     wait_for_cases(out / "results.jsonl", process, 3)
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
