@@ -8,7 +8,8 @@ import pytest
 from scipy.stats import binom
 
 import theorycheck as tc
-from theorycheck.claims.validation_bound import ValidationCase, epsilon, exact_union_tail, validation_experiment
+from theorycheck.claims.validation_bound import (ALPHA, ValidationCase, _critical_count, epsilon, exact_union_tail,
+                                                  repeats_without_power, validation_experiment)
 
 
 def test_epsilon_is_hoeffding_with_a_union_bound():
@@ -69,6 +70,19 @@ def test_too_few_repetitions_and_nan_are_inconclusive():
     true, val = validation_experiment(np.full(5, 0.2), m=100, repeats=500, seed=0)
     val[3, 1] = np.nan
     assert tc.check_validation_bound(true, val, delta=0.05, m=100, loss_range=(0, 1)).status == "inconclusive"
+
+
+@pytest.mark.parametrize("delta", [0.0101, 0.0146, 0.0316, 0.0317, 0.05, 0.1, 0.2])
+def test_too_few_repeats_control_is_the_edge_of_power(delta):
+    """The control's repetitions cannot reject at level alpha (inconclusive), one more can: with delta < alpha^(1/2)
+    two repetitions already can (an unseen audit seed drew delta = 0.0146, where a fixed 2 gave 'holds')."""
+    repeats = repeats_without_power(delta)
+    assert _critical_count(repeats, delta, ALPHA) is None and _critical_count(repeats + 1, delta, ALPHA) is not None
+    assert delta**repeats >= ALPHA > delta ** (repeats + 1)
+    case = ValidationCase(K=13, m=213, repeats=1554, delta=delta, seed=1142273325, control="too-few-repeats")
+    verdict = case.verdict()
+    assert verdict.status == "inconclusive" and "run more" in verdict.reason
+    assert verdict.details["repeats"] == repeats
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -45,6 +45,9 @@ def exact_union_tail(risks: np.ndarray, m: int, eps: float, sided: str = "two") 
     return float(np.sum(lower + upper))
 
 
+ALPHA = 1e-3  # level of the binomial test of the violation frequency
+
+
 def _critical_count(repeats: int, delta: float, alpha: float) -> int | None:
     """The smallest count V with P(Binomial(repeats, delta) >= V) < alpha (None: no count rejects)."""
     from scipy.stats import binom
@@ -52,6 +55,18 @@ def _critical_count(repeats: int, delta: float, alpha: float) -> int | None:
     counts = np.arange(repeats + 1)
     rejecting = counts[binom.sf(counts - 1, repeats, delta) < alpha]
     return int(rejecting[0]) if rejecting.size else None
+
+
+def repeats_without_power(delta: float, alpha: float = ALPHA) -> int:
+    """The most repetitions whose binomial test cannot reject a violation rate <= delta at level alpha: even
+    R violations of R have probability delta^R >= alpha, so R = floor(ln alpha / ln delta) (at least 1;
+    checked against :func:`_critical_count`, which one more repetition makes a number)."""
+    repeats = max(1, math.floor(math.log(alpha) / math.log(delta)))
+    while repeats > 1 and _critical_count(repeats, delta, alpha) is not None:
+        repeats -= 1
+    while _critical_count(repeats + 1, delta, alpha) is None:
+        repeats += 1
+    return repeats
 
 
 kit = ClaimKit(
@@ -67,7 +82,7 @@ kit = ClaimKit(
 
 @kit.checker
 def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1.0, m: int | None = None,
-                           loss_range=None, sided: str = "two", alpha: float = 1e-3, zero_one: bool | None = None,
+                           loss_range=None, sided: str = "two", alpha: float = ALPHA, zero_one: bool | None = None,
                            seed: int | None = None) -> Verdict:
     """Check the bound on repeated validation sets.
 
@@ -188,8 +203,8 @@ class ValidationCase:
             K = min(self.K, 5)         # about one of them lies beyond eps (the exact tails are ~ delta / (30 K))
             true, val = validation_experiment(np.full(K, 0.5), select_from=math.ceil(40 * K / self.delta),
                                               repeats=min(self.repeats, 300), **common)
-        elif self.control == "too-few-repeats":
-            true, val = validation_experiment(risks, repeats=2, **common)
+        elif self.control == "too-few-repeats":  # the most repetitions that cannot reject at this delta
+            true, val = validation_experiment(risks, repeats=repeats_without_power(self.delta), **common)
         else:
             true, val = validation_experiment(risks, repeats=self.repeats, **common)
         scale = 4.0 if self.control == "loss-out-of-range" else 1.0  # a squared loss in [0, 4] declared C = 1
