@@ -129,6 +129,27 @@ def test_overflow_is_inconclusive():
     assert tc.check_layer_balance(rec.trajectory).status == "inconclusive"
 
 
+@pytest.mark.parametrize("weight_decay, status", [(0.0, "inconclusive"), (0.5, "vacuous")])
+def test_frozen_run_is_inconclusive_unless_it_shows_a_broken_assumption(weight_decay, status):
+    """Every lr*||g|| below the weights' roundoff: plain SGD tests nothing (inconclusive); weight decay is still
+    seen in the updates (lr * wd * ||W|| above roundoff), so the theorem is silent (vacuous), as on the audit's
+    float32 draw where a weight-decay control came back inconclusive."""
+    model, X = network_and_batch(SPECS["mlp"], 1, 4, "cpu", "float32")
+    y = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, weight_decay=weight_decay)
+    with tc.Recorder(model, opt) as rec:
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.softplus(-y * model(X).squeeze(1)).sum().backward()
+            for parameter in model.parameters():
+                parameter.grad.mul_(1e-8)  # lr * ||g|| ~ 1e-12 ||g||: far below float32 roundoff of ||W||
+            opt.step()
+    verdict = tc.check_layer_balance(rec.trajectory)
+    assert verdict.details["plain_steps"]["informative_steps"] == 0
+    assert verdict.status == status, verdict.summary()
+    assert (ASSUME_PLAIN in verdict.failed_assumptions) == (weight_decay > 0)
+
+
 def test_discrete_identity_is_the_eta_squared_term():
     """The drift of D equals the eta^2 sum (not 0): the flow statement needs the exact correction."""
     details = tc.check_layer_balance(_run(SPECS["mlp"], steps=30)).details
