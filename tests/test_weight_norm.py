@@ -76,6 +76,16 @@ def test_controls(control, expected, words, tc_device, tc_dtype):
         assert row["wn_vs_lagrange"] == pytest.approx(8 / 9 * row["lagrange_norm"], rel=1e-4)
 
 
+def test_scale_control_is_resolved_in_float32_where_random_labels_cancel_R():
+    """An unseen audit draw: with random labels R = sum_n e_n y_n f(V; x_n) nearly cancelled, and the control's
+    radial part (3.8e-4) fell below float32's tolerance (4.1e-4): 'holds'. Its labels follow the network's signs."""
+    case = WeightNormCase(widths=(8, 2, 1), rhos=(0.7994901048687801, 1.0322480386729118), n=4,
+                          activation="leaky_relu", seed=789569138, control="scale-without-constraint")
+    for dtype in ("float32", "float64"):
+        verdict = case.verdict(dtype=dtype)
+        assert verdict.status == "violated" and verdict.statistic > 10, verdict.summary()
+
+
 def test_assert_raises_with_the_numbers():
     model = WeightNormCase(control="v-norm-3").model("cpu", "float64")
     X, y = torch.randn(5, 3, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
