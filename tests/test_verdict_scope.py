@@ -89,3 +89,15 @@ def test_an_undecided_assumption_is_left_out_and_makes_the_verdict_inconclusive(
     assert open_.details["undecided_assumptions"] == ["b"]
     outside = Verdict.decide(assumptions={"a": False, "b": None}, conclusion_held=True, **fields)
     assert outside.status == "vacuous" and outside.failed_assumptions == ["a"]
+
+
+def test_an_undecided_conclusion_is_inconclusive_unless_an_assumption_fails():
+    """undecided=True (a run too short, a test without power) yields to a failed assumption; inconclusive=True
+    (observations not to be trusted) does not."""
+    fields = dict(claim="c", statistic=0.0, bound=0.0, tolerance=0.0, tolerance_basis="b")
+    assert Verdict.decide(assumptions={"a": True}, conclusion_held=False, undecided=True, **fields).status == "inconclusive"
+    assert Verdict.decide(assumptions={"a": False}, conclusion_held=False, undecided=True, **fields).status == "vacuous"
+    assert Verdict.decide(assumptions={"a": True, "b": None}, conclusion_held=False, undecided=True,
+                          **fields).status == "inconclusive"
+    assert Verdict.decide(assumptions={"a": False}, conclusion_held=False, inconclusive=True,
+                          **fields).status == "inconclusive"

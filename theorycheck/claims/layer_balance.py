@@ -156,7 +156,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         # a frozen run tests nothing, but an assumption it was seen to break (a weight-decay or momentum update is
         # visible even when lr*||g|| is below roundoff) already makes the theorem silent: vacuous
         return Verdict.decide(assumptions=assumptions, conclusion_held=False,
-                              inconclusive=traj.steps == 0 or not finite or (frozen and all(assumptions.values())),
+                              inconclusive=traj.steps == 0 or not finite, undecided=frozen,
                               statistic=math.nan, bound=0.0, tolerance=math.nan,
                               tolerance_basis="not evaluated", details={"plain_steps": plain_details},
                               reason=reason, **common)

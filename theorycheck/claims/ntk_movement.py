@@ -118,7 +118,7 @@ def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 
     finite = all(run["finite"] and run["movement"] > 0 for _, run in runs)
     common = dict(dtype=dtype_name(X.dtype))
     if not (enough and finite):
-        return kit.decide(assumptions=assumptions, inconclusive=all(assumptions.values()),
+        return kit.decide(assumptions=assumptions, undecided=True,
                           reason="too few widths or seeds for an interval" if not enough
                           else "a run diverged or did not move (non-finite or zero movement)", **common)
     log_w = [math.log(w) for w, _ in runs]
@@ -135,7 +135,7 @@ def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 
         reasons.append(f"slope {fit.slope:.3f} in [{lower:.3f}, {upper:.3f}] straddles -1/2: more widths or seeds "
                        "needed to decide")
     return kit.decide(
-        assumptions=assumptions, inconclusive=lower <= -0.5 < upper and all(assumptions.values()),
+        assumptions=assumptions, undecided=lower <= -0.5 < upper,
         comparisons=[comparison("upper end of the slope's interval", upper, -0.5, 0.0,
                                 f"fitted slope {fit.slope:.3f} + {CONFIDENCE:.1%} Student-t half-width {half:.3f} "
                                 f"over {len(runs)} runs; one-sided: the theorem bounds the rate from above")],

@@ -173,7 +173,7 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
         reasons.append(f"roundoff {tolerance:.3g} exceeds the bound {bound:.3g}: ill-conditioned for this dtype")
     return Verdict.decide(
         claim="erm_stability", assumptions=assumptions,
-        inconclusive=(not finite or not resolved) and all(assumptions.values()), **headline(parts),
+        undecided=not finite or not resolved, **headline(parts),
         device=str(X.device), dtype=dtype_name(dtype), seed=seed,
         details={"comparisons": parts, "sigma": sigma, "kappa2": kappa2, "kappa_basis": kappa_basis, "B": B, "n": n, "lambda": lam,
                  "change": "removal" if new is None else "replacement", "indices": chosen,

@@ -76,7 +76,7 @@ kit = ClaimKit(
               "(one-sided: R[f] <= R_val[f] + C sqrt(ln(K/delta)/(2m))).",
     source=SOURCE,
     assumptions={"range": ASSUME_RANGE},
-    tolerance="exact one-sided binomial test of the violation frequency against delta (alpha = 1e-3)",
+    tolerance=f"exact one-sided binomial test of the violation frequency against delta (alpha = {ALPHA:g})",
 )
 
 

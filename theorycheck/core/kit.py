@@ -76,10 +76,11 @@ class ClaimKit:
     _controls: dict[str, tuple[CaseMaker, frozenset[str], bool]] = dataclasses.field(default_factory=dict)
 
     def decide(self, *, assumptions: Mapping[str, bool], comparisons: Sequence[dict] = (),
-               inconclusive: bool = False, **fields) -> Verdict:
+               inconclusive: bool = False, undecided: bool = False, **fields) -> Verdict:
         """A verdict of this claim. ``assumptions`` maps declared keys to whether each was observed to
         hold; ``comparisons`` are the conclusion's parts (:func:`theorycheck.core.comparisons.comparison`); with
-        none (nothing could be measured) the verdict must be inconclusive or vacuous."""
+        none (nothing could be measured) the verdict must be inconclusive or vacuous. ``inconclusive`` and
+        ``undecided`` as in :meth:`theorycheck.core.verdict.Verdict.decide`."""
         unknown = sorted(set(assumptions) - set(self.assumptions))
         if unknown:
             close = {key: difflib.get_close_matches(key, list(self.assumptions), n=1) for key in unknown}
@@ -94,7 +95,7 @@ class ClaimKit:
             fields.update(headline(list(comparisons)))
             held = fields.pop("conclusion_held")
         else:
-            if not inconclusive and all(held is True for held in observed.values()):
+            if not (inconclusive or undecided) and all(held is True for held in observed.values()):
                 raise InvalidArgument(f"expected comparisons for a verdict of {self.id!r} whose assumptions all "
                                       "hold, but got none. Fix: pass comparisons=[comparison(...)], or "
                                       "inconclusive=True when nothing could be measured.")
@@ -104,7 +105,7 @@ class ClaimKit:
             fields.setdefault("tolerance_basis", "nothing measured")
             held = False
         return Verdict.decide(claim=self.id, assumptions=observed, conclusion_held=held,
-                              inconclusive=inconclusive, details=details, **fields)
+                              inconclusive=inconclusive, undecided=undecided, details=details, **fields)
 
     def checker(self, function: Callable[..., Verdict]) -> Callable[..., Verdict]:
         """Register ``function`` as the claim's checker; ``kit.assert_`` raises ClaimViolation unless it holds."""

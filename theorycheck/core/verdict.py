@@ -8,6 +8,9 @@ conclusion within a derived tolerance, and returns a Verdict whose status is
 An assumption a checker observed but could not decide (its own check was inconclusive) is passed as None:
 it is neither met nor unmet, so it is left out of ``assumptions``, named in ``details["undecided_assumptions"]``,
 and makes the verdict inconclusive unless a decided assumption fails (then the theorem says nothing anyway).
+A conclusion the checker could not decide (too short a run, a test without the power to decide, a run that
+moved less than roundoff) is passed as ``undecided=True`` and follows the same rule; ``inconclusive=True``
+(observations that cannot be trusted, e.g. non-finite) is inconclusive whatever the assumptions.
 """
 
 from __future__ import annotations
@@ -57,13 +60,15 @@ class Verdict:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
     @classmethod
-    def decide(cls, *, claim, assumptions, conclusion_held, inconclusive=False, **fields) -> "Verdict":
-        """Build a Verdict whose status follows :func:`decide_status`; an assumption given as None is
-        undecided (see the module docstring)."""
-        undecided = [str(k) for k, v in assumptions.items() if v is None]
+    def decide(cls, *, claim, assumptions, conclusion_held, inconclusive=False, undecided=False,
+               **fields) -> "Verdict":
+        """Build a Verdict whose status follows :func:`decide_status`; an assumption given as None, and the
+        conclusion with ``undecided=True``, are undecided (see the module docstring)."""
+        open_assumptions = [str(k) for k, v in assumptions.items() if v is None]
         assumptions = {str(k): bool(v) for k, v in assumptions.items() if v is not None}
-        if undecided:
-            fields["details"] = {**fields.get("details", {}), "undecided_assumptions": undecided}
+        if open_assumptions:
+            fields["details"] = {**fields.get("details", {}), "undecided_assumptions": open_assumptions}
+        if open_assumptions or undecided:
             inconclusive = inconclusive or all(assumptions.values())
         status = decide_status(assumptions, bool(conclusion_held), bool(inconclusive))
         verdict = cls(claim=claim, status=status, conclusion_held=bool(conclusion_held),
