@@ -1,5 +1,7 @@
 """Unit tests and negative controls for the Recorder and the layer-balance checker."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,8 @@ from torch import nn
 
 import theorycheck as tc
 from theorycheck.claims.layer_balance import (ASSUME_EULER, ASSUME_HOMOGENEOUS, ASSUME_NO_BIAS, ASSUME_PLAIN,
-                                              ASSUME_UNEDITED, recorded_run)
+                                              ASSUME_UNEDITED, _has_gradient, recorded_run)
+from theorycheck.claims import layer_balance as layer_balance_module
 from theorycheck.core.devices import dtype_of
 from theorycheck.generate.models import NetworkSpec
 from theorycheck.generate.sampling import network_and_batch
@@ -127,6 +130,69 @@ def test_overflow_is_inconclusive():
             (model(X) ** 2).sum().backward()
             opt.step()
     assert tc.check_layer_balance(rec.trajectory).status == "inconclusive"
+
+
+def _balanced_linear_run():
+    """An audit float64 draw: a depth-4 linear network on balanced labels, where sum_n l'_n f_n cancels to
+    4.5e-4 while the per-sample terms are O(1): its Euler sums differ by 2.3e-16, beyond gamma_K sum|W*g|."""
+    model, X = network_and_batch(NetworkSpec(family="linear", in_shape=(1,), widths=(6, 5, 8)), seed=1141580672,
+                                 batch=16, device="cpu", dtype="float64")
+    y = torch.where(torch.arange(16) % 2 == 0, 1.0, -1.0).to(X)
+    return recorded_run(model, X, y, optimizer="sgd", lr=0.02623497207372906, steps=25, seed=1141580672)
+
+
+def test_cancelling_gradient_is_judged_against_its_roundoff_scale():
+    """Plain SGD holds: the Euler sums' spread is within gamma_K S (S from the backward pass), not judged a
+    penalty; without S (a loop the Recorder could not see) the same spread is undecided, never vacuous."""
+    traj = _balanced_linear_run()
+    assert np.all(traj.grad_scale > 1e3 * np.abs(traj.inner[:, :1]).min())
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["euler_sums"]["rigorous_steps"] == traj.steps
+    unseen = dataclasses.replace(traj, grad_scale=np.full(traj.steps, np.nan))
+    verdict = tc.check_layer_balance(unseen)
+    assert verdict.status == "inconclusive" and "undecided" in verdict.reason, verdict.summary()
+
+
+def test_small_penalty_on_a_power_relu_network_is_seen_in_float32():
+    """A 1% L2 penalty on a depth-3 ReLU^3 network (an audit float32 draw): the roundoff scale follows the real
+    activation pattern, so the penalty's Euler spread (1.3e-2) stands far above the bound (7e-6)."""
+    spec = NetworkSpec(in_shape=(2,), widths=(7, 8, 11), activation="relu_p", power=3.0)
+    model, X = network_and_batch(spec, seed=29449228, batch=9, device="cpu", dtype="float32")
+    y = torch.where(torch.arange(9) % 2 == 0, 1.0, -1.0).to(X)
+    traj = recorded_run(model, X, y, optimizer="sgd", lr=0.05, steps=10, seed=29449228, loop_control="l2_penalty")
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "vacuous" and ASSUME_EULER in verdict.failed_assumptions, verdict.summary()
+
+
+@pytest.mark.parametrize("optimizer, status", [("sgd", "inconclusive"), ("weight_decay", "vacuous"),
+                                               ("momentum", "vacuous")])
+def test_overflow_after_a_broken_assumption_is_vacuous(optimizer, status):
+    """An audit float32 draw (ReLU^3 CNN, lr 0.09) overflows at step 9: plain SGD has nothing decided
+    (inconclusive), while weight decay or momentum were seen in the finite steps before, so the theorem is
+    silent (vacuous); NaN records must not count as a broken assumption."""
+    spec = NetworkSpec(family="cnn", in_shape=(3, 4, 4), widths=(1, 4), activation="relu_p", power=3.0)
+    model, X = network_and_batch(spec, seed=1823976179, batch=10, device="cpu", dtype="float32")
+    y = torch.where(torch.arange(10) % 2 == 0, 1.0, -1.0).to(X)
+    traj = recorded_run(model, X, y, optimizer=optimizer, lr=0.09062088621339007, steps=22, seed=1823976179)
+    assert not np.isfinite(traj.sq_norms[-1]).all()
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == status, verdict.summary()
+    assert "non-finite" in verdict.reason
+    assert verdict.failed_assumptions == ([] if optimizer == "sgd" else [ASSUME_PLAIN])
+
+
+def test_controls_redraw_a_network_without_gradient():
+    """A max-pool CNN dead on its batch (an audit float32 draw): no optimizer moves it, so Adam there is
+    indistinguishable from SGD (inconclusive), and the controls redraw such networks."""
+    spec = NetworkSpec(family="cnn", in_shape=(2, 3, 3), widths=(1, 2), pooling="max")
+    assert not _has_gradient(spec, 1347389378, 2, "float32")
+    model, X = network_and_batch(spec, seed=1347389378, batch=2, device="cpu", dtype="float32")
+    traj = recorded_run(model, X, torch.tensor([1.0, -1.0]), optimizer="adam", lr=0.0025, steps=27, seed=1)
+    assert tc.check_layer_balance(traj).status == "inconclusive"
+    rng = np.random.default_rng(0)
+    controls = [layer_balance_module._sgd_case(rng, "cpu", "float32", control="adam") for _ in range(40)]
+    assert all(case.run().status == "vacuous" for case in controls)
 
 
 @pytest.mark.parametrize("weight_decay, status", [(0.0, "inconclusive"), (0.5, "vacuous")])

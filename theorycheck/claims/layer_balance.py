@@ -12,6 +12,7 @@ layer-norm growth).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -38,13 +39,32 @@ ASSUME_EULER = ("gradients are a loss gradient of the homogeneous f: Euler sums 
                 "(no penalty, clipping or noise)")
 ASSUME_UNEDITED = "weights unchanged between optimizer steps"
 MAX_SERIES_POINTS = 200
+MAX_CONTROL_DRAWS = 20  # a control redraws a network dead on its batch (see _has_gradient)
+
+
+def _inner_product_error(traj: BalanceTrajectory, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Per step and layer, a bound on the error of the computed <W_k, g_k> against the exact gradient's, and per
+    step whether that bound is rigorous.
+
+    Where the Recorder formed the roundoff scale S (``grad_scale``): gamma_K d_k S for the backward pass and its
+    batch sum (K = 2 x total fan-in + depth + samples) plus gamma_{P_k} sum|W_k * g_k| for the inner product of
+    P_k terms. Elsewhere only the estimate gamma_K sum|W_k * g_k|, which misses a gradient whose per-sample terms
+    cancel (balanced labels on a linear network: <W, g> 2e4 times below S, measured)."""
+    scale = np.full(traj.steps, np.nan) if traj.grad_scale is None else np.asarray(traj.grad_scale, dtype=float)
+    samples = 0 if traj.grad_samples is None or not len(traj.grad_samples) else int(np.max(traj.grad_samples))
+    g_backward = gamma(2 * traj.fan_in_total + len(traj.layers) + samples, dtype)
+    g_inner = np.array([gamma(size, dtype) for size in traj.sizes])
+    known = np.isfinite(scale)
+    bound = np.where(known[:, None], g_backward * np.asarray(traj.degrees) * np.where(known, scale, 0.0)[:, None]
+                     + g_inner * traj.abs_inner, g_backward * traj.abs_inner)
+    return bound, known
 
 
 def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype, j: int | None = None) -> np.ndarray:
     """Roundoff bound on the balance residual of layers (k, j) (default j = k + 1), accumulated step by step.
 
     Per step: the rounded update (3u (||W^{t+1}||^2 + lr sum|W * g|) per layer), the computed
-    gradient's Euler sums (2 lr gamma_K sum|W * g|, K = 2 x total fan-in + depth) and the eta^2 term
+    gradient's Euler sums (2 lr times :func:`_inner_product_error`) and the eta^2 term
     (lr^2 (gamma_n + gamma_T) ||g||^2); plus gamma_n on the four endpoint norms. Returns the running
     bound after each step (length steps).
     """
@@ -52,13 +72,41 @@ def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype, 
     both, weight = [k, j], np.array([1.0, r])
     steps = traj.steps
     n = max(traj.sizes[k], traj.sizes[j])
-    g_backward = gamma(2 * traj.fan_in_total + len(traj.layers), dtype)
     lr = traj.lr[:, both]
+    inner_error = _inner_product_error(traj, dtype)[0][:, both]
     per_step = (3 * u * (traj.sq_norms[1:, both] + lr * traj.abs_inner[:, both])
-                + 2 * lr * g_backward * traj.abs_inner[:, both]
+                + 2 * lr * inner_error
                 + lr ** 2 * (gamma(n, dtype) + gamma(max(steps, 1), dtype)) * traj.grad_sq[:, both]) @ weight
     endpoints = gamma(n, dtype) * (traj.sq_norms[0, both] @ weight + traj.sq_norms[1:, both] @ weight)
     return np.cumsum(per_step) + endpoints
+
+
+def _finite_prefix(traj: BalanceTrajectory) -> BalanceTrajectory:
+    """The run cut before its first step with a non-finite record (the whole run when every record is finite)."""
+    if traj.steps == 0:
+        return traj
+    per_step = [traj.inner, traj.abs_inner, traj.grad_sq, traj.lr, traj.plain_residual, traj.update_norm,
+                traj.grad_norm, traj.sq_norms[1:], *(a.reshape(traj.steps, -1) for a in traj.neuron_grad_sq),
+                *(a[1:].reshape(traj.steps, -1) for a in traj.neuron_sq)]
+    per_step += [] if traj.edited is None else [traj.edited]
+    good = np.ones(traj.steps, dtype=bool)
+    for array in per_step:
+        good &= np.isfinite(np.asarray(array, dtype=float).reshape(traj.steps, -1)).all(axis=1)
+    start_finite = np.isfinite(traj.sq_norms[0]).all() and all(np.isfinite(a[0]).all() for a in traj.neuron_sq)
+    steps = int(np.argmin(good)) if not good.all() else traj.steps
+    steps = steps if start_finite else 0
+    if steps == traj.steps:
+        return traj
+    return dataclasses.replace(
+        traj, sq_norms=traj.sq_norms[:steps + 1], inner=traj.inner[:steps], abs_inner=traj.abs_inner[:steps],
+        grad_sq=traj.grad_sq[:steps], lr=traj.lr[:steps], plain_residual=traj.plain_residual[:steps],
+        update_norm=traj.update_norm[:steps], grad_norm=traj.grad_norm[:steps],
+        neuron_sq=tuple(a[:steps + 1] for a in traj.neuron_sq),
+        neuron_grad_sq=tuple(a[:steps] for a in traj.neuron_grad_sq),
+        edited=None if traj.edited is None else traj.edited[:steps],
+        outputs=None if traj.outputs is None else traj.outputs[:steps],
+        grad_scale=None if traj.grad_scale is None else traj.grad_scale[:steps],
+        grad_samples=None if traj.grad_samples is None else traj.grad_samples[:steps])
 
 
 def _subsample_index(length: int) -> np.ndarray:
@@ -84,27 +132,33 @@ def _plain_step_observation(traj: BalanceTrajectory, u: float) -> tuple[bool, di
                             "steps_not_plain": int((~ok).any(1).sum())}
 
 
-def _euler_observation(traj: BalanceTrajectory, dtype) -> tuple[bool, dict]:
+def _euler_observation(traj: BalanceTrajectory, dtype) -> tuple[bool | None, dict]:
     """Do the gradient's Euler sums <W_k, g_k>/d_k agree across layers at every step? For the gradient of
-    any loss of f they all equal sum_n l'(f_n) f_n (Euler); each computed sum is within gamma_K sum|W_k * g_k|
-    of it, so the spread about their mean is allowed 2 gamma_K max_k sum|W_k * g_k|/d_k per step."""
+    any loss of f they all equal sum_n l'(f_n) f_n (Euler); each computed sum is within
+    :func:`_inner_product_error` / d_k of it, so the spread about their mean is allowed twice the largest.
+    Undecided (None) when a spread beyond the estimate falls on a step without a rigorous bound."""
     degrees = np.asarray(traj.degrees)
     per_degree = traj.inner / degrees
     spread = np.abs(per_degree - per_degree.mean(1, keepdims=True)).max(1)
-    allowed = 2 * gamma(2 * traj.fan_in_total + len(traj.layers), dtype) * (traj.abs_inner / degrees).max(1)
+    error, known = _inner_product_error(traj, dtype)
+    allowed = 2 * (error / degrees).max(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         excess = np.where(spread > allowed, spread / np.where(allowed > 0, allowed, np.nan), 0.0)
     step = int(np.nanargmax(np.where(np.isnan(excess), np.inf, excess))) if len(excess) else 0
-    return bool((spread <= allowed).all()), {
-        "steps_off": int((spread > allowed).sum()), "worst_step": step,
+    off = spread > allowed
+    agree = True if not off.any() else False if (off & known).any() else None
+    return agree, {
+        "steps_off": int(off.sum()), "worst_step": step,
         "worst_spread": float(spread[step]) if len(spread) else 0.0,
         "allowed": float(allowed[step]) if len(allowed) else 0.0,
+        "rigorous_steps": int(known.sum()),
         "per_degree_sums": per_degree[step].tolist() if len(per_degree) else []}
 
 
 _TOLERANCE_BASIS = ("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W*g|) for each rounded update, 2 lr "
-                    "gamma_K sum|W*g| for the computed gradient's Euler sums, lr^2 (gamma_n + gamma_T) ||g||^2 for the "
-                    "eta^2 term, gamma_n on the endpoint norms; the eta^2 term is the exact discrete correction")
+                    "(gamma_K d_k S + gamma_P sum|W*g|) for the computed gradient's Euler sums (S: the backward pass's "
+                    "roundoff scale sum_n |l'_n| A_n, A the network on |x| with |W|), lr^2 (gamma_n + gamma_T) ||g||^2 "
+                    "for the eta^2 term, gamma_n on the endpoint norms; the eta^2 term is the exact discrete correction")
 
 
 kit = ClaimKit(
@@ -131,11 +185,11 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     dtype = dtype_of(traj.dtype)
     u = unit_roundoff(dtype)
     common = dict(claim=CLAIM_ID, device=traj.device, dtype=traj.dtype, seed=seed)
-    arrays = [traj.sq_norms, traj.inner, traj.grad_sq, traj.plain_residual, *traj.neuron_sq]
-    finite = all(np.isfinite(a).all() for a in arrays)
-    plain, plain_details = _plain_step_observation(traj, u) if traj.steps else (True, {})
-    euler, euler_details = _euler_observation(traj, dtype) if traj.steps and finite else (True, {})
-    edited = traj.edited if traj.edited is not None else np.zeros((traj.steps, len(traj.layers)))
+    seen = _finite_prefix(traj)  # the assumptions are judged on the steps before any overflow or NaN
+    finite = seen.steps == traj.steps
+    plain, plain_details = _plain_step_observation(seen, u) if seen.steps else (True, {})
+    euler, euler_details = _euler_observation(seen, dtype) if seen.steps else (True, {})
+    edited = seen.edited if seen.edited is not None else np.zeros((seen.steps, len(seen.layers)))
     assumptions = {
         ASSUME_PLAIN: plain,
         ASSUME_COMMON_LR: bool((traj.lr == traj.lr[:, :1]).all()) if traj.steps else True,
@@ -147,16 +201,18 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     }
     if traj.homogeneity is not None:
         assumptions[ASSUME_HOMOGENEOUS] = traj.homogeneity.homogeneous
-    frozen = bool(traj.steps) and plain_details["informative_steps"] == 0
+    frozen = bool(seen.steps) and plain_details["informative_steps"] == 0
     if traj.steps == 0 or len(traj.layers) < 2 or not finite or frozen:
         reason = ("no optimizer step recorded: run at least one step with the Recorder attached"
                   if traj.steps == 0 else "fewer than two weight layers: nothing to balance"
-                  if len(traj.layers) < 2 else "non-finite norms or gradients (overflow or NaN)" if not finite
+                  if len(traj.layers) < 2 else f"non-finite norms or gradients (overflow or NaN) from step "
+                  f"{seen.steps}; the assumptions are judged on the {seen.steps} step(s) before" if not finite
                   else "every update lr*||g|| was below the weights' roundoff: the run tests nothing")
-        # a frozen run tests nothing, but an assumption it was seen to break (a weight-decay or momentum update is
-        # visible even when lr*||g|| is below roundoff) already makes the theorem silent: vacuous
+        # a frozen or overflowing run tests nothing, but an assumption it was seen to break (a weight-decay or
+        # momentum update is visible even when lr*||g|| is below roundoff, or in the steps before an overflow)
+        # already makes the theorem silent: vacuous
         return Verdict.decide(assumptions=assumptions, conclusion_held=False,
-                              inconclusive=traj.steps == 0 or not finite, undecided=frozen,
+                              inconclusive=traj.steps == 0, undecided=frozen or not finite,
                               statistic=math.nan, bound=0.0, tolerance=math.nan,
                               tolerance_basis="not evaluated", details={"plain_steps": plain_details},
                               reason=reason, **common)
@@ -215,7 +271,12 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         reasons.append(f"update/gradient cosine {plain_details['min_update_gradient_cosine']:.3f}, relative "
                        f"deviation {plain_details['worst_relative_deviation']:.1e} in {plain_details['steps_not_plain']}"
                        f" step(s) ({traj.optimizer}: momentum, weight decay or adaptive steps?)")
-    if not euler:
+    if euler is None:
+        reasons.append(f"Euler sums <W_k, g_k>/d_k disagree by {euler_details['worst_spread']:.2e} at step "
+                       f"{euler_details['worst_step']}, beyond the estimate {euler_details['allowed']:.2e} from "
+                       "sum|W*g|, on steps whose gradient roundoff was not bounded (the Recorder saw no backward pass "
+                       "through the model's output): undecided")
+    if euler is False:
         reasons.append(f"Euler sums <W_k, g_k>/d_k = {euler_details['per_degree_sums']} disagree by "
                        f"{euler_details['worst_spread']:.2e} > {euler_details['allowed']:.2e} at step "
                        f"{euler_details['worst_step']} ({euler_details['steps_off']} step(s)): the gradient is not a "
@@ -233,8 +294,14 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     parts += [comparison(f"neuron {n['worst_unit']} of {name}: drift - eta^2 term", abs(n["residual"]), 0.0,
                          n["tolerance"], "the layer pair's bound (each unit's roundoff terms are parts of its layers')")
               for name, n in neurons.items()]
+    outcome = headline(parts)
+    unbounded = not _inner_product_error(traj, dtype)[1].all()
+    if unbounded and not outcome["conclusion_held"]:
+        reasons.append("the drift exceeds a tolerance whose gradient-roundoff term is an estimate (the Recorder saw no "
+                       "backward pass through the model's output on some steps): undecided")
     return Verdict.decide(
-        assumptions=assumptions, inconclusive=False, **headline(parts),
+        assumptions=assumptions, inconclusive=False, undecided=unbounded and not outcome["conclusion_held"],
+        **outcome,
         details={"steps": traj.steps, "optimizer": traj.optimizer, "pairs": pairs, "neurons": neurons,
                  "plain_steps": plain_details, "euler_sums": euler_details,
                  "max_edit_between_steps": float(edited.max(initial=0.0)),
@@ -315,11 +382,24 @@ def recorded_run(model, X, y, *, optimizer="sgd", lr=0.05, steps=20, batch=None,
         return rec.trajectory
 
 
+def _has_gradient(spec, seed: int, batch: int, dtype: str) -> bool:
+    """Does the loss of ``recorded_run`` have a nonzero gradient at the start? On a network dead on its batch (every
+    ReLU unit off) no optimizer moves anything, so a control there shows nothing (the checker says inconclusive)."""
+    model, X = network_and_batch(spec, seed, batch, "cpu", dtype)
+    y = torch.where(torch.arange(batch) % 2 == 0, 1.0, -1.0).to(X.dtype)
+    torch.nn.functional.softplus(-y * model(X).reshape(-1)).sum().backward()
+    return any(p.grad is not None and bool(p.grad.any()) for p in model.parameters())
+
+
 def _sgd_case(rng, device: str, dtype: str, control: str | None = None) -> Case:
     """A plain-SGD run (or, with ``control``, a momentum / weight-decay / Adam / biased / edited one) of 5-30
-    steps on a random homogeneous network of depth 1-3 and 2-16 samples."""
-    spec = random_spec(rng, breaks="bias" if control == "bias" else None, depth=int(rng.integers(1, 4)))
-    instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 17))
+    steps on a random homogeneous network of depth 1-3 and 2-16 samples; a control redraws a network that has no
+    gradient on its batch."""
+    for _ in range(MAX_CONTROL_DRAWS):
+        spec = random_spec(rng, breaks="bias" if control == "bias" else None, depth=int(rng.integers(1, 4)))
+        instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 17))
+        if control is None or _has_gradient(spec, instance_seed, batch, dtype):
+            break
     lr, steps = float(10 ** rng.uniform(-3, -1)), int(rng.integers(5, 31))
     optimizer = control if control in OPTIMIZERS else "sgd"
     loop = control if control in LOOP_CONTROLS or control in BETWEEN_STEPS else None

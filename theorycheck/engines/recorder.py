@@ -19,6 +19,7 @@ from ..core.devices import dtype_name
 from ..core.errors import expect
 from ..core.inputs import as_batch, model_device_dtype
 from ..generate.models import declared_degrees, read_parameters
+from .gradient_scale import GradientScale
 from .homogeneity import measure_homogeneity
 
 
@@ -64,7 +65,9 @@ class BalanceTrajectory:
     the last), ``inner`` <W, g>, ``abs_inner`` sum|W * g|, ``grad_sq`` ||g||^2, ``lr`` the step size
     of the layer's parameter group, ``plain_residual`` ||update + lr g||, ``update_norm`` ||update||,
     ``grad_norm`` ||g||, ``edited`` ||W before step t - W after step t-1|| (0 at t = 0: changes made
-    outside the optimizer between steps). Per neuron pair: ``neuron_sq[p]`` (steps + 1, 2, units) the
+    outside the optimizer between steps). Per step: ``grad_scale`` the roundoff scale S of the computed
+    gradients (:class:`~theorycheck.engines.gradient_scale.GradientScale`; NaN where it could not be formed) and ``grad_samples`` the samples
+    their batch sums ran over. Per neuron pair: ``neuron_sq[p]`` (steps + 1, 2, units) the
     values of ||W_k[i]||^2 and ||W_{k+1}[:, i]||^2, ``neuron_grad_sq[p]`` (steps, 2, units) the same for g.
     ``unpaired``: (lower or None, upper, why) for consumers of a layer output that cannot be paired.
     """
@@ -93,6 +96,8 @@ class BalanceTrajectory:
     outputs: Any = None  # model(X) after each step, when X was given
     edited: Any = None
     unpaired: tuple = ()
+    grad_scale: Any = None
+    grad_samples: Any = None
 
     @property
     def steps(self) -> int:
@@ -150,6 +155,7 @@ class Recorder:
             for module in model.modules()
             if isinstance(getattr(module, "weight", None), nn.Parameter) and id(module.weight) in owners
         ]
+        self._scale = GradientScale(model)
         self._step_hooks = [optimizer.register_step_pre_hook(self._before_step),
                             optimizer.register_step_post_hook(self._after_step)]
 
@@ -190,14 +196,17 @@ class Recorder:
                 grads[name] = torch.zeros_like(before[name])
             else:
                 grads[name] = p.grad.detach().clone()
-        self._pending = {"before": before, "grads": grads, "lr": self._layer_lr(), "edited": edited}
+        scale, samples = self._scale.take()
+        self._pending = {"before": before, "grads": grads, "lr": self._layer_lr(), "edited": edited, "scale": scale,
+                         "samples": samples}
 
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs):
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        row: dict[str, Any] = {"lr": pending["lr"], "layers": {}}
+        row: dict[str, Any] = {"lr": pending["lr"], "layers": {}, "scale": pending["scale"],
+                               "samples": pending["samples"]}
         for name, p in self._weights.items():
             w, g, lr = pending["before"][name], pending["grads"][name], pending["lr"][name]
             update = p.detach() - w
@@ -280,12 +289,15 @@ class Recorder:
             non_weight_parameters=self._others, optimizer=type(self.optimizer).__name__,
             device=str(self.device), dtype=dtype_name(self.dtype),
             homogeneity=self._homogeneity, outputs=outputs, edited=table[:, :, 8],
-            unpaired=tuple(self._pairing()[1]) if self.neurons else ())
+            unpaired=tuple(self._pairing()[1]) if self.neurons else (),
+            grad_scale=np.array([row["scale"] for row in self._rows], dtype=np.float64),
+            grad_samples=np.array([row["samples"] for row in self._rows], dtype=np.int64))
 
     def close(self) -> None:
         for hook in self._forward_hooks + self._step_hooks:
             hook.remove()
         self._forward_hooks, self._step_hooks = [], []
+        self._scale.close()
 
     def __enter__(self):
         return self
