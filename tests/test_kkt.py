@@ -327,3 +327,17 @@ def test_a_linear_flow_at_the_exact_svm_holds_with_its_trajectory():
     verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
     assert verdict.status == "holds", verdict.summary()
     assert verdict.details["eps_limit_reached"] and verdict.details["svm"]["angles"][-1] < 1e-12
+
+
+def test_wrong_multipliers_control_is_drawn_from_networks_that_separate():
+    """The wrong-multipliers control needs a run that separated; a ReLU CNN can fail to: an audit float32 draw
+    (FlowInstance(spec=NetworkSpec(family='cnn', in_shape=(1, 3, 3), widths=(3,), pooling='avg'), seed=479962406,
+    n=10, data_margin=0.1433, loss='logistic')) ran its 4000 steps with the five y = -1 samples misclassified, and
+    the control came back vacuous, not violated."""
+    from theorycheck.claims import kkt
+    from theorycheck.claims.margin import random_instance
+
+    assert "cnn-relu" not in kkt.SEPARATING_FAMILIES and set(kkt.SEPARATING_FAMILIES) < set(kkt.AUDIT_FAMILIES)
+    rng = np.random.default_rng(0)
+    draws = [random_instance(rng, families=kkt.SEPARATING_FAMILIES) for _ in range(60)]
+    assert all(d.spec.activation != "relu" or d.spec.family == "linear" for d in draws)

@@ -42,7 +42,8 @@ from ..engines.svm import angle, hard_margin_svm
 from ..generate.models import declared_degrees, read_parameters
 from ..core.inputs import as_batch, as_labels
 from ..core.verdict import Verdict
-from .margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, instance_line,
+from .margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, AUDIT_FAMILIES,
+                     instance_line,
                      random_instance, run_assumptions, separation_index, trained)
 
 CLAIM_ID = "kkt"
@@ -400,13 +401,19 @@ assert_kkt = kit.assert_
 
 
 CONTROLS = ("weight_decay", "square", "inseparable", "before_separation", "wrong_multipliers")
+# the audit families whose units never switch off for good (a ReLU CNN can die on a sample and never separate:
+# an audit float32 draw, 3 ReLU channels with average pooling, stopped with training error)
+SEPARATING_FAMILIES = tuple(f for f in AUDIT_FAMILIES if not f.endswith("-relu"))
 
 
 def _kkt_case(rng, device: str, dtype: str, control: str | None = None) -> Case:
     """The margin claim's run of the same case name (the kit derives this claim's streams from the margin claim's,
     so the flow is trained once for both); controls: that claim's weight decay, square loss and inseparable data,
-    a run stopped before separation (expected: vacuous) and a large multiplier on a non-support point (violated)."""
-    instance = random_instance(rng, control=control if control in ("weight_decay", "square", "inseparable") else None)
+    a run stopped before separation (expected: vacuous) and a large multiplier on a non-support point (violated),
+    drawn without ReLU units (SEPARATING_FAMILIES): a wrong multiplier shows only on a run that separated."""
+    families = SEPARATING_FAMILIES if control == "wrong_multipliers" else AUDIT_FAMILIES
+    instance = random_instance(rng, control=control if control in ("weight_decay", "square", "inseparable") else None,
+                               families=families)
     if control == "before_separation":
         instance = dataclasses.replace(instance, log_loss_target=math.log(instance.n) - 0.5)
 
