@@ -60,11 +60,12 @@ def _inner_product_error(traj: BalanceTrajectory, dtype) -> tuple[np.ndarray, np
     return bound, known
 
 
-def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype, j: int | None = None) -> np.ndarray:
+def _pair_tolerance(traj: BalanceTrajectory, inner_error: np.ndarray, k: int, r: float, u: float, dtype,
+                    j: int | None = None) -> np.ndarray:
     """Roundoff bound on the balance residual of layers (k, j) (default j = k + 1), accumulated step by step.
 
     Per step: the rounded update (3u (||W^{t+1}||^2 + lr sum|W * g|) per layer), the computed
-    gradient's Euler sums (2 lr times :func:`_inner_product_error`) and the eta^2 term
+    gradient's Euler sums (2 lr times ``inner_error``, :func:`_inner_product_error`) and the eta^2 term
     (lr^2 (gamma_n + gamma_T) ||g||^2); plus gamma_n on the four endpoint norms. Returns the running
     bound after each step (length steps).
     """
@@ -73,7 +74,7 @@ def _pair_tolerance(traj: BalanceTrajectory, k: int, r: float, u: float, dtype, 
     steps = traj.steps
     n = max(traj.sizes[k], traj.sizes[j])
     lr = traj.lr[:, both]
-    inner_error = _inner_product_error(traj, dtype)[0][:, both]
+    inner_error = inner_error[:, both]
     per_step = (3 * u * (traj.sq_norms[1:, both] + lr * traj.abs_inner[:, both])
                 + 2 * lr * inner_error
                 + lr ** 2 * (gamma(n, dtype) + gamma(max(steps, 1), dtype)) * traj.grad_sq[:, both]) @ weight
@@ -132,15 +133,15 @@ def _plain_step_observation(traj: BalanceTrajectory, u: float) -> tuple[bool, di
                             "steps_not_plain": int((~ok).any(1).sum())}
 
 
-def _euler_observation(traj: BalanceTrajectory, dtype) -> tuple[bool | None, dict]:
+def _euler_observation(traj: BalanceTrajectory, error: np.ndarray, known: np.ndarray) -> tuple[bool | None, dict]:
     """Do the gradient's Euler sums <W_k, g_k>/d_k agree across layers at every step? For the gradient of
     any loss of f they all equal sum_n l'(f_n) f_n (Euler); each computed sum is within
-    :func:`_inner_product_error` / d_k of it, so the spread about their mean is allowed twice the largest.
+    ``error`` / d_k of it (:func:`_inner_product_error`, rigorous where ``known``), so the spread about their
+    mean is allowed twice the largest.
     Undecided (None) when a spread beyond the estimate falls on a step without a rigorous bound."""
     degrees = np.asarray(traj.degrees)
     per_degree = traj.inner / degrees
     spread = np.abs(per_degree - per_degree.mean(1, keepdims=True)).max(1)
-    error, known = _inner_product_error(traj, dtype)
     allowed = 2 * (error / degrees).max(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         excess = np.where(spread > allowed, spread / np.where(allowed > 0, allowed, np.nan), 0.0)
@@ -188,7 +189,8 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     seen = _finite_prefix(traj)  # the assumptions are judged on the steps before any overflow or NaN
     finite = seen.steps == traj.steps
     plain, plain_details = _plain_step_observation(seen, u) if seen.steps else (True, {})
-    euler, euler_details = _euler_observation(seen, dtype) if seen.steps else (True, {})
+    inner_error, bounded = _inner_product_error(seen, dtype) if seen.steps else (None, None)
+    euler, euler_details = _euler_observation(seen, inner_error, bounded) if seen.steps else (True, {})
     edited = seen.edited if seen.edited is not None else np.zeros((seen.steps, len(seen.layers)))
     assumptions = {
         ASSUME_PLAIN: plain,
@@ -228,7 +230,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                                                     - r * traj.lr[:, k + 1] ** 2 * traj.grad_sq[:, k + 1])])
         drift = balance - balance[0]
         residual = drift - eta_term
-        tol = np.concatenate([[0.0], _pair_tolerance(traj, k, r, u, dtype)])
+        tol = np.concatenate([[0.0], _pair_tolerance(traj, inner_error, k, r, u, dtype)])
         ratio = float(np.abs(residual[1:]).max() / tol[-1]) if tol[-1] > 0 else math.inf
         pairs[name] = {"degree_ratio": r, "drift": float(drift[-1]), "eta2_term": float(eta_term[-1]),
                        "residual": float(residual[-1]), "max_abs_residual": float(np.abs(residual).max()), "tolerance": float(tol[-1]),
@@ -254,7 +256,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         residual = balance[-1] - balance[0] - (lr ** 2 * (traj.neuron_grad_sq[p][:, 0]
                                                           - r * traj.neuron_grad_sq[p][:, 1])).sum(0)
         # each unit's roundoff terms are parts of its layers' terms: the layer pair's bound covers it
-        tol = _pair_tolerance(traj, k, r, u, dtype, j)[-1]
+        tol = _pair_tolerance(traj, inner_error, k, r, u, dtype, j)[-1]
         unit = int(np.argmax(np.abs(residual)))
         neurons[f"{pair.lower} -> {pair.upper}"] = {"units": pair.units, "worst_unit": unit,
                                                     "residual": float(residual[unit]), "tolerance": float(tol),
@@ -295,7 +297,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                          n["tolerance"], "the layer pair's bound (each unit's roundoff terms are parts of its layers')")
               for name, n in neurons.items()]
     outcome = headline(parts)
-    unbounded = not _inner_product_error(traj, dtype)[1].all()
+    unbounded = not bounded.all()  # past the early return the run is finite: seen is traj
     if unbounded and not outcome["conclusion_held"]:
         reasons.append("the drift exceeds a tolerance whose gradient-roundoff term is an estimate (the Recorder saw no "
                        "backward pass through the model's output on some steps): undecided")
