@@ -247,22 +247,64 @@ class _RowCentered(nn.Module):
         return self.a(x - x.mean(0))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: build_network(LINEAR), lambda: build_network(LEAKY), lambda: build_network(SMOOTH),
-    lambda: nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1)),
-    lambda: nn.Sequential(nn.Unflatten(1, (1, 3)), nn.Conv1d(1, 2, 2, bias=False), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(4, 1, bias=False)),
-    lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 1, bias=False)),
-    lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4, affine=False), nn.ReLU(),
-                          nn.Linear(4, 1, bias=False)),
-    lambda: _RowCentered(),
-], ids=["linear", "leaky-mlp", "relu3-mlp", "biased-mlp", "conv", "batchnorm-train", "batchnorm-plain", "row-coupled"])
-def test_per_sample_margin_jacobian_matches_the_batched_backward_passes(make):
+class _SharedLayer(nn.Module):
+    """One Linear layer applied twice: its per-sample gradient is a sum over the calls (vmap's job)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 3, bias=False), nn.Linear(3, 1, bias=False)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(torch.relu(self.a(x)))))
+
+
+def _image(channels, height, width, *layers):
+    """A conv net on (12, channels * height * width) rows, unflattened to images."""
+    return nn.Sequential(nn.Unflatten(1, (channels, height, width)), *layers)
+
+
+# (model, input width, the path expected: "layerwise", "vmap" or "batched")
+JACOBIAN_CASES = {
+    "linear": (lambda: build_network(LINEAR), 3, "layerwise"),
+    "leaky-mlp": (lambda: build_network(LEAKY), 3, "layerwise"),
+    "relu3-mlp": (lambda: build_network(SMOOTH), 3, "layerwise"),
+    "biased-mlp": (lambda: nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1)), 3, "layerwise"),
+    "conv1d": (lambda: nn.Sequential(nn.Unflatten(1, (1, 3)), nn.Conv1d(1, 2, 2, bias=False), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(4, 1, bias=False)), 3, "layerwise"),
+    "conv1d-strided": (lambda: nn.Sequential(nn.Unflatten(1, (2, 7)), nn.Conv1d(2, 3, 3, stride=2, dilation=2,
+                                                                                 padding=1), nn.LeakyReLU(0.1),
+                                             nn.Flatten(), nn.Linear(9, 1)), 14, "layerwise"),
+    "conv2d-maxpool": (lambda: _image(1, 4, 4, nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Flatten(), nn.Linear(12, 1)), 16, "layerwise"),
+    "conv2d-avgpool": (lambda: _image(1, 4, 4, build_network(NetworkSpec(family="cnn", in_shape=(1, 4, 4), widths=(3,),
+                                                                        pooling="avg"))), 16, "layerwise"),
+    "conv2d-strided": (lambda: _image(2, 5, 5, nn.Conv2d(2, 3, (3, 2), stride=(2, 1), dilation=(1, 2), padding=(1, 0)),
+                                      nn.ReLU(), nn.Flatten(), nn.Linear(27, 1, bias=False)), 50, "layerwise"),
+    "conv2d-valid": (lambda: _image(1, 4, 4, nn.Conv2d(1, 2, 3, padding="valid", bias=False), nn.ReLU(),
+                                    nn.Flatten(), nn.Linear(8, 1, bias=False)), 16, "layerwise"),
+    "conv2d-grouped": (lambda: _image(2, 4, 4, nn.Conv2d(2, 4, 3, groups=2, bias=False), nn.ReLU(), nn.Flatten(),
+                                      nn.Linear(16, 1, bias=False)), 32, "vmap"),
+    "conv2d-same": (lambda: _image(1, 4, 4, nn.Conv2d(1, 2, 3, padding="same"), nn.ReLU(), nn.Flatten(),
+                                   nn.Linear(32, 1)), 16, "vmap"),
+    "shared-layer": (lambda: _SharedLayer(), 3, "vmap"),
+    "batchnorm-train": (lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4), nn.ReLU(),
+                                              nn.Linear(4, 1, bias=False)), 3, "batched"),
+    "batchnorm-plain": (lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4, affine=False), nn.ReLU(),
+                                              nn.Linear(4, 1, bias=False)), 3, "batched"),
+    "row-coupled": (lambda: _RowCentered(), 3, "batched"),
+}
+
+
+@pytest.mark.parametrize("name", JACOBIAN_CASES)
+def test_per_sample_margin_jacobian_matches_the_batched_backward_passes(name):
     """Both paths evaluate the same products; their difference is within 2 gamma_K |dq/dtheta|(|theta|, |x|)
-    (Higham's forward error of each, on the absolute network). Coupled samples fall back to the batched path."""
+    (Higham's forward error of each, on the absolute network). Linear and convolution layers take the
+    layerwise products, layers those do not cover (grouped or 'same'-padded convolutions, a layer called
+    twice) vmap, coupled samples the batched path."""
+    make, width, path = JACOBIAN_CASES[name]
     torch.manual_seed(0)
     model = make().double()
-    X, y = torch.randn(12, 3, dtype=torch.float64), torch.randn(12, dtype=torch.float64).sign()
+    X, y = torch.randn(12, width, dtype=torch.float64), torch.randn(12, dtype=torch.float64).sign()
     net = FlatNetwork(model, X, y)
     theta = net.flatten()
     q, A = net.margin_jacobian(theta)
@@ -271,5 +313,5 @@ def test_per_sample_margin_jacobian_matches_the_batched_backward_passes(make):
     allowed = 2 * gamma(net.dot_product_terms(), torch.float64) * scale
     assert A.shape == (12, theta.numel()) and bool(((A - A_old).abs() <= allowed).all())
     assert torch.equal(q, q_old.detach()) or bool(((q - q_old).abs() <= 1e-15 * q_old.abs().max()).all())
-    coupled = isinstance(model, _RowCentered) or any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
-    assert net._per_sample is (not coupled)
+    assert net._per_sample is (path != "batched")
+    assert path == "batched" or bool(net._layers) is (path == "layerwise")

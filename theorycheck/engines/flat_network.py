@@ -80,14 +80,43 @@ class KinkPattern:
         return torch.cat([t.to(torch.int64) for t in seen])
 
 
-def _linear_roles(model: nn.Module, names: list[str]):
-    """([(module name, Linear)], [(module name, 'weight' | 'bias')] in parameter order) when every parameter
-    belongs to an nn.Linear and every other module with parameters is absent; else ([], [])."""
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+_LAYERWISE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def _layer_roles(model: nn.Module, names: list[str]):
+    """([(module name, layer)], [(module name, 'weight' | 'bias')] in parameter order) when every parameter
+    belongs to an nn.Linear, nn.Conv1d or nn.Conv2d (layers whose per-sample gradients are products of a
+    delta and the layer's input); else ([], [])."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _LAYERWISE_MODULES)]
     owner = {(f"{n}.{kind}" if n else kind): (n, kind) for n, _ in layers for kind in ("weight", "bias")}
     if not layers or any(name not in owner for name in names):
         return [], []
     return layers, [owner[name] for name in names]
+
+
+def _per_sample_weight_gradient(layer: nn.Module, inputs: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """d q_n / d W for every sample n, flattened to (N, W.numel()), from the layer's inputs and output deltas:
+    for a Linear layer the outer product delta_n x_n^T; for a convolution delta_n (C_out x L) times the L
+    input patches of sample n (torch.nn.functional.unfold), the sum over positions the convolution's own
+    weight gradient takes. ValueError for a layer this does not cover."""
+    N = len(delta)
+    if isinstance(layer, nn.Linear):
+        if inputs.dim() != 2:
+            raise ValueError("a Linear layer on non-matrix input")
+        return (delta[:, :, None] * inputs[:, None, :]).reshape(N, -1)
+    spatial = 1 if isinstance(layer, nn.Conv1d) else 2
+    if (inputs.dim() != spatial + 2 or layer.groups != 1 or layer.padding_mode != "zeros"
+            or layer.padding == "same"):
+        raise ValueError("a grouped, padded-by-mode, 'same'-padded or unbatched convolution")
+    padding = (0,) * spatial if layer.padding == "valid" else layer.padding
+    if spatial == 1:  # a 1-d convolution is a 2-d one over a height-1 image
+        inputs, geometry = inputs.unsqueeze(2), [(1, *v) for v in (layer.kernel_size, layer.dilation, padding,
+                                                                    layer.stride)]
+        geometry[2] = (0, *padding)
+    else:
+        geometry = [layer.kernel_size, layer.dilation, padding, layer.stride]
+    patches = torch.nn.functional.unfold(inputs, *geometry)  # (N, C_in * prod(kernel), L)
+    return torch.bmm(delta.flatten(2), patches.transpose(1, 2)).reshape(N, -1)
 
 
 class FlatNetwork:
@@ -101,7 +130,7 @@ class FlatNetwork:
         self.sizes = [p.numel() for _, p in named]
         self.buffers = {n: b.detach() for n, b in model.named_buffers()}
         self._per_sample: bool | None = None  # whether margin_jacobian may vectorize over samples (None: untested)
-        self._linear_layers, self._parameter_roles = _linear_roles(model, self.names)
+        self._layers, self._parameter_roles = _layer_roles(model, self.names)
 
     def flatten(self) -> torch.Tensor:
         params = dict(self.model.named_parameters())
@@ -131,14 +160,15 @@ class FlatNetwork:
     def margin_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(q, A): the margins and their per-sample gradients A[n] = grad_theta q_n (N x P).
 
-        O(N P): one vectorized backward pass of single-sample margins (torch.func.vmap). Where the samples
+        O(N P): one backward pass of sum_n q_n with per-sample products for Linear and convolution layers,
+        else one vectorized backward pass of single-sample margins (torch.func.vmap). Where the samples
         are coupled (batch norm in training mode, a custom forward mixing rows) or a module cannot be
         vectorized, q_n depends on the whole batch and the N batched backward passes of the full batch
         are used instead (O(N^2 P)); coupling is detected once, as per-sample margins that differ from the
         batch's beyond roundoff."""
         if self._per_sample is not False:
             try:
-                q, A = self._outer_product_jacobian(theta) if self._linear_layers else self._per_sample_jacobian(theta)
+                q, A = self._vectorized_jacobian(theta)
                 if self._per_sample is None:
                     self._per_sample = self._samples_independent(theta, q)
             except (RuntimeError, ValueError, NotImplementedError):  # a module vmap cannot batch
@@ -147,34 +177,50 @@ class FlatNetwork:
                 return q, A
         return self.batched_margin_jacobian(theta)
 
-    def _outer_product_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nets whose parameters all belong to Linear layers: one forward and one backward pass of sum_n q_n;
-        the gradient of q_n in a layer's weight is the outer product of its output delta and input for sample
-        n (samples independent), its bias gradient the delta."""
+    def _layerwise_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nets whose parameters all belong to Linear / Conv1d / Conv2d layers: one forward and one backward
+        pass of sum_n q_n; with the samples independent, the gradient of q_n in a layer's weight is built from
+        its output delta and input for sample n (:func:`_per_sample_weight_gradient`), its bias gradient is
+        the delta summed over positions."""
         inputs: dict[str, torch.Tensor] = {}
         outputs: dict[str, torch.Tensor] = {}
 
         def keep(name):
             def hook(module, args, output):
-                if name in inputs or args[0].dim() != 2:  # shared layer or batched matrix input: use vmap instead
-                    raise ValueError("a Linear layer called twice or on non-matrix input")
+                if name in inputs:  # a shared layer: its gradient is a sum over calls, use vmap instead
+                    raise ValueError("a layer called twice")
                 inputs[name], outputs[name] = args[0].detach(), output
             return hook
 
-        handles = [m.register_forward_hook(keep(n)) for n, m in self._linear_layers]
+        handles = [m.register_forward_hook(keep(n)) for n, m in self._layers]
         try:
             theta = theta.detach().requires_grad_(True)
             q = self.margins(theta)
         finally:
             for handle in handles:
                 handle.remove()
-        names = [n for n, _ in self._linear_layers]
-        deltas = dict(zip(names, torch.autograd.grad(q.sum(), [outputs[n] for n in names])))
+        if len(inputs) < len(self._layers):
+            raise ValueError("a layer the forward pass does not call")
+        layers = dict(self._layers)
+        deltas = dict(zip(layers, torch.autograd.grad(q.sum(), [outputs[n] for n in layers])))
         blocks = []
         for name, kind in self._parameter_roles:
             delta = deltas[name]
-            blocks.append(delta if kind == "bias" else (delta[:, :, None] * inputs[name][:, None, :]).reshape(len(q), -1))
+            if kind == "weight":
+                blocks.append(_per_sample_weight_gradient(layers[name], inputs[name], delta))
+            else:  # a convolution's bias acts at every position
+                blocks.append(delta.flatten(2).sum(2) if delta.dim() > 2 else delta)
         return q.detach(), torch.cat(blocks, dim=1)
+
+    def _vectorized_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, A) assuming independent samples: layerwise where every parameter's layer is covered, else by
+        vmap (also from the first layer the layerwise rule does not cover on, for good)."""
+        if self._layers:
+            try:
+                return self._layerwise_jacobian(theta)
+            except ValueError:
+                self._layers = []
+        return self._per_sample_jacobian(theta)
 
     def _per_sample_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         def single(theta, x, y):
