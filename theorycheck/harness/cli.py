@@ -178,10 +178,14 @@ def default_out() -> Path:
 
 
 def _audit(args) -> int:
+    jobs = parse_jobs(args.jobs)
+    if jobs > 1:
+        from .workers import start_fork_server
+
+        start_fork_server()  # its imports overlap this process's
     from .audit import clear_audit, prepare_directory, run_audit
 
     imports = import_claim_modules(args.imports)
-    jobs = parse_jobs(args.jobs)
     resume = args.resume is not None
     if resume:
         directory, settings = Path(args.resume), None

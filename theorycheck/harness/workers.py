@@ -43,7 +43,8 @@ def _start_worker(imports: Sequence[str]) -> None:
         importlib.import_module(name)
 
 
-PRELOADED = ("theorycheck.claims", "torch._dynamo")  # torch._dynamo: what torch.func imports on first use
+PRELOADED = ("theorycheck.claims", "torch._dynamo", "matplotlib.figure", "matplotlib.backends.backend_svg")
+# torch._dynamo: what torch.func imports on first use; matplotlib: what the report's plots import
 
 
 def _context():
@@ -55,6 +56,15 @@ def _context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(PRELOADED))
     return context
+
+
+def start_fork_server() -> None:
+    """Start the fork server now, so that its imports (PRELOADED) run while this process imports and plans:
+    the workers, started later, fork from it at once. Nothing where the platform has no fork server."""
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()  # what the first worker's start would call
 
 
 def _started() -> None:
