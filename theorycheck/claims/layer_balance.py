@@ -25,6 +25,7 @@ from ..core.errors import expect
 from ..engines.recorder import BalanceTrajectory, Recorder
 from ..core.kit import Case, ClaimKit
 from ..core.verdict import Verdict
+from ..generate.data import alternating_labels
 from ..generate.models import build_network
 from ..generate.sampling import network_and_batch, random_spec
 
@@ -388,7 +389,7 @@ def _has_gradient(spec, seed: int, batch: int, dtype: str) -> bool:
     """Does the loss of ``recorded_run`` have a nonzero gradient at the start? On a network dead on its batch (every
     ReLU unit off) no optimizer moves anything, so a control there shows nothing (the checker says inconclusive)."""
     model, X = network_and_batch(spec, seed, batch, "cpu", dtype)
-    y = torch.where(torch.arange(batch) % 2 == 0, 1.0, -1.0).to(X.dtype)
+    y = alternating_labels(batch, dtype=X.dtype)
     torch.nn.functional.softplus(-y * model(X).reshape(-1)).sum().backward()
     return any(p.grad is not None and bool(p.grad.any()) for p in model.parameters())
 
@@ -408,7 +409,7 @@ def _sgd_case(rng, device: str, dtype: str, control: str | None = None) -> Case:
 
     def run():
         model, X = network_and_batch(spec, instance_seed, batch, device, dtype)
-        y = torch.where(torch.arange(batch, device=X.device) % 2 == 0, 1.0, -1.0).to(X.dtype)
+        y = alternating_labels(batch, dtype=X.dtype, device=X.device)
         return check_layer_balance(recorded_run(model, X, y, optimizer=optimizer, lr=lr, steps=steps,
                                                 seed=instance_seed, loop_control=loop), seed=instance_seed)
 

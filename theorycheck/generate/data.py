@@ -35,6 +35,11 @@ def _check_sizes(n: int, d: int) -> None:
            received=f"n={n}, d={d}", fix="ask for at least two samples")
 
 
+def alternating_labels(n: int, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """The labels +1, -1, +1, ... of n samples: both classes present (n >= 2) for points drawn without one."""
+    return torch.where(torch.arange(n, device=device) % 2 == 0, 1.0, -1.0).to(dtype)
+
+
 def separable(n: int, d: int, *, margin: float = 0.1, seed: int = 0, dtype=torch.float64) -> Dataset:
     """n points on the unit sphere in R^d, labelled by a random unit w, all with |<w, x>| >= margin.
 

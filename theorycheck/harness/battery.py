@@ -33,7 +33,7 @@ def _name(factory: Callable) -> str:
 def _as_data(data, model: torch.nn.Module, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(X, y)`` from ``data``: None (separable data sized to the first weight layer), a Dataset,
     an ``(X, y)`` pair, a tensor ``X`` (labels alternate +1/-1), or a callable ``seed -> any of those``."""
-    from ..generate.data import Dataset, separable
+    from ..generate.data import Dataset, alternating_labels, separable
     from ..generate.models import read_parameters
     from ..core.inputs import model_device_dtype
 
@@ -49,7 +49,7 @@ def _as_data(data, model: torch.nn.Module, seed: int) -> tuple[torch.Tensor, tor
     if isinstance(data, Dataset):
         data = (data.X, data.y)
     if isinstance(data, torch.Tensor):
-        data = (data, torch.where(torch.arange(len(data)) % 2 == 0, 1.0, -1.0))
+        data = (data, alternating_labels(len(data)))
     expect(isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data),
            expected="data as None, a Dataset, a tensor X, a pair (X, y) of tensors, or a callable returning one",
            received=type(data).__name__, fix="data=lambda seed: (X, y)")
