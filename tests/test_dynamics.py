@@ -258,6 +258,21 @@ class _SharedLayer(nn.Module):
         return self.b(torch.relu(self.a(torch.relu(self.a(x)))))
 
 
+class _StandardizedConv(nn.Conv2d):
+    """A convolution that standardizes its weight in forward: dq/dW is not delta x patches (vmap's job)."""
+
+    def forward(self, x):
+        w = self.weight
+        return self._conv_forward(x, (w - w.mean()) / w.std(), self.bias)
+
+
+class _HalvedLinear(nn.Linear):
+    """A Linear layer applying half its weight: the outer-product rule would be off by 2."""
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight / 2, self.bias)
+
+
 def _image(channels, height, width, *layers):
     """A conv net on (12, channels * height * width) rows, unflattened to images."""
     return nn.Sequential(nn.Unflatten(1, (channels, height, width)), *layers)
@@ -287,6 +302,9 @@ JACOBIAN_CASES = {
     "conv2d-same": (lambda: _image(1, 4, 4, nn.Conv2d(1, 2, 3, padding="same"), nn.ReLU(), nn.Flatten(),
                                    nn.Linear(32, 1)), 16, "vmap"),
     "shared-layer": (lambda: _SharedLayer(), 3, "vmap"),
+    "conv2d-subclass": (lambda: _image(1, 4, 4, _StandardizedConv(1, 2, 3), nn.ReLU(), nn.Flatten(),
+                                       nn.Linear(8, 1)), 16, "vmap"),
+    "linear-subclass": (lambda: nn.Sequential(_HalvedLinear(3, 4), nn.ReLU(), nn.Linear(4, 1)), 3, "vmap"),
     "batchnorm-train": (lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4), nn.ReLU(),
                                               nn.Linear(4, 1, bias=False)), 3, "batched"),
     "batchnorm-plain": (lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4, affine=False), nn.ReLU(),
@@ -300,7 +318,7 @@ def test_per_sample_margin_jacobian_matches_the_batched_backward_passes(name):
     """Both paths evaluate the same products; their difference is within 2 gamma_K |dq/dtheta|(|theta|, |x|)
     (Higham's forward error of each, on the absolute network). Linear and convolution layers take the
     layerwise products, layers those do not cover (grouped or 'same'-padded convolutions, a layer called
-    twice) vmap, coupled samples the batched path."""
+    twice, subclasses that transform their weight) vmap, coupled samples the batched path."""
     make, width, path = JACOBIAN_CASES[name]
     torch.manual_seed(0)
     model = make().double()
