@@ -189,8 +189,16 @@ def test_chunks_in_threads_give_the_one_thread_result(method):
     assert all(torch.equal(a, b) for a, b in zip(*(e.weights for e in ensembles)))
 
 
+class _HalvedLinear(nn.Linear):
+    """A Linear layer applying half its weight: stacking its weight would train another network."""
+
+    def forward(self, x):
+        return F.linear(x, self.weight / 2)
+
+
 @pytest.mark.parametrize("models,match", [
     ([nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1, bias=False))], "bias-free"),
+    ([nn.Sequential(_HalvedLinear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 1, bias=False))], "_HalvedLinear"),
     ([nn.Sequential(nn.Linear(3, 4, bias=False), nn.Tanh(), nn.Linear(4, 1, bias=False))], "Tanh"),
     ([nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 4, bias=False), nn.LeakyReLU(),
                     nn.Linear(4, 1, bias=False))], "one activation"),

@@ -60,16 +60,17 @@ def _read_sequential(model: nn.Module) -> tuple[list[torch.Tensor], str, float]:
            received=type(model).__name__, fix="rebuild the network with theorycheck.engines.ensemble.mlp(widths)")
     weights, kinds = [], set()
     for index, module in enumerate(model):
-        if isinstance(module, nn.Linear):
+        if type(module) is nn.Linear:
             expect(module.bias is None, expected="bias-free Linear layers", received=f"a bias in layer {index}",
                    fix="nn.Linear(..., bias=False)")
             weights.append(module.weight.detach())
-        elif isinstance(module, nn.ReLU):
+        elif type(module) is nn.ReLU:
             kinds.add(("relu", 0.0))
-        elif isinstance(module, nn.LeakyReLU):
+        elif type(module) is nn.LeakyReLU:
             kinds.add(("leaky_relu", float(module.negative_slope)))
         else:
-            expect(isinstance(module, nn.Identity), expected="Linear, ReLU, LeakyReLU or Identity modules",
+            # the classes themselves: a subclass may compute something else in forward than the engine would
+            expect(type(module) is nn.Identity, expected="Linear, ReLU, LeakyReLU or Identity modules (not subclasses)",
                    received=f"{type(module).__name__} at index {index}", fix="an MLP of those modules only")
     expect(len(kinds) <= 1, expected="one activation throughout", received=str(sorted(kinds)),
            fix="one ensemble per activation")
