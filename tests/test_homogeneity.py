@@ -65,6 +65,23 @@ def test_user_module_with_functional_tanh_is_violated():
     assert verdict.details["offending_layers"] == ["hidden.weight"]
 
 
+class _StandardizedLinear(nn.Linear):
+    """A Linear subclass standardizing its weight in forward: degree 0 in that weight, though typed a Linear."""
+
+    def forward(self, x):
+        w = self.weight
+        return nn.functional.linear(x, (w - w.mean()) / w.std(), self.bias)
+
+
+def test_linear_subclass_transforming_its_weight_is_violated():
+    """The module scan reads the subclass as a Linear; the scaling identity still finds degree 0 there."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_StandardizedLinear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 1, bias=False)).double()
+    verdict = tc.check_homogeneity(model, torch.randn(8, 3, dtype=torch.float64))
+    assert verdict.status == "violated"
+    assert verdict.details["offending_layers"] == ["0.weight"]
+
+
 def test_declared_degrees_are_checked():
     model, x = _instance(NetworkSpec(widths=(4,), activation="relu_p", power=2.0), "cpu", "float64")
     assert tc.check_homogeneity(model, x).status == "holds"
