@@ -110,13 +110,11 @@ def _per_sample_weight_gradient(layer: nn.Module, inputs: torch.Tensor, delta: t
             or layer.padding == "same"):
         raise ValueError("a grouped, padded-by-mode, 'same'-padded or unbatched convolution")
     padding = (0,) * spatial if layer.padding == "valid" else layer.padding
+    kernel, dilation, stride = layer.kernel_size, layer.dilation, layer.stride
     if spatial == 1:  # a 1-d convolution is a 2-d one over a height-1 image
-        inputs, geometry = inputs.unsqueeze(2), [(1, *v) for v in (layer.kernel_size, layer.dilation, padding,
-                                                                    layer.stride)]
-        geometry[2] = (0, *padding)
-    else:
-        geometry = [layer.kernel_size, layer.dilation, padding, layer.stride]
-    patches = torch.nn.functional.unfold(inputs, *geometry)  # (N, C_in * prod(kernel), L)
+        inputs = inputs.unsqueeze(2)
+        kernel, dilation, padding, stride = (1, *kernel), (1, *dilation), (0, *padding), (1, *stride)
+    patches = torch.nn.functional.unfold(inputs, kernel, dilation, padding, stride)  # (N, C_in * prod(kernel), L)
     return torch.bmm(delta.flatten(2), patches.transpose(1, 2)).reshape(N, -1)
 
 

@@ -15,6 +15,7 @@ At the end the workers also draw the report's plots (:meth:`CaseWorkers.plots`).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import signal
 import zlib
@@ -30,23 +31,11 @@ from ..report import case_record
 _PLANS: dict[tuple, dict] = {}  # in a worker: (claim, device, dtype, settings) -> {case name: AuditCase}
 
 
-def _start_worker(imports: Sequence[str]) -> None:
-    """A worker's start: one thread, Ctrl-C left to the audit process, the user's claim modules imported."""
-    import importlib
-
-    import torch
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
-    importlib.import_module("theorycheck.claims")
-    for name in imports:
-        importlib.import_module(name)
-
-
 PRELOADED = ("theorycheck.claims", "torch._dynamo", "matplotlib.figure", "matplotlib.backends.backend_svg")
 # torch._dynamo: what torch.func imports on first use; matplotlib: what the report's plots import
 
 
+@functools.cache
 def _context():
     """Where the platform has it, a fork server that imports torch and theorycheck's claims once (it runs no
     tensor code: no thread pools, no CUDA) and forks each worker from that state, a restarted one too;
@@ -56,6 +45,19 @@ def _context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(PRELOADED))
     return context
+
+
+def _start_worker(imports: Sequence[str]) -> None:
+    """A worker's start: one thread, Ctrl-C left to the audit process, PRELOADED (already there when forked
+    from the fork server) and the user's claim modules imported."""
+    import importlib
+
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    for name in (*PRELOADED, *imports):
+        importlib.import_module(name)
 
 
 def start_fork_server() -> None:
