@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 
 import theorycheck as tc
-from theorycheck.claims.margin import ASSUME_T0
+from theorycheck.claims.margin import kit as margin_kit
 
 from test_margin_property import flow, flow_instances
 
@@ -23,7 +23,7 @@ def test_gradient_flow_approaches_a_kkt_point(instance, tc_device, tc_dtype):
     message = f"{verdict.summary()}\nreproduce: {instance!r}"
     assert verdict.status != "violated", message
     if verdict.status == "vacuous":
-        assert ASSUME_T0 in verdict.failed_assumptions, message
+        assert margin_kit.assumptions["t0"] in verdict.failed_assumptions, message
         return
     if verdict.status == "inconclusive":  # a short run, or homogeneity the run's checks could not decide
         assert "run too short" in verdict.reason or not trajectory.homogeneity_decided, message

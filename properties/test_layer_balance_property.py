@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
-from theorycheck.claims.layer_balance import ASSUME_EULER, ASSUME_PLAIN, LOOP_CONTROLS, recorded_run
+from theorycheck.claims.layer_balance import LOOP_CONTROLS, recorded_run
 from theorycheck.generate.sampling import network_and_batch
 from theorycheck.generate.strategies import network_specs
+from theorycheck.claims.layer_balance import kit as balance_kit
 
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
@@ -38,7 +39,7 @@ def test_non_plain_optimizers_are_flagged(spec, optimizer, seed, batch, steps, l
     verdict = tc.check_layer_balance(_trajectory(spec, seed, batch, steps, lr, tc_device, tc_dtype, optimizer))
     if verdict.status == "inconclusive":
         return
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_PLAIN] is False, verdict.summary()
+    assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["plain"]] is False, verdict.summary()
 
 
 @given(spec=network_specs(depth=st.integers(1, 3)), control=st.sampled_from(sorted(LOOP_CONTROLS)),
@@ -52,4 +53,4 @@ def test_loops_that_edit_gradients_are_flagged(spec, control, seed, batch, steps
                                                   seed=seed, loop_control=control))
     if verdict.status == "inconclusive":
         return
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_EULER] is False, verdict.summary()
+    assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["euler"]] is False, verdict.summary()

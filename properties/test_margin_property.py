@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
-from theorycheck.claims.margin import ASSUME_T0, FlowInstance
+from theorycheck.claims.margin import FlowInstance
 from theorycheck.generate.strategies import network_specs
+from theorycheck.claims.margin import kit as margin_kit
 
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
@@ -54,7 +55,7 @@ def test_smoothed_margin_never_decreases_after_separation(instance, tc_device, t
     if verdict.status == "inconclusive":  # only where the homogeneity checks could not decide (a dead network)
         assert not trajectory.homogeneity_decided and not verdict.failed_assumptions, verdict.summary()
     elif verdict.status != "holds":  # only a run that never separated (a dead sample, a stalled flow) says nothing
-        assert verdict.failed_assumptions == [ASSUME_T0], f"{verdict.summary()}\nreproduce: {instance!r}"
+        assert verdict.failed_assumptions == [margin_kit.assumptions["t0"]], f"{verdict.summary()}\nreproduce: {instance!r}"
 
 
 @given(instance=flow_instances(control="weight_decay"))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import theorycheck as tc
 from theorycheck.core.kit import case_line
-from theorycheck.generate.stability_cases import CHANGES, CONVEX_LOSSES, SGDCase
+from theorycheck.claims.stability_cases import CHANGES, CONVEX_LOSSES, SGDCase
 from theorycheck.claims.stability_kernel import KernelCase
 
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)

@@ -11,6 +11,7 @@ import pytest
 from theorycheck.core import registry
 from theorycheck.harness.plan import verdicts_kept_local
 from theorycheck.core.registry import AuditCase, Claim
+from theorycheck.core.kit import ClaimKit, comparison
 from theorycheck.core.verdict import Verdict
 
 pytest_plugins = ["pytester"]
@@ -19,12 +20,12 @@ pytest_plugins = ["pytester"]
 def fake_verdict(claim: str, statistic: float, *, assumption: bool = True, seed=None, series=None) -> Verdict:
     """A verdict of the fake claim: holds iff statistic <= 1e-12 (and the assumption holds); kept out of
     the session's verdict table (a test-only claim)."""
+    kit = ClaimKit(id=claim, statement="a fake claim for tests", source="tests/conftest.py", tolerance="1e-12",
+                   assumptions={"fake": "fake assumption"})
     with verdicts_kept_local():
-        return Verdict.decide(claim=claim, assumptions={"fake assumption": assumption}, conclusion_held=statistic <= 1e-12,
-                              inconclusive=math.isnan(statistic), statistic=statistic, bound=0.0, tolerance=1e-12,
-                              tolerance_basis="fake: 1e-12", seed=seed,
-                              details={"series": series} if series else {},
-                              reason="" if statistic <= 1e-12 else "too big")
+        return kit.decide(assumptions={"fake": assumption}, inconclusive=math.isnan(statistic), seed=seed,
+                          comparisons=[comparison("fake", statistic, 0.0, 1e-12, "1e-12")],
+                          details={"series": series} if series else {}, reason="" if statistic <= 1e-12 else "too big")
 
 
 def make_fake_claim(claim_id: str = "fake", *, flaw: str | None = None, delay: float = 0.0) -> Claim:

@@ -16,7 +16,8 @@ from theorycheck.engines.dynamics import DEFAULT_RTOL, SNAPSHOT_LEVELS
 from theorycheck.engines.flat_network import FlatNetwork, KinkPattern, twice_differentiable
 from theorycheck.engines.trajectory import COLUMNS, Trajectory
 from theorycheck.engines.losses import LOSSES, get_loss
-from theorycheck.generate.models import NetworkSpec, PowerReLU, build_network
+from theorycheck.generate.models import NetworkSpec, build_network
+from theorycheck.core.modules import PowerReLU
 
 LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=())
 SMOOTH = NetworkSpec(in_shape=(3,), widths=(4,), activation="relu_p", power=3.0)

@@ -10,7 +10,8 @@ from torch import nn
 
 from theorycheck.core.devices import gamma
 from theorycheck.engines.gradient_scale import GradientScale
-from theorycheck.generate.models import NetworkSpec, PowerReLU
+from theorycheck.generate.models import NetworkSpec
+from theorycheck.core.modules import PowerReLU
 from theorycheck.generate.sampling import network_and_batch
 
 

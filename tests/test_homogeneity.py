@@ -414,7 +414,7 @@ def test_randomness_no_module_scan_knows_is_measured(tc_device, tc_dtype):
 
 
 def test_read_parameters_without_inputs_keeps_its_shape_rule():
-    from theorycheck.generate.models import read_parameters
+    from theorycheck.core.modules import read_parameters
 
     found = read_parameters(Custom(shift=True))
     assert list(found.weights) == ["kernel", "readout.weight"] and sorted(found.others) == ["gain", "shift"]

@@ -1,7 +1,10 @@
 """The claim kit: declared assumptions only, the deciding comparison in the headline, seeded named cases."""
 
+import dataclasses
 import math
 import sys
+
+import numpy as np
 
 import pytest
 
@@ -58,24 +61,105 @@ def test_undeclared_assumptions_are_refused_with_a_suggestion(kit):
     assert nothing.status == "inconclusive" and math.isnan(nothing.statistic)
 
 
-def test_a_checker_whose_verdict_carries_an_undeclared_assumption_is_refused():
-    """The guard holds for checkers that build their verdict without kit.decide too (drifted assumptions)."""
-    from theorycheck.core.verdict import Verdict
+@pytest.fixture
+def throwaway_kit():
+    """A kit whose checker is registered for one test only."""
+    made = []
 
-    drift = ClaimKit(id="drift_probe", statement="x <= 1", source="tests", tolerance="0",
-                     assumptions={"finite": "x is finite"})
+    def make(claim_id="probe_kit", **assumptions):
+        made.append(ClaimKit(id=claim_id, statement="x <= 1", source="tests", tolerance="0",
+                             assumptions=assumptions or {"finite": "x is finite"}))
+        return made[-1]
 
-    @drift.checker
-    def check_drifted(x: float):
-        return Verdict.decide(claim=drift.id, assumptions={"x is finite": True, "x is an integer": x == int(x)},
-                              conclusion_held=x <= 1, statistic=x, bound=1.0, tolerance=0.0, tolerance_basis="exact")
+    yield make
+    for kit in made:
+        registry._CLAIMS.pop(kit.id, None)
+        KITS.pop(kit.id, None)
 
-    try:
-        with pytest.raises(tc.InvalidArgument, match=r"declared by claim 'drift_probe'.*got \['x is an integer'\]"):
-            check_drifted(0.5)
-    finally:
-        registry._CLAIMS.pop(drift.id)
-        KITS.pop(drift.id)
+
+def test_a_checker_must_return_a_verdict_decided_by_its_own_kit(throwaway_kit):
+    """The kit is the only road to a verdict: a verdict built around it, another claim's verdict or anything
+    else returned by a checker is an InvalidArgument naming the claim."""
+    from theorycheck.core.verdict import _decide
+
+    kit, other = throwaway_kit("probe_kit"), throwaway_kit("other_kit")
+
+    @kit.checker
+    def check_probe(x: float, how: str = "kit"):
+        if how == "around":
+            return _decide(claim=kit.id, assumptions={"x is finite": True}, conclusion_held=x <= 1, statistic=x,
+                           bound=1.0, tolerance=0.0, tolerance_basis="exact")
+        if how == "other":
+            return other.decide(assumptions={}, comparisons=[comparison("x", x, 1.0, 0.0, "exact")])
+        if how == "dict":
+            return {"status": "holds"}
+        return kit.decide(assumptions={"finite": True}, comparisons=[comparison("x", x, 1.0, 0.0, "exact")])
+
+    assert check_probe(0.5).status == "holds"
+    for how, got in [("around", "not decided by its kit"), ("other", "a Verdict of 'other_kit'"), ("dict", "dict")]:
+        with pytest.raises(tc.InvalidArgument, match=rf"checker of claim 'probe_kit'.*but got .*{got}.*Fix: return"):
+            check_probe(0.5, how)
+
+
+def test_misspelled_statuses_and_claim_ids_are_refused_at_declaration(throwaway_kit):
+    kit = throwaway_kit()
+    with pytest.raises(tc.InvalidArgument, match=r"control 'c' of claim 'probe_kit'.*\['violatd'\].*did you mean 'violated'"):
+        kit.control("c", expect="violatd")
+    with pytest.raises(tc.InvalidArgument, match=r"expected a status in .* but got 'held'"):
+        tc.Verdict(claim="probe_kit", status="held", conclusion_held=True, assumptions={}, statistic=0.0, bound=0.0,
+                   tolerance=0.0, tolerance_basis="")
+    with pytest.raises(tc.InvalidArgument, match="expected comparisons of claim 'probe_kit' made by comparison"):
+        kit.decide(assumptions={}, comparisons=[{"name": "x", "held": True}])
+    with pytest.raises(tc.InvalidArgument, match="got no \\['statistic'"):
+        kit.decide(assumptions={}, conclusion_held=True, bound=0.0, tolerance=0.0, tolerance_basis="exact")
+    homogeneity = tc.CLAIMS["homogeneity"]
+    with pytest.raises(tc.InvalidArgument, match="expected a new claim id, but got 'homogeneity'"):
+        registry.register(dataclasses.replace(homogeneity, statement="another"))
+
+
+def test_comparisons_are_frozen():
+    part = comparison("x", 1.0, 1.0, 0.0, "exact")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        part.measured = 2.0
+    assert part.held and part.to_dict()["held"] is True
+
+
+def test_provenance_is_what_ran(throwaway_kit):
+    """dtype and device from the call's tensors (a module's parameters first), an explicit dtype argument
+    over them, the seed argument, else the audit case's stream seed; versions of what decided it."""
+    import torch
+
+    kit = throwaway_kit()
+
+    @kit.checker
+    def check_probe(model, x, *, dtype=None, seed=None):
+        return kit.decide(assumptions={"finite": True}, comparisons=[comparison("x", 0.0, 1.0, 0.0, "exact")])
+
+    model = torch.nn.Linear(2, 1).to(torch.float32)
+    verdict = check_probe(model, torch.zeros(3, 2, dtype=torch.float64))
+    assert (verdict.device, verdict.dtype, verdict.seed) == ("cpu", "float32", None)
+    assert verdict.versions["theorycheck"] == tc.__version__ and verdict.versions["torch"] == torch.__version__
+    assert check_probe(None, np.zeros((2, 2), dtype=np.float32), seed=7).dtype == "float32"
+    assert check_probe(None, [1.0], dtype="bfloat16", seed=7).seed == 7
+    assert check_probe(None, [1.0]).dtype == "float64"  # plain Python floats
+    from theorycheck.core.provenance import audit_seed
+
+    with audit_seed(1234):
+        assert check_probe(None, [1.0]).seed == 1234
+        assert check_probe(None, [1.0], seed=3).seed == 3
+
+
+def test_every_audit_record_carries_its_dtype_and_seed():
+    """A float32 audit's verdicts all say float32 and every one has a seed (each claim, one instance and one control)."""
+    from theorycheck.harness.plan import AuditSettings, planned_cases, run_case
+
+    for claim in tc.CLAIMS:
+        settings = AuditSettings(claims=(claim,), devices=("cpu",), dtypes=("float32",), examples={claim: 1},
+                                 budget={claim: 0.0}, seed=3)
+        for case in planned_cases(claim, "cpu", "float32", settings)[:2]:
+            record = run_case(case, claim=claim, device="cpu", dtype="float32", seed=3)
+            assert record["verdict"] is not None, (claim, case.name, record["error"])
+            assert record["verdict"]["dtype"] == "float32" and record["verdict"]["seed"] is not None, (claim, case.name)
 
 
 def test_every_registered_claim_is_declared_through_the_kit():
@@ -143,10 +227,10 @@ def test_only_the_users_call_is_collected(kit):
 def _readme_claim_file() -> str:
     from test_readme import EXAMPLES
 
-    return next(code for code in EXAMPLES if "ClaimKit(" in code)
+    return next(code for code in EXAMPLES["docs/claim-authors.md"] if "ClaimKit(" in code)
 
 
-def test_the_readme_claim_runs_through_the_audit_and_the_battery(pytester):
+def test_the_documented_claim_runs_through_the_audit_and_the_battery(pytester):
     pytester.makepyfile(my_claims=_readme_claim_file())
     audit = pytester.run(sys.executable, "-m", "theorycheck.harness.cli", "audit", "--import", "my_claims", "--claims", "input_homogeneity",
                          "--out", "out")

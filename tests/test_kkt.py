@@ -11,12 +11,14 @@ import torch
 from scipy.optimize import linprog, minimize
 
 import theorycheck as tc
-from theorycheck.claims.kkt import ASSUME_SEPARATED, kkt_point, linear_weights
-from theorycheck.claims.margin import ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, FlowInstance
+from theorycheck.claims.kkt import kkt_point, linear_weights
+from theorycheck.claims.margin import FlowInstance
 from theorycheck.generate.data import separable, with_contradiction
 from theorycheck.engines.flat_network import FlatNetwork
 from theorycheck.generate.models import NetworkSpec, build_network
 from theorycheck.engines.svm import angle, hard_margin_svm
+from theorycheck.claims.kkt import kit as kkt_kit
+from theorycheck.claims.margin import kit as margin_kit
 
 LINEAR = NetworkSpec(family="linear", in_shape=(4,), widths=())
 DEEP = NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu")
@@ -145,8 +147,8 @@ def test_plain_stationarity_would_put_multipliers_on_non_support_points():
 
 # --- negative controls -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("control, assumption", [("weight_decay", ASSUME_NO_DECAY), ("square", ASSUME_LOSS),
-                                                 ("inseparable", ASSUME_T0)])
+@pytest.mark.parametrize("control, assumption", [("weight_decay", margin_kit.assumptions["no_decay"]), ("square", margin_kit.assumptions["loss"]),
+                                                 ("inseparable", margin_kit.assumptions["t0"])])
 def test_broken_assumptions_are_vacuous(control, assumption):
     model, X, y, trajectory = _trained(DEEP, control=control)
     verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
@@ -164,7 +166,7 @@ def test_square_loss_limit_is_not_a_kkt_point():
 def test_evaluation_before_separation_is_vacuous():
     model, X, y, trajectory = _trained(DEEP, target=math.log(10) - 0.5)
     verdict = tc.check_kkt(model, X, y, trajectory=trajectory)
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_T0] is False
+    assert verdict.status == "vacuous" and verdict.assumptions[margin_kit.assumptions["t0"]] is False
     single = tc.check_kkt(model, X, y)
     assert single.status == "vacuous"
 
@@ -220,7 +222,7 @@ def test_unseparated_model_is_vacuous():
         for p in model.parameters():
             p.neg_()
     verdict = tc.check_kkt(model, X, y)
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_SEPARATED] is False
+    assert verdict.status == "vacuous" and verdict.assumptions[kkt_kit.assumptions["separated"]] is False
 
 
 def test_bad_input_names_expected_received_fix():

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 import theorycheck as tc
-from theorycheck.claims.layer_balance import (ASSUME_EULER, ASSUME_HOMOGENEOUS, ASSUME_NO_BIAS, ASSUME_PLAIN,
-                                              ASSUME_UNEDITED, _has_gradient, recorded_run)
+from theorycheck.claims.layer_balance import _has_gradient, recorded_run
 from theorycheck.claims import layer_balance as layer_balance_module
 from theorycheck.core.devices import dtype_of
 from theorycheck.generate.models import NetworkSpec
 from theorycheck.generate.sampling import network_and_batch
+from theorycheck.claims.layer_balance import kit as balance_kit
 
 SPECS = {
     "mlp": NetworkSpec(widths=(8, 6)),
@@ -43,7 +43,7 @@ def test_plain_sgd_holds_to_roundoff(name, tc_device, tc_dtype):
 def test_optimizer_controls_break_the_plain_step_assumption(optimizer, tc_device, tc_dtype):
     verdict = tc.check_layer_balance(_run(SPECS["mlp"], tc_device, tc_dtype, optimizer=optimizer))
     assert verdict.status == "vacuous", verdict.summary()
-    assert verdict.assumptions[ASSUME_PLAIN] is False
+    assert verdict.assumptions[balance_kit.assumptions["plain"]] is False
     assert not verdict.conclusion_held
     with pytest.raises(tc.ClaimViolation, match=r'layer_balance: vacuous.*"updates are plain gradient steps'):
         tc.assert_layer_balance(_run(SPECS["mlp"], tc_device, tc_dtype, optimizer=optimizer))
@@ -51,7 +51,7 @@ def test_optimizer_controls_break_the_plain_step_assumption(optimizer, tc_device
 
 def test_bias_control_names_the_assumption():
     verdict = tc.check_layer_balance(_run(NetworkSpec(bias=True)))
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_NO_BIAS] is False
+    assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["no_bias"]] is False
     assert not verdict.conclusion_held and "bias" in verdict.reason
 
 
@@ -69,7 +69,7 @@ def test_weights_changed_outside_the_optimizer_are_an_assumption_not_met():
             with torch.no_grad():
                 model[0][0].weight.mul_(1.01)
     verdict = tc.check_layer_balance(rec.trajectory)
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_UNEDITED] is False, verdict.summary()
+    assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["unedited"]] is False, verdict.summary()
     assert not verdict.conclusion_held and "drifted by" in verdict.reason and "outside the optimizer" in verdict.reason
 
 
@@ -84,7 +84,7 @@ def test_recorder_with_X_checks_homogeneity_and_records_outputs():
     traj = rec.trajectory
     assert traj.outputs.shape == (3, 8)
     verdict = tc.check_layer_balance(traj)
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False
+    assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["homogeneous"]] is False
 
 
 def test_user_loop_unchanged_and_forward_order_found():
@@ -162,7 +162,7 @@ def test_small_penalty_on_a_power_relu_network_is_seen_in_float32():
     y = torch.where(torch.arange(9) % 2 == 0, 1.0, -1.0).to(X)
     traj = recorded_run(model, X, y, optimizer="sgd", lr=0.05, steps=10, seed=29449228, loop_control="l2_penalty")
     verdict = tc.check_layer_balance(traj)
-    assert verdict.status == "vacuous" and ASSUME_EULER in verdict.failed_assumptions, verdict.summary()
+    assert verdict.status == "vacuous" and balance_kit.assumptions["euler"] in verdict.failed_assumptions, verdict.summary()
 
 
 @pytest.mark.parametrize("optimizer, status", [("sgd", "inconclusive"), ("weight_decay", "vacuous"),
@@ -179,7 +179,7 @@ def test_overflow_after_a_broken_assumption_is_vacuous(optimizer, status):
     verdict = tc.check_layer_balance(traj)
     assert verdict.status == status, verdict.summary()
     assert "non-finite" in verdict.reason
-    assert verdict.failed_assumptions == ([] if optimizer == "sgd" else [ASSUME_PLAIN])
+    assert verdict.failed_assumptions == ([] if optimizer == "sgd" else [balance_kit.assumptions["plain"]])
 
 
 def test_controls_redraw_a_network_without_gradient():
@@ -213,7 +213,7 @@ def test_frozen_run_is_inconclusive_unless_it_shows_a_broken_assumption(weight_d
     verdict = tc.check_layer_balance(rec.trajectory)
     assert verdict.details["plain_steps"]["informative_steps"] == 0
     assert verdict.status == status, verdict.summary()
-    assert (ASSUME_PLAIN in verdict.failed_assumptions) == (weight_decay > 0)
+    assert (balance_kit.assumptions["plain"] in verdict.failed_assumptions) == (weight_decay > 0)
 
 
 def test_discrete_identity_is_the_eta_squared_term():
@@ -273,7 +273,7 @@ def test_gradient_edits_break_the_euler_assumption(name, tc_device, tc_dtype):
     traj = _loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.05), edit_grads=edit, penalty=penalty)
     verdict = tc.check_layer_balance(traj)
     assert verdict.status == "vacuous", verdict.summary()
-    assert verdict.assumptions[ASSUME_EULER] is False and verdict.assumptions[ASSUME_PLAIN] is True
+    assert verdict.assumptions[balance_kit.assumptions["euler"]] is False and verdict.assumptions[balance_kit.assumptions["plain"]] is True
     assert "Euler sums" in verdict.reason
 
 
@@ -337,7 +337,7 @@ def test_channel_major_flatten_and_pooling_are_paired():
 
 
 def test_recorder_passes_its_degrees_to_the_homogeneity_check(tc_device, tc_dtype):
-    from theorycheck.generate.models import PowerReLU
+    from theorycheck.core.modules import PowerReLU
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 5, bias=False), PowerReLU(2.0), nn.Linear(5, 1, bias=False)).to(
@@ -348,7 +348,7 @@ def test_recorder_passes_its_degrees_to_the_homogeneity_check(tc_device, tc_dtyp
     assert right.homogeneity.homogeneous is True, right.homogeneity.summary()
     assert tc.check_layer_balance(right).status == "holds"
     wrong = tc.check_layer_balance(_loop(model, X, y, torch.optim.SGD(model.parameters(), lr=0.01), degrees=[1.0, 1.0]))
-    assert wrong.status == "vacuous" and wrong.assumptions[ASSUME_EULER] is False, wrong.summary()
+    assert wrong.status == "vacuous" and wrong.assumptions[balance_kit.assumptions["euler"]] is False, wrong.summary()
 
 
 def test_an_optimizer_that_does_not_own_the_weights_is_refused():
@@ -361,7 +361,7 @@ def test_an_optimizer_that_does_not_own_the_weights_is_refused():
 @pytest.mark.parametrize("control", ["l2_penalty", "clip_per_layer", "clip_value", "noise", "edit_between"])
 def test_audit_loop_controls_name_their_assumption(control, tc_device, tc_dtype):
     verdict = tc.check_layer_balance(_run(SPECS["cnn"], tc_device, tc_dtype, loop_control=control))
-    assumption = ASSUME_UNEDITED if control == "edit_between" else ASSUME_EULER
+    assumption = balance_kit.assumptions["unedited"] if control == "edit_between" else balance_kit.assumptions["euler"]
     assert verdict.status == "vacuous" and verdict.failed_assumptions == [assumption], verdict.summary()
 
 
@@ -393,7 +393,7 @@ def test_a_failing_neuron_is_the_headline_when_the_layers_balance():
     assert all(p["held"] for p in layers) and failing and all(p["name"].startswith("neuron") for p in failing)
     assert verdict.statistic > verdict.bound + verdict.tolerance
     assert verdict.statistic == max(p["measured"] for p in failing)
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_UNEDITED] is False
+    assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["unedited"]] is False
 
 
 def test_layers_used_outside_modules_are_declared_untraced():
@@ -429,5 +429,5 @@ def test_homogeneity_undecided_on_x_makes_the_run_inconclusive_not_vacuous():
             opt.step()
     assert rec.trajectory.homogeneity.homogeneous is None, rec.trajectory.homogeneity.summary()
     verdict = tc.check_layer_balance(rec.trajectory)
-    assert verdict.status == "inconclusive" and ASSUME_HOMOGENEOUS not in verdict.assumptions, verdict.summary()
-    assert verdict.details["undecided_assumptions"] == [ASSUME_HOMOGENEOUS] and not verdict.failed_assumptions
+    assert verdict.status == "inconclusive" and balance_kit.assumptions["homogeneous"] not in verdict.assumptions, verdict.summary()
+    assert verdict.details["undecided_assumptions"] == [balance_kit.assumptions["homogeneous"]] and not verdict.failed_assumptions

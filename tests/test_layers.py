@@ -14,8 +14,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "theorycheck"
 LAYERS = ("core", "engines", "generate", "theory", "claims", "report", "harness")  # the folders
 MAY_IMPORT = {
     "core": {"core"},
-    "engines": {"core", "engines", "generate"},
-    "generate": {"core", "engines", "generate"},
+    "engines": {"core", "engines"},
+    "generate": {"core", "generate"},
     "theory": {"core"},
     "claims": {"core", "engines", "generate", "theory", "claims"},
     "report": {"core", "report"},
@@ -88,3 +88,34 @@ def test_the_reader_sees_relative_absolute_and_function_level_imports():
                                                                    "claims.homogeneity"}
     assert layer_of("claims.kkt") == "claims" and "harness" not in MAY_IMPORT["claims"]
     assert layer_of("audit") == "unassigned"  # a module outside the layer folders
+
+
+VERDICT_MAKERS = {"Verdict", "_decide"}  # constructing a Verdict, or deciding one below the kit
+
+
+def verdict_makers(source: str) -> list[str]:
+    """Calls in ``source`` that build a Verdict other than through a kit's ``decide``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            owner = getattr(node.func, "value", None)
+            if name in VERDICT_MAKERS or (name in ("decide", "from_dict") and getattr(owner, "id", "") == "Verdict"):
+                found.append(f"line {node.lineno}: {ast.unparse(node.func)}(...)")
+        elif isinstance(node, ast.ImportFrom) and any(alias.name == "_decide" for alias in node.names):
+            found.append(f"line {node.lineno}: imports _decide")
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if layer_of(m) in ("claims", "engines", "generate",
+                                                                               "theory", "harness")))
+def test_verdicts_are_decided_only_by_the_kit(module):
+    """One road to a verdict: no module above core builds one except through ``kit.decide``."""
+    assert not verdict_makers(MODULES[module].read_text()), (
+        f"theorycheck.{module} builds a Verdict around the kit: {verdict_makers(MODULES[module].read_text())}")
+
+
+def test_the_verdict_scan_sees_constructors_deciders_and_the_private_decider():
+    source = ("from ..core.verdict import _decide\nv = Verdict(claim='x')\nw = Verdict.decide(claim='x')\n"
+              "u = kit.decide(assumptions={})\n")
+    assert [line.split(":")[0] for line in verdict_makers(source)] == ["line 1", "line 2", "line 3"]

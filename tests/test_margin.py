@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import theorycheck as tc
-from theorycheck.claims.margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0,
-                                       FlowInstance, largest_drop)
+from theorycheck.claims.margin import FlowInstance, largest_drop
 from theorycheck.generate.data import separable
 from theorycheck.generate.models import NetworkSpec
+from theorycheck.claims.margin import kit as margin_kit
 
 LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=())
 DEEP_LINEAR = NetworkSpec(family="linear", in_shape=(3,), widths=(3,))
@@ -49,11 +49,11 @@ def test_gd_on_a_smooth_network_holds_with_the_euler_heun_tolerance():
 
 
 CONTROLS = {  # control, expected status, the assumption the verdict must name as not met
-    "weight_decay": (dict(control="weight_decay"), ASSUME_NO_DECAY),
-    "square_loss": (dict(control="square"), ASSUME_LOSS),
-    "inseparable": (dict(control="inseparable"), ASSUME_T0),
-    "gd_relu": (dict(control="gd_relu"), ASSUME_DYNAMICS),
-    "sgd": (dict(method="sgd", lr=0.05, batch_size=3, steps=200), ASSUME_DYNAMICS),
+    "weight_decay": (dict(control="weight_decay"), margin_kit.assumptions["no_decay"]),
+    "square_loss": (dict(control="square"), margin_kit.assumptions["loss"]),
+    "inseparable": (dict(control="inseparable"), margin_kit.assumptions["t0"]),
+    "gd_relu": (dict(control="gd_relu"), margin_kit.assumptions["dynamics"]),
+    "sgd": (dict(method="sgd", lr=0.05, batch_size=3, steps=200), margin_kit.assumptions["dynamics"]),
 }
 
 
@@ -77,16 +77,16 @@ def test_weight_decay_control_reports_that_the_loss_did_not_vanish():
 def test_evaluation_before_separation_is_vacuous():
     trajectory = _run(LINEAR)
     early = tc.check_margin_monotone(trajectory, since=-math.inf)
-    assert early.status == "vacuous" and early.assumptions[ASSUME_T0] is False
+    assert early.status == "vacuous" and early.assumptions[margin_kit.assumptions["t0"]] is False
     stopped = _run(LINEAR, log_loss_target=math.log(8) - 0.5)  # stopped while L > l(0) = 1
     verdict = tc.check_margin_monotone(stopped)
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_T0] is False
+    assert verdict.status == "vacuous" and verdict.assumptions[margin_kit.assumptions["t0"]] is False
 
 
 def test_non_homogeneous_model_is_vacuous():
     trajectory = _run(NetworkSpec(in_shape=(3,), widths=(4,), activation="leaky_relu", bias=True))
     verdict = tc.check_margin_monotone(trajectory)
-    assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False
+    assert verdict.status == "vacuous" and verdict.assumptions[margin_kit.assumptions["homogeneous"]] is False
 
 
 class _ReLUThenSoftened(torch.nn.Module):
@@ -120,7 +120,7 @@ def test_leaving_the_homogeneous_region_during_the_run_is_vacuous():
     assert found[-1] is not True and not trajectory.homogeneous  # train's start check ran before the switch
     assert "not along the run" in trajectory.homogeneity_reason
     for verdict in (tc.check_margin_monotone(trajectory), tc.check_kkt(model, data.X, data.y, trajectory=trajectory)):
-        assert verdict.status == "vacuous" and verdict.assumptions[ASSUME_HOMOGENEOUS] is False, verdict.summary()
+        assert verdict.status == "vacuous" and verdict.assumptions[margin_kit.assumptions["homogeneous"]] is False, verdict.summary()
 
 
 def test_a_clamp_at_6_is_caught_at_the_start_of_the_run():
@@ -206,7 +206,7 @@ def test_a_network_dead_on_every_sample_is_stationary_and_its_homogeneity_undeci
     assert trajectory.stop_reason == "stationary" and trajectory.steps == 0
     assert not trajectory.homogeneous and not trajectory.homogeneity_decided
     verdict = tc.check_margin_monotone(trajectory)
-    assert verdict.status == "vacuous" and verdict.failed_assumptions == [ASSUME_T0], verdict.summary()
+    assert verdict.status == "vacuous" and verdict.failed_assumptions == [margin_kit.assumptions["t0"]], verdict.summary()
     assert "nothing to test" in verdict.reason
 
 
@@ -219,7 +219,7 @@ def test_undecided_homogeneity_on_a_separated_run_is_inconclusive_not_vacuous():
                                     homogeneity_reason="homogeneity undecided along the run: 1 of 1 checked states")
     verdict = tc.check_margin_monotone(undecided)
     assert verdict.status == "inconclusive" and not verdict.failed_assumptions, verdict.summary()
-    assert ASSUME_HOMOGENEOUS not in verdict.assumptions and "undecided" in verdict.reason
-    assert verdict.details["undecided_assumptions"] == [ASSUME_HOMOGENEOUS]
+    assert margin_kit.assumptions["homogeneous"] not in verdict.assumptions and "undecided" in verdict.reason
+    assert verdict.details["undecided_assumptions"] == [margin_kit.assumptions["homogeneous"]]
     kkt = tc.check_kkt(model, X, y, trajectory=undecided)
     assert kkt.status == "inconclusive" and not kkt.failed_assumptions, kkt.summary()

@@ -111,7 +111,7 @@ def test_divergent_step_is_vacuous_and_overflow_inconclusive():
 
 @pytest.mark.parametrize("call, message", [
     (lambda X, y, W: tc.check_min_norm(X.numpy(), y, W, lr=0.1), "X as a floating torch tensor"),
-    (lambda X, y, W: tc.check_min_norm(X, y[:3], W, lr=0.1), "one target per row"),
+    (lambda X, y, W: tc.check_min_norm(X, y[:3], W, lr=0.1), "one sample count across ['X', 'y'] for 'min_norm', but got X: 5, y: 3"),
     (lambda X, y, W: tc.check_min_norm(X, y, W[:, :4], lr=0.1), "rows w_0 .. w_T"),
     (lambda X, y, W: tc.check_min_norm(X, y, W, lr=0.0), "lr > 0"),
     (lambda X, y, W: least_squares_run(X, y, lr=0.1, steps=2, optimizer="rmsprop"), "optimizer 'gd'"),

@@ -43,5 +43,5 @@ def test_contradictory_duplicates_are_vacuous_and_nan_is_inconclusive():
 
 
 def test_bad_input_names_the_expected_shape():
-    with pytest.raises(tc.InvalidArgument, match=r"expected y of shape \(4,\)"):
+    with pytest.raises(tc.InvalidArgument, match=r"one sample count across \['X', 'y'\] for 'random_labels', but got X: 4, y: 3"):
         tc.check_random_labels(torch.randn(4, 2), torch.ones(3))

@@ -10,11 +10,11 @@ from scipy import stats
 
 import theorycheck as tc
 from theorycheck.core import comparisons as cmp
-from theorycheck.generate import stability_cases as cases
+from theorycheck.claims import stability_cases as cases
 from theorycheck.engines import stability_constants as sc
 from theorycheck.engines.coupled import path_curvature
 from theorycheck.claims import stability as st
-from theorycheck.generate.stability_cases import SGDCase
+from theorycheck.claims.stability_cases import SGDCase
 from theorycheck.generate.data import separable
 from theorycheck.core.devices import dtype_of
 
@@ -63,7 +63,7 @@ def test_huber_replacement_makes_the_pathwise_bound_tight():
 def test_expansive_steps_break_the_pathwise_bound(tc_device, tc_dtype):
     verdict = cases.expansive_counterexample(device=tc_device, dtype=tc_dtype)
     assert verdict.status == "vacuous", verdict.summary()
-    assert verdict.assumptions[st.ASSUME_STEP_CONVEX] is False
+    assert verdict.assumptions[st.sgd_stability_convex_kit.assumptions["step_convex"]] is False
     assert verdict.conclusion_held is False and verdict.statistic >= 2.0 - 1e-6
     assert "pathwise bound fails" in verdict.reason and "expansive" in verdict.reason
     with pytest.raises(tc.ClaimViolation, match=r"\[theorycheck\] sgd_stability_convex: vacuous"):
@@ -326,11 +326,11 @@ def test_pathwise_failure_at_a_roundoff_level_bound_is_the_headline():
 
 def test_deciding_part_prefers_failing_then_tightest():
     parts = [cmp.comparison("a", 0.5, 1.0, 0.0, "x"), cmp.comparison("b", 0.9, 1.0, 0.0, "x")]
-    assert cmp.deciding(parts)["name"] == "b"
+    assert cmp.deciding(parts).name == "b"
     parts.append(cmp.comparison("c", 2.0, 1.0, 0.5, "x"))
     parts.append(cmp.comparison("d", 1e-9, 0.0, 0.0, "x"))  # any excess over a zero allowance is infinitely far
-    assert cmp.deciding(parts)["name"] == "d" and cmp.headline(parts)["conclusion_held"] is False
-    assert cmp.comparison("nan", math.nan, 1.0, 0.0, "x")["held"] is False
+    assert cmp.deciding(parts).name == "d" and cmp.headline(parts)["conclusion_held"] is False
+    assert cmp.comparison("nan", math.nan, 1.0, 0.0, "x").held is False
 
 
 @pytest.mark.parametrize("claim", sorted(cases.CONTROLS))
@@ -372,7 +372,7 @@ def test_understated_beta_below_the_curvature_is_vacuous(name, tc_device, tc_dty
     declared = dataclasses.replace(case.constants(model, run), smoothness=(secant + curvature) / 2)
     wrong = st.__dict__[f"check_{claim}"](run, declared)
     assert wrong.status == "vacuous", wrong.summary()
-    assert wrong.assumptions[st.ASSUME_SECANT] and not wrong.assumptions[st.ASSUME_CURVATURE]
+    assert wrong.assumptions[st.sgd_stability_convex_kit.assumptions["secant"]] and not wrong.assumptions[st.sgd_stability_convex_kit.assumptions["curvature"]]
     assert "beta understated" in wrong.reason
 
 

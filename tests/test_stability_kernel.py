@@ -146,7 +146,7 @@ def test_cvloo_decays_on_digits():
 
 @pytest.mark.parametrize("call, message", [
     (lambda X, y: tc.check_cvloo_stability(X.numpy(), y, lam=0.1), "floating torch tensors"),
-    (lambda X, y: tc.check_cvloo_stability(X, y[:-1], lam=0.1), "shaped (n, ...) and (n,)"),
+    (lambda X, y: tc.check_cvloo_stability(X, y[:-1], lam=0.1), "one sample count across ['X', 'y'] for 'cvloo_stability'"),
     (lambda X, y: tc.check_cvloo_stability(X, y, lam=-1.0), "lambda >= 0"),
     (lambda X, y: tc.check_cvloo_stability(X, y, lam=0.1, sizes=[2]), "sizes in [3,"),
     (lambda X, y: tc.check_cvloo_stability(X, y, lam=0.1, kernel="poly"), "a kernel in"),

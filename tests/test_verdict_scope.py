@@ -1,11 +1,13 @@
 """Reports collect only the verdicts that the user's own calls return, never nested pre-checks."""
 
+from theorycheck.core.kit import ClaimKit, comparison
 from theorycheck.core.verdict import Verdict, collecting_verdicts, reported, unreported
+from theorycheck.core.verdict import _decide as _verdict_decide  # the rule itself, below the kit
 
 
 def _decide(claim: str) -> Verdict:
-    return Verdict.decide(claim=claim, assumptions={}, conclusion_held=True, statistic=0.0, bound=0.0,
-                          tolerance=0.0, tolerance_basis="exact")
+    kit = ClaimKit(id=claim, statement="", source="tests", assumptions={}, tolerance="0")
+    return kit.decide(assumptions={}, comparisons=[comparison("exact", 0.0, 0.0, 0.0, "exact")])
 
 
 @reported
@@ -81,13 +83,11 @@ def test_train_then_check_kkt_collects_one_verdict():
 
 
 def test_an_undecided_assumption_is_left_out_and_makes_the_verdict_inconclusive():
-    from theorycheck.core.verdict import Verdict
-
     fields = dict(claim="c", statistic=0.0, bound=0.0, tolerance=0.0, tolerance_basis="b")
-    open_ = Verdict.decide(assumptions={"a": True, "b": None}, conclusion_held=True, **fields)
+    open_ = _verdict_decide(assumptions={"a": True, "b": None}, conclusion_held=True, **fields)
     assert open_.status == "inconclusive" and open_.assumptions == {"a": True}
     assert open_.details["undecided_assumptions"] == ["b"]
-    outside = Verdict.decide(assumptions={"a": False, "b": None}, conclusion_held=True, **fields)
+    outside = _verdict_decide(assumptions={"a": False, "b": None}, conclusion_held=True, **fields)
     assert outside.status == "vacuous" and outside.failed_assumptions == ["a"]
 
 
@@ -95,9 +95,9 @@ def test_an_undecided_conclusion_is_inconclusive_unless_an_assumption_fails():
     """undecided=True (a run too short, a test without power) yields to a failed assumption; inconclusive=True
     (observations not to be trusted) does not."""
     fields = dict(claim="c", statistic=0.0, bound=0.0, tolerance=0.0, tolerance_basis="b")
-    assert Verdict.decide(assumptions={"a": True}, conclusion_held=False, undecided=True, **fields).status == "inconclusive"
-    assert Verdict.decide(assumptions={"a": False}, conclusion_held=False, undecided=True, **fields).status == "vacuous"
-    assert Verdict.decide(assumptions={"a": True, "b": None}, conclusion_held=False, undecided=True,
+    assert _verdict_decide(assumptions={"a": True}, conclusion_held=False, undecided=True, **fields).status == "inconclusive"
+    assert _verdict_decide(assumptions={"a": False}, conclusion_held=False, undecided=True, **fields).status == "vacuous"
+    assert _verdict_decide(assumptions={"a": True, "b": None}, conclusion_held=False, undecided=True,
                           **fields).status == "inconclusive"
-    assert Verdict.decide(assumptions={"a": False}, conclusion_held=False, inconclusive=True,
+    assert _verdict_decide(assumptions={"a": False}, conclusion_held=False, inconclusive=True,
                           **fields).status == "inconclusive"

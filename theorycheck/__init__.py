@@ -9,7 +9,7 @@ plugin start without importing torch; using any of them registers every claim fi
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _EXPORTS = {  # module -> the public names it defines
     ".harness.battery": ("ClaimCheck", "parametrize_with_claims"),
@@ -45,6 +45,8 @@ _EXPORTS = {  # module -> the public names it defines
     ".engines.stability_constants": ("LossConstants", "linear_loss_constants", "tanh_network_constants"),
     ".core.verdict": ("STATUSES", "Verdict"),
 }
+importlib.import_module(".core.registry", __name__).load_on_first_use(
+    lambda: importlib.import_module(".claims", __name__))  # the first look into CLAIMS registers every claim
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = list(_MODULE_OF)  # a new public name is one entry in _EXPORTS

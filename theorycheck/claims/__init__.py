@@ -1,5 +1,5 @@
-"""One module per claim; importing this package registers every claim module found here in
-``theorycheck.CLAIMS`` (a new claim is a new module: nothing else to edit)."""
+"""One module per claim (and the generated cases a claim keeps beside it); importing this package registers
+every claim module found here in ``theorycheck.CLAIMS`` (a new claim is a new module: nothing else to edit)."""
 
 import importlib
 import pkgutil

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..core.comparisons import comparison, headline
+from ..core.comparisons import comparison
 from ..core.errors import expect
 from ..core.kit import ClaimKit
 from ..core.verdict import Verdict
@@ -24,9 +24,6 @@ from ..core.verdict import Verdict
 CLAIM_ID = "double_descent"
 SOURCE = ("Belkin, Hsu & Xu, SIAM J. Math. Data Sci. 2020, Thm 1; Breiman & Freedman 1983; "
           "Belkin, Hsu, Ma & Mandal, PNAS 116:15849 (2019)")
-ASSUME_NOISE = "sigma^2 > 0 (noiseless labels have no blow-up at p = n)"
-ASSUME_ONE_PEAK = ("sigma^2 >= r^2: the exact risk rises up to p = n and falls after it (dR/dp = n (r^2/p^2 - "
-                   "sigma^2/(p - n - 1)^2) < 0 for every p >= n + 2 iff sigma >= r), so the threshold is its only peak")
 
 
 def expected_risk(n: int, p: int, r2: float, sigma2: float) -> float:
@@ -49,15 +46,16 @@ def risk_sd(n: int, p: int, sigma2: float) -> float:
 
 
 def conditional_risks(n: int, p: int, *, r2: float, sigma2: float, draws: int, seed: int = 0,
-                      ridge: float = 0.0) -> np.ndarray:
+                      ridge: float = 0.0, dtype: str = "float64") -> np.ndarray:
     """Per draw of X: E[||beta_hat - beta||^2 | X] over beta uniform on the sphere and the noise, for
     beta_hat = (X^T X + ridge I)^+ X^T y (ridge 0: X^+ y): r^2/p sum_i (ridge/(s_i + ridge))^2 (s_i = 0 for the
-    p - rank null directions) + sigma^2 sum_i s_i/(s_i + ridge)^2 over the eigenvalues s_i of X^T X."""
+    p - rank null directions) + sigma^2 sum_i s_i/(s_i + ridge)^2 over the eigenvalues s_i of X^T X, computed
+    in ``dtype``."""
     rng = np.random.default_rng([seed, n, p])
-    out = np.empty(draws)
+    out = np.empty(draws, dtype=dtype)
     for k in range(draws):
-        s = np.linalg.svd(rng.normal(size=(n, p)), compute_uv=False) ** 2
-        s = s[s > max(n, p) * np.finfo(np.float64).eps * s[0]]
+        s = np.linalg.svd(rng.normal(size=(n, p)).astype(dtype), compute_uv=False) ** 2
+        s = s[s > max(n, p) * np.finfo(dtype).eps * s[0]]
         shrink = ridge / (s + ridge)
         out[k] = r2 / p * (np.sum(shrink ** 2) + (p - s.size)) + sigma2 * np.sum(s / (s + ridge) ** 2)
     return out
@@ -68,7 +66,10 @@ kit = ClaimKit(
     statement="Min-norm least squares on Gaussian features: E||X^+ y - beta||^2 = sigma^2 p/(n - p - 1) (p <= n - 2), "
               "r^2 (1 - n/p) + sigma^2 n/(p - n - 1) (p >= n + 2), infinite at |p - n| <= 1: the risk peaks at p = n.",
     source=SOURCE,
-    assumptions={"noise": ASSUME_NOISE, "one_peak": ASSUME_ONE_PEAK},
+    assumptions={"noise": "sigma^2 > 0 (noiseless labels have no blow-up at p = n)",
+                 "one_peak": "sigma^2 >= r^2: the exact risk rises up to p = n and falls after it (dR/dp = n (r^2/p^2 "
+                             "- sigma^2/(p - n - 1)^2) < 0 for every p >= n + 2 iff sigma >= r), so the threshold is its "
+                             "only peak"},
     tolerance="Chebyshev with the exact sd and a union over the grid (alpha = 1e-3) at |p - n| >= 4; peak of the medians at n - 1..n + 1",
 )
 
@@ -88,7 +89,11 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
     expect(r2 >= 0 and sigma2 >= 0 and 0 < alpha < 1, expected="r2 >= 0, sigma2 >= 0, 0 < alpha < 1",
            received=f"r2={r2!r}, sigma2={sigma2!r}, alpha={alpha!r}", fix="the signal and noise levels")
     grid = sorted(risks)
-    values = {p: np.asarray(risks[p], dtype=np.float64) for p in grid}
+    eps = max(np.finfo(np.result_type(np.asarray(risks[p]), np.float32)).eps for p in grid)  # of the risks as given
+    values = {p: np.asarray(risks[p], dtype=np.float64).reshape(-1) for p in grid}
+    empty = [p for p, v in values.items() if v.size == 0]
+    expect(not empty, expected="at least one risk per p", received=f"none at p = {empty}",
+           fix="draw the risks again at those p (conditional_risks(n, p, ..., draws >= 2))")
     finite = all(np.isfinite(v).all() and v.size >= 1 for v in values.values())
     tested = [p for p in grid if abs(p - n) >= 4]
     k = math.sqrt(max(len(tested), 1) / alpha)
@@ -97,7 +102,7 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
         v = values[p]
         exact = expected_risk(n, p, r2, sigma2)
         # the per-draw risks are sums of at most n + p rounded positive terms: gamma_{2(n + p)} |E| of slack
-        slack = k * risk_sd(n, p, sigma2) / math.sqrt(v.size) + 4 * (n + p) * np.finfo(np.float64).eps * exact
+        slack = k * risk_sd(n, p, sigma2) / math.sqrt(v.size) + 4 * (n + p) * eps * exact
         z = abs(float(v.mean()) - exact) / slack * k if p in tested and slack > 0 else 0.0
         rows.append({"p": p, "mean": float(v.mean()), "median": float(np.median(v)), "exact": exact, "z": z})
     worst = max((r["z"] for r in rows if r["p"] in tested), default=0.0)
@@ -123,11 +128,9 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
                         f"bound: false alarm <= alpha = {alpha:g})"),
              comparison("distance of the median peak from p = n", abs(peak - n) if finite else math.nan, 1.0, 0.0,
                         "the largest median risk of the grid at p in {n - 1, n, n + 1}")]
-    return Verdict.decide(
-        claim=CLAIM_ID, assumptions={ASSUME_NOISE: sigma2 > 0, ASSUME_ONE_PEAK: sigma2 >= r2},
-        inconclusive=not finite, **headline(parts),
-        seed=seed, dtype="float64",
-        details={"n": n, "grid": rows, "peak": peak, "r2": r2, "sigma2": sigma2, "comparisons": parts,
+    return kit.decide(
+        assumptions={"noise": sigma2 > 0, "one_peak": sigma2 >= r2}, inconclusive=not finite, comparisons=parts,
+        details={"n": n, "grid": rows, "peak": peak, "r2": r2, "sigma2": sigma2,
                  "series": {"risk vs p against the exact formula": {
                      "x": grid, "y": {"median": [r["median"] for r in rows], "mean": [r["mean"] for r in rows],
                                       "exact E (inf at |p - n| <= 1)": [r["exact"] for r in rows]},
@@ -160,7 +163,8 @@ class DoubleDescentCase:
         grid = sorted({max(1, n // 4), n // 2, n - 8, n - 1, n, n + 1, n + 8, 2 * n, 4 * n} - {0})
         sigma2 = {"noiseless": 0.0, "high-snr": self.r2 / 4}.get(self.control, self.sigma2)
         risks = {p: conditional_risks(n, p, r2=self.r2, sigma2=sigma2, draws=self.draws, seed=self.seed,
-                                      ridge=sigma2 * p / self.r2 if self.control == "optimal-ridge" else 0.0)
+                                      ridge=sigma2 * p / self.r2 if self.control == "optimal-ridge" else 0.0,
+                                      dtype=dtype)
                  for p in grid}  # ridge lambda* = sigma^2 p / r^2 on ||y - X b||^2 (Dobriban & Wager's sigma^2 gamma / r^2)
         return check_double_descent(risks, n=n, r2=self.r2, sigma2=sigma2, seed=self.seed)
 

@@ -32,8 +32,6 @@ from ..core.verdict import Verdict
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
 GN_SOURCE = "Gauss-Newton decomposition of the squared-loss Hessian; Poggio, Banburski & Liao, CBMM Memo 100 (2019)"
-ASSUME_HOMOGENEOUS = "activation positively 1-homogeneous on the pre-activations (a(2z) = 2 a(z))"
-ASSUME_INTERPOLATES = "interpolation: |f(x_n) - y_n| within the roundoff of f"
 ACTIVATIONS = {"relu": torch.relu, "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.1), "tanh": torch.tanh}
 
 
@@ -157,12 +155,12 @@ flat_minima_kit = ClaimKit(
               "maps the squared-loss Hessian to T_a^{-1} H T_a^{-1}: a^2 lambda_max(H_22) <= lambda_max(H_a) <= "
               "max(a^2, a^-2) lambda_max(H), so equal functions sit at minima of any sharpness.",
     source=DINH,
-    assumptions={"homogeneous": ASSUME_HOMOGENEOUS},
+    assumptions={"homogeneous": "activation positively 1-homogeneous on the pre-activations (a(2z) = 2 a(z))"},
     tolerance="2 gamma_K relative to the absolute sums of f and of each Hessian entry",
 )
 
 
-@flat_minima_kit.checker
+@flat_minima_kit.checker(samples=("X", "y"), finite=("W1", "W2"))
 def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *,
                       activation="relu", alphas=(0.1, 10.0, 100.0), seed: int | None = None) -> Verdict:
     """Dinh et al.'s alpha-scale (a W1, W2 / a) of f(x) = W2 a(W1 x): f unchanged, the squared-loss Hessian
@@ -220,15 +218,15 @@ def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: to
         reasons.append("non-finite Hessian (overflow)")
     if silent:
         reasons.append("every hidden unit is dead on every sample (f = 0 identically): nothing to test")
-    return Verdict.decide(
-        claim="flat_minima", assumptions={ASSUME_HOMOGENEOUS: homogeneous}, conclusion_held=held,
+    return flat_minima_kit.decide(
+        assumptions={"homogeneous": homogeneous}, conclusion_held=held,
         inconclusive=not finite or silent, statistic=statistic, bound=0.0, tolerance=1.0,
         tolerance_basis=(f"statistic: the largest ratio of a change to its roundoff bound: |f_a - f| to 2 gamma_K |W2| |a'| "
                          f"|W1| |x|, K = {K} (2 x (d + m) + n k + 4: forward and backward dot products, the sum over "
                          "samples), and each |H_a - T^-1 H T^-1| entry to twice T^-1 [2 gamma_K (J_abs^T J_abs + sum |r| "
                          "|d^2 f|) + sum rho_n |d^2 f_n|] T^-1; eigenvalue bounds by Weyl's inequality on that error plus "
                          "P u ||H||"),
-        device=str(model.X.device), dtype=dtype_name(dtype), seed=seed,
+        device=str(model.X.device), dtype=dtype_name(dtype),
         details={"alphas": rows, "lambda_max": lam, "lambda_max_H22": lam22, "parameters": P,
                  "homogeneity_gap": homogeneity_gap,
                  "series": {"lambda_max(H_a) a2^2 (-> lambda_max(H_22))": {"x": [r["alpha"] for r in rows],
@@ -241,12 +239,12 @@ gauss_newton_kit = ClaimKit(
     statement="At an interpolating point of the squared loss, H = J^T J (the residual term sum_n r_n d^2 f_n "
               "vanishes), so rank H <= n k.",
     source=GN_SOURCE,
-    assumptions={"interpolates": ASSUME_INTERPOLATES},
+    assumptions={"interpolates": "interpolation: |f(x_n) - y_n| within the roundoff of f"},
     tolerance="2 gamma_K (J_abs^T J_abs + sum |r||d^2 f|) entrywise plus the residual interpolation allows",
 )
 
 
-@gauss_newton_kit.checker
+@gauss_newton_kit.checker(samples=("X", "y"), finite=("W1", "W2"))
 def check_gauss_newton(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *,
                        activation="relu", seed: int | None = None) -> Verdict:
     """At an interpolating point of the squared loss, the Hessian equals J^T J entrywise (to the roundoff
@@ -275,14 +273,14 @@ def check_gauss_newton(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: t
                        f"n k = {nk}")
     if not finite:
         reasons.append("non-finite Hessian or Jacobian")
-    return Verdict.decide(
-        claim="gauss_newton", assumptions={ASSUME_INTERPOLATES: interpolates}, conclusion_held=held,
+    return gauss_newton_kit.decide(
+        assumptions={"interpolates": interpolates}, conclusion_held=held,
         inconclusive=not finite, statistic=float(residual.norm()), bound=0.0, tolerance=float(tol.norm()),
         tolerance_basis=(f"||H - J^T J||_F vs the Frobenius norm of the entrywise bound 2 gamma_K (J_abs^T J_abs + "
                          f"sum |r||d^2 f|) + sum_n rho_n |d^2 f_n|, K = {K}, rho_n = 2 gamma_K |W2| |a'| |W1| |x_n| + u|y_n| "
                          "(the residual interpolation allows); rank counts |eigenvalues| above that bound + P u ||H|| "
                          "(Weyl)"),
-        device=str(model.X.device), dtype=dtype_name(dtype), seed=seed,
+        device=str(model.X.device), dtype=dtype_name(dtype),
         details={"max_entry_ratio": ratio, "rank": rank, "n_times_k": nk, "parameters": P,
                  "max_abs_residual": float(r.abs().max()), "residual_term_norm": residual_term,
                  "relative_gap": float((H - GN).norm() / H.norm()) if float(H.norm()) > 0 else math.nan,

@@ -20,27 +20,21 @@ from ..generate.models import build_network
 from ..generate.sampling import network_and_batch, random_spec, reproduce_line
 from ..generate.specs import BREAKS
 
-CLAIM_ID = "homogeneity"
-ASSUME_WEIGHTS = "weight layers found"
-ASSUME_NO_BIAS = "no bias parameters"
-ASSUME_MODULES = "no non-homogeneous modules (tanh, sigmoid, GELU, normalization)"
-ASSUME_DETERMINISTIC = "deterministic forward (no dropout or other training-mode randomness)"
-
-
 kit = ClaimKit(
-    id=CLAIM_ID,
+    id="homogeneity",
     statement="A bias-free network with positively homogeneous activations satisfies f(aW_k) = a^{d_k} f(W) "
               "for a > 0 in each weight layer: Euler <W_k, df/dW_k> = d_k f and f(W) = rho f(V), "
               "rho = prod ||W_k||^{d_k}.",
     source="Poggio, Liao & Banburski, Nat. Commun. 2020 (Theory III); Lyu & Li, ICLR 2020, eq. 6 and Thm B.2",
-    assumptions={"weights": ASSUME_WEIGHTS, "no_bias": ASSUME_NO_BIAS, "modules": ASSUME_MODULES,
-                 "deterministic": ASSUME_DETERMINISTIC},
+    assumptions={"weights": "weight layers found", "no_bias": "no bias parameters",
+                 "modules": "no non-homogeneous modules (tanh, sigmoid, GELU, normalization)",
+                 "deterministic": "deterministic forward (no dropout or other training-mode randomness)"},
     tolerance="per check, on a float64 copy: Euler gamma_K, scalings 2 gamma_K' + (d+2)u, relative to "
               "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|); the model's own pass within gamma_K'(u) of the same",
 )
 
 
-@kit.checker
+@kit.checker(samples=("x",), indices=("x",))
 def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, seed=None) -> Verdict:
     """Check positive homogeneity of ``model`` in each weight layer on the batch ``x``.
 
@@ -53,13 +47,12 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
     """
     measured = measure_homogeneity(model, x, degrees=degrees)
     facts = measured.facts
-    assumptions = {ASSUME_WEIGHTS: facts["weights"], ASSUME_NO_BIAS: facts["no_bias"],
-                   ASSUME_MODULES: facts["homogeneous_modules"], ASSUME_DETERMINISTIC: facts["deterministic"]}
-    return Verdict.decide(assumptions=assumptions, conclusion_held=bool(measured.statistic <= 1),
-                          inconclusive=measured.inconclusive, statistic=measured.statistic, bound=0.0,
-                          tolerance=measured.tolerance, tolerance_basis=measured.tolerance_basis,
-                          details=measured.details, reason=measured.reason, claim=CLAIM_ID, device=measured.device,
-                          dtype=measured.dtype, seed=seed)
+    assumptions = {"weights": facts["weights"], "no_bias": facts["no_bias"],
+                   "modules": facts["homogeneous_modules"], "deterministic": facts["deterministic"]}
+    return kit.decide(assumptions=assumptions, conclusion_held=bool(measured.statistic <= 1),
+                      inconclusive=measured.inconclusive, statistic=measured.statistic, bound=0.0,
+                      tolerance=measured.tolerance, tolerance_basis=measured.tolerance_basis,
+                      details=measured.details, reason=measured.reason, device=measured.device, dtype=measured.dtype)
 
 
 assert_homogeneity = kit.assert_

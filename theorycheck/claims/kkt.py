@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from scipy.optimize import lsq_linear, nnls
 
-from ..core.devices import dtype_name, gamma
+from ..core.devices import gamma
 from ..engines.dynamics import DEFAULT_RTOL
 from ..engines.flat_network import FlatNetwork, twice_differentiable
 from ..engines.homogeneity import measure_homogeneity
@@ -39,15 +39,12 @@ from ..core.errors import expect
 from ..engines.losses import get_loss
 from ..core.kit import Case, ClaimKit
 from ..engines.svm import angle, hard_margin_svm
-from ..generate.models import declared_degrees, read_parameters
+from ..core.modules import declared_degrees, read_parameters
 from ..core.inputs import as_batch, as_labels
 from ..core.verdict import Verdict
-from .margin import (ASSUME_DYNAMICS, ASSUME_HOMOGENEOUS, ASSUME_LOSS, ASSUME_NO_DECAY, ASSUME_T0, AUDIT_FAMILIES,
-                     instance_line,
-                     random_instance, run_assumptions, separation_index, trained)
+from .margin import (AUDIT_FAMILIES, RUN_ASSUMPTIONS, instance_line, random_instance, run_assumptions,
+                     separation_index, trained)
 
-CLAIM_ID = "kkt"
-ASSUME_SEPARATED = "theta separates the data (q_min > 0)"
 NEAR_SUPPORT_DECADES = tuple(range(1, 8))  # Lyu & Li's counts #{q_n < q_min + ln 10^k}
 # the support: samples whose loss is within 10^7 of the largest (Lyu & Li's widest band). Support vectors
 # keep margins within O(1) of q_min (Soudry et al.: log of their dual-variable ratios), the others fall
@@ -195,7 +192,7 @@ def _soudry_rate(angles: list[float], log_ts: list[float]) -> dict:
 
 
 kit = ClaimKit(
-    id=CLAIM_ID,
+    id="kkt",
     streams_from="margin_monotone",  # the same case names draw the same runs: each flow is trained once
     statement="Along gradient flow on an L-homogeneous network with an exponential-type loss, theta / q_min^{1/L} is an "
               "(eps, delta)-KKT point of min ||theta||^2/2 s.t. q_n >= 1 with eps, delta -> 0: the limit direction is a "
@@ -203,14 +200,13 @@ kit = ClaimKit(
               "the hard-margin SVM direction, reached at rate O(1/log t).",
     source="Lyu & Li, ICLR 2020, Thm 4.4, Defs C.5-C.6; Soudry et al., JMLR 2018, Thm 3; Poggio, Liao & Banburski, "
            "Nat. Commun. 2020",
-    assumptions={"homogeneous": ASSUME_HOMOGENEOUS, "separated": ASSUME_SEPARATED, "t0": ASSUME_T0,
-                 "loss": ASSUME_LOSS, "no_decay": ASSUME_NO_DECAY, "dynamics": ASSUME_DYNAMICS},  # a run's: margin's
+    assumptions={**RUN_ASSUMPTIONS, "separated": "theta separates the data (q_min > 0)"},  # a run's: margin's
     tolerance="delta <= 1/(e q_min) (the flow's own multipliers' bound) at every state; eps and delta decrease "
               "along the run or reach their roundoff; a single state only as an exact KKT point (eps within roundoff)",
 )
 
 
-@kit.checker
+@kit.checker(samples=("X", "y"), finite=("multipliers",))
 def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, trajectory: Trajectory | None = None,
               multipliers=None, degree: float | None = None, loss: str = "exp", radius: float | None = None,
               seed: int | None = None) -> Verdict:
@@ -249,30 +245,31 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
     if multipliers is not None:
         expect(np.asarray(multipliers).size == len(y), expected=f"{len(y)} multipliers (one per sample)",
                received=f"{np.asarray(multipliers).size}", fix="one lambda_n >= 0 per row of X")
-    common = dict(claim=CLAIM_ID, device=str(X.device), dtype=dtype_name(X.dtype), seed=seed)
     now = kkt_point(net, theta, L, radius=radius, seed=seed or 0, multipliers=multipliers)
     separated = now["q_min"] > 0
     reasons: list[str] = []
+    if trajectory is not None and not trajectory.finite:
+        return kit.decide(assumptions=run_assumptions(trajectory, True)[0], inconclusive=True,
+                          reason="non-finite records in the trajectory (overflow or NaN)")
     if trajectory is not None:
         t0 = separation_index(trajectory)
         snaps = [s for s in trajectory.snapshots if t0 is not None and s.record >= t0]
         assumptions, unmet = run_assumptions(trajectory, t0 is not None)
-        assumptions[ASSUME_SEPARATED] = separated
+        assumptions["separated"] = separated
     else:
         snaps, unmet = [], []
         homogeneity = measure_homogeneity(model, X)  # a run measures it at its snapshots; one state needs it here
         log_loss = float(torch.logsumexp(get_loss(loss).log(torch.as_tensor(now["margins"])), 0))
-        assumptions = {ASSUME_HOMOGENEOUS: homogeneity.homogeneous, ASSUME_SEPARATED: separated,
-                       ASSUME_T0: log_loss < math.log(get_loss(loss).at_zero)}
-        if assumptions[ASSUME_HOMOGENEOUS] is not True:
+        assumptions = {"homogeneous": homogeneity.homogeneous, "separated": separated,
+                       "t0": log_loss < math.log(get_loss(loss).at_zero)}
+        if assumptions["homogeneous"] is not True:
             unmet.append(homogeneity.summary())
-        if not assumptions[ASSUME_T0]:
+        if not assumptions["t0"]:
             unmet.append(f"summed {loss} loss {math.exp(log_loss):.4g} is not below l(0)")
     if not separated:
         unmet.append(f"min margin {now['q_min']:.3g} <= 0: not separated, (P) has no feasible rescaling")
-        return Verdict.decide(assumptions=assumptions, conclusion_held=False, statistic=math.nan, bound=0.0,
-                              tolerance=math.nan, tolerance_basis="no KKT measurement without separation",
-                              reason="; ".join(unmet), details={"q_min": now["q_min"]}, **common)
+        return kit.decide(assumptions=assumptions, tolerance_basis="no KKT measurement without separation",
+                          reason="; ".join(unmet), details={"q_min": now["q_min"]})
 
     details: dict = {
         "eps": now["eps"], "delta": now["delta"], "delta_limit": now["delta_limit"],
@@ -365,9 +362,9 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
                            f"{now['eps_roundoff']:.1e}: not an exact KKT point; Lyu & Li bound eps only along the run, "
                            "pass trajectory=... to judge its decrease")
         _linear_report(model, X, y, [], [], details, now["q_min"])
-    return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=inconclusive,
-                          statistic=float(statistic), bound=float(bound), tolerance=float(tolerance),
-                          tolerance_basis=basis, details=details, reason="; ".join(reasons + unmet), **common)
+    return kit.decide(assumptions=assumptions, conclusion_held=held, inconclusive=inconclusive,
+                      statistic=float(statistic), bound=float(bound), tolerance=float(tolerance),
+                      tolerance_basis=basis, details=details, reason="; ".join(reasons + unmet))
 
 
 def _linear_report(model, X, y, history, log_t, details: dict, q_min: float) -> None:

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from ..core.comparisons import comparison, headline
+from ..core.comparisons import comparison
 from ..core.devices import dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..engines.recorder import BalanceTrajectory, Recorder
@@ -29,16 +29,6 @@ from ..generate.data import alternating_labels
 from ..generate.models import build_network
 from ..generate.sampling import network_and_batch, random_spec
 
-CLAIM_ID = "layer_balance"
-ASSUME_PLAIN = "updates are plain gradient steps (update = -lr * grad)"
-ASSUME_COMMON_LR = "one step size for all layers"
-ASSUME_NO_BIAS = "no bias parameters"
-ASSUME_GRADS = "every layer has a gradient at every step"
-ASSUME_TWO_LAYERS = "at least two weight layers"
-ASSUME_HOMOGENEOUS = "network positively homogeneous on X"
-ASSUME_EULER = ("gradients are a loss gradient of the homogeneous f: Euler sums <W_k, g_k>/d_k agree across layers "
-                "(no penalty, clipping or noise)")
-ASSUME_UNEDITED = "weights unchanged between optimizer steps"
 MAX_SERIES_POINTS = 200
 MAX_CONTROL_DRAWS = 20  # a control redraws a network dead on its batch (see _has_gradient)
 
@@ -164,15 +154,22 @@ _TOLERANCE_BASIS = ("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W
 
 
 kit = ClaimKit(
-    id=CLAIM_ID,
+    id="layer_balance",
     statement="Plain gradient steps on a bias-free homogeneous network change D_k = ||W_k||^2 - r_k ||W_{k+1}||^2 "
               "(r_k = d_k / d_{k+1}, 1 for ReLU; and each neuron's ||W_k[i,:]||^2 - r_k ||W_{k+1}[:,i]||^2) by exactly "
               "eta^2 (||g_k||^2 - r_k ||g_{k+1}||^2) per step; under gradient flow D_k is conserved.",
     source="Du, Hu & Lee, NeurIPS 2018, Sec. 2 (invariance of squared-norm differences under gradient flow, per "
            "neuron and per layer, fully connected and convolutional); Poggio et al., Theory III",
-    assumptions={"plain": ASSUME_PLAIN, "common_lr": ASSUME_COMMON_LR, "no_bias": ASSUME_NO_BIAS,
-                 "grads": ASSUME_GRADS, "two_layers": ASSUME_TWO_LAYERS, "homogeneous": ASSUME_HOMOGENEOUS,
-                 "euler": ASSUME_EULER, "unedited": ASSUME_UNEDITED},
+    assumptions={
+        "plain": "updates are plain gradient steps (update = -lr * grad)",
+        "common_lr": "one step size for all layers",
+        "no_bias": "no bias parameters",
+        "grads": "every layer has a gradient at every step",
+        "two_layers": "at least two weight layers",
+        "homogeneous": "network positively homogeneous on X",
+        "euler": ("gradients are a loss gradient of the homogeneous f: Euler sums <W_k, g_k>/d_k agree across layers "
+                 "(no penalty, clipping or noise)"),
+        "unedited": "weights unchanged between optimizer steps"},
     tolerance="roundoff of the rounded updates, the gradient's Euler sums and the eta^2 term, accumulated per step",
 )
 
@@ -186,7 +183,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     traj = trajectory
     dtype = dtype_of(traj.dtype)
     u = unit_roundoff(dtype)
-    common = dict(claim=CLAIM_ID, device=traj.device, dtype=traj.dtype, seed=seed)
+    common = dict(device=traj.device, dtype=traj.dtype)
     seen = _finite_prefix(traj)  # the assumptions are judged on the steps before any overflow or NaN
     finite = seen.steps == traj.steps
     plain, plain_details = _plain_step_observation(seen, u) if seen.steps else (True, {})
@@ -194,16 +191,16 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     euler, euler_details = _euler_observation(seen, inner_error, bounded) if seen.steps else (True, {})
     edited = seen.edited if seen.edited is not None else np.zeros((seen.steps, len(seen.layers)))
     assumptions = {
-        ASSUME_PLAIN: plain,
-        ASSUME_COMMON_LR: bool((traj.lr == traj.lr[:, :1]).all()) if traj.steps else True,
-        ASSUME_NO_BIAS: not traj.non_weight_parameters,
-        ASSUME_GRADS: traj.missing_gradients == 0,
-        ASSUME_TWO_LAYERS: len(traj.layers) >= 2,
-        ASSUME_EULER: euler,
-        ASSUME_UNEDITED: bool((edited == 0).all()),
+        "plain": plain,
+        "common_lr": bool((seen.lr == seen.lr[:, :1]).all()) if seen.steps else True,
+        "no_bias": not traj.non_weight_parameters,
+        "grads": traj.missing_gradients == 0,
+        "two_layers": len(traj.layers) >= 2,
+        "euler": euler,
+        "unedited": bool((edited == 0).all()),
     }
     if traj.homogeneity is not None:
-        assumptions[ASSUME_HOMOGENEOUS] = traj.homogeneity.homogeneous
+        assumptions["homogeneous"] = traj.homogeneity.homogeneous
     frozen = bool(seen.steps) and plain_details["informative_steps"] == 0
     if traj.steps == 0 or len(traj.layers) < 2 or not finite or frozen:
         reason = ("no optimizer step recorded: run at least one step with the Recorder attached"
@@ -214,11 +211,8 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         # a frozen or overflowing run tests nothing, but an assumption it was seen to break (a weight-decay or
         # momentum update is visible even when lr*||g|| is below roundoff, or in the steps before an overflow)
         # already makes the theorem silent: vacuous
-        return Verdict.decide(assumptions=assumptions, conclusion_held=False,
-                              inconclusive=traj.steps == 0, undecided=frozen or not finite,
-                              statistic=math.nan, bound=0.0, tolerance=math.nan,
-                              tolerance_basis="not evaluated", details={"plain_steps": plain_details},
-                              reason=reason, **common)
+        return kit.decide(assumptions=assumptions, inconclusive=traj.steps == 0, undecided=frozen or not finite,
+                          details={"plain_steps": plain_details}, reason=reason, **common)
 
     pairs, worst = {}, None
     index = _subsample_index(traj.steps + 1)
@@ -284,7 +278,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                        f"{euler_details['worst_spread']:.2e} > {euler_details['allowed']:.2e} at step "
                        f"{euler_details['worst_step']} ({euler_details['steps_off']} step(s)): the gradient is not a "
                        "loss gradient of f (a penalty, per-layer or value clipping, noise, or wrong degrees?)")
-    if not assumptions[ASSUME_UNEDITED]:
+    if not assumptions["unedited"]:
         step, layer = np.unravel_index(int(np.argmax(edited)), edited.shape)
         reasons.append(f"{traj.layers[layer]} changed by {edited[step, layer]:.2e} between steps {step - 1} and "
                        f"{step}, outside the optimizer")
@@ -297,19 +291,18 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     parts += [comparison(f"neuron {n['worst_unit']} of {name}: drift - eta^2 term", abs(n["residual"]), 0.0,
                          n["tolerance"], "the layer pair's bound (each unit's roundoff terms are parts of its layers')")
               for name, n in neurons.items()]
-    outcome = headline(parts)
+    held = all(part.held for part in parts)
     unbounded = not bounded.all()  # past the early return the run is finite: seen is traj
-    if unbounded and not outcome["conclusion_held"]:
+    if unbounded and not held:
         reasons.append("the drift exceeds a tolerance whose gradient-roundoff term is an estimate (the Recorder saw no "
                        "backward pass through the model's output on some steps): undecided")
-    return Verdict.decide(
-        assumptions=assumptions, inconclusive=False, undecided=unbounded and not outcome["conclusion_held"],
-        **outcome,
+    return kit.decide(
+        assumptions=assumptions, undecided=unbounded and not held, comparisons=parts,
         details={"steps": traj.steps, "optimizer": traj.optimizer, "pairs": pairs, "neurons": neurons,
                  "plain_steps": plain_details, "euler_sums": euler_details,
                  "max_edit_between_steps": float(edited.max(initial=0.0)),
                  "neurons_unpaired": [{"lower": lo, "upper": up, "why": why} for lo, up, why in traj.unpaired],
-                 "comparisons": parts, "series": series},
+                 "series": series},
         reason="; ".join(reasons), **common)
 
 

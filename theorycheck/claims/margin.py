@@ -34,12 +34,12 @@ from ..generate.models import NetworkSpec, build_network
 from ..core.kit import Case, ClaimKit
 from ..core.verdict import Verdict
 
-CLAIM_ID = "margin_monotone"
-ASSUME_HOMOGENEOUS = "f positively homogeneous in theta of the stated degree L (checked on X along the run)"
-ASSUME_LOSS = "exponential-type loss (exp or logistic)"
-ASSUME_NO_DECAY = "no weight decay"
-ASSUME_T0 = "summed loss below l(0) at t0 (data separated)"
-ASSUME_DYNAMICS = "gradient flow, or full-batch GD on a C^2 network"
+RUN_ASSUMPTIONS = {  # Lyu & Li's assumptions on a run, shared with the kkt claim
+    "homogeneous": "f positively homogeneous in theta of the stated degree L (checked on X along the run)",
+    "loss": "exponential-type loss (exp or logistic)",
+    "no_decay": "no weight decay",
+    "t0": "summed loss below l(0) at t0 (data separated)",
+    "dynamics": "gradient flow, or full-batch GD on a C^2 network"}
 SERIES_POINTS = 200
 
 
@@ -53,13 +53,13 @@ def run_assumptions(trajectory: Trajectory, separated: bool) -> tuple[dict[str, 
     else:
         dynamics, why = False, "SGD is not covered by Thm 4.1/4.2 (and has no flow error estimate)"
     homogeneous = trajectory.homogeneous if trajectory.homogeneity_decided else None
-    assumptions = {ASSUME_HOMOGENEOUS: homogeneous, ASSUME_LOSS: trajectory.exponential_type,
-                   ASSUME_NO_DECAY: trajectory.weight_decay == 0, ASSUME_T0: separated, ASSUME_DYNAMICS: dynamics}
-    reasons = {ASSUME_HOMOGENEOUS: trajectory.homogeneity_reason,
-               ASSUME_LOSS: f"loss {trajectory.loss!r} has no exponential tail",
-               ASSUME_NO_DECAY: f"weight decay {trajectory.weight_decay:g}",
-               ASSUME_T0: f"the summed loss never went below l(0) = {trajectory.loss_at_zero:.4g}",
-               ASSUME_DYNAMICS: why}
+    assumptions = {"homogeneous": homogeneous, "loss": trajectory.exponential_type,
+                   "no_decay": trajectory.weight_decay == 0, "t0": separated, "dynamics": dynamics}
+    reasons = {"homogeneous": trajectory.homogeneity_reason,
+               "loss": f"loss {trajectory.loss!r} has no exponential tail",
+               "no_decay": f"weight decay {trajectory.weight_decay:g}",
+               "t0": f"the summed loss never went below l(0) = {trajectory.loss_at_zero:.4g}",
+               "dynamics": why}
     return assumptions, [reasons[name] for name, held in assumptions.items() if held is not True]
 
 
@@ -114,18 +114,17 @@ def _series(trajectory: Trajectory, start: int) -> dict:
 
 
 kit = ClaimKit(
-    id=CLAIM_ID,
+    id="margin_monotone",
     statement="For an L-homogeneous network trained by gradient flow on an exponential-type loss, once the summed "
               "loss is below l(0) the smoothed margin l^{-1}(L) / ||theta||^L never decreases (and L -> 0, "
               "||theta|| -> infinity).",
     source="Lyu & Li, ICLR 2020, Thm 4.1 (flow) and Thm 4.2 (GD, C^2); Poggio, Liao & Banburski, Nat. Commun. 2020",
-    assumptions={"homogeneous": ASSUME_HOMOGENEOUS, "loss": ASSUME_LOSS, "no_decay": ASSUME_NO_DECAY, "t0": ASSUME_T0,
-                 "dynamics": ASSUME_DYNAMICS},
+    assumptions=RUN_ASSUMPTIONS,
     tolerance="per record interval: sum of ||grad gamma~|| x the integrator's local error estimates, plus roundoff",
 )
 
 
-@kit.checker
+@kit.checker(unbounded=("since",))
 def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None, seed: int | None = None) -> Verdict:
     """Check that the smoothed margin of ``trajectory`` never decreases after t0 (Lyu & Li Thm 4.1/4.2).
 
@@ -140,17 +139,16 @@ def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None,
     values = r["smoothed_margin"][start:]
     drift = np.nan_to_num(r["margin_drift"][start:], nan=0.0)
     roundoff = np.nan_to_num(r["margin_roundoff"][start:], nan=0.0)
-    finite = bool(np.isfinite(values).all()) and trajectory.stop_reason != "non_finite"
+    finite = trajectory.finite and trajectory.stop_reason != "non_finite"
     long_enough = len(values) >= 2
-    common = dict(claim=CLAIM_ID, device=trajectory.device, dtype=trajectory.dtype,
+    common = dict(device=trajectory.device, dtype=trajectory.dtype,
                   seed=seed if seed is not None else trajectory.seed)
     if not (finite and long_enough):
         reason = ("non-finite smoothed margin or state (overflow?)" if not finite
                   else "fewer than two records after t0: run too short to decide")
-        return Verdict.decide(assumptions=assumptions, conclusion_held=False, inconclusive=True,
-                              statistic=math.nan, bound=0.0, tolerance=math.nan,
-                              tolerance_basis="no comparison possible", reason="; ".join([reason] + unmet),
-                              details={"start_record": start, "records": len(trajectory)}, **common)
+        return kit.decide(assumptions=assumptions, inconclusive=True, tolerance_basis="no comparison possible",
+                          reason="; ".join([reason] + unmet),
+                          details={"start_record": start, "records": len(trajectory)}, **common)
     drop, allowance, i, j = largest_drop(values, drift, roundoff)
     held_drop = drop <= allowance
     # the theorem in differential form at every recorded state: <grad gamma~, -grad L> >= 0 (up to roundoff)
@@ -203,9 +201,8 @@ def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None,
         basis = ("pointwise: -<grad gamma~, -grad L> at the worst record against its roundoff (3 gamma_{K+P} "
                  "||grad gamma~|| ||grad L||); the integrated drop is reported in details"
                  + ("" if decisive else " and not decisive for a network with kinks"))
-    return Verdict.decide(assumptions=assumptions, conclusion_held=held, inconclusive=False, statistic=statistic,
-                          bound=0.0, tolerance=tolerance, tolerance_basis=basis, details=details,
-                          reason="; ".join(reasons), **common)
+    return kit.decide(assumptions=assumptions, conclusion_held=held, statistic=statistic, bound=0.0,
+                      tolerance=tolerance, tolerance_basis=basis, details=details, reason="; ".join(reasons), **common)
 
 
 assert_margin_monotone = kit.assert_

@@ -31,11 +31,8 @@ from ..core.errors import expect
 from ..core.kit import ClaimKit
 from ..core.verdict import Verdict
 
-CLAIM_ID = "min_norm"
 SOURCE = ("Poggio, Liao & Banburski, Nat. Commun. 11:3371 (2020), intro; Yao, Rosasco & Caponnetto, "
           "Constr. Approx. 26 (2007) (spectral filters)")
-ASSUME_STEP = "0 < eta < 2 / s_1^2 (the iteration contracts on row(X))"
-ASSUME_FINITE = "iterates finite"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,18 +109,18 @@ def steps_needed(spec: Spectrum, lr: float, target: float) -> float:
 
 
 min_norm_kit = ClaimKit(
-    id=CLAIM_ID,
+    id="min_norm",
     statement="GD on 1/2 ||Xw - y||^2 from w0 with 0 < eta < 2/s_1^2 is the spectral filter "
               "w_t = w0 + sum_i [1 - (1 - eta s_i^2)^t] (u_i^T y / s_i - v_i^T w0) v_i at every step and converges to "
               "X^+ y + (I - X^+ X) w0 (from 0: the minimum-norm interpolant X^+ y).",
     source=SOURCE,
-    assumptions={"step": ASSUME_STEP, "finite": ASSUME_FINITE},
+    assumptions={"step": "0 < eta < 2 / s_1^2 (the iteration contracts on row(X))", "finite": "iterates finite"},
     tolerance="accumulated roundoff of the GD recursion (gamma_{n+d+1} gradient error, update rounding) plus the "
               "float64 SVD backward error through the filter",
 )
 
 
-@min_norm_kit.checker
+@min_norm_kit.checker(samples=("X", "y"), finite=("w0",))
 def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, lr: float, w0=None,
                    limit_tol: float | None = None, seed: int | None = None) -> Verdict:
     """Check recorded GD iterates on 1/2 ||Xw - y||^2 against the exact spectral filter at every step.
@@ -146,12 +143,12 @@ def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, 
     s1 = float(spec.s[0]) if spec.s.size else 0.0
     t = np.arange(W.shape[0], dtype=np.float64)
     finite = bool(np.isfinite(W).all())
-    assumptions = {ASSUME_STEP: lr * s1 ** 2 < 2, ASSUME_FINITE: finite}
-    common = dict(claim=CLAIM_ID, device=str(iterates.device), dtype=dtype_name(dtype), seed=seed)
+    assumptions = {"step": lr * s1 ** 2 < 2, "finite": finite}
+    common = dict(device=str(iterates.device), dtype=dtype_name(dtype))
     if not finite:
-        return Verdict.decide(assumptions=assumptions, conclusion_held=False, inconclusive=lr * s1 ** 2 < 2,
-                              statistic=math.nan, bound=0.0, tolerance=math.nan, tolerance_basis="not computed",
-                              reason="non-finite iterates (overflow or NaN)", **common)
+        return min_norm_kit.decide(assumptions=assumptions, inconclusive=lr * s1 ** 2 < 2,
+                                   tolerance_basis="not computed", reason="non-finite iterates (overflow or NaN)",
+                                   **common)
     predicted = spec.iterates(lr, t, w_start)
     residual = np.linalg.norm(W - predicted, axis=1)
     tolerance = (np.concatenate([[0.0], np.cumsum(_recursion_roundoff(Xn, yn, W, lr, dtype))])
@@ -163,7 +160,7 @@ def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, 
     distance = float(np.linalg.norm(W[-1] - spec.limit))
     predicted_distance = float(np.linalg.norm((1 - spec.filter(lr, t[-1:])[0]) * spec.c))
     reasons, too_short, held_limit = [], False, True
-    if not assumptions[ASSUME_STEP]:
+    if not assumptions["step"]:
         reasons.append(f"eta s_1^2 = {lr * s1 ** 2:.4g} >= 2: GD diverges along v_1")
     if not held_filter:
         reasons.append(f"w_t departs from the GD spectral filter: ||w_t - w_t^filter|| = {residual[worst]:.3g} at "
@@ -177,9 +174,9 @@ def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, 
                            f"{predicted_distance:.3g}; T >= {steps_needed(spec, lr, limit_tol)} steps needed")
         elif not held_limit:
             reasons.append(f"||w_T - w_inf|| = {distance:.3g} > {limit_tol:.3g}")
-    return Verdict.decide(
+    return min_norm_kit.decide(
         assumptions=assumptions, conclusion_held=held_filter and held_limit,
-        inconclusive=too_short and held_filter and assumptions[ASSUME_STEP],
+        inconclusive=too_short and held_filter and assumptions["step"],
         statistic=float(residual[worst]), bound=0.0, tolerance=float(tolerance[worst]),
         tolerance_basis=("||w_t - w_t^filter|| at the step of largest ratio to its bound: the accumulated per-step "
                          "roundoff of the GD recursion (residual and gradient gamma_{n+d+1} componentwise, eta and "
@@ -226,7 +223,6 @@ def least_squares_run(X: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int
 # --- early stopping vs ridge (Ali, Kolter & Tibshirani 2019) -------------------------------------
 
 AKT = "Ali, Kolter & Tibshirani, AISTATS 2019, A Continuous-Time View of Early Stopping for Least Squares, Thm 1"
-ASSUME_FLOW = "gradient flow (not discrete GD steps)"
 
 
 @functools.lru_cache(maxsize=1)
@@ -246,12 +242,12 @@ early_stopping_kit = ClaimKit(
               "ridge with lambda = 1/t, for every t, X and beta0 (per eigendirection: bias e^{-2ts} <= (1 + ts)^-2, "
               "variance ratio ((1 - e^{-x})(1 + x)/x)^2 <= 1.68591).",
     source=AKT,
-    assumptions={"flow": ASSUME_FLOW},
+    assumptions={"flow": "gradient flow (not discrete GD steps)"},
     tolerance="2 gamma_{d+10} relative (the sums of positive terms; the eigendecomposition is exact for a nearby PSD matrix)",
 )
 
 
-@early_stopping_kit.checker
+@early_stopping_kit.checker(finite=("X", "beta0", "times"))
 def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: float = 1.0, step: float | None = None,
                          seed: int | None = None) -> Verdict:
     """Estimation risk E||b - beta0||^2 (y = X beta0 + noise of variance sigma^2) of gradient flow on
@@ -272,8 +268,10 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     s = np.clip(s, 0.0, None)
     coef = (V.T @ b0) ** 2
     positive = s[s > 0]
-    t = (np.geomspace(0.01 / positive.max(), 100 / positive.min(), 60) if times is None
-         else np.asarray(times, dtype=np.float64))
+    if times is None:  # a log grid over the spectrum (X = 0 learns nothing: both risks are ||beta0||^2 at any t)
+        t = np.geomspace(0.01 / positive.max(), 100 / positive.min(), 60) if positive.size else np.ones(1)
+    else:
+        t = np.asarray(times, dtype=np.float64)
     expect(t.ndim == 1 and t.size >= 1 and bool((t > 0).all()), expected="times > 0", received=repr(times),
            fix="times=None (a log grid over the spectrum)")
     x = t[:, None] * s[None, :]
@@ -300,13 +298,12 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
                        + (" (lambda != 1/t: mis-calibrated)" if calibration != 1 else ""))
     if not finite:
         reasons.append("the ridge risk is 0 at every t (beta0 = 0 and sigma = 0) or not finite: nothing to compare")
-    return Verdict.decide(
-        claim="early_stopping", assumptions={ASSUME_FLOW: step is None}, conclusion_held=held, inconclusive=not finite,
+    return early_stopping_kit.decide(
+        assumptions={"flow": step is None}, conclusion_held=held, inconclusive=not finite,
         statistic=float(ratio[worst]) if finite else math.nan, bound=bound, tolerance=tolerance,
         tolerance_basis=("max over t of risk(GF, t) / risk(ridge, 1/t) from the float64 eigendecomposition of X^T X / n "
                          "(exact for a nearby PSD matrix, for which the theorem holds too); 2 gamma_{d+10}: the rounding "
                          "of the two sums of positive terms"),
-        dtype="float64", seed=seed,
         details={"n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": float(t[worst]),
                  "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist()}}},
         reason="; ".join(reasons))
@@ -333,7 +330,7 @@ class MinNormCase:
     converged: bool = False  # steps enough for ||w_T - w_inf|| <= 1e-6 ||w_inf||, then decided
     seed: int = 0
     control: str | None = None
-    claim: str = CLAIM_ID
+    claim: str = "min_norm"
 
     def verdict(self, device="cpu", dtype="float64") -> Verdict:
         torch_dtype = dtype_of(dtype)
@@ -395,7 +392,9 @@ class EarlyStoppingCase:
         X = rng.normal(size=(self.n, self.d)) * np.geomspace(0.3, 3.0, self.d)
         beta0 = rng.normal(size=self.d) * (0.01 if self.control == "mis-calibrated" else 1.0)
         s1 = float(np.linalg.eigvalsh(X.T @ X / self.n)[-1])
-        return check_early_stopping(torch.as_tensor(X), torch.as_tensor(beta0), sigma=self.sigma, seed=self.seed,
+        as_dtype = dict(dtype=dtype_of(dtype), device=device)  # the inputs in the audit's dtype (computed in float64)
+        return check_early_stopping(torch.as_tensor(X, **as_dtype), torch.as_tensor(beta0, **as_dtype), sigma=self.sigma,
+                                    seed=self.seed,
                                     calibration=10.0 if self.control == "mis-calibrated" else 1.0,
                                     step=1 / s1 if self.control == "discrete-step" else None,
                                     times=[1 / s1] if self.control == "discrete-step" else None)

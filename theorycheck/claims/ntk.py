@@ -99,7 +99,7 @@ def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_
     return kernel_at(X, weights, output_scale=output_scale)
 
 
-@kit.checker
+@kit.checker(samples=("X",))
 def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seeds=(0, 1, 2, 3, 4, 5),
               depth: int = 2, output_scale: str = "ntk", kernel=analytic_ntk):
     """Fit log(relative error) = a + b log(width) over the widths x seeds; holds when the 99.9% interval

@@ -92,7 +92,7 @@ def kernel_movement(X: torch.Tensor, y: torch.Tensor, width: int, seeds, *, acti
             for m, r, ok in zip(worst.tolist(), ratio, finite)]
 
 
-@kit.checker
+@kit.checker(samples=("X", "y"))
 def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024, 2048),
                        seeds=tuple(range(10)), activation: str = "erf", output_scale: str = "ntk", steps: int = 32,
                        lr_factor: float = 1.0, measure=kernel_movement):

@@ -50,7 +50,7 @@ def interpolating_network(X: torch.Tensor, y: torch.Tensor, direction: torch.Ten
     return net
 
 
-@kit.checker
+@kit.checker(samples=("X", "y"))
 def check_random_labels(X: torch.Tensor, y: torch.Tensor, *, seed: int = 0):
     """Build the construction for (X, y) with a direction drawn from ``seed`` and check that it fits."""
     expect(isinstance(X, torch.Tensor) and X.ndim == 2 and X.shape[0] >= 1, expected="X as an (n, d) tensor",

@@ -29,28 +29,17 @@ import math
 import numpy as np
 from scipy import stats
 
-from ..core.comparisons import comparison, headline
+from ..core.comparisons import Comparison, comparison
 from ..engines.coupled import CoupledRun
 from ..core.devices import dtype_of, gamma
 from ..core.errors import expect
 from ..core.kit import ClaimKit
-from ..generate.stability_cases import CONTROLS, random_case
+from .stability_cases import CONTROLS, random_case
 from ..engines.stability_constants import LossConstants
 from ..core.verdict import Verdict
 
 
 HRS = "Hardt, Recht & Singer, ICML 2016 (arXiv:1509.01240)"
-ASSUME_LIPSCHITZ = "f(.; z) L-Lipschitz with finite L"
-ASSUME_SMOOTH = "f(.; z) beta-smooth with finite beta"
-ASSUME_GRADIENTS = "observed per-sample gradient norms <= L"
-ASSUME_SECANT = "observed secant smoothness ||g - g'|| <= beta ||w - w'||"
-ASSUME_CURVATURE = "observed curvature ||hess f(w; z)||_2 <= beta at visited points (power iteration)"
-ASSUME_CONVEX = "f(.; z) convex (declared; observed <g - g', w - w'> >= 0)"
-ASSUME_STRONG = "f(.; z) gamma-strongly convex, gamma > 0 (declared; observed <g - g', w - w'> >= gamma ||w - w'||^2)"
-ASSUME_STEP_CONVEX = "step sizes alpha_t <= 2/beta"
-ASSUME_STEP_STRONG = "step sizes alpha_t <= 2/(beta + gamma)"
-ASSUME_STEP_DECAY = "step sizes non-increasing (alpha_t <= c/t, c = max_t t alpha_t)"
-ASSUME_RANGE = "loss values in [0, 1] (declared range and every value seen)"
 MIN_RUNS = 30  # below this the Student-t interval on the Monte Carlo mean is not used
 SERIES_POINTS = 100
 
@@ -102,17 +91,17 @@ def _validate(run, constants, confidence) -> None:
     expect(0 < confidence < 1, expected="0 < confidence < 1", received=repr(confidence), fix="e.g. 0.95")
 
 
-def _check_sgd(claim: str, run: CoupledRun, constants: LossConstants, *, eta: np.ndarray,
+def _check_sgd(kit: ClaimKit, run: CoupledRun, constants: LossConstants, *, eta: np.ndarray,
                assumptions: dict[str, bool], expectation: tuple[float, str] | None, confidence: float,
                reasons: list[str], extra: dict | None = None) -> Verdict:
     """Pathwise growth-recursion bound on every run and step, plus the Monte Carlo expectation bound
     (numpy overflow of a divergent run is expected: it is reported inconclusive)."""
     with np.errstate(all="ignore"):
-        return _sgd_verdict(claim, run, constants, eta=eta, assumptions=assumptions, expectation=expectation,
+        return _sgd_verdict(kit, run, constants, eta=eta, assumptions=assumptions, expectation=expectation,
                             confidence=confidence, reasons=reasons, extra=extra)
 
 
-def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confidence, reasons, extra) -> Verdict:
+def _sgd_verdict(kit, run, constants, *, eta, assumptions, expectation, confidence, reasons, extra) -> Verdict:
     L, beta, lam = constants.lipschitz, constants.smoothness, run.weight_decay
     alpha = np.broadcast_to(run.step_sizes, run.hits.shape)
     factor = 1.0 if run.removal else 2.0
@@ -129,28 +118,28 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
     g_k = gamma(run.param_count + run.input_dim + 10, dtype_of(run.dtype))
     slack = g_k * (run.grad_norm.sum(-1) + beta_tol * run.param_norm[:, :-1].sum(-1))
     grad_max = float(run.grad_norm.max())
-    assumptions = {ASSUME_LIPSCHITZ: math.isfinite(L), ASSUME_SMOOTH: math.isfinite(beta),
-                   ASSUME_GRADIENTS: grad_max <= L * (1 + g_k), **assumptions}
+    assumptions = {"lipschitz": math.isfinite(L), "smooth": math.isfinite(beta),
+                   "gradients": grad_max <= L * (1 + g_k), **assumptions}
     secant = np.where(shared, run.grad_diff / delta, np.nan)
     monotone = np.where(shared, run.grad_inner / delta ** 2, np.nan)
     secant_ok = np.where(shared, run.grad_diff <= beta * delta + slack, True)
     inner_slack = (slack + g_dist * run.grad_diff) * delta
     convex_ok = np.where(shared, run.grad_inner >= constants.strong_convexity * delta ** 2 - inner_slack, True)
-    assumptions[ASSUME_SECANT] = bool(secant_ok.all())
-    if ASSUME_CONVEX in assumptions:
-        assumptions[ASSUME_CONVEX] = constants.convex and bool(np.where(shared, run.grad_inner >= -inner_slack,
+    assumptions["secant"] = bool(secant_ok.all())
+    if "convex" in assumptions:
+        assumptions["convex"] = constants.convex and bool(np.where(shared, run.grad_inner >= -inner_slack,
                                                                         True).all())
-    if ASSUME_STRONG in assumptions:
-        assumptions[ASSUME_STRONG] = constants.strong_convexity > 0 and bool(convex_ok.all())
+    if "strong" in assumptions:
+        assumptions["strong"] = constants.strong_convexity > 0 and bool(convex_ok.all())
     # power iteration gives ||H v|| <= ||H||_2: an estimate above beta refutes it; NaN (not estimated) does not
     curvature_slack = g_k * (beta_tol + run.curvature)
-    assumptions[ASSUME_CURVATURE] = not run.curvature > beta + curvature_slack
-    if not assumptions[ASSUME_CURVATURE]:
+    assumptions["curvature"] = not run.curvature > beta + curvature_slack
+    if not assumptions["curvature"]:
         reasons.append(f"curvature ||hess f(w; z)|| >= {run.curvature:.4g} at a visited point exceeds beta = {beta:.4g} "
                        "(beta understated)")
-    if not assumptions[ASSUME_GRADIENTS]:
+    if not assumptions["gradients"]:
         reasons.append(f"a per-sample gradient of norm {grad_max:.4g} exceeds L = {L:.4g}")
-    if not assumptions[ASSUME_SECANT]:
+    if not assumptions["secant"]:
         reasons.append(f"secant smoothness up to {np.nanmax(secant):.4g} exceeds beta = {beta:.4g}")
 
     # the pathwise bound, on every run and step
@@ -159,7 +148,7 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
     parts = [_pathwise_relative(delta_all, bound, tol, informative)]
     if (~informative).any():
         parts.append(_pathwise_roundoff(delta_all, bound, tol, informative))
-    held_path = all(p["held"] for p in parts)
+    held_path = all(p.held for p in parts)
     ratio = np.where(informative, delta_all / np.where(informative, bound, 1.0), 0.0)
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     statistic = float(ratio.max())
@@ -211,7 +200,7 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
                 f"Monte Carlo mean of |f(w_T; z) - f(w'_T; z)| at the deciding probe z over {run.runs} index sequences "
                 f"against {form}; tolerance: the two-sided Student-t {confidence:.0%} half-width (Bonferroni over "
                 f"{gaps.shape[1]} probes) plus L x the pathwise roundoff"))
-            held_mean = parts[-1]["held"]
+            held_mean = parts[-1].held
             details["expectation"] = {
                 "evaluated": True, "estimate": float(mean.max()), "lower": lower, "upper": upper, "bound": value,
                 "form": form, "below_bound_with_interval": upper <= value, "confidence": confidence,
@@ -226,17 +215,15 @@ def _sgd_verdict(claim, run, constants, *, eta, assumptions, expectation, confid
         reasons.append("the changed example was never sampled: the two runs are identical, nothing to test")
     if not finite:
         reasons.append("non-finite parameters, gradients or losses (divergence or overflow)")
-    details["comparisons"] = parts
-    return Verdict.decide(claim=claim, assumptions=assumptions, inconclusive=(not finite) or (not hits_any),
-                          **headline(parts), device=run.device, dtype=run.dtype, seed=run.seed, details=details,
-                          reason="; ".join(reasons))
+    return kit.decide(assumptions=assumptions, inconclusive=(not finite) or (not hits_any), comparisons=parts,
+                      device=run.device, dtype=run.dtype, seed=run.seed, details=details, reason="; ".join(reasons))
 
 
 _PATH_TOL = ("per-step rounding gamma_K [(1 + alpha beta)(||w|| + ||w'||) + alpha(||g|| + ||g'||)], K = parameters + "
              "inputs + 10, carried by the same growth recursion, plus gamma_P (||w_t|| + ||w'_t||) for the distance")
 
 
-def _pathwise_relative(delta, bound, tol, informative) -> dict:
+def _pathwise_relative(delta, bound, tol, informative) -> Comparison:
     """delta_t / B_t <= 1 + tol_t / B_t where B_t > tol_t, at the run and step closest to failing."""
     if not informative.any():
         return comparison("pathwise ||w_t - w'_t|| / B_t", 0.0, 1.0, 0.0, "no step where B_t exceeds its roundoff")
@@ -246,7 +233,7 @@ def _pathwise_relative(delta, bound, tol, informative) -> dict:
                       f"growth recursion B_t (HRS Lemma 2.5) at run {r}, step {t}, where B_t > tol_t; {_PATH_TOL}")
 
 
-def _pathwise_roundoff(delta, bound, tol, informative) -> dict:
+def _pathwise_roundoff(delta, bound, tol, informative) -> Comparison:
     """delta_t <= B_t + tol_t where B_t <= tol_t (the bound is at roundoff level, e.g. before any hit)."""
     excess = np.where(informative, -np.inf, delta - bound - tol)
     r, t = np.unravel_index(int(np.argmax(excess)), excess.shape)
@@ -254,8 +241,12 @@ def _pathwise_roundoff(delta, bound, tol, informative) -> dict:
                       f"growth recursion B_t <= tol_t at run {r}, step {t}; {_PATH_TOL}")
 
 
-_COMMON_ASSUMPTIONS = {"lipschitz": ASSUME_LIPSCHITZ, "smooth": ASSUME_SMOOTH, "gradients": ASSUME_GRADIENTS,
-                       "secant": ASSUME_SECANT, "curvature": ASSUME_CURVATURE}  # every HRS theorem's
+_COMMON_ASSUMPTIONS = {  # every HRS theorem's
+    "lipschitz": "f(.; z) L-Lipschitz with finite L",
+    "smooth": "f(.; z) beta-smooth with finite beta",
+    "gradients": "observed per-sample gradient norms <= L",
+    "secant": "observed secant smoothness ||g - g'|| <= beta ||w - w'||",
+    "curvature": "observed curvature ||hess f(w; z)||_2 <= beta at visited points (power iteration)"}
 
 
 sgd_stability_convex_kit = ClaimKit(
@@ -264,7 +255,8 @@ sgd_stability_convex_kit = ClaimKit(
               "i and the same indices, ||w_t - w'_t|| <= 2 L sum_{s <= t: i_s = i} alpha_s on every path, and "
               "sup_z E|f(w_T; z) - f(w'_T; z)| <= (2 L^2/n) sum_t alpha_t.",
     source=f"{HRS}: Lemma 2.5 (growth recursion), Lemma 3.6 (expansivity), Thm 3.8 (convex)",
-    assumptions={**_COMMON_ASSUMPTIONS, "convex": ASSUME_CONVEX, "step_convex": ASSUME_STEP_CONVEX},
+    assumptions={**_COMMON_ASSUMPTIONS, "convex": "f(.; z) convex (declared; observed <g - g', w - w'> >= 0)",
+                 "step_convex": "step sizes alpha_t <= 2/beta"},
     tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval "
               "(Bonferroni over probe points)",
 )
@@ -281,8 +273,8 @@ def check_sgd_stability_convex(run: CoupledRun, constants: LossConstants, *, con
         reasons.append(f"step size {run.step_sizes.max():.4g} > 2/beta = {2 / beta:.4g}: expansive gradient steps")
     L = constants.lipschitz
     value = 2 * L ** 2 / run.n * float(run.step_sizes.sum())
-    return _check_sgd("sgd_stability_convex", run, constants, eta=np.ones(run.hits.shape),
-                      assumptions={ASSUME_CONVEX: True, ASSUME_STEP_CONVEX: step_ok},
+    return _check_sgd(sgd_stability_convex_kit, run, constants, eta=np.ones(run.hits.shape),
+                      assumptions={"convex": True, "step_convex": step_ok},
                       expectation=(value, "(2 L^2/n) sum_t alpha_t, HRS Thm 3.8"), confidence=confidence,
                       reasons=reasons)
 
@@ -293,7 +285,9 @@ sgd_stability_strongly_convex_kit = ClaimKit(
               "||w_t - w'_t|| <= 2 L sum_{s: i_s = i} alpha_s prod_{s < u <= t}(1 - alpha_u gamma) on every path, and "
               "sup_z E|f(w_T; z) - f(w'_T; z)| <= 2 L^2/(gamma n).",
     source=f"{HRS}: Lemma 2.5, Lemma 3.6, Thm 3.9 (strongly convex, projected SGD)",
-    assumptions={**_COMMON_ASSUMPTIONS, "strong": ASSUME_STRONG, "step_strong": ASSUME_STEP_STRONG},
+    assumptions={**_COMMON_ASSUMPTIONS, 
+                 "strong": "f(.; z) gamma-strongly convex, gamma > 0 (declared; observed <g - g', w - w'> >= gamma ||w - w'||^2)",
+                 "step_strong": "step sizes alpha_t <= 2/(beta + gamma)"},
     tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval",
 )
 
@@ -312,8 +306,8 @@ def check_sgd_stability_strongly_convex(run: CoupledRun, constants: LossConstant
         reasons.append(f"step size {run.step_sizes.max():.4g} > 2/(beta + gamma) = {limit:.4g}")
     eta = np.broadcast_to(np.clip(1 - run.step_sizes * g, 0.0, None), run.hits.shape)
     value = 2 * constants.lipschitz ** 2 / (g * run.n) if g > 0 else math.inf
-    return _check_sgd("sgd_stability_strongly_convex", run, constants, eta=eta,
-                      assumptions={ASSUME_STRONG: True, ASSUME_STEP_STRONG: step_ok},
+    return _check_sgd(sgd_stability_strongly_convex_kit, run, constants, eta=eta,
+                      assumptions={"strong": True, "step_strong": step_ok},
                       expectation=(value, "2 L^2/(gamma n), HRS Thm 3.9"), confidence=confidence, reasons=reasons)
 
 
@@ -329,7 +323,9 @@ sgd_stability_nonconvex_kit = ClaimKit(
               "E|f(w_T; z) - f(w'_T; z)| <= (1 + 1/(beta c))/(n - 1) (2 c L^2)^{1/(beta c + 1)} T^{beta c/(beta c + 1)}; "
               "pathwise, the growth recursion with expansivity 1 + alpha_t beta.",
     source=f"{HRS}: Lemma 2.5, Lemma 3.6, Thm 3.12 (non-convex)",
-    assumptions={**_COMMON_ASSUMPTIONS, "step_decay": ASSUME_STEP_DECAY, "range": ASSUME_RANGE},
+    assumptions={**_COMMON_ASSUMPTIONS, 
+                 "step_decay": "step sizes non-increasing (alpha_t <= c/t, c = max_t t alpha_t)",
+                 "range": "loss values in [0, 1] (declared range and every value seen)"},
     tolerance="pathwise: per-step rounding carried by the growth recursion; expectation: Student-t interval",
 )
 
@@ -355,9 +351,9 @@ def check_sgd_stability_nonconvex(run: CoupledRun, constants: LossConstants, *, 
     eta = np.broadcast_to(1 + run.step_sizes * beta, run.hits.shape) if math.isfinite(beta) else \
         np.full(run.hits.shape, np.inf)
     value = nonconvex_bound(constants.lipschitz, beta, c, run.n, run.steps) if math.isfinite(beta) and run.n > 1 \
-        else math.inf
-    return _check_sgd("sgd_stability_nonconvex", run, constants, eta=eta,
-                      assumptions={ASSUME_STEP_DECAY: decreasing, ASSUME_RANGE: in_range},
+        and c > 0 else math.inf  # c = 0: every step size is 0, the runs never move
+    return _check_sgd(sgd_stability_nonconvex_kit, run, constants, eta=eta,
+                      assumptions={"step_decay": decreasing, "range": in_range},
                       expectation=(value, f"HRS Thm 3.12 with c = {c:.4g}, T = {run.steps}"),
                       confidence=confidence, reasons=reasons, extra={"c": c})
 

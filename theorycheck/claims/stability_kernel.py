@@ -28,15 +28,12 @@ from ..core.devices import dtype_name, dtype_of, gamma
 from ..core.errors import expect
 from ..engines.kernels import kernel_kappa2, kernel_matrix, kernel_ridge_refit, ridge_fit
 from ..core.kit import ClaimKit
-from ..core.comparisons import comparison, headline
+from ..core.comparisons import comparison
 from ..generate.cases import generated_data
 from ..core.verdict import Verdict
 
 BE = "Bousquet & Elisseeff, JMLR 2 (2002) 499-526"
 MNPR = "Mukherjee, Niyogi, Poggio & Rifkin, Adv. Comput. Math. 25 (2006) 161-193"
-ASSUME_LAMBDA = "lambda > 0"
-ASSUME_PSD = "kernel positive semi-definite on the points"
-ASSUME_PD = "A = K + n lambda I positive definite (numerically: lambda_min(A) > n gamma_{n+1} lambda_max(A))"
 
 
 def _data(X, y, name="X, y"):
@@ -66,12 +63,12 @@ erm_stability_kit = ClaimKit(
               "sup_z |l(f_S, z) - l(f_{S\\i}, z)| <= sigma^2 kappa^2/(2 lambda n), sigma = 2B(1 + kappa/sqrt(lambda)); "
               "replacing one example doubles the bound.",
     source=f"{BE}, Def. 19 (sigma-admissible), Thm 22 (RKHS regularization)",
-    assumptions={"lambda": ASSUME_LAMBDA, "psd": ASSUME_PSD},
+    assumptions={"lambda": "lambda > 0", "psd": "kernel positive semi-definite on the points"},
     tolerance="Cholesky backward error amplified by the condition number (condition number x eps)",
 )
 
 
-@erm_stability_kit.checker
+@erm_stability_kit.checker(samples=("X", "y"), finite=("X_test", "y_test"))
 def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel: str | Callable = "rbf",
                         bandwidth: float = 1.0, indices=None, replacement=None, X_test=None, y_test=None,
                         refit: Callable | None = None, seed: int | None = None) -> Verdict:
@@ -149,12 +146,12 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
         "proof inequality 2 lambda ||f_S - f'||_k^2 <= loss change / n", lhs[i], rhs[i], tol_ineq[i],
         f"strong convexity of the regularized risk at i = {chosen[i]}; tolerance: the coefficient and quadratic-form "
         "rounding above, through both sides"))
-    held_bound = parts[0]["held"] if lam > 0 else True
-    held_ineq = parts[-1]["held"]
+    held_bound = parts[0].held if lam > 0 else True
+    held_ineq = parts[-1].held
     finite = all(math.isfinite(v) for v in norms + rhs + tol_ineq) and fit.positive_definite
     exact_zero = statistic == 0 and tolerance == 0  # e.g. all-zero targets: f_S = f' = 0 exactly
     resolved = lam <= 0 or tolerance < bound or exact_zero  # roundoff below the bound: the check can decide
-    assumptions = {ASSUME_LAMBDA: lam > 0, ASSUME_PSD: psd}
+    assumptions = {"lambda": lam > 0, "psd": psd}
     reasons = []
     if lam <= 0:
         reasons.append("lambda = 0: no regularization, sigma and the bound are infinite")
@@ -171,11 +168,10 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
         reasons.append("non-finite values or a failed Cholesky factorization")
     if finite and not resolved:
         reasons.append(f"roundoff {tolerance:.3g} exceeds the bound {bound:.3g}: ill-conditioned for this dtype")
-    return Verdict.decide(
-        claim="erm_stability", assumptions=assumptions,
-        undecided=not finite or not resolved, **headline(parts),
-        device=str(X.device), dtype=dtype_name(dtype), seed=seed,
-        details={"comparisons": parts, "sigma": sigma, "kappa2": kappa2, "kappa_basis": kappa_basis, "B": B, "n": n, "lambda": lam,
+    return erm_stability_kit.decide(
+        assumptions=assumptions, undecided=not finite or not resolved, comparisons=parts,
+        device=str(X.device), dtype=dtype_name(dtype),
+        details={"sigma": sigma, "kappa2": kappa2, "kappa_basis": kappa_basis, "B": B, "n": n, "lambda": lam,
                  "change": "removal" if new is None else "replacement", "indices": chosen,
                  "certified_sup": certified, "probe_sup": probe_sup, "ratio": statistic / bound if lam > 0 and bound > 0 else math.nan,
                  "proof_inequality": {"lhs": lhs, "rhs": rhs, "held": held_ineq,
@@ -191,12 +187,13 @@ cvloo_stability_kit = ClaimKit(
               "A = K + n lambda I (n lambda held fixed in the refit), and for lambda > 0 the CVloo stability "
               "|V(f_{S\\i}, z_i) - V(f_S, z_i)| <= sigma^2 kappa^2/(2 lambda n) -> 0.",
     source=f"{MNPR} (CVloo stability); Wahba 1990 (exact LOO for regularized least squares); {BE}, Thm 22",
-    assumptions={"psd": ASSUME_PSD, "pd": ASSUME_PD},
+    assumptions={"psd": "kernel positive semi-definite on the points",
+                 "pd": "A = K + n lambda I positive definite (numerically: lambda_min(A) > n gamma_{n+1} lambda_max(A))"},
     tolerance="2 n gamma_{n+1} (1 + cond A): Cholesky backward error x condition number",
 )
 
 
-@cvloo_stability_kit.checker
+@cvloo_stability_kit.checker(samples=("X", "y"))
 def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel: str | Callable = "rbf",
                           bandwidth: float = 1.0, sizes=None, refit: Callable | None = None,
                           seed: int | None = None) -> Verdict:
@@ -257,10 +254,10 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
              if len(measured) >= 2 else math.nan)
     if not parts:
         parts.append(comparison("exact LOO formula vs refit", math.nan, 0.0, math.nan, "no size with A positive definite"))
-    held_formula = all(p["held"] for p in parts if p["name"].startswith("exact LOO"))
-    held_bound = all(p["held"] for p in parts if p["name"].startswith("CVloo"))
-    formula = max((p for p in parts if p["name"].startswith("exact LOO")), key=lambda p: p["measured"])
-    statistic, tolerance = formula["measured"], formula["tolerance"]
+    held_formula = all(p.held for p in parts if p.name.startswith("exact LOO"))
+    held_bound = all(p.held for p in parts if p.name.startswith("CVloo"))
+    formula = max((p for p in parts if p.name.startswith("exact LOO")), key=lambda p: p.measured)
+    statistic, tolerance = formula.measured, formula.tolerance
     reasons = []
     if not psd:
         reasons.append(f"the kernel matrix has eigenvalue {eig_min:.3g} < 0: not a reproducing kernel")
@@ -275,11 +272,10 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
         reasons.append("CVloo exceeds the Bousquet-Elisseeff bound sigma^2 kappa^2/(2 lambda n)")
     if not finite:
         reasons.append("ill-conditioned A (condition x eps >= 1) or non-finite residuals: roundoff cannot be bounded")
-    return Verdict.decide(
-        claim="cvloo_stability", assumptions={ASSUME_PSD: psd, ASSUME_PD: pd_all},
-        inconclusive=not finite and pd_all, **headline(parts),
-        device=str(X.device), dtype=dtype_name(X.dtype), seed=seed,
-        details={"comparisons": parts, "sizes": rows, "decay_slope": slope, "lambda": lam, "sigma": sigma, "kappa2": kappa2,
+    return cvloo_stability_kit.decide(
+        assumptions={"psd": psd, "pd": pd_all}, inconclusive=not finite and pd_all, comparisons=parts,
+        device=str(X.device), dtype=dtype_name(X.dtype),
+        details={"sizes": rows, "decay_slope": slope, "lambda": lam, "sigma": sigma, "kappa2": kappa2,
                  "kappa_basis": kappa_basis, "B": B,
                  "regime": "kernel ridge regression" if lam > 0 else "minimum-norm interpolation (no uniform bound)"},
         reason="; ".join(reasons))

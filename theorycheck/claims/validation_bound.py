@@ -25,9 +25,7 @@ from ..core.errors import expect
 from ..core.kit import ClaimKit
 from ..core.verdict import Verdict
 
-CLAIM_ID = "validation_bound"
 SOURCE = "Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468), validation-set bound"
-ASSUME_RANGE = "losses observed in [0, C]"
 SIDES = ("two", "one")
 
 
@@ -70,12 +68,12 @@ def repeats_without_power(delta: float, alpha: float = ALPHA) -> int:
 
 
 kit = ClaimKit(
-    id=CLAIM_ID,
+    id="validation_bound",
     statement="For K models chosen independently of a validation set of m samples and losses in [0, C], with "
               "probability >= 1 - delta every model has |R_val[f] - R[f]| <= C sqrt(ln(2K/delta)/(2m)) "
               "(one-sided: R[f] <= R_val[f] + C sqrt(ln(K/delta)/(2m))).",
     source=SOURCE,
-    assumptions={"range": ASSUME_RANGE},
+    assumptions={"range": "losses observed in [0, C]"},
     tolerance=f"exact one-sided binomial test of the violation frequency against delta (alpha = {ALPHA:g})",
 )
 
@@ -94,8 +92,8 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
     """
     losses = np.asarray(val_losses, dtype=np.float64)
     risks = np.asarray(true_risks, dtype=np.float64)
-    expect(losses.ndim in (2, 3), expected="val_losses of shape (repeats, K, m) or (repeats, K)",
-           received=f"shape {losses.shape}", fix="stack the validation losses of every repetition")
+    expect(losses.ndim in (2, 3) and losses.size > 0, expected="non-empty val_losses of shape (repeats, K, m) or "
+           "(repeats, K)", received=f"shape {losses.shape}", fix="stack the validation losses of every repetition")
     expect(0 < delta < 1 and 0 < alpha < 1 and C > 0, expected="0 < delta < 1, 0 < alpha < 1, C > 0",
            received=f"delta={delta!r}, alpha={alpha!r}, C={C!r}", fix="e.g. delta=0.05, alpha=1e-3, C=1")
     expect(sided in SIDES, expected=f"sided in {SIDES}", received=repr(sided), fix="sided='two'")
@@ -138,15 +136,14 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
         reasons.append(f"{repeats} repetitions cannot reject a rate <= {delta:g} at level {alpha:g}: run more")
     if not finite:
         reasons.append("non-finite losses or risks")
-    return Verdict.decide(
-        claim=CLAIM_ID, assumptions={ASSUME_RANGE: in_range}, conclusion_held=held_mc and held_exact,
+    return kit.decide(
+        assumptions={"range": in_range}, conclusion_held=held_mc and held_exact,
         inconclusive=not finite or (critical is None and held_exact),
         statistic=violations / repeats, bound=delta,
         tolerance=(critical / repeats - delta) if critical is not None else math.inf,
         tolerance_basis=(f"exact one-sided binomial test of H0: violation rate <= delta at level alpha = {alpha:g} "
                          f"(scipy.stats.binomtest): {critical} or more violations of {repeats} reject; eps = "
                          f"{eps:.4g} = C sqrt(ln({'2K' if sided == 'two' else 'K'}/delta)/(2m))"),
-        seed=seed, dtype="float64",
         details={"K": K, "m": m, "repeats": repeats, "epsilon": eps, "sided": sided, "violations": violations,
                  "p_value": float(test.pvalue), "rate_upper_confidence": upper, "critical_count": critical,
                  "exact_union_tail": exact, "loss_range": list(observed), "C": C,
@@ -190,7 +187,7 @@ class ValidationCase:
     sided: str = "two"
     seed: int = 0
     control: str | None = None
-    claim: str = CLAIM_ID
+    claim: str = "validation_bound"
 
     @property
     def n(self) -> int:
@@ -208,7 +205,8 @@ class ValidationCase:
         else:
             true, val = validation_experiment(risks, repeats=self.repeats, **common)
         scale = 4.0 if self.control == "loss-out-of-range" else 1.0  # a squared loss in [0, 4] declared C = 1
-        return check_validation_bound(true * scale, val * scale, delta=self.delta, m=self.m, sided=self.sided,
+        true, val = (np.asarray(v * scale, dtype=dtype) for v in (true, val))  # in the audit's dtype
+        return check_validation_bound(true, val, delta=self.delta, m=self.m, sided=self.sided,
                                       loss_range=(0.0, scale), zero_one=scale == 1.0, seed=self.seed)
 
 

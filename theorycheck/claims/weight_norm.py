@@ -24,18 +24,15 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad
 
-from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
+from ..core.devices import dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
-from ..generate.models import read_parameters
+from ..core.modules import read_parameters
 from ..core.kit import ClaimKit
 from ..core.inputs import as_batch
 from ..core.verdict import Verdict
 
-CLAIM_ID = "weight_norm"
 SOURCE = ("Salimans & Kingma, NeurIPS 2016, eqs. 3-4; Poggio, Banburski & Liao, Theory III (arXiv 1903.04991), "
           "Sec. 3 B.2; Poggio, Liao & Banburski, Nat. Commun. 11:3371 (2020)")
-ASSUME_NO_BIAS = "no bias parameters"
-ASSUME_MODULES = "no non-homogeneous modules (tanh, sigmoid, GELU, normalization)"
 LOSSES = {"exp": (lambda q: torch.exp(-q), lambda q: torch.exp(-q)),  # l(q), -l'(q)
           "logistic": (lambda q: torch.nn.functional.softplus(-q), lambda q: torch.sigmoid(-q))}
 PARAMETRIZATIONS = ("weight_norm", "scale")
@@ -94,17 +91,18 @@ def flows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str
 
 
 kit = ClaimKit(
-    id=CLAIM_ID,
+    id="weight_norm",
     statement="For a bias-free 1-homogeneous network with W_k = rho_k V_k, ||V_k|| = 1: weight normalization "
               "(||v_k|| = 1) has u_k' = V_k'(Lagrange) = rho S_k and g_k' = rho_k' = (rho/rho_k) R, and "
               "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained): the same critical points, not the same trajectories.",
     source=SOURCE,
-    assumptions={"no_bias": ASSUME_NO_BIAS, "modules": ASSUME_MODULES},
+    assumptions={"no_bias": "no bias parameters",
+                 "modules": "no non-homogeneous modules (tanh, sigmoid, GELU, normalization)"},
     tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| ||x_n|| 2(gamma_K + eps_n) (unit-norm layers bound the terms)",
 )
 
 
-@kit.checker
+@kit.checker(samples=("X", "y"))
 def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp",
                       v_norm: float = 1.0, parametrization: str = "weight_norm", seed: int | None = None) -> Verdict:
     """Check WN == Lagrange (u_k' = V_k', g_k' = rho_k') and V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) for every
@@ -152,7 +150,7 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
                    _ratio(row["lagrange_vs_rho_k2_unconstrained"], tol_direction)]
     statistic = max(ratios)
     silent = not bool((result["f_V"] != 0).any()) or tol_direction == 0.0
-    assumptions = {ASSUME_NO_BIAS: not found.others, ASSUME_MODULES: not found.non_homogeneous_modules}
+    assumptions = {"no_bias": not found.others, "modules": not found.non_homogeneous_modules}
     reasons = []
     if found.others:
         reasons.append(f"bias/non-weight parameters {sorted(found.others)}: f(W) != rho f(V), Euler fails")
@@ -168,14 +166,13 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
         reasons.append("non-finite gradients (overflow)")
     if finite and silent:
         reasons.append("f(V) = 0 on every sample, or every e_n y_n is 0 (underflow, zero labels): nothing to test")
-    return Verdict.decide(
-        claim=CLAIM_ID, assumptions=assumptions, conclusion_held=statistic <= 1, inconclusive=not finite or silent,
+    return kit.decide(
+        assumptions=assumptions, conclusion_held=statistic <= 1, inconclusive=not finite or silent,
         statistic=statistic, bound=0.0, tolerance=1.0,
         tolerance_basis=(f"statistic: the largest ratio of a difference to its roundoff bound; directions 2 rho sum_n "
                          f"e_n |y_n| ||x_n|| 2(gamma_K + eps_n), K = {K} (Higham, with ||G_k,n|| <= ||x_n|| and |f(V; x_n)| "
                          "<= ||x_n|| since ||V_j||_2 <= ||V_j||_F = 1 and |a'| <= 1; eps_n = 2u + rho gamma_K |y_n| ||x_n||, "
                          "the error of e_n through the exponent), divided by rho_k for g_k' and rho_k'"),
-        device=str(x.device), dtype=dtype_name(x.dtype), seed=seed,
         details={"rho": rho, "layers": rows, "loss": loss, "v_norm": v_norm, "parametrization": parametrization,
                  "lambda_k": 0.5 * rho * float((e * y * result["f_V"]).sum()),
                  "critical_points": "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) with rho_k^2 > 0: the same zero set"},
@@ -201,7 +198,7 @@ class WeightNormCase:
     loss: str = "exp"
     seed: int = 0
     control: str | None = None
-    claim: str = CLAIM_ID
+    claim: str = "weight_norm"
 
     def model(self, device, dtype) -> torch.nn.Module:
         torch.manual_seed(self.seed)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from .errors import expect
+from .errors import InvalidArgument, expect
 
 
 def require_module(model, name: str = "model") -> nn.Module:
@@ -84,3 +86,68 @@ def as_labels(y, X: torch.Tensor) -> torch.Tensor:
     expect(bool(((y == 1) | (y == -1)).all()), expected="labels in {-1, +1}",
            received=f"values {sorted(set(y.detach().cpu().tolist()))[:6]}", fix="y = 2 * y - 1 for 0/1 labels")
     return y.to(dtype=X.dtype, device=X.device)
+
+
+def _as_array(value):
+    """A tensor or array view of ``value`` for the guard (lists of numbers too); None for anything else."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+        return torch.as_tensor(value)
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value)) if value.dtype.kind in "fiub" else value
+    return None
+
+
+def guard_inputs(claim: str, arguments: dict, *, samples=(), finite=(), indices=(), unbounded=()) -> str | None:
+    """The input guard at a checker's boundary, before any numerics: every argument named in ``samples``
+    or ``finite`` is a non-empty numeric array (integers only where ``indices`` names it: ids, labels) and
+    the ``samples`` arguments share their first (sample) axis; every float argument is a number, and finite
+    unless ``unbounded`` names it. Bad input raises InvalidArgument naming the claim, what was expected,
+    what came and the fix. Non-finite entries in the arrays are not bad input but data nothing can be
+    decided on: their description is returned (the kit makes the verdict inconclusive), else None."""
+    lengths, non_finite = {}, []
+    for name in (*samples, *finite):
+        value = arguments.get(name)
+        if value is None:
+            continue
+        array = _as_array(value)
+        expect(isinstance(array, torch.Tensor), expected=f"{name} of {claim!r} as a tensor or numeric array",
+               received=type(value).__name__, fix=f"torch.as_tensor({name}, dtype=torch.float64)")
+        integer = not (array.is_floating_point() or array.is_complex())
+        expect(not integer or name in indices,
+               expected=f"{name} of {claim!r} as floating point numbers", received=f"dtype {array.dtype}",
+               fix=f"{name}.to(torch.float64) (or float32)")
+        expect(array.numel() > 0 and (array.ndim == 0 or array.shape[0] > 0),
+               expected=f"a non-empty {name} for {claim!r}", received=f"shape {tuple(array.shape)}",
+               fix=f"pass at least one sample in {name}, and at least one feature")
+        if not integer:
+            bad = int((~torch.isfinite(array)).sum())
+            if bad:
+                non_finite.append(f"{bad} non-finite entr{'y' if bad == 1 else 'ies'} of {array.numel()} in {name}")
+        if name in samples and array.ndim >= 1:
+            lengths[name] = array.shape[0]
+    expect(len(set(lengths.values())) <= 1, expected=f"one sample count across {sorted(lengths)} for {claim!r}",
+           received=", ".join(f"{k}: {v}" for k, v in lengths.items()),
+           fix="pass one row per sample in each of them")
+    for name, value in arguments.items():
+        if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and name not in unbounded)):
+            raise InvalidArgument(f"expected a finite number for {name} of {claim!r}, but got {value}. Fix: pass a "
+                                  f"finite value for {name}.")
+    return "; ".join(non_finite) or None
+
+
+def check_record_shapes(owner: str, fields: dict, **sizes: int) -> None:
+    """A recorded run's arrays must agree with each other: ``fields`` maps a field name to (array, shape),
+    a shape's entries an int, a name in ``sizes`` or None (any length >= 1). Raises InvalidArgument naming
+    the field (a run built by hand, or edited after recording)."""
+    for name, (value, shape) in fields.items():
+        if value is None:
+            continue
+        got = tuple(getattr(value, "shape", ()))
+        want = tuple(sizes.get(s, s) if isinstance(s, str) else s for s in shape)
+        fits = len(got) == len(want) and all(w is None and g >= 1 or g == w for g, w in zip(got, want))
+        expect(fits, expected=f"{owner}.{name} of shape {tuple('any' if w is None else w for w in want)}",
+               received=f"shape {got}", fix=f"pass the {owner} as it was recorded; its arrays must agree in shape")

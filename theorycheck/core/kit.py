@@ -32,16 +32,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import contextlib
+import contextvars
 import functools
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .comparisons import comparison, headline
+from . import provenance
+from .comparisons import Comparison, comparison, headline
 from .errors import InvalidArgument
 from .registry import AuditCase, Claim, case_seed, register, register_battery_check
-from .verdict import Verdict, reported, require_holds
+from .verdict import STATUSES, Verdict, _decide, reported, require_holds
 
 __all__ = ["KITS", "Case", "ClaimKit", "case_line", "case_seed", "comparison"]
 
@@ -58,6 +62,21 @@ class Case:
 
 CaseMaker = Callable[[np.random.Generator, str, str], Case]
 KITS: dict[str, "ClaimKit"] = {}  # claim id -> its kit, for reproduce lines
+_CALL: contextvars.ContextVar[provenance.Provenance | None] = contextvars.ContextVar("theorycheck_call", default=None)
+_RECORDING: contextvars.ContextVar[tuple[str, list] | None] = contextvars.ContextVar("theorycheck_recording",
+                                                                                     default=None)
+
+
+@contextlib.contextmanager
+def recorded_calls(claim: str) -> Iterator[list[dict]]:
+    """Inside the block, the arguments of each call of ``claim``'s checker are appended to the list yielded
+    (for the checker contract, which replays them with degenerate values)."""
+    calls: list[dict] = []
+    token = _RECORDING.set((claim, calls))
+    try:
+        yield calls
+    finally:
+        _RECORDING.reset(token)
 
 
 @dataclasses.dataclass
@@ -75,12 +94,18 @@ class ClaimKit:
     _instances: CaseMaker | None = None
     _controls: dict[str, tuple[CaseMaker, frozenset[str], bool]] = dataclasses.field(default_factory=dict)
 
-    def decide(self, *, assumptions: Mapping[str, bool], comparisons: Sequence[dict] = (),
-               inconclusive: bool = False, undecided: bool = False, **fields) -> Verdict:
-        """A verdict of this claim. ``assumptions`` maps declared keys to whether each was observed to
-        hold; ``comparisons`` are the conclusion's parts (:func:`theorycheck.core.comparisons.comparison`); with
-        none (nothing could be measured) the verdict must be inconclusive or vacuous. ``inconclusive`` and
-        ``undecided`` as in :meth:`theorycheck.core.verdict.Verdict.decide`."""
+    def decide(self, *, assumptions: Mapping[str, bool | None], comparisons: Sequence[Comparison] = (),
+               inconclusive: bool = False, undecided: bool = False, conclusion_held: bool | None = None,
+               device: str | None = None, dtype: str | None = None, seed: int | None = None, **fields) -> Verdict:
+        """The one road to a verdict of this claim. ``assumptions`` maps declared keys to whether each was
+        observed to hold (None: undecided); ``comparisons`` are the conclusion's parts
+        (:func:`theorycheck.core.comparisons.comparison`; a part that holds only against an infinite bound or
+        tolerance leaves the conclusion undecided), or, for a conclusion that is not a comparison (a
+        test's decision), ``conclusion_held`` with ``statistic``, ``bound``, ``tolerance`` and
+        ``tolerance_basis``; with neither (nothing could be measured) the verdict must be inconclusive or
+        vacuous. ``inconclusive`` and ``undecided`` as in :mod:`theorycheck.core.verdict`. Provenance (claim,
+        device, dtype, seed, versions) is the checker call's (:func:`theorycheck.core.provenance.of_call`);
+        ``device``/``dtype``/``seed`` given here name what ran where the call's inputs do not say it."""
         unknown = sorted(set(assumptions) - set(self.assumptions))
         if unknown:
             close = {key: difflib.get_close_matches(key, list(self.assumptions), n=1) for key in unknown}
@@ -88,12 +113,27 @@ class ClaimKit:
             raise InvalidArgument(f"expected assumptions declared by claim {self.id!r} ({sorted(self.assumptions)}), "
                                   f"but got {unknown}{f' ({hint})' if hint else ''}. Fix: declare them in "
                                   "ClaimKit(assumptions=...) or use a declared key.")
+        wrong = [type(c).__name__ for c in comparisons if not isinstance(c, Comparison)]
+        if wrong:
+            raise InvalidArgument(f"expected comparisons of claim {self.id!r} made by comparison(...), but got "
+                                  f"{wrong}. Fix: comparisons=[comparison(name, measured, bound, tolerance, basis)].")
         observed = {self.assumptions[key]: None if held is None else bool(held) for key, held in assumptions.items()}
         details = dict(fields.pop("details", {}))
         if comparisons:
-            details["comparisons"] = list(comparisons)
+            details["comparisons"] = [c.to_dict() for c in comparisons]
             fields.update(headline(list(comparisons)))
             held = fields.pop("conclusion_held")
+            unbounded = [c.name for c in comparisons if c.held and not math.isfinite(c.bound + c.tolerance)]
+            if unbounded:  # a part "held" against an infinite allowance tested nothing
+                undecided = True
+                details["unbounded_comparisons"] = unbounded
+        elif conclusion_held is not None:
+            missing = sorted({"statistic", "bound", "tolerance", "tolerance_basis"} - set(fields))
+            if missing:
+                raise InvalidArgument(f"expected statistic, bound, tolerance and tolerance_basis with "
+                                      f"conclusion_held in a verdict of {self.id!r}, but got no {missing}. Fix: "
+                                      "pass them, or comparisons=[comparison(...)].")
+            held = conclusion_held
         else:
             if not (inconclusive or undecided) and all(held is True for held in observed.values()):
                 raise InvalidArgument(f"expected comparisons for a verdict of {self.id!r} whose assumptions all "
@@ -104,16 +144,56 @@ class ClaimKit:
             fields.setdefault("tolerance", math.nan)
             fields.setdefault("tolerance_basis", "nothing measured")
             held = False
-        return Verdict.decide(claim=self.id, assumptions=observed, conclusion_held=held,
-                              inconclusive=inconclusive, undecided=undecided, details=details, **fields)
+        ran = _CALL.get() or provenance.outside_call()
+        verdict = _decide(claim=self.id, assumptions=observed, conclusion_held=held, inconclusive=inconclusive,
+                          undecided=undecided, details=details, device=device or ran.device,
+                          dtype=dtype or ran.dtype, seed=ran.seed if seed is None else int(seed),
+                          versions=provenance.versions(), **fields)
+        object.__setattr__(verdict, "_decided_by", self.id)  # what the checker wrapper asks for
+        return verdict
 
-    def checker(self, function: Callable[..., Verdict]) -> Callable[..., Verdict]:
-        """Register ``function`` as the claim's checker; ``kit.assert_`` raises ClaimViolation unless it holds."""
+    def checker(self, function: Callable[..., Verdict] | None = None, *, samples: Sequence[str] = (),
+                finite: Sequence[str] = (), indices: Sequence[str] = (), unbounded: Sequence[str] = ()):
+        """Register ``function`` as the claim's checker (``@kit.checker`` or ``@kit.checker(samples=...)``);
+        ``kit.assert_`` raises ClaimViolation unless it holds. Before it runs, the input guard
+        (:func:`theorycheck.core.inputs.guard_inputs`) checks the arguments named in ``samples`` (one row
+        per sample, shared first axis), ``finite`` (non-empty; non-finite entries make the verdict
+        inconclusive without running the check), ``indices`` (integers allowed) and every float argument
+        (finite, unless ``unbounded`` names it). Its verdict must come from :meth:`decide` of this kit."""
+        if function is None:
+            return functools.partial(self.checker, samples=tuple(samples), finite=tuple(finite),
+                                     indices=tuple(indices), unbounded=tuple(unbounded))
         declared = set(self.assumptions.values())
+        signature = inspect.signature(function)
 
         @functools.wraps(function)
         def checked(*args, **kwargs) -> Verdict:
-            verdict = function(*args, **kwargs)
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise InvalidArgument(f"expected the arguments of {function.__name__}{signature}, but got "
+                                      f"{error}. Fix: call it as documented (help({function.__name__})).") from None
+            bound.apply_defaults()
+            from .inputs import guard_inputs
+
+            recording = _RECORDING.get()
+            if recording is not None and recording[0] == self.id:
+                recording[1].append(dict(bound.arguments))
+            non_finite = guard_inputs(self.id, bound.arguments, samples=samples, finite=finite, indices=indices,
+                                      unbounded=unbounded)
+            token = _CALL.set(provenance.of_call(bound.arguments))
+            try:
+                verdict = (self.decide(assumptions={}, inconclusive=True, reason=f"{non_finite}: nothing to decide "
+                                       "on (NaN or overflow in the input)") if non_finite
+                           else function(*args, **kwargs))
+            finally:
+                _CALL.reset(token)
+            if not isinstance(verdict, Verdict) or getattr(verdict, "_decided_by", None) != self.id:
+                got = type(verdict).__name__ if not isinstance(verdict, Verdict) else f"a Verdict of {verdict.claim!r} " \
+                    "not decided by its kit"
+                raise InvalidArgument(f"expected the checker of claim {self.id!r} ({function.__name__}) to return "
+                                      f"a Verdict decided by kit.decide, but got {got}. Fix: return "
+                                      f"kit.decide(...) from {function.__name__}.")
             observed = set(verdict.assumptions) | set(verdict.details.get("undecided_assumptions", ()))
             if not observed <= declared:
                 raise InvalidArgument(f"expected the assumptions declared by claim {self.id!r} ({sorted(declared)}) "
@@ -145,6 +225,12 @@ class ClaimKit:
         """Register a negative control and the status(es) the checker must give it. ``on_instance``: control
         k draws instance k's stream (the same generated instance, so the two can share its run)."""
         expected = frozenset([expect] if isinstance(expect, str) else expect)
+        wrong = sorted(expected - set(STATUSES))
+        if wrong or not expected:
+            close = difflib.get_close_matches(str(wrong[0]), STATUSES, n=1) if wrong else []
+            raise InvalidArgument(f"expected the statuses control {name!r} of claim {self.id!r} must get, from "
+                                  f"{STATUSES}, but got {wrong or 'none'}. Fix: "
+                                  f"{f'did you mean {close[0]!r}?' if close else 'name one of them'}")
 
         def add(make: CaseMaker) -> CaseMaker:
             self._controls[name] = (make, expected, on_instance)
@@ -193,13 +279,18 @@ class ClaimKit:
                                    stream=f"instance-{index}" if on_instance else None)
 
     def _audit_case(self, name, kind, make, expected, seed, device, dtype, stream=None) -> AuditCase:
-        rng = np.random.default_rng(case_seed(seed, self.streams_from or self.id, stream or name))
-        generated = make(rng, device, dtype)
+        stream_seed = case_seed(seed, self.streams_from or self.id, stream or name)
+        generated = make(np.random.default_rng(stream_seed), device, dtype)
         module = getattr(self.check, "__module__", "theorycheck")
         line = generated.reproduce or (f"import theorycheck, {module}; from theorycheck.core.kit import KITS; "
                                        f"print(KITS[{self.id!r}].case({name!r}, seed={seed}, device={device!r}, "
                                        f"dtype={dtype!r}).summary())")
-        return AuditCase(name=name, kind=kind, expected=expected, run=generated.run, size=generated.size,
+
+        def run() -> Verdict:
+            with provenance.audit_seed(stream_seed):
+                return generated.run()
+
+        return AuditCase(name=name, kind=kind, expected=expected, run=run, size=generated.size,
                          reproduce=line, stream=stream or name)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+
+from .errors import InvalidArgument
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,18 +46,21 @@ class Claim:
 
 
 _CLAIMS: dict[str, Claim] = {}
-_LOADED = False
+_LOADERS: list[Callable[[], object]] = []  # run once, at the first look: the package adds the claims' import
+
+
+def load_on_first_use(loader: Callable[[], object]) -> None:
+    """Run ``loader`` (which registers claims) at the first look into :data:`CLAIMS`; the package
+    ``theorycheck`` adds the import of its claims here, so importing the package stays cheap."""
+    _LOADERS.append(loader)
 
 
 class _Registry(Mapping):
-    """Read-only view of the registered claims; the first look imports ``theorycheck.claims``, which
-    registers every claim module (so importing the package stays cheap)."""
+    """Read-only view of the registered claims; the first look runs the loaders (:func:`load_on_first_use`)."""
 
     def _claims(self) -> dict[str, Claim]:
-        global _LOADED
-        if not _LOADED:
-            _LOADED = True
-            importlib.import_module("theorycheck.claims")
+        while _LOADERS:
+            _LOADERS.pop(0)()
         return _CLAIMS
 
     def __getitem__(self, claim_id: str) -> Claim:
@@ -88,7 +92,8 @@ def register_battery_check(claim: str, check: BatteryCheck) -> BatteryCheck:
 def register(claim: Claim) -> Claim:
     """Add a claim to :data:`CLAIMS` (ids are unique)."""
     if claim.id in _CLAIMS and _CLAIMS[claim.id] is not claim:
-        raise ValueError(f"claim id {claim.id!r} is registered twice")
+        raise InvalidArgument(f"expected a new claim id, but got {claim.id!r}, which is registered already "
+                              f"(by {_CLAIMS[claim.id].checker.__module__}). Fix: choose another id for the claim.")
     _CLAIMS[claim.id] = claim
     return claim
 

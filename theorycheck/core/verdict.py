@@ -1,6 +1,8 @@
 """Verdict: what a checker found on one instance of one claim.
 
-A checker never raises on a false theorem. It observes the theorem's assumptions, evaluates the
+A checker never raises on a false theorem. Verdicts are decided by a claim's kit
+(:meth:`theorycheck.core.kit.ClaimKit.decide`), the one road to a verdict: it fills the provenance (claim,
+device, dtype, seed, versions) from what ran. It observes the theorem's assumptions, evaluates the
 conclusion within a derived tolerance, and returns a Verdict whose status is
 ``holds`` (assumptions met, conclusion held), ``violated`` (assumptions met, conclusion failed),
 ``vacuous`` (an assumption not met: the theorem says nothing; the conclusion is still reported) or
@@ -54,28 +56,14 @@ class Verdict:
     seed: int | None = None
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     reason: str = ""
+    versions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # theorycheck, torch that ran
 
     def __post_init__(self):
         if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+            from .errors import InvalidArgument
 
-    @classmethod
-    def decide(cls, *, claim, assumptions, conclusion_held, inconclusive=False, undecided=False,
-               **fields) -> "Verdict":
-        """Build a Verdict whose status follows :func:`decide_status`; an assumption given as None, and the
-        conclusion with ``undecided=True``, are undecided (see the module docstring)."""
-        open_assumptions = [str(k) for k, v in assumptions.items() if v is None]
-        assumptions = {str(k): bool(v) for k, v in assumptions.items() if v is not None}
-        if open_assumptions:
-            fields["details"] = {**fields.get("details", {}), "undecided_assumptions": open_assumptions}
-        if open_assumptions or undecided:
-            inconclusive = inconclusive or all(assumptions.values())
-        status = decide_status(assumptions, bool(conclusion_held), bool(inconclusive))
-        verdict = cls(claim=claim, status=status, conclusion_held=bool(conclusion_held),
-                      assumptions=assumptions, **fields)
-        if _NESTING.get() == 0:  # decided by the user's own call, not inside a checker or an engine
-            _publish(verdict)
-        return verdict
+            raise InvalidArgument(f"expected a status in {STATUSES} for a verdict of {self.claim!r}, but got "
+                                  f"{self.status!r}. Fix: use one of {STATUSES}.")
 
     @property
     def failed_assumptions(self) -> list[str]:
@@ -101,6 +89,24 @@ class Verdict:
         for name in ("statistic", "bound", "tolerance"):
             values[name] = float(values[name])
         return cls(**values)
+
+
+def _decide(*, claim, assumptions, conclusion_held, inconclusive=False, undecided=False, **fields) -> Verdict:
+    """The kit's decider (private: claims call ``kit.decide``): a Verdict whose status follows
+    :func:`decide_status`; an assumption given as None, and the conclusion with ``undecided=True``, are
+    undecided (see the module docstring)."""
+    open_assumptions = [str(k) for k, v in assumptions.items() if v is None]
+    assumptions = {str(k): bool(v) for k, v in assumptions.items() if v is not None}
+    if open_assumptions:
+        fields["details"] = {**fields.get("details", {}), "undecided_assumptions": open_assumptions}
+    if open_assumptions or undecided:
+        inconclusive = inconclusive or all(assumptions.values())
+    status = decide_status(assumptions, bool(conclusion_held), bool(inconclusive))
+    verdict = Verdict(claim=claim, status=status, conclusion_held=bool(conclusion_held), assumptions=assumptions,
+                      **fields)
+    if _NESTING.get() == 0:  # decided by the user's own call, not inside a checker or an engine
+        _publish(verdict)
+    return verdict
 
 
 _LISTENERS: list[Callable[[Verdict], None]] = []
@@ -154,6 +160,8 @@ def collecting_verdicts() -> Iterator[list[Verdict]]:
 
 def to_jsonable(value: Any) -> Any:
     """Convert tensors, numpy values, tuples and non-finite floats to plain JSON data."""
+    if dataclasses.is_dataclass(value) and hasattr(value, "to_dict"):
+        value = value.to_dict()
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

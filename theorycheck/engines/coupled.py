@@ -27,6 +27,7 @@ from torch.func import functional_call, grad, grad_and_value, vmap
 
 from ..core.devices import DEFAULT_DTYPE, dtype_name, dtype_of, resolve_device
 from ..core.errors import expect
+from ..core.inputs import check_record_shapes
 
 __all__ = ["CoupledRun", "coupled_sgd", "path_curvature", "step_sizes"]
 
@@ -77,6 +78,18 @@ class CoupledRun:
     curvature_points: int = 0
     curvature_error: str = ""
 
+    def __post_init__(self):
+        R, T = self.indices.shape if getattr(self.indices, "ndim", 0) == 2 else (0, 0)
+        expect(R >= 1 and T >= 1, expected="CoupledRun.indices of shape (runs >= 1, steps >= 1)",
+               received=f"shape {tuple(getattr(self.indices, 'shape', ()))}", fix="record at least one step of one run")
+        check_record_shapes("CoupledRun", {
+            "step_sizes": (self.step_sizes, ("T",)), "distance": (self.distance, ("R", "T1")),
+            "loss_gap": (self.loss_gap, ("R", "T1", None)), "hits": (self.hits, ("R", "T")),
+            "grad_norm": (self.grad_norm, ("R", "T", 2)), "grad_diff": (self.grad_diff, ("R", "T")),
+            "grad_inner": (self.grad_inner, ("R", "T")), "param_norm": (self.param_norm, ("R", "T1", 2)),
+            "inputs": (self.inputs, (None,) * max(getattr(self.inputs, "ndim", 1), 1)),
+            "targets": (self.targets, (None,) * max(getattr(self.targets, "ndim", 1), 1))}, R=R, T=T, T1=T + 1)
+
     @property
     def runs(self) -> int:
         return int(self.indices.shape[0])
@@ -87,8 +100,11 @@ class CoupledRun:
 
     @property
     def finite(self) -> bool:
-        return bool(all(np.isfinite(a).all() for a in (self.distance, self.loss_gap, self.grad_norm,
-                                                         self.param_norm))) and not (self.curvature_points and np.isnan(self.curvature))
+        """Every recorded number finite (the secant terms off the hit steps, where both runs use one example)."""
+        recorded = (self.distance, self.loss_gap, self.grad_norm, self.param_norm, self.step_sizes,
+                    self.grad_diff[~self.hits], self.grad_inner[~self.hits], self.inputs, self.targets)
+        return bool(all(np.isfinite(np.asarray(a)).all() for a in recorded)) and not (
+            self.curvature_points and np.isnan(self.curvature))
 
 
 @contextlib.contextmanager

@@ -389,7 +389,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     and at the end (``homogeneity_checks``); ``homogeneous`` means every identity held in all of them. The model's parameters are left at the final
     state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
     """
-    from ..generate.models import declared_degrees, read_parameters
+    from ..core.modules import declared_degrees, read_parameters
 
     X = as_batch(X, model)
     y = as_labels(y, X)

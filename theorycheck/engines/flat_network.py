@@ -25,7 +25,7 @@ def twice_differentiable(model: nn.Module) -> tuple[bool, str]:
     ReLU, LeakyReLU, max-pooling and ReLU^p with p <= 2 are not; modules with their own forward
     (unknown to this list) cannot be established and count as not.
     """
-    from ..generate.models import PowerReLU
+    from ..core.modules import PowerReLU
 
     offending = []
     for name, module in model.named_modules():

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from ..generate.models import PowerReLU
+from ..core.modules import PowerReLU
 
 ACTIVATION_MODULES = (nn.ReLU, nn.LeakyReLU, PowerReLU)
 

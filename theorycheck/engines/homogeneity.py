@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 from ..core.devices import dtype_name, unit_roundoff
 from ..core.inputs import as_batch
-from ..generate.models import declared_degrees, read_parameters
+from ..core.modules import declared_degrees, read_parameters
 from .euler import euler_sums
 
 SCALES = (1e-3, 0.5, 2.0, 1e3)  # f(a W_k) = a^{d_k} f(W): below and above 1, over six orders of magnitude

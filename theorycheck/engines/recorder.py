@@ -17,8 +17,8 @@ from torch import nn
 
 from ..core.devices import dtype_name
 from ..core.errors import expect
-from ..core.inputs import as_batch, model_device_dtype
-from ..generate.models import declared_degrees, read_parameters
+from ..core.inputs import as_batch, check_record_shapes, model_device_dtype
+from ..core.modules import declared_degrees, read_parameters
 from .gradient_scale import GradientScale
 from .homogeneity import measure_homogeneity
 
@@ -98,6 +98,21 @@ class BalanceTrajectory:
     unpaired: tuple = ()
     grad_scale: Any = None
     grad_samples: Any = None
+    MAY_BE_UNDEFINED = ("grad_scale",)  # NaN on steps whose backward pass the Recorder did not see
+
+    def __post_init__(self):
+        K, T = len(self.layers), len(self.inner)
+        per_step = (T, K)
+        check_record_shapes("BalanceTrajectory", {
+            "sq_norms": (self.sq_norms, (T + 1 if T else len(self.sq_norms), K)), "inner": (self.inner, per_step),
+            "abs_inner": (self.abs_inner, per_step), "grad_sq": (self.grad_sq, per_step), "lr": (self.lr, per_step),
+            "plain_residual": (self.plain_residual, per_step), "update_norm": (self.update_norm, per_step),
+            "grad_norm": (self.grad_norm, per_step), "edited": (self.edited, per_step),
+            "grad_scale": (self.grad_scale, (T,)), "grad_samples": (self.grad_samples, (T,))})
+        expect(len(self.degrees) == K and len(self.neuron_sq) == len(self.neuron_grad_sq) == len(self.pairs),
+               expected=f"one degree per layer ({K}) and one record per neuron pair ({len(self.pairs)})",
+               received=f"{len(self.degrees)} degrees, {len(self.neuron_sq)} and {len(self.neuron_grad_sq)} records",
+               fix="pass the BalanceTrajectory as the Recorder made it")
 
     @property
     def steps(self) -> int:

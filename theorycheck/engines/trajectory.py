@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import expect
+from ..core.inputs import check_record_shapes
 from ..core.verdict import to_jsonable
 
 COLUMNS = ("step", "clock", "log_t", "log_loss", "log_objective", "norm", "min_margin", "normalized_margin",
@@ -72,8 +74,35 @@ class Trajectory:
     # neither met nor unmet (a network that outputs 0 on every sample gives nothing to test)
     homogeneity_decided: bool = True
 
+    def __post_init__(self):
+        missing = [c for c in COLUMNS if c not in self.records]
+        expect(not missing, expected=f"a Trajectory with the record columns {COLUMNS}", received=f"no {missing}",
+               fix="pass the Trajectory that train() returned")
+        rows = len(np.asarray(self.records["log_loss"]))
+        check_record_shapes("Trajectory.records", {
+            **{f"[{c!r}]": (np.asarray(self.records[c]), ("records",)) for c in COLUMNS},
+            "['layer_norms']": (self.records.get("layer_norms"), ("records", len(self.layer_names)))}, records=rows)
+        expect(rows >= 1, expected="a Trajectory with at least one record", received="none",
+               fix="train for at least one step")
+
     def __len__(self) -> int:
         return len(self.records["log_loss"])
+
+    MAY_BE_UNDEFINED = ("alignment",)  # cos(theta, -grad L) is 0/0 where the gradient vanishes (a dead network)
+
+    @property
+    def finite(self) -> bool:
+        """Every record finite, but for what is undefined by construction: log t = -inf where t = 0, the error
+        estimates of SGD (none), and an alignment that is NaN (0/0, never infinite)."""
+        def ok(name, values):
+            values = np.asarray(values)
+            if name == "log_t":  # -inf where t = 0
+                return not (np.isnan(values) | (values == np.inf)).any()
+            if name in ("error", "margin_drift") and self.method == "sgd":
+                return True
+            return (~np.isinf(values)).all() if name in self.MAY_BE_UNDEFINED else np.isfinite(values).all()
+
+        return all(ok(name, values) for name, values in self.records.items())
 
     @property
     def error_estimate(self) -> float:

@@ -34,7 +34,7 @@ def _as_data(data, model: torch.nn.Module, seed: int) -> tuple[torch.Tensor, tor
     """``(X, y)`` from ``data``: None (separable data sized to the first weight layer), a Dataset,
     an ``(X, y)`` pair, a tensor ``X`` (labels alternate +1/-1), or a callable ``seed -> any of those``."""
     from ..generate.data import Dataset, alternating_labels, separable
-    from ..generate.models import read_parameters
+    from ..core.modules import read_parameters
     from ..core.inputs import model_device_dtype
 
     device, dtype = model_device_dtype(model)

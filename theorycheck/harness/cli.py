@@ -1,6 +1,7 @@
 """The ``theorycheck`` command.
 
     theorycheck list                      the claims: statement, assumptions, source
+    theorycheck contract [--claims ...]   each checker on degenerate inputs: refused or inconclusive, never a crash
     theorycheck audit [options]           every claim on generated instances and negative controls
     theorycheck audit --import my_claims  ... and the claims declared in your own module my_claims.py
     theorycheck report DIR                re-render report.json/.md/.html from DIR/results.jsonl
@@ -59,6 +60,27 @@ def _list(args) -> int:
         print(f"{claim.id}{battery}\n  statement: {claim.statement}\n  source: {claim.source}\n  assumptions:")
         print("".join(f"    - {a}\n" for a in claim.assumptions) + f"  tolerance: {claim.tolerance}\n")
     return 0
+
+
+def _contract(args) -> int:
+    """Exit 0 when every claim meets the checker contract, else 1 (each failure printed)."""
+    from ..core.registry import CLAIMS
+    from .contract import outcomes
+
+    import_claim_modules(args.imports)
+    claims = [c.strip() for c in (args.claims or ",".join(CLAIMS)).split(",") if c.strip()]
+    unknown = [c for c in claims if c not in CLAIMS]
+    if unknown:
+        raise InvalidArgument(f"expected claim ids from {sorted(CLAIMS)}, but got {unknown}. Fix: theorycheck list")
+    failures = 0
+    for claim in claims:
+        found = outcomes(claim)
+        bad = [o for o in found if not o.ok]
+        failures += len(bad)
+        print(f"{claim}: {len(found) - len(bad)}/{len(found)} degenerate calls met the contract")
+        for outcome in bad:
+            print(f"  FAIL {outcome.where} <- {outcome.mutation}: {outcome.got}")
+    return 1 if failures else 0
 
 
 def per_claim(text: str | None, claims: list[str], what: str, cast, default) -> dict:
@@ -256,6 +278,11 @@ def _parser() -> argparse.ArgumentParser:
                          help="import these modules first: your own claims (theorycheck.core.kit) join the "
                               "registered ones (default: none)")
     sub.add_parser("list", help="list the claims", parents=[imports]).set_defaults(func=_list)
+    contract = sub.add_parser("contract", parents=[imports],
+                              help="call each claim's checker with degenerate inputs (NaN, Inf, empty, zero width, "
+                                   "...): refused or inconclusive, never a raw exception or a hang")
+    contract.add_argument("--claims", help="comma-separated claim ids (default: every registered claim)")
+    contract.set_defaults(func=_contract)
     audit = sub.add_parser("audit", help="audit every claim on generated instances and negative controls",
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                            parents=[imports])

@@ -1,6 +1,6 @@
 """Generated coupled-SGD instances for the audits and properties of the SGD stability claims
-(:class:`SGDCase`, :func:`random_case`, their negative controls); the checker is looked up in the
-registry, so this module does not import the claims."""
+(:class:`SGDCase`, :func:`random_case`, their negative controls), beside their claims; the checker is looked
+up in the registry (claims/stability.py imports this module)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from ..engines.coupled import CoupledRun, coupled_sgd
 from ..core.devices import dtype_of
-from .cases import generated_data
+from ..generate.cases import generated_data
 from ..core.registry import CLAIMS
 from ..engines.stability_constants import (LINEAR_LOSSES, LossConstants, huber_loss, linear_closed_form, linear_loss_constants,
                                   logistic_loss, max_input_norm, sigmoid_loss, tanh_closed_form,
