@@ -45,6 +45,18 @@ def test_merge_refuses_mismatched_overlapping_or_missing_shards(tmp_path, two_cl
     assert "expected --resume alone" in _usage_error(capsys, "audit", "--resume", tmp_path / "a", "--shard", "1/3")
 
 
+def test_a_merge_with_an_interrupted_shard_is_incomplete(tmp_path, two_claims):
+    """A shard cut short (no end record): the merge is INCOMPLETE, exit 3 unless --allow-incomplete."""
+    shards = [tmp_path / f"s{k}" for k in (1, 2)]
+    for k, directory in enumerate(shards, 1):
+        assert run_cli("audit", "--claims", "other", "--examples", 5, "--shard", f"{k}/2", "--out", directory) == 0
+    results = shards[1] / "results.jsonl"
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[:-1]))
+    assert run_cli("report", "--merge", *shards, "--out", tmp_path / "merged") == 3
+    assert run_cli("report", "--merge", *shards, "--allow-incomplete", "--out", tmp_path / "allowed") == 0
+    assert json.loads((tmp_path / "allowed" / "report.json").read_text())["complete"] is False
+
+
 def test_shards_of_a_real_claim_give_its_verdicts(tmp_path):
     argv = ("audit", "--claims", "homogeneity", "--examples", 3)
     assert run_cli(*argv, "--out", tmp_path / "whole") == 0

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core.verdict import STATUSES
-from .markdown import completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts
+from .markdown import (completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts,
+                       version_changes)
 from .plots import Plot, measurement_plot, series_plot, slug
 from .summary import group_cases
 
@@ -62,7 +63,9 @@ def _environment_table(report: Mapping[str, Any]) -> str:
     items += [("machine", ", ".join(f"{k} {v}" for k, v in (env.get("machine") or {}).items() if v)),
               ("python", env.get("python")),
               ("versions", ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)),
-              ("git", git and f"{git['commit']}{' (uncommitted changes)' if git.get('dirty') else ''}"),
+              ("git", git and f"{git['commit']}{' (uncommitted changes)' if git.get('dirty') else ''}"
+                      + (f" of the {git['of']} {git.get('path', '')}" if git.get("of") else "")),
+              ("versions changed", "; ".join(version_changes(report)) or None),
               ("cuda", env.get("cuda")), ("started", report.get("started")),
               ("resumed", len(report.get("resumed", [])) or None), ("generated", report["generated"])]
     return "<table>" + "".join(_row([_e(k), f"<code>{_e(v)}</code>"]) for k, v in items if v not in (None, "")) \

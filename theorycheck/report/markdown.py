@@ -72,11 +72,25 @@ def context_line(report: Mapping[str, Any]) -> str:
               if k in ("seed", "examples", "budget", "devices", "dtypes", "profile")]
     git = env.get("git") or {}
     if git.get("commit"):
-        parts.append(f"commit {git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}")
+        parts.append(f"commit {git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}"
+                     + (f" of the {git['of']}" if git.get("of") else ""))
     versions = env.get("versions", {})
-    parts += [f"torch {versions.get('torch')}", f"Python {env.get('python')}",
+    parts += [f"torch {versions.get('torch')}", *version_changes(report), f"Python {env.get('python')}",
               (env.get("machine") or {}).get("platform", "")]
     return " · ".join(p for p in parts if p)
+
+
+def version_changes(report: Mapping[str, Any]) -> list[str]:
+    """``resumed with torch 2.13.0 (started with 2.12.0)`` for each version a forced resume changed."""
+    from .records import VERSIONED
+
+    started = report["environment"].get("versions") or {}
+    changes = {}
+    for resume in report.get("resumed", []):
+        now = (resume.get("environment") or {}).get("versions") or {}
+        changes.update({k: f"resumed with {k} {now.get(k)} (started with {started.get(k)})"
+                        for k in VERSIONED if now.get(k) != started.get(k)})
+    return list(changes.values())
 
 
 def completeness(report: Mapping[str, Any]) -> str:

@@ -78,6 +78,9 @@ def summarize_group(cases: list[Mapping[str, Any]], planned: int | None) -> dict
     }
 
 
+EXIT_CODES = {"PASS": 0, "FAIL": 1, "INCOMPLETE": 3}  # a report without any case exits 1
+
+
 def result_of(unexpected: int, cases: int, not_run: int, complete: bool) -> str:
     """``FAIL`` on any unexpected outcome; ``INCOMPLETE`` when a planned case did not run (time budget,
     interruption) or nothing ran; else ``PASS``."""
@@ -132,7 +135,7 @@ def build_report(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                     if r["record"] == "resume"],
         "settings": header.get("settings", {}),
         "summary": {"ok": result == "PASS",
-                    "exit_code": 1 if outcomes.get("unexpected", 0) or not cases else 0, "cases": len(cases),
+                    "exit_code": EXIT_CODES[result] if cases else 1, "cases": len(cases),
                     "not_run": not_run,
                     "seconds": round(sum(r["seconds"] for r in cases), 3),
                     "by_status": {s: statuses.get(s, 0) for s in STATUS_COLUMNS if s in STATUSES or statuses.get(s)},
