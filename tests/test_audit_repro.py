@@ -36,6 +36,9 @@ def test_default_audit_runs_every_planned_case_without_a_budget(tmp_path, fake_c
     printed = capsys.readouterr().out
     assert f"{report['summary']['seconds']:.1f} s" in printed.splitlines()[-1]  # one time, as in the report
     assert (tmp_path / "report.md").read_text().startswith("# theorycheck audit: PASS")
+    context = (tmp_path / "report.md").read_text().splitlines()[2]
+    assert re.match(r"10 cases in \d+\.\d s wall time \(\d+\.\d s summed over the cases\)", context), context
+    assert " · budget none · " in context and "budget 0.0" not in (tmp_path / "report.html").read_text()
 
 
 def test_a_budget_cap_is_reported_as_not_run_and_incomplete(tmp_path, fake_claims, capsys):

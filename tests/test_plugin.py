@@ -91,6 +91,7 @@ pathlib.Path("pinned-" + os.environ.get("PYTEST_XDIST_WORKER", "main")).write_te
     assert tables[0]["homogeneity"]["holds"] >= 6 + 6 and tables[0]["homogeneity"]["violated"] == 0
     report = _report(pytester.path / "parallel")  # merged from both workers
     assert report["source"] == "pytest" and report["summary"]["cases"] == tables[0]["homogeneity"]["total"]
+    assert report["settings"]["devices"] == ["cpu"] and report["settings"]["dtypes"] == ["float32", "float64"]
     assert report["summary"]["by_status"] == {s: tables[0]["homogeneity"][s] for s in STATUSES}
     [failing] = report["claims"]["homogeneity"]["results"][0]["counterexamples"]
     assert "test_fails_after_a_verdict" in failing["reproduce"] and report["summary"]["exit_code"] == 1

@@ -308,7 +308,8 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
                          "of the two sums of positive terms"),
         dtype="float64", seed=seed,
         details={"n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": float(t[worst]),
-                 "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist()}}},
+                 "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist(),
+                                                              "xlabel": "gradient-flow time t"}}},
         reason="; ".join(reasons))
 
 

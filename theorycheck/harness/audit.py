@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -152,6 +153,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
     (the user's claim modules) first; the records are the same as with one."""
     expect(isinstance(jobs, int) and jobs >= 1, expected="jobs >= 1 (an int)", received=repr(jobs),
            fix="jobs=1 to run every case in this process")
+    start = time.perf_counter()
     directory, out = Path(directory), out or sys.stdout
     path = directory / RESULTS
     records = read_results(path) if resume else []
@@ -198,7 +200,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         except KeyboardInterrupt:  # keep what the workers finished: this group's rest and later groups'
             _keep_finished(groups[index:], plans, submitted, settings, writer)
             raise
-        writer.write({"record": "end", "time": now()})
+        writer.write({"record": "end", "time": now(), "wall_seconds": round(time.perf_counter() - start, 3)})
         records = read_results(path)
         plots = _plots_from(workers, records)
     return write_reports(directory, records, plots)

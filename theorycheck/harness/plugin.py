@@ -255,8 +255,8 @@ class VerdictSession:
         from ..report.records import now, record_line, write_texts_atomic
 
         config = self.config
-        settings = {"devices": config.getoption("--theorycheck-devices").split(","),
-                    "dtypes": config.getoption("--theorycheck-dtypes").split(","),
+        settings = {"devices": sorted({str(r["device"]) for r in self.records if r["device"]}),  # what ran
+                    "dtypes": sorted({str(r["dtype"]) for r in self.records if r["dtype"]}),
                     "profile": chosen_profile(config) or _session_profile(config),
                     "args": list(config.invocation_params.args),
                     "workers": getattr(config.option, "numprocesses", None) or 0}

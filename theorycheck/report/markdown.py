@@ -33,8 +33,11 @@ def controls_caught(group: Mapping[str, Any]) -> str:
     return f"{controls - missed}/{controls}"
 
 
-def setting_text(value) -> str:
-    """``[a, b]`` -> ``a,b``; a per-claim dict with one value -> that value, else ``claim=value,...``."""
+def setting_text(key: str, value) -> str:
+    """``[a, b]`` -> ``a,b``; a per-claim dict with one value -> that value, else ``claim=value,...``; a budget
+    of 0 everywhere -> ``none`` (no cap)."""
+    if key == "budget" and isinstance(value, Mapping) and not any(value.values()):
+        return "none"
     if isinstance(value, list):
         return ",".join(map(str, value))
     if isinstance(value, Mapping):
@@ -67,8 +70,10 @@ def incomplete_reason(report: Mapping[str, Any]) -> str:
 
 def context_line(report: Mapping[str, Any]) -> str:
     env, settings, summary = report["environment"], report["settings"], report["summary"]
-    parts = [f"{summary['cases']} cases in {summary['seconds']:.1f} s"]
-    parts += [f"{k} {setting_text(v)}" for k, v in settings.items()
+    wall = summary.get("wall_seconds")
+    parts = [f"{summary['cases']} cases" + (f" in {wall:.1f} s wall time" if wall is not None else "")
+             + f" ({summary['seconds']:.1f} s summed over the cases)"]
+    parts += [f"{k} {setting_text(k, v)}" for k, v in settings.items()
               if k in ("seed", "examples", "budget", "devices", "dtypes", "profile")]
     git = env.get("git") or {}
     if git.get("commit"):

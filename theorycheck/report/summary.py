@@ -122,7 +122,8 @@ def build_report(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                                  **summarize_group(members, planned.get((claim, device, dtype)))})
     statuses = Counter(r["status"] for r in cases)
     outcomes = Counter(r["outcome"] for r in cases)
-    complete = any(r["record"] == "end" for r in records)
+    ends = [r for r in records if r["record"] == "end"]
+    complete = bool(ends)
     not_run = sum(g["not_run"] for c in claims.values() for g in c["results"])
     result = result_of(outcomes.get("unexpected", 0), len(cases), not_run, complete)
     return {
@@ -138,6 +139,7 @@ def build_report(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                     "exit_code": EXIT_CODES[result] if cases else 1, "cases": len(cases),
                     "not_run": not_run,
                     "seconds": round(sum(r["seconds"] for r in cases), 3),
+                    "wall_seconds": ends[-1].get("wall_seconds") if ends else None,
                     "by_status": {s: statuses.get(s, 0) for s in STATUS_COLUMNS if s in STATUSES or statuses.get(s)},
                     "by_outcome": {o: outcomes.get(o, 0) for o in OUTCOMES},
                     "counterexamples": outcomes.get("unexpected", 0)},
