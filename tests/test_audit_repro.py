@@ -36,11 +36,14 @@ def test_default_audit_runs_every_planned_case_without_a_budget(tmp_path, fake_c
     printed = capsys.readouterr().out
     assert f"{report['summary']['seconds']:.1f} s" in printed.splitlines()[-1]  # one time, as in the report
     assert (tmp_path / "report.md").read_text().startswith("# theorycheck audit: PASS")
+    context = (tmp_path / "report.md").read_text().splitlines()[2]
+    assert re.match(r"10 cases in \d+\.\d s wall time \(\d+\.\d s summed over the cases\)", context), context
+    assert " · budget none · " in context and "budget 0.0" not in (tmp_path / "report.html").read_text()
 
 
 def test_a_budget_cap_is_reported_as_not_run_and_incomplete(tmp_path, fake_claims, capsys):
     fake_claims(make_fake_claim("slow", delay=0.05))
-    assert run_cli("audit", "--claims", "slow", "--examples", 10, "--budget", 0.12, "--out", tmp_path) == 0
+    assert run_cli("audit", "--claims", "slow", "--examples", 10, "--budget", 0.12, "--out", tmp_path) == 3
     report = _report(tmp_path)
     not_run = report["summary"]["not_run"]
     assert not_run > 0 and report_result(report) == "INCOMPLETE" and not report["summary"]["ok"]
@@ -55,7 +58,7 @@ def test_an_interrupted_or_empty_audit_is_not_pass(tmp_path, fake_claims, capsys
     assert run_cli("audit", "--claims", "fake", "--examples", 3, "--out", tmp_path) == 0
     lines = _lines(tmp_path)
     (tmp_path / "results.jsonl").write_text("".join(lines[:-1]))  # no end record: interrupted
-    assert run_cli("report", tmp_path) == 0
+    assert run_cli("report", tmp_path) == 3
     assert "INCOMPLETE" in capsys.readouterr().out
     assert (tmp_path / "report.md").read_text().startswith("# theorycheck audit: INCOMPLETE: interrupted")
     (tmp_path / "results.jsonl").write_text(lines[0])  # header only: 0 cases
@@ -100,8 +103,9 @@ def test_resume_refuses_an_inconsistent_results_file(tmp_path, fake_claims, caps
     lines = _lines(tmp_path)[:-1]  # interrupted: no end record
     (tmp_path / "results.jsonl").write_text("".join(edit(lines)) + '{"record": "ca')  # and a torn tail
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    err = _usage_error(capsys, "audit", "--resume", tmp_path)
-    assert message in err and "Fix:" in err
+    for argv in (("audit", "--resume", tmp_path), ("report", tmp_path)):
+        err = _usage_error(capsys, *argv)
+        assert message in err and "Fix:" in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 

@@ -41,7 +41,8 @@ def test_audit_passes_and_writes_every_file(tmp_path, fake_claims, capsys):
     fake_claims(make_fake_claim("fake"))
     out = tmp_path / "audit"
     assert run_cli("audit", "--claims", "fake", "--examples", 4, "--out", out) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md", "results.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".theorycheck-audit", "report.html", "report.json", "report.md",
+                                                     "results.jsonl"]
     printed = capsys.readouterr().out
     assert "fake" in printed and " s " in printed and "8/8 cases" in printed  # time per claim
     report = json.loads((out / "report.json").read_text())
@@ -93,13 +94,14 @@ def test_same_seed_gives_same_verdicts(tmp_path, fake_claims):
 def test_budget_stops_a_claim_early_after_both_kinds(tmp_path, fake_claims):
     fake_claims(make_fake_claim("slow", delay=0.05), make_fake_claim("fast"))
     assert run_cli("audit", "--claims", "slow,fast", "--examples", "fast=2,10", "--budget", "0.12,fast=0",
-                   "--out", tmp_path) == 0
+                   "--out", tmp_path) == 3  # INCOMPLETE
     report = json.loads((tmp_path / "report.json").read_text())
     slow, fast = (report["claims"][c]["results"][0] for c in ("slow", "fast"))
     assert slow["planned"] == 20 and 2 <= slow["run"] < 20 and slow["not_run"] == 20 - slow["run"]
     assert set(slow["by_status"]) == {"instance", "control"}  # interleaved: both kinds ran
     assert fast["run"] == fast["planned"] == 4
     assert "not run" in (tmp_path / "report.md").read_text()
+    assert run_cli("report", tmp_path) == 3 and run_cli("report", tmp_path, "--allow-incomplete") == 0
 
 
 def test_report_command_rerenders(tmp_path, fake_claims):
@@ -144,7 +146,7 @@ def test_unwritable_output_exits_2(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("keep me")
     err = _usage_error(capsys, "audit", "--out", blocker / "sub")
-    assert "expected a writable output directory" in err and "Fix:" in err
+    assert "expected a writable --out folder" in err and "Fix:" in err
     assert blocker.read_text() == "keep me"
 
 
@@ -156,6 +158,82 @@ def test_existing_audit_is_never_overwritten(tmp_path, fake_claims, capsys):
     assert "--resume" in err and {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     err = _usage_error(capsys, "audit", "--resume", tmp_path, "--seed", "3")
     assert "expected --resume alone" in err and {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_folders_theorycheck_did_not_write_are_refused_untouched(tmp_path, fake_claims, capsys, monkeypatch):
+    """Only a new or empty folder, or one holding theorycheck's marker, is written into: a user's folder
+    (report.md of their own, no results.jsonl) is refused by audit, report and merge; so is an empty name."""
+    fake_claims(make_fake_claim("fake"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    (tmp_path / "empty").mkdir()
+    assert run_cli("audit", "--claims", "fake", "--examples", 1, "--shard", "1/1", "--out", tmp_path / "empty") == 0
+    foreign = "expected --out to name a new or empty folder, or one theorycheck wrote (it holds .theorycheck-audit)"
+    for argv in (("audit", "--claims", "fake", "--out", mine), ("audit", "--claims", "fake", "--replace", "--out", mine),
+                 ("report", "--merge", tmp_path / "empty", "--out", mine)):
+        err = _usage_error(capsys, *argv)
+        assert foreign in err and "holds report.md and no .theorycheck-audit" in err and "Fix:" in err
+    (tmp_path / "empty" / ".theorycheck-audit").unlink()  # as an audit of an earlier theorycheck left it
+    assert "touch " in _usage_error(capsys, "report", tmp_path / "empty")
+    monkeypatch.chdir(mine)
+    for flag in ("--out", "--resume"):
+        assert f"expected {flag} to name a folder, but got an empty name" in _usage_error(capsys, "audit", flag, "")
+    assert [p.name for p in mine.iterdir()] == ["report.md"] and (mine / "report.md").read_text() == "my notes"
+
+
+def test_resume_across_versions_needs_force_and_records_both(tmp_path, fake_claims, capsys):
+    fake_claims(make_fake_claim("fake"))
+    assert run_cli("audit", "--claims", "fake", "--examples", 3, "--out", tmp_path) == 0
+    lines = (tmp_path / "results.jsonl").read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    installed = header["environment"]["versions"]["torch"]
+    header["environment"]["versions"]["torch"] = "1.0.0"
+    (tmp_path / "results.jsonl").write_text(json.dumps(header) + "\n" + "".join(lines[1:5]))  # interrupted
+    before = (tmp_path / "results.jsonl").read_bytes()
+    err = _usage_error(capsys, "audit", "--resume", tmp_path)
+    assert f"started with torch 1.0.0 (installed: {installed})" in err and "--force-version" in err
+    assert (tmp_path / "results.jsonl").read_bytes() == before
+    assert run_cli("audit", "--resume", tmp_path, "--force-version") == 0
+    assert f"resumed with torch {installed} (started with 1.0.0)" in (tmp_path / "report.md").read_text()
+    assert "versions changed" in (tmp_path / "report.html").read_text()
+
+
+def test_the_commit_is_the_audited_projects_only_when_named(tmp_path, fake_claims, capsys, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    git = ("git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t")
+    for args in (("init", "-q"), ("commit", "-q", "--allow-empty", "-m", "x")):
+        subprocess.run([*git, *args], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    fake_claims(make_fake_claim("fake"))
+    monkeypatch.chdir(tmp_path)  # not a git checkout
+    assert run_cli("audit", "--claims", "fake", "--examples", 1, "--commit-from", project, "--out", "named") == 0
+    assert run_cli("audit", "--claims", "fake", "--examples", 1, "--out", "unnamed") == 0
+    named, unnamed = (json.loads((tmp_path / d / "report.json").read_text())["environment"]["git"]
+                      for d in ("named", "unnamed"))
+    assert named["commit"] == head and named["of"] == "audited project"
+    assert f"commit {head[:10]} of the audited project" in (tmp_path / "named" / "report.md").read_text()
+    assert unnamed is None  # the working directory is no checkout: no commit claimed
+    monkeypatch.chdir(project)
+    assert run_cli("audit", "--claims", "fake", "--examples", 1, "--out", tmp_path / "cwd") == 0
+    assert "of the working directory" in (tmp_path / "cwd" / "report.md").read_text()
+    assert "expected --commit-from to name a folder inside a git checkout" in _usage_error(
+        capsys, "audit", "--claims", "fake", "--commit-from", tmp_path, "--out", tmp_path / "x")
+
+
+@pytest.mark.parametrize("source, message", [
+    ("import math\nVALUE = 1 / 0\n", "raised ZeroDivisionError: division by zero (at {path}:2)"),
+    ("def broken(:\n", "raised SyntaxError: invalid syntax (at {path}:1)"),
+    ("import a_package_nobody_has\n", "raised ModuleNotFoundError: No module named 'a_package_nobody_has' (at {path}:1)"),
+])
+def test_a_failing_import_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, source, message):
+    (tmp_path / "user_claims_tc.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)
+    err = _usage_error(capsys, "audit", "--import", "user_claims_tc", "--out", tmp_path / "out")
+    assert message.format(path=tmp_path / "user_claims_tc.py") in err and "Fix:" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("corruption, message", [
@@ -178,6 +256,7 @@ def test_corrupt_results_on_resume_exit_2_untouched(tmp_path, fake_claims, capsy
 def test_resume_refuses_a_pytest_report(tmp_path, capsys):
     from theorycheck.report import ResultsWriter
 
+    (tmp_path / ".theorycheck-audit").touch()
     with ResultsWriter(tmp_path / "results.jsonl") as writer:
         writer.write({"record": "header", "schema_version": 1, "source": "pytest", "settings": {}})
     assert "holds the report of a 'pytest' session" in _usage_error(capsys, "audit", "--resume", tmp_path)
@@ -189,6 +268,7 @@ def test_resume_finishes_a_cut_audit_with_identical_verdicts(tmp_path, fake_clai
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_cli("audit", "--claims", "fake", "--examples", 4, "--budget", 0, "--out", whole) == 0
     cut.mkdir()
+    (cut / ".theorycheck-audit").touch()
     lines = (whole / "results.jsonl").read_text().splitlines(keepends=True)
     (cut / "results.jsonl").write_text("".join(lines[:6]) + lines[6][:25])  # torn last write
     assert run_cli("audit", "--resume", cut) == 0

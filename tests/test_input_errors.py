@@ -27,7 +27,8 @@ def test_report_into_an_unwritable_place_changes_nothing(tmp_path, fake_claims, 
 
 
 def _files_flat(directory):
-    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+    """The files, but the marker: it names the last process that held the folder (the refused one, too)."""
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file() and p.name != ".theorycheck-audit"}
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -50,9 +51,11 @@ def test_report_refuses_a_malformed_case_record(tmp_path, fake_claims, capsys, e
 @pytest.mark.parametrize("header", [{"record": "header", "schema_version": 1, "source": "audit"},
                                     {"record": "header", "schema_version": 1, "source": "audit", "settings": {}}])
 def test_report_refuses_a_results_file_without_settings(tmp_path, capsys, header):
+    (tmp_path / ".theorycheck-audit").touch()
     (tmp_path / "results.jsonl").write_text(json.dumps(header) + "\n")
     err = _usage_error(capsys, "report", tmp_path)
-    assert "settings" in err and "Fix:" in err and _files(tmp_path) == {"results.jsonl": (json.dumps(header) + "\n").encode()}
+    assert "settings" in err and "Fix:" in err
+    assert _files(tmp_path) == {"results.jsonl": (json.dumps(header) + "\n").encode(), ".theorycheck-audit": b""}
 
 
 @pytest.mark.parametrize("argv, message", [

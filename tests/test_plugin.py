@@ -91,25 +91,37 @@ pathlib.Path("pinned-" + os.environ.get("PYTEST_XDIST_WORKER", "main")).write_te
     assert tables[0]["homogeneity"]["holds"] >= 6 + 6 and tables[0]["homogeneity"]["violated"] == 0
     report = _report(pytester.path / "parallel")  # merged from both workers
     assert report["source"] == "pytest" and report["summary"]["cases"] == tables[0]["homogeneity"]["total"]
+    assert report["settings"]["devices"] == ["cpu"] and report["settings"]["dtypes"] == ["float32", "float64"]
     assert report["summary"]["by_status"] == {s: tables[0]["homogeneity"][s] for s in STATUSES}
     [failing] = report["claims"]["homogeneity"]["results"][0]["counterexamples"]
     assert "test_fails_after_a_verdict" in failing["reproduce"] and report["summary"]["exit_code"] == 1
     assert "theorycheck_verdicts" not in (pytester.path / "junit.xml").read_text()  # kept out of JUnit XML
     assert {p.name for p in (pytester.path / "parallel").iterdir()} == \
-        {"results.jsonl", "report.json", "report.md", "report.html"}
+        {"results.jsonl", "report.json", "report.md", "report.html", ".theorycheck-audit"}
     # conftests ran in each worker after its GPU was chosen (worker N takes entry N), CUDA not started
     assert (pytester.path / "pinned-gw0").read_text() == "3 False"
     assert (pytester.path / "pinned-gw1").read_text() == "5 False"
     assert (pytester.path / "pinned-main").read_text() == "3,5 False"
 
 
-def test_unwritable_report_directory_is_a_usage_error(pytester):
+def test_an_unwritable_report_directory_exits_2(pytester):
     pytester.makepyfile(test_a="def test_a(): pass")
     (pytester.path / "blocker").write_text("keep")
-    result = pytester.runpytest_inprocess("--theorycheck-report", "blocker/sub", "-p", "no:xdist")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "expected a writable --theorycheck-report directory" in result.stderr.str() and "Fix:" in result.stderr.str()
+    result = pytester.runpytest_subprocess("--theorycheck-report", "blocker/sub", "-p", "no:xdist")
+    assert result.ret == 2
+    assert "expected a writable --theorycheck-report folder" in result.stderr.str() and "Fix:" in result.stderr.str()
     assert (pytester.path / "blocker").read_text() == "keep"
+
+
+def test_a_folder_theorycheck_did_not_write_is_refused_untouched(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    (pytester.path / "mine").mkdir()
+    (pytester.path / "mine" / "report.md").write_text("my notes")
+    for folder, message in (("mine", "holds report.md and no .theorycheck-audit"), ("", "got an empty name")):
+        result = pytester.runpytest_subprocess("--theorycheck-report", folder, "-p", "no:xdist")
+        assert result.ret == 2 and message in result.stderr.str() and "Fix:" in result.stderr.str()
+    assert [p.name for p in (pytester.path / "mine").iterdir()] == ["report.md"]
+    assert (pytester.path / "mine" / "report.md").read_text() == "my notes"
 
 
 PROBE = '''
@@ -172,6 +184,7 @@ def test_an_existing_audit_needs_the_replace_flag(pytester):
     pytester.makepyfile(test_a="def test_a(): pass")
     out = pytester.path / "out"
     out.mkdir()
+    (out / ".theorycheck-audit").touch()
     (out / "results.jsonl").write_text("an audit\n")
     refused = pytester.runpytest_subprocess("--theorycheck-report", "out", "-p", "no:xdist")
     assert refused.ret == 2 and (out / "results.jsonl").read_text() == "an audit\n"
@@ -179,7 +192,8 @@ def test_an_existing_audit_needs_the_replace_flag(pytester):
     assert "already holds results.jsonl" in message and "Fix: --theorycheck-replace" in message
     replaced = pytester.runpytest_subprocess("--theorycheck-report", "out", "--theorycheck-replace", "-p", "no:xdist")
     assert replaced.ret == 0 and _report(out)["source"] == "pytest"
-    assert {p.name for p in out.iterdir()} == {"results.jsonl", "report.json", "report.md", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"results.jsonl", "report.json", "report.md", "report.html",
+                                               ".theorycheck-audit"}
 
 
 def test_a_rejected_report_directory_is_not_created(pytester):
@@ -193,9 +207,10 @@ def test_a_rejected_report_directory_is_not_created(pytester):
 def test_a_report_that_cannot_be_written_exits_2_and_writes_nothing(pytester):
     pytester.makepyfile(test_a="def test_a(): pass")
     (pytester.path / "out" / "report.html").mkdir(parents=True)  # the last file cannot be written
+    (pytester.path / "out" / ".theorycheck-audit").touch()
     result = pytester.runpytest_subprocess("--theorycheck-report", "out", "-p", "no:xdist")
     assert result.ret == 2 and "report.html there is a directory" in result.stdout.str()
-    assert [p.name for p in (pytester.path / "out").iterdir()] == ["report.html"]
+    assert sorted(p.name for p in (pytester.path / "out").iterdir()) == [".theorycheck-audit", "report.html"]
 
 
 @given(n=st.integers())

@@ -53,7 +53,7 @@ def test_outcomes():
 def test_report_json_schema():
     report = json.loads(json.dumps(build_report(records()), allow_nan=False))
     assert report["schema"] == "theorycheck-report" and report["schema_version"] == 1 and report["complete"]
-    assert report["summary"] == {"ok": False, "exit_code": 1, "cases": 6, "not_run": 1, "seconds": 1.5,
+    assert report["summary"] == {"ok": False, "exit_code": 1, "cases": 6, "not_run": 1, "seconds": 1.5, "wall_seconds": None,
                                  "by_status": {"holds": 3, "violated": 2, "vacuous": 0, "inconclusive": 1},
                                  "by_outcome": {"expected": 3, "inconclusive": 1, "unexpected": 2},
                                  "counterexamples": 2}

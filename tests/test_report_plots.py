@@ -195,3 +195,39 @@ def test_every_claim_plots_from_a_small_audit(tmp_path):
 @pytest.mark.slow
 def test_every_claim_plots_from_an_audit_of_two_examples(tmp_path):
     check_audit_page(*_audit(tmp_path, 2))
+
+
+def test_series_spanning_decades_get_a_log_x_axis_and_the_claims_label():
+    spread = {"x": [0.0, 7e-4, 1.0, 3e4, 2.5e17], "y": [1.0, 0.9, 0.8, 0.7, 0.6], "xlabel": "gradient-flow time t"}
+    plot = series_plot([_case("i", series={"ratio": spread})], "s")
+    assert "gradient-flow time t" in plot.svg and re.search(r">10¹⁷?<|>10¹⁵<|>10¹⁰<", plot.svg)
+    assert any("1 point(s) at x <= 0 not drawn on the log x axis" in note for note in plot.notes)
+    [axis] = check_panels(svgs(plot.svg)[0])
+    assert len(_groups(axis, "data")) == 1  # one case, drawn once (not as worst, median and best)
+    narrow = series_plot([_case("i", series={"ratio": {"x": [1, 2, 3], "y": [1.0, 2.0, 3.0]}})], "s")
+    assert not re.search(r">10[⁰¹²³⁴⁵⁶⁷⁸⁹]+<", narrow.svg)  # a linear axis
+
+
+def test_signed_statistics_are_drawn_on_linear_axes_with_their_residual():
+    """A fitted slope against -1/2 (ntk_movement): no log axes and no "<= 0" band; the right panel shows
+    statistic - allowance against the size."""
+    cases = [_case(f"i{k}", statistic=-0.6 - 0.05 * k, bound=-0.5, tolerance=0.0, size=10 + k) for k in range(4)]
+    cases.append(_case("c", "control", statistic=-0.3, bound=-0.5, tolerance=0.0, size=12))
+    plot = measurement_plot(cases, "m")
+    [svg] = svgs(plot.svg)
+    measured_axis, residual_axis = check_panels(svg)
+    assert "&lt;= 0" not in plot.svg and not _groups(svg, "floor")
+    assert "statistic - allowance" in plot.svg and "residual vs size" in plot.svg
+
+
+def test_an_unsized_case_axis_has_integer_ticks():
+    cases = [_case(f"i{k}", statistic=10.0 ** -k, tolerance=1.0, size=0) for k in range(1, 4)]
+    axis_labels = re.findall(r">([0-9.]+)<", measurement_plot(cases, "m").svg)
+    assert "case" in measurement_plot(cases, "m").svg and axis_labels
+    assert not [label for label in axis_labels if "." in label]  # 1, 2, 3 (not 1.00, 1.25, ...)
+
+
+def test_long_case_names_are_cut_to_fit_the_legend():
+    name = "tests/test_long.py::test_" + "x" * 80 + "[cpu-float64]#0"
+    svg = series_plot([_case(name, series=_layered(1, 1))], "s").svg
+    assert "tests/test_long.py" not in svg and "test_xxx" in svg and "…" in svg

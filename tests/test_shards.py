@@ -26,7 +26,7 @@ def test_merged_shards_equal_the_unsharded_audit(tmp_path, two_claims, n):
     assert run_cli("report", "--merge", *shards, "--out", tmp_path / "merged") == 1
     assert verdicts_by_case(tmp_path / "merged") == verdicts_by_case(tmp_path / "whole")
     merged, whole = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("merged", "whole"))
-    untimed = [{k: v for k, v in r["summary"].items() if k != "seconds"} for r in (merged, whole)]
+    untimed = [{k: v for k, v in r["summary"].items() if k not in ("seconds", "wall_seconds")} for r in (merged, whole)]
     assert untimed[0] == untimed[1] and merged["settings"] == whole["settings"] and merged["complete"]
     assert [g["planned"] for c in merged["claims"].values() for g in c["results"]] == [14, 14]
 
@@ -43,6 +43,18 @@ def test_merge_refuses_mismatched_overlapping_or_missing_shards(tmp_path, two_cl
         assert message in err and "Fix:" in err and not (tmp_path / "m").exists()
     assert "--shard K/N" in _usage_error(capsys, *AUDIT, "--shard", "4/3", "--out", tmp_path / "x")
     assert "expected --resume alone" in _usage_error(capsys, "audit", "--resume", tmp_path / "a", "--shard", "1/3")
+
+
+def test_a_merge_with_an_interrupted_shard_is_incomplete(tmp_path, two_claims):
+    """A shard cut short (no end record): the merge is INCOMPLETE, exit 3 unless --allow-incomplete."""
+    shards = [tmp_path / f"s{k}" for k in (1, 2)]
+    for k, directory in enumerate(shards, 1):
+        assert run_cli("audit", "--claims", "other", "--examples", 5, "--shard", f"{k}/2", "--out", directory) == 0
+    results = shards[1] / "results.jsonl"
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[:-1]))
+    assert run_cli("report", "--merge", *shards, "--out", tmp_path / "merged") == 3
+    assert run_cli("report", "--merge", *shards, "--allow-incomplete", "--out", tmp_path / "allowed") == 0
+    assert json.loads((tmp_path / "allowed" / "report.json").read_text())["complete"] is False
 
 
 def test_shards_of_a_real_claim_give_its_verdicts(tmp_path):

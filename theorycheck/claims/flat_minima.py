@@ -230,7 +230,8 @@ def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: to
         details={"alphas": rows, "lambda_max": lam, "lambda_max_H22": lam22, "parameters": P,
                  "homogeneity_gap": homogeneity_gap,
                  "series": {"lambda_max(H_a) a2^2 (-> lambda_max(H_22))": {"x": [r["alpha"] for r in rows],
-                                                       "y": [r["lambda_max"] * r["alpha_W2"] ** 2 for r in rows]}}},
+                                                       "y": [r["lambda_max"] * r["alpha_W2"] ** 2 for r in rows],
+                                                       "xlabel": "rescaling alpha"}}},
         reason="; ".join(reasons))
 
 

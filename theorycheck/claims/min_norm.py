@@ -305,7 +305,8 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
                          "(exact for a nearby PSD matrix, for which the theorem holds too); 2 gamma_{d+10}: the rounding "
                          "of the two sums of positive terms"),
         details={"n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": float(t[worst]),
-                 "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist()}}},
+                 "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist(),
+                                                              "xlabel": "gradient-flow time t"}}},
         reason="; ".join(reasons))
 
 

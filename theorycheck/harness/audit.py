@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -143,14 +144,16 @@ def _keep_finished(groups, plans, submitted, settings, writer) -> None:
 
 def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool = False,
               out: TextIO | None = None, err: TextIO | None = None, jobs: int = 1,
-              imports: Sequence[str] = ()) -> dict[str, Any]:
+              imports: Sequence[str] = (), commit_from: Path | None = None) -> dict[str, Any]:
     """Run (or, with ``resume``, continue with the recorded settings) the audit in ``directory``;
-    write the reports. Returns the report document (``report["summary"]["exit_code"]`` is 0 or 1).
+    write the reports. Returns the report document (``report["summary"]["exit_code"]``: 0, 1 or 3).
+    ``commit_from``: the audited project, whose git commit is recorded (else the working directory's).
     A resumed results file must agree with its header (:func:`check_consistent`). ``jobs`` > 1 runs the
     cases in that many worker processes (:mod:`theorycheck.harness.workers`), which import ``imports``
     (the user's claim modules) first; the records are the same as with one."""
     expect(isinstance(jobs, int) and jobs >= 1, expected="jobs >= 1 (an int)", received=repr(jobs),
            fix="jobs=1 to run every case in this process")
+    start = time.perf_counter()
     directory, out = Path(directory), out or sys.stdout
     path = directory / RESULTS
     records = read_results(path) if resume else []
@@ -167,10 +170,11 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
     workers = CaseWorkers(jobs, imports) if jobs > 1 else None
     with ResultsWriter(path) as writer, workers or contextlib.nullcontext():
         if resume:
-            writer.write({"record": "resume", "time": now(), "environment": environment(settings.devices)})
+            writer.write({"record": "resume", "time": now(),
+                          "environment": environment(settings.devices, commit_from)})
         else:
             writer.write({"record": "header", "schema_version": SCHEMA_VERSION, "source": "audit", "started": now(),
-                          "settings": settings.to_dict(), "environment": environment(settings.devices),
+                          "settings": settings.to_dict(), "environment": environment(settings.devices, commit_from),
                           "claims": {c: CLAIMS[c].to_dict() for c in settings.claims}})
         done = group_cases(records)
         planned = {group_key(r) for r in records if r["record"] == "group"}
@@ -196,7 +200,7 @@ def run_audit(settings: AuditSettings | None, directory: Path, *, resume: bool =
         except KeyboardInterrupt:  # keep what the workers finished: this group's rest and later groups'
             _keep_finished(groups[index:], plans, submitted, settings, writer)
             raise
-        writer.write({"record": "end", "time": now()})
+        writer.write({"record": "end", "time": now(), "wall_seconds": round(time.perf_counter() - start, 3)})
         records = read_results(path)
         plots = _plots_from(workers, records)
     return write_reports(directory, records, plots)

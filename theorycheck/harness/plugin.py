@@ -7,8 +7,9 @@
   through xdist's serialization; unlike ``user_properties`` they stay out of JUnit XML), so the
   workers' verdicts reach the controller with the reports and the merged counts equal a serial run's.
 - The terminal summary shows a claim x status table; ``--theorycheck-report DIR`` writes
-  results.jsonl, report.json, report.md and report.html there (as ``theorycheck audit`` does); a DIR
-  already holding results.jsonl is refused (exit 2) unless ``--theorycheck-replace``.
+  results.jsonl, report.json, report.md and report.html there (as ``theorycheck audit`` does), only
+  into a new or empty folder or one theorycheck wrote (it holds ``.theorycheck-audit``), locked while
+  written; a DIR already holding results.jsonl is refused (exit 2) unless ``--theorycheck-replace``.
 - Hypothesis settings change only for theorycheck tests (using ``tc_device`` / ``tc_dtype`` or marked
   ``theorycheck``) without their own ``@settings``: ``--theorycheck-profile`` / ``$THEORYCHECK_PROFILE``
   if given, else ``ci`` unless the user chose a profile (``settings.load_profile`` in a conftest,
@@ -203,20 +204,24 @@ class VerdictSession:
         self.records: list[dict] = []
         self.write_error: str | None = None
         directory = config.getoption("--theorycheck-report")
-        self.directory = Path(directory) if directory else None
-        if self.directory is not None:
-            from ..core.errors import InvalidArgument
-            from ..report import RESULTS
-            from ..report.records import check_writable_directory
+        self.directory = None if directory is None else self._checked(directory)
 
-            try:
-                check_writable_directory(self.directory, "--theorycheck-report directory")
-            except InvalidArgument as error:
-                raise pytest.UsageError(str(error)) from None
-            if (self.directory / RESULTS).exists() and not config.getoption("--theorycheck-replace"):
-                pytest.exit(f"theorycheck: expected a --theorycheck-report directory without an audit in it, but "
-                            f"{self.directory} already holds {RESULTS}. Fix: --theorycheck-replace to replace it, or "
-                            "--theorycheck-report NEWDIR (nothing was changed).", returncode=2)
+    def _checked(self, directory: str) -> Path:
+        """The report folder, if theorycheck may write there (:func:`check_output_folder`) and it holds no
+        audit unless --theorycheck-replace; else the session stops (exit 2), having written nothing."""
+        from ..core.errors import InvalidArgument
+        from ..report import RESULTS
+        from ..report.folder import check_output_folder
+
+        try:
+            directory = check_output_folder(directory, "--theorycheck-report")
+        except InvalidArgument as error:
+            pytest.exit(f"theorycheck: {error}", returncode=2)
+        if (directory / RESULTS).exists() and not self.config.getoption("--theorycheck-replace"):
+            pytest.exit(f"theorycheck: expected a --theorycheck-report directory without an audit in it, but "
+                        f"{directory} already holds {RESULTS}. Fix: --theorycheck-replace to replace it, or "
+                        "--theorycheck-report NEWDIR (nothing was changed).", returncode=2)
+        return directory
 
     def pytest_runtest_logreport(self, report):
         from ..report import case_record
@@ -246,11 +251,12 @@ class VerdictSession:
         from ..core.registry import CLAIMS
         from ..core.errors import InvalidArgument
         from ..report import RESULTS, SCHEMA_VERSION, environment, report_texts
-        from ..report.records import ensure_writable_directory, now, record_line, write_texts_atomic
+        from ..report.folder import FolderLock
+        from ..report.records import now, record_line, write_texts_atomic
 
         config = self.config
-        settings = {"devices": config.getoption("--theorycheck-devices").split(","),
-                    "dtypes": config.getoption("--theorycheck-dtypes").split(","),
+        settings = {"devices": sorted({str(r["device"]) for r in self.records if r["device"]}),  # what ran
+                    "dtypes": sorted({str(r["dtype"]) for r in self.records if r["dtype"]}),
                     "profile": chosen_profile(config) or _session_profile(config),
                     "args": list(config.invocation_params.args),
                     "workers": getattr(config.option, "numprocesses", None) or 0}
@@ -261,8 +267,8 @@ class VerdictSession:
         records = [header, *self.records, {"record": "end", "time": now()}]
         _, texts = report_texts(self.directory, records)
         try:  # the four files together or none
-            ensure_writable_directory(self.directory, "--theorycheck-report directory")
-            write_texts_atomic({self.directory / RESULTS: "".join(map(record_line, records)), **texts})
+            with FolderLock(self.directory, "--theorycheck-report"):
+                write_texts_atomic({self.directory / RESULTS: "".join(map(record_line, records)), **texts})
         except InvalidArgument as error:
             self.write_error = str(error)
             session.exitstatus = 2

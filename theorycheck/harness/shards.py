@@ -16,10 +16,9 @@ from .audit import check_consistent, fresh_plan, group_record
 from .plan import AuditSettings, planned_groups
 from ..core.errors import InvalidArgument
 from ..report import RESULTS, read_results, write_reports
-from ..report.records import check_writable_directory, record_line, write_text_atomic
+from ..report.folder import FolderLock, check_output_folder
+from ..report.records import VERSIONED, record_line, write_text_atomic
 from ..report.summary import group_key
-
-VERSIONED = ("theorycheck", "torch")  # shards must agree on these versions
 
 
 def _refuse(what: str, fix: str = "merge the N shards of one audit: same settings, seed and versions, "
@@ -93,13 +92,12 @@ def merged_records(settings: AuditSettings, shards: list[list[dict]]) -> list[di
 
 def merge_shards(directories: Sequence[Path], out: Path) -> dict[str, Any]:
     """Merge shard directories into ``out`` (results.jsonl and the reports); return the report."""
-    out = Path(out)
-    if (out / RESULTS).exists():
-        raise InvalidArgument(f"expected an output directory without an audit in it, but {out} already holds "
-                              f"{RESULTS}. Fix: --out NEWDIR (nothing was changed).")
-    check_writable_directory(out)
+    out = check_output_folder(out, "--out")
     settings, shards = load_shards(directories)
     records = merged_records(settings, shards)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / RESULTS, "".join(map(record_line, records)))
-    return write_reports(out, records)
+    with FolderLock(out, "--out"):
+        if (out / RESULTS).exists():
+            raise InvalidArgument(f"expected an output directory without an audit in it, but {out} already holds "
+                                  f"{RESULTS}. Fix: --out NEWDIR (nothing was changed).")
+        write_text_atomic(out / RESULTS, "".join(map(record_line, records)))
+        return write_reports(out, records)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import os
 import signal
 import zlib
 from collections.abc import Sequence
@@ -27,12 +28,15 @@ from typing import Any
 from ..core.errors import InvalidArgument
 from ..core.registry import AuditCase
 from ..report import case_record
+from . import lifeline
 
 _PLANS: dict[tuple, dict] = {}  # in a worker: (claim, device, dtype, settings) -> {case name: AuditCase}
 
 
-PRELOADED = ("theorycheck.claims", "torch._dynamo", "matplotlib.figure", "matplotlib.backends.backend_svg")
-# torch._dynamo: what torch.func imports on first use; matplotlib: what the report's plots import
+PRELOADED = ("theorycheck.harness.lifeline", "theorycheck.claims", "torch._dynamo", "matplotlib.figure",
+             "matplotlib.backends.backend_svg")
+# lifeline: the fork server dies with the audit; torch._dynamo: what torch.func imports on first use;
+# matplotlib: what the report's plots import
 
 
 @functools.cache
@@ -48,25 +52,35 @@ def _context():
 
 
 def _start_worker(imports: Sequence[str]) -> None:
-    """A worker's start: one thread, Ctrl-C left to the audit process, PRELOADED (already there when forked
-    from the fork server) and the user's claim modules imported."""
+    """A worker's start: it dies with the audit (:mod:`.lifeline`), leaves Ctrl-C and SIGTERM to the audit
+    process, runs one thread, and imports PRELOADED (already there when forked from the fork server) and
+    the user's claim modules."""
     import importlib
 
     import torch
 
+    lifeline.die_with_parent()
+    lifeline.watch_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
     for name in (*PRELOADED, *imports):
         importlib.import_module(name)
 
 
 def start_fork_server() -> None:
-    """Start the fork server now, so that its imports (PRELOADED) run while this process imports and plans:
-    the workers, started later, fork from it at once. Nothing where the platform has no fork server."""
+    """Start the fork server now (if it is not running), so that its imports (PRELOADED) run while this
+    process plans: the workers, started later, fork from it at once. It dies with this process
+    (:mod:`.lifeline`); call it from the thread that runs the audit (Linux ties the fork server's life
+    to that thread). Nothing where the platform has no fork server."""
     if _context().get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()  # what the first worker's start would call
+        os.environ[lifeline.FORK_SERVER_OF] = str(os.getpid())
+        try:
+            forkserver.ensure_running()  # what the first worker's start would call
+        finally:
+            del os.environ[lifeline.FORK_SERVER_OF]
 
 
 def _started() -> None:
@@ -160,6 +174,7 @@ class CaseWorkers:
             self.sent[worker].append(CaseFuture(self, worker, ("", "", ""), {}, None))
 
     def _pool(self) -> ProcessPoolExecutor:
+        start_fork_server()  # here, not on the pool's first start: with the audit's PID (and a restart too)
         return ProcessPoolExecutor(1, mp_context=_context(), initializer=_start_worker, initargs=(self.imports,))
 
     def submit(self, key: tuple[str, str, str], settings: dict[str, Any], case: AuditCase) -> CaseFuture:

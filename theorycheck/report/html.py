@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core.verdict import STATUSES
-from .markdown import completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts
+from .markdown import (completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts,
+                       version_changes)
 from .plots import Plot, measurement_plot, series_plot, slug
 from .summary import group_cases
 
@@ -58,11 +59,13 @@ def _summary_table(report: Mapping[str, Any]) -> str:
 def _environment_table(report: Mapping[str, Any]) -> str:
     env, settings = report["environment"], report["settings"]
     git = env.get("git") or {}
-    items = [(f"setting: {k}", setting_text(v)) for k, v in settings.items()]
+    items = [(f"setting: {k}", setting_text(k, v)) for k, v in settings.items()]
     items += [("machine", ", ".join(f"{k} {v}" for k, v in (env.get("machine") or {}).items() if v)),
               ("python", env.get("python")),
               ("versions", ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)),
-              ("git", git and f"{git['commit']}{' (uncommitted changes)' if git.get('dirty') else ''}"),
+              ("git", git and f"{git['commit']}{' (uncommitted changes)' if git.get('dirty') else ''}"
+                      + (f" of the {git['of']} {git.get('path', '')}" if git.get("of") else "")),
+              ("versions changed", "; ".join(version_changes(report)) or None),
               ("cuda", env.get("cuda")), ("started", report.get("started")),
               ("resumed", len(report.get("resumed", [])) or None), ("generated", report["generated"])]
     return "<table>" + "".join(_row([_e(k), f"<code>{_e(v)}</code>"]) for k, v in items if v not in (None, "")) \
@@ -140,7 +143,9 @@ def render_html(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
         "status. Left: the measured statistic against its allowance (bound + tolerance); points above the dashed "
         "line exceed it. Right: statistic / allowance against the instance size. On these log axes a statistic "
         "at or below 0 is drawn in the grey band labelled &lt;= 0, beneath every positive value and so below "
-        "the allowance line. Time series come from <code>details[\"series\"]</code> of the verdicts.</p>",
+        "the allowance line. Where an allowance is below 0 (a signed statistic, such as a fitted slope "
+        "against -1/2), the axes are linear and the right panel shows statistic - allowance (at or below 0: within "
+        "the allowance). Time series come from <code>details[\"series\"]</code> of the verdicts.</p>",
         *(_claim_section(claim_id, claim, cases_by_group, report["source"], plots or {})
           for claim_id, claim in report["claims"].items()),
         "<h2>Environment and settings</h2>", _environment_table(report),

@@ -33,8 +33,11 @@ def controls_caught(group: Mapping[str, Any]) -> str:
     return f"{controls - missed}/{controls}"
 
 
-def setting_text(value) -> str:
-    """``[a, b]`` -> ``a,b``; a per-claim dict with one value -> that value, else ``claim=value,...``."""
+def setting_text(key: str, value) -> str:
+    """``[a, b]`` -> ``a,b``; a per-claim dict with one value -> that value, else ``claim=value,...``; a budget
+    of 0 everywhere -> ``none`` (no cap)."""
+    if key == "budget" and isinstance(value, Mapping) and not any(value.values()):
+        return "none"
     if isinstance(value, list):
         return ",".join(map(str, value))
     if isinstance(value, Mapping):
@@ -67,16 +70,32 @@ def incomplete_reason(report: Mapping[str, Any]) -> str:
 
 def context_line(report: Mapping[str, Any]) -> str:
     env, settings, summary = report["environment"], report["settings"], report["summary"]
-    parts = [f"{summary['cases']} cases in {summary['seconds']:.1f} s"]
-    parts += [f"{k} {setting_text(v)}" for k, v in settings.items()
+    wall = summary.get("wall_seconds")
+    parts = [f"{summary['cases']} cases" + (f" in {wall:.1f} s wall time" if wall is not None else "")
+             + f" ({summary['seconds']:.1f} s summed over the cases)"]
+    parts += [f"{k} {setting_text(k, v)}" for k, v in settings.items()
               if k in ("seed", "examples", "budget", "devices", "dtypes", "profile")]
     git = env.get("git") or {}
     if git.get("commit"):
-        parts.append(f"commit {git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}")
+        parts.append(f"commit {git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}"
+                     + (f" of the {git['of']}" if git.get("of") else ""))
     versions = env.get("versions", {})
-    parts += [f"torch {versions.get('torch')}", f"Python {env.get('python')}",
+    parts += [f"torch {versions.get('torch')}", *version_changes(report), f"Python {env.get('python')}",
               (env.get("machine") or {}).get("platform", "")]
     return " · ".join(p for p in parts if p)
+
+
+def version_changes(report: Mapping[str, Any]) -> list[str]:
+    """``resumed with torch 2.13.0 (started with 2.12.0)`` for each version a forced resume changed."""
+    from .records import VERSIONED
+
+    started = report["environment"].get("versions") or {}
+    changes = {}
+    for resume in report.get("resumed", []):
+        now = (resume.get("environment") or {}).get("versions") or {}
+        changes.update({k: f"resumed with {k} {now.get(k)} (started with {started.get(k)})"
+                        for k in VERSIONED if now.get(k) != started.get(k)})
+    return list(changes.values())
 
 
 def completeness(report: Mapping[str, Any]) -> str:

@@ -31,6 +31,8 @@ MAX_LEGEND = 6  # entries per panel
 MAX_LABEL_COLORS = 4  # line labels per case coloured one by one; more go on a colour scale
 MAX_SYMLOG_TICKS = 9  # major ticks per symlog axis
 FLOOR_DECADES = 2  # the "<= 0" band sits this many decades below the smallest positive value
+DECADES_FOR_LOG = 3  # a series' x axis is logarithmic (unless it says otherwise) when x spans this many decades
+MAX_CASE_NAME = 32  # characters of a case name in a legend (the panel's width)
 SERIES_FORM = '{"x": [...], "y": [...] | {label: [...]}}'
 
 
@@ -205,39 +207,64 @@ def _measured_panel(axis, points, ids: _Ids) -> list[str]:
     return notes
 
 
-def _ratio_panel(axis, ratios, ids: _Ids) -> None:
-    """Statistic / allowance vs size (or case number), allowance line at 1, ratios <= 0 in the floor band."""
+def _ratio_panel(axis, ratios, ids: _Ids, signed: bool = False) -> None:
+    """Statistic / allowance vs size (or case number), allowance line at 1, ratios <= 0 in the floor band;
+    ``signed``: statistic - allowance on a symlog axis instead, allowance line at 0."""
     from matplotlib.ticker import MaxNLocator
 
-    floor = _floor([r for r, _ in ratios], 1.0)
-    values = [r if r > 0 else floor for r, _ in ratios]
     sized = any(c.get("size") for _, c in ratios)
     xs = [c.get("size") or 1 for _, c in ratios] if sized else list(range(1, len(ratios) + 1))
-    _scatter(axis, xs, values, [c for _, c in ratios], ids)
-    ids(axis.axhline(1.0, color="#444444", lw=0.8, ls="--"), "allowance")
-    if any(r <= 0 for r, _ in ratios):
-        _floor_band(axis, floor, ids)
-    if not sized:
+    if signed:
+        values = [r for r, _ in ratios]
+        _scatter(axis, xs, values, [c for _, c in ratios], ids)
+        ids(axis.axhline(0.0, color="#444444", lw=0.8, ls="--"), "allowance")
+        axis.set_yscale("symlog", linthresh=_linthresh(values))
+    else:
+        floor = _floor([r for r, _ in ratios], 1.0)
+        _scatter(axis, xs, [r if r > 0 else floor for r, _ in ratios], [c for _, c in ratios], ids)
+        ids(axis.axhline(1.0, color="#444444", lw=0.8, ls="--"), "allowance")
+        if any(r <= 0 for r, _ in ratios):
+            _floor_band(axis, floor, ids)
+        axis.set_yscale("log")
+    xscale = "log" if sized and max(xs) >= 10 * min(xs) else "linear"  # log ticks need a decade to show
+    axis.set(xscale=xscale, xlabel="instance size (parameters)" if sized else "case",
+             ylabel="statistic - allowance" if signed else "statistic / allowance", title="residual vs size")
+    if xscale == "linear":  # integer sizes or case numbers; after the scale, which resets the locator
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.set(xscale="log" if sized else "linear", yscale="log", xlabel="instance size (parameters)" if sized
-             else "case", ylabel="statistic / allowance", title="residual vs size")
     _log_minor_labels(axis)
 
 
+def _signed_panel(axis, points, ids: _Ids) -> None:
+    """Statistic vs allowance on linear axes with the line y = x, for signed values (an allowance <= 0)."""
+    stats = [m["statistic"] for m, _ in points]
+    allowances = [m["bound"] + m["tolerance"] for m, _ in points]
+    _scatter(axis, allowances, stats, [c for _, c in points], ids)
+    ends = [min(stats + allowances), max(stats + allowances)]
+    ids(axis.plot(ends, ends, color="#444444", lw=0.8, ls="--")[0], "allowance")
+    axis.set(xlabel="allowance = bound + tolerance", ylabel="measured statistic", title="measured vs allowed")
+
+
 def measurement_plot(cases: Sequence[Mapping[str, Any]], salt: str) -> Plot:
-    """Measured vs allowed (log-log, y = x line) and, where ratios exist, ratio vs size."""
+    """Measured vs allowed (log-log, y = x line) and, where ratios exist, ratio vs size; where an allowance is
+    below 0 (a signed statistic, e.g. a fitted slope against -1/2), linear axes and statistic - allowance
+    vs size."""
     points = [(measured(c), c) for c in cases]
     drawn = [(m, c) for m, c in points if math.isfinite(m["statistic"]) and math.isfinite(m["bound"] + m["tolerance"])]
     notes = [f"{len(points) - len(drawn)} case(s) with a non-finite statistic or allowance (nan, inf, none) "
              "not drawn"] if len(drawn) < len(points) else []
     if not drawn:
         return Plot(None, notes=tuple(notes))
-    ratios = [(m["ratio"], c) for m, c in drawn if math.isfinite(m["ratio"])]
+    signed = any(m["bound"] + m["tolerance"] < 0 for m, _ in drawn)  # not magnitudes: no log axes, no ratio
+    ratios = ([(m["statistic"] - m["bound"] - m["tolerance"], c) for m, c in drawn] if signed else
+              [(m["ratio"], c) for m, c in drawn if math.isfinite(m["ratio"])])
     figure, axes = _figure(2 if ratios else 1)
     ids = _Ids()
-    notes += _measured_panel(axes[0], drawn, ids)
+    if signed:
+        _signed_panel(axes[0], drawn, ids)
+    else:
+        notes += _measured_panel(axes[0], drawn, ids)
     if ratios:
-        _ratio_panel(axes[1], ratios, ids)
+        _ratio_panel(axes[1], ratios, ids, signed)
     return Plot(to_svg(figure, salt), notes=tuple(notes))
 
 
@@ -287,8 +314,10 @@ def _pick(members: list[_Member], count: int) -> list[_Member]:
     chosen = [dataclasses.replace(m, role="counterexample") for m in ranked if m.case["outcome"] == "unexpected"]
     rest = [m for m in ranked if m.case["outcome"] != "unexpected"]
     names = ("weakest", "median", "strongest") if control else ("worst", "median", "best")
+    taken: set[int] = set()
     for name, index in zip(names, (0, len(rest) // 2, len(rest) - 1)):
-        if rest and all(rest[index] is not m for m in chosen):
+        if rest and index not in taken:  # a case once, in its first role
+            taken.add(index)
             chosen.append(dataclasses.replace(rest[index], role=name))
     return chosen[:count]
 
@@ -306,7 +335,9 @@ def _clean(x: list[float], y: list[float], xlog: bool, ylog: bool, floor: float)
 def _panel(name: str, members: list[_Member]) -> dict[str, Any] | None:
     """What one panel draws (cases chosen among those with a finite point on its axes), or None."""
     options = next(m.case["verdict"]["details"]["series"][name] for m in members)
-    xlog, ylog = options.get("xscale") == "log", options.get("yscale") == "log"
+    options = {**options, "xscale": options.get("xscale") or _span_scale([a for m in members for x, _ in
+                                                                          m.lines.values() for a in x])}
+    xlog, ylog = options["xscale"] == "log", options.get("yscale") == "log"
     members = [m for m in members if any(math.isfinite(a) and math.isfinite(b) and not (xlog and a <= 0)
                                          for x, y in m.lines.values() for a, b in zip(x, y))]
     multi = any(set(m.lines) != {""} for m in members)
@@ -327,9 +358,18 @@ def _panel(name: str, members: list[_Member]) -> dict[str, Any] | None:
             "notes": notes}
 
 
+def _span_scale(values: list[float]) -> str:
+    """``log`` for x values whose positive part spans DECADES_FOR_LOG decades or more, else ``linear``."""
+    positive = [v for v in values if math.isfinite(v) and v > 0]
+    return "log" if positive and max(positive) >= min(positive) * 10 ** DECADES_FOR_LOG else "linear"
+
+
 def _legend_name(member: _Member) -> str:
+    """Role, kind, case name (a pytest node id without its file, at most MAX_CASE_NAME characters) and status."""
     kind = "control" if member.control else "instance"
-    return f"{member.role} {kind}: {member.case['case']} ({member.case['status']})"
+    name = member.case["case"].rpartition("::")[2]
+    name = name if len(name) <= MAX_CASE_NAME else name[:MAX_CASE_NAME - 1] + "…"
+    return f"{member.role} {kind}: {name} ({member.case['status']})"
 
 
 def _draw(axis, panel: Mapping[str, Any], ids: _Ids) -> None:

@@ -41,29 +41,40 @@ def outcome_of(kind: str, expected, status: str) -> str:
     return "unexpected"
 
 
-def git_commit(path: Path) -> dict[str, Any] | None:
-    """Commit and dirty flag of the git checkout holding ``path``, if there is one."""
+def git_commit(path: Path, of: str = "working directory") -> dict[str, Any] | None:
+    """Commit and dirty flag of the git checkout holding ``path``, if there is one, labelled by what it
+    is the commit ``of`` (the working directory, or the audited project named by ``--commit-from``)."""
     def git(*args):
         return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+                "of": of, "path": str(Path(path).absolute())}
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def environment(devices: Iterable[str] = ("cpu",)) -> dict[str, Any]:
-    """Machine, versions and commit. CUDA is queried only when a CUDA device is in ``devices``."""
-    versions = {}
+VERSIONED = ("theorycheck", "torch")  # an audit's parts (shards, resumed runs) must agree on these
+
+
+def versions() -> dict[str, str | None]:
+    """The installed versions of theorycheck and the libraries its verdicts depend on."""
+    found = {}
     for package in ("theorycheck", "torch", "numpy", "scipy", "hypothesis", "matplotlib", "pytest", "pytest-xdist"):
         try:
-            versions[package] = metadata.version(package)
+            found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
-            versions[package] = None
+            found[package] = None
+    return found
+
+
+def environment(devices: Iterable[str] = ("cpu",), commit_from: Path | None = None) -> dict[str, Any]:
+    """Machine, versions and commit: of ``commit_from`` (the audited project) if given, else of the working
+    directory, labelled as such. CUDA is queried only when a CUDA device is in ``devices``."""
     env = {"machine": {"platform": platform.platform(), "arch": platform.machine(),
                        "processor": platform.processor() or None, "cpus": os.cpu_count()},
-           "python": sys.version.split()[0], "versions": versions,
-           "git": git_commit(Path(__file__).resolve().parent)}
+           "python": sys.version.split()[0], "versions": versions(),
+           "git": git_commit(commit_from, "audited project") if commit_from else git_commit(Path.cwd())}
     if any(str(d).startswith("cuda") for d in devices):
         import torch
 

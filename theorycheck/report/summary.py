@@ -78,6 +78,9 @@ def summarize_group(cases: list[Mapping[str, Any]], planned: int | None) -> dict
     }
 
 
+EXIT_CODES = {"PASS": 0, "FAIL": 1, "INCOMPLETE": 3}  # a report without any case exits 1
+
+
 def result_of(unexpected: int, cases: int, not_run: int, complete: bool) -> str:
     """``FAIL`` on any unexpected outcome; ``INCOMPLETE`` when a planned case did not run (time budget,
     interruption) or nothing ran; else ``PASS``."""
@@ -119,7 +122,8 @@ def build_report(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                                  **summarize_group(members, planned.get((claim, device, dtype)))})
     statuses = Counter(r["status"] for r in cases)
     outcomes = Counter(r["outcome"] for r in cases)
-    complete = any(r["record"] == "end" for r in records)
+    ends = [r for r in records if r["record"] == "end"]
+    complete = bool(ends)
     not_run = sum(g["not_run"] for c in claims.values() for g in c["results"])
     result = result_of(outcomes.get("unexpected", 0), len(cases), not_run, complete)
     return {
@@ -132,9 +136,10 @@ def build_report(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                     if r["record"] == "resume"],
         "settings": header.get("settings", {}),
         "summary": {"ok": result == "PASS",
-                    "exit_code": 1 if outcomes.get("unexpected", 0) or not cases else 0, "cases": len(cases),
+                    "exit_code": EXIT_CODES[result] if cases else 1, "cases": len(cases),
                     "not_run": not_run,
                     "seconds": round(sum(r["seconds"] for r in cases), 3),
+                    "wall_seconds": ends[-1].get("wall_seconds") if ends else None,
                     "by_status": {s: statuses.get(s, 0) for s in STATUS_COLUMNS if s in STATUSES or statuses.get(s)},
                     "by_outcome": {o: outcomes.get(o, 0) for o in OUTCOMES},
                     "counterexamples": outcomes.get("unexpected", 0)},
