@@ -65,7 +65,7 @@ def test_torch_weight_norm_parametrization_agrees():
 
 @pytest.mark.parametrize("control, expected, words", [
     ("v-norm-3", "violated", "||v||^2"), ("scale-without-constraint", "violated", "radial"),
-    ("bias", "vacuous", "bias"), ("tanh", "vacuous", "non-homogeneous")])
+    ("bias", "vacuous", "bias"), ("tanh", "vacuous", "not homogeneous")])
 def test_controls(control, expected, words, tc_device, tc_dtype):
     case = WeightNormCase(widths=(4, 6, 1), rhos=(1.8, 0.5), n=8, seed=5, control=control)
     verdict = case.verdict(device=tc_device, dtype=tc_dtype)
@@ -129,3 +129,43 @@ def test_audit_cases_meet_their_expectations():
         verdict = case.run()
         assert verdict.status in case.expected, verdict.summary()
         assert "WeightNormCase(" in case.reproduce
+
+
+class _SquaredReLU(torch.nn.Module):  # a user's activation: relu(z)^2, degree 2, not in any module list
+    def forward(self, z):
+        return torch.relu(z) ** 2
+
+
+class _FunctionalTanh(torch.nn.Module):  # tanh inside forward, invisible to a module scan
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(4, 6, bias=False), torch.nn.Linear(6, 1, bias=False)
+
+    def forward(self, x):
+        return self.second(torch.tanh(self.first(x)))
+
+
+class _Skip(torch.nn.Module):  # x + g(x): the skip term has degree 0 in g's weights
+    def __init__(self):
+        super().__init__()
+        self.inner, self.out = torch.nn.Linear(4, 4, bias=False), torch.nn.Linear(4, 1, bias=False)
+
+    def forward(self, x):
+        return self.out(x + torch.relu(self.inner(x)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.nn.Sequential(torch.nn.Linear(4, 6, bias=False), _SquaredReLU(), torch.nn.Linear(6, 1, bias=False)),
+    _FunctionalTanh, _Skip,
+    lambda: torch.nn.Sequential(torch.nn.Linear(4, 6, bias=False), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(6, 1, bias=False)).train()],
+    ids=["relu-squared", "functional-tanh", "residual-skip", "dropout-in-train-mode"])
+def test_homogeneity_is_measured_not_read_from_module_types(make, tc_dtype):
+    """Each of these breaks the 1-homogeneity the identities need in a way no module-type list sees:
+    measured on X, the assumption is not met (vacuous), never a verdict on the flows."""
+    torch.manual_seed(0)
+    dtype = getattr(torch, tc_dtype)
+    model = make().to(dtype)
+    X, y = torch.randn(8, 4, dtype=dtype), torch.tensor([1.0, -1.0] * 4, dtype=dtype)
+    verdict = tc.check_weight_norm(model, X, y)
+    assert verdict.status == "vacuous" and "homogeneous" in " ".join(verdict.failed_assumptions), verdict.summary()

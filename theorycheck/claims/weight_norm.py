@@ -27,6 +27,7 @@ from torch.func import functional_call, grad
 from ..core.devices import dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..core.modules import read_parameters
+from ..engines.homogeneity import measure_homogeneity
 from ..core.kit import ClaimKit
 from ..core.inputs import as_batch
 from ..core.verdict import Verdict
@@ -97,7 +98,8 @@ kit = ClaimKit(
               "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained): the same critical points, not the same trajectories.",
     source=SOURCE,
     assumptions={"no_bias": "no bias parameters",
-                 "modules": "no non-homogeneous modules (tanh, sigmoid, GELU, normalization)"},
+                 "homogeneous": "f positively 1-homogeneous in each weight layer (measured on X: Euler's identity, "
+                                "the scalings f(a W_k) = a f(W) and f(W) = rho f(V))"},
     tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| ||x_n|| 2(gamma_K + eps_n) (unit-norm layers bound the terms)",
 )
 
@@ -150,13 +152,14 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
                    _ratio(row["lagrange_vs_rho_k2_unconstrained"], tol_direction)]
     statistic = max(ratios)
     silent = not bool((result["f_V"] != 0).any()) or tol_direction == 0.0
-    assumptions = {"no_bias": not found.others, "modules": not found.non_homogeneous_modules}
+    homogeneity = measure_homogeneity(model, x, degrees=[1.0] * len(found.weights))
+    assumptions = {"no_bias": not found.others, "homogeneous": homogeneity.homogeneous}
     reasons = []
     if found.others:
         reasons.append(f"bias/non-weight parameters {sorted(found.others)}: f(W) != rho f(V), Euler fails")
-    if found.non_homogeneous_modules:
-        reasons.append(f"non-homogeneous modules: {found.non_homogeneous_modules}")
-    if statistic > 1 and all(assumptions.values()):
+    if homogeneity.homogeneous is not True:
+        reasons.append(f"on X: {homogeneity.summary()}")
+    if statistic > 1 and all(held is True for held in assumptions.values()):
         worst = max(rows, key=lambda n: _ratio(rows[n]["wn_vs_lagrange"], tol_direction))
         reasons.append(f"the flows differ beyond roundoff (ratio {statistic:.3g}); layer {worst}: WN vs Lagrange "
                        f"{rows[worst]['wn_vs_lagrange']:.3g}, allowed {tol_direction:.3g}"

@@ -138,20 +138,21 @@ def _user_chose_a_profile(config) -> bool:
 
 
 def pytest_generate_tests(metafunc):
-    if "tc_device" not in metafunc.fixturenames:
+    wanted = [name for name in ("tc_device", "tc_dtype") if name in metafunc.fixturenames]
+    if not wanted:
         return
     from ..core.devices import DTYPES, device_marks, parse_list
 
-    devices = parse_list(metafunc.config.getoption("--theorycheck-devices"), {"cpu", "cuda"}, "devices")
+    devices = (parse_list(metafunc.config.getoption("--theorycheck-devices"), {"cpu", "cuda"}, "devices")
+               if "tc_device" in wanted else [None])
     dtypes = (parse_list(metafunc.config.getoption("--theorycheck-dtypes"), set(DTYPES), "dtypes")
-              if "tc_dtype" in metafunc.fixturenames else [None])
+              if "tc_dtype" in wanted else [None])
     params = []
     for device in devices:
         for dtype in dtypes:
-            values = (device, dtype) if dtype else (device,)
-            params.append(pytest.param(*values, marks=device_marks(device), id="-".join(values)))
-    names = "tc_device,tc_dtype" if dtypes != [None] else "tc_device"
-    metafunc.parametrize(names, params)
+            values = tuple(v for v in (device, dtype) if v)
+            params.append(pytest.param(*values, marks=device_marks(device) if device else (), id="-".join(values)))
+    metafunc.parametrize(",".join(wanted), params)
 
 
 def _collect_phase(item, when: str):
