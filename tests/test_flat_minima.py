@@ -98,3 +98,18 @@ def test_audit_cases_meet_their_expectations(claim):
         verdict = case.run()
         assert verdict.status in case.expected, verdict.summary()
         assert "HessianCase(" in case.reproduce
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_clamp_beyond_the_probe_of_two_is_an_assumption_not_met(dtype):
+    """relu6 on pre-activations of size ~1: a(2z) = 2a(z) nearly everywhere, but the rescaling by 10 and 100
+    crosses the clamp. Homogeneity is probed at the factors the rescaling applies, so the theorem is silent
+    (vacuous), not violated."""
+    torch.manual_seed(0)
+    W1, W2 = torch.randn(4, 3, dtype=dtype) / 3, torch.randn(1, 4, dtype=dtype)
+    X, y = torch.randn(6, 3, dtype=dtype), torch.randn(6, 1, dtype=dtype)
+    relu6 = lambda z: torch.clamp(z, 0.0, 6.0)  # noqa: E731
+    assert float((X @ W1.T).abs().max()) < 3  # every 2z below the clamp
+    verdict = tc.check_flat_minima(W1, W2, X, y, activation=relu6)
+    assert verdict.status == "vacuous" and "rescaling factors" in verdict.reason, verdict.summary()
+    assert tc.check_flat_minima(W1, W2, X, y, activation="relu").status == "holds"

@@ -123,11 +123,17 @@ def _terms_count(model: TwoLayer) -> int:
     return 2 * (d + m) + n * k + 4
 
 
-def _homogeneous(model: TwoLayer) -> tuple[bool, float]:
-    """a(2z) = 2 a(z) on the pre-activations, to the rounding of the two evaluations."""
+def _homogeneous(model: TwoLayer, factors) -> tuple[bool, float]:
+    """a(c z) = c a(z) on the pre-activations for every factor c the rescaling applies to W1 (and c = 2),
+    to the rounding of the two evaluations: the rescaled network stays on the data's own pre-activations
+    times c, so a threshold it crosses there (a clamp, relu6) is seen."""
     z = model.X @ model.W1.T
-    a1, a2 = model.act(z), model.act(2 * z)
-    gap = float(((a2 - 2 * a1).abs() / (2 * z.abs()).clamp_min(torch.finfo(z.dtype).tiny)).max())
+    base = model.act(z)
+    gap = 0.0
+    for c in {2.0, *map(float, factors)}:
+        scaled = model.act(c * z)
+        if bool(torch.isfinite(scaled).all()):
+            gap = max(gap, float(((scaled - c * base).abs() / (c * z.abs()).clamp_min(torch.finfo(z.dtype).tiny)).max()))
     return gap <= 4 * unit_roundoff(z.dtype), gap
 
 
@@ -155,7 +161,8 @@ flat_minima_kit = ClaimKit(
               "maps the squared-loss Hessian to T_a^{-1} H T_a^{-1}: a^2 lambda_max(H_22) <= lambda_max(H_a) <= "
               "max(a^2, a^-2) lambda_max(H), so equal functions sit at minima of any sharpness.",
     source=DINH,
-    assumptions={"homogeneous": "activation positively 1-homogeneous on the pre-activations (a(2z) = 2 a(z))"},
+    assumptions={"homogeneous": "activation positively 1-homogeneous on the pre-activations at every rescaling "
+                                "factor c (a(c z) = c a(z))"},
     tolerance="2 gamma_K relative to the absolute sums of f and of each Hessian entry",
 )
 
@@ -175,7 +182,7 @@ def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: to
     dtype = model.X.dtype
     K = _terms_count(model)
     g = 2 * gamma(K, dtype)
-    homogeneous, homogeneity_gap = _homogeneous(model)
+    homogeneous, homogeneity_gap = _homogeneous(model, [a1 for a1, _ in pairs])
     H, _, _, _, bound, _ = model.terms(K)
     m1, P = model.W1.numel(), model.theta.numel()
     lam, lam22 = _lambda_max(H), _lambda_max(H[m1:, m1:])
@@ -207,7 +214,8 @@ def check_flat_minima(W1: torch.Tensor, W2: torch.Tensor, X: torch.Tensor, y: to
     silent = not bool((f_scale > torch.finfo(dtype).tiny).any())
     reasons = []
     if not homogeneous:
-        reasons.append(f"the activation is not positively homogeneous (|a(2z) - 2a(z)|/|2z| up to {homogeneity_gap:.3g}):"
+        reasons.append(f"the activation is not positively homogeneous at the rescaling factors (|a(cz) - c a(z)|/|cz| up "
+                       f"to {homogeneity_gap:.3g}):"
                        f" the rescaling changes f by up to {worst_f:.3g} x its roundoff bound")
     elif statistic > 1:
         reasons.append(f"f or the Hessian law failed: f change {worst_f:.3g} x its roundoff bound, Hessian "
