@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorycheck as tc
+from theorycheck.claims.homogeneity import kit as homogeneity_kit
 from theorycheck.generate.models import build_network
 from theorycheck.generate.specs import BREAKS
 from theorycheck.generate.strategies import inputs, network_specs
@@ -13,17 +14,15 @@ from theorycheck.generate.strategies import inputs, network_specs
 pytestmark = pytest.mark.theorycheck  # the plugin's Hypothesis profile applies (ci by default)
 
 
-@given(data=st.data(), spec=network_specs(), seed=st.integers(0, 2**16))
-def test_homogeneous_networks_hold(data, spec, seed, tc_device, tc_dtype):
-    from theorycheck.core.devices import dtype_of
-
-    model = build_network(spec, seed=seed, device=tc_device, dtype=dtype_of(tc_dtype))
-    x = data.draw(inputs(spec, device=tc_device, dtype=tc_dtype))
-    verdict = tc.check_homogeneity(model, x)
+@given(data=st.data())
+def test_homogeneous_networks_hold(data, tc_device, tc_dtype):
+    """Drawn from the claim's own generator, the one the audit draws its instances from."""
+    params = data.draw(homogeneity_kit.strategy(tc_device, tc_dtype))
+    verdict = homogeneity_kit.instance_of(params, device=tc_device, dtype=tc_dtype)
     if verdict.status == "inconclusive":  # a dead ReLU network outputs 0 everywhere: nothing to test
         assert "outputs 0" in verdict.reason
         return
-    assert verdict.status == "holds", f"{verdict.summary()}\nreproduce: build_network({spec.repr_line()}, seed={seed})"
+    assert verdict.status == "holds", f"{verdict.summary()}\nreproduce: {params!r}"
 
 
 @given(data=st.data(), spec=network_specs(breaks=st.sampled_from(BREAKS)), seed=st.integers(0, 2**16))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from hypothesis import strategies as st
 
 from ..core.kit import Case, ClaimKit
 from ..core.verdict import Verdict
@@ -19,6 +20,7 @@ from ..engines.homogeneity import measure_homogeneity
 from ..generate.models import build_network
 from ..generate.sampling import network_and_batch, random_spec, reproduce_line
 from ..generate.specs import BREAKS
+from ..generate.strategies import network_specs
 
 kit = ClaimKit(
     id="homogeneity",
@@ -58,11 +60,15 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
 assert_homogeneity = kit.assert_
 
 
-def _network_case(rng, device: str, dtype: str, breaks: str | None = None) -> Case:
-    """A random network of :func:`~theorycheck.generate.sampling.random_spec` (with ``breaks``, a broken one) and
-    a batch of 2-32 inputs."""
-    spec = random_spec(rng, breaks=breaks)
-    instance_seed, batch = int(rng.integers(2**31)), int(rng.integers(2, 33))
+def instance_strategy(device: str, dtype: str):
+    """An instance: a homogeneous network of :func:`~theorycheck.generate.strategies.network_specs`, its weight
+    and batch seed, and a batch of 2-32 inputs (the audit's and the property tests' one generator; a failing
+    instance shrinks to fewer layers, narrower widths and a smaller batch)."""
+    return st.tuples(network_specs(), st.integers(0, 2**31 - 1), st.integers(2, 32))
+
+
+def _case(params, device: str, dtype: str) -> Case:
+    spec, instance_seed, batch = params
 
     def run():
         model, x = network_and_batch(spec, instance_seed, batch, device, dtype)
@@ -72,10 +78,15 @@ def _network_case(rng, device: str, dtype: str, breaks: str | None = None) -> Ca
                 reproduce=reproduce_line(spec, instance_seed, batch, device, dtype, "tc.check_homogeneity(m, x)"))
 
 
-kit.instances(_network_case)
+def _broken_case(rng, device: str, dtype: str, breaks: str) -> Case:
+    """A network of :func:`~theorycheck.generate.sampling.random_spec` broken by ``breaks``."""
+    return _case((random_spec(rng, breaks=breaks), int(rng.integers(2**31)), int(rng.integers(2, 33))), device, dtype)
+
+
+kit.instances_from(instance_strategy, _case)
 for _break in BREAKS:  # a residual connection breaks the identity itself; the others break an assumption
     kit.control(_break, expect="violated" if _break == "residual" else "vacuous")(
-        functools.partial(_network_case, breaks=_break))
+        functools.partial(_broken_case, breaks=_break))
 
 
 @kit.battery

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import provenance
+from . import shrink as shrinking
 from .comparisons import Comparison, comparison, headline
 from .errors import InvalidArgument
 from .registry import AuditCase, Claim, case_seed, register, register_battery_check
@@ -93,6 +94,7 @@ class ClaimKit:
     assert_: Callable[..., Verdict] | None = None
     _instances: CaseMaker | None = None
     _controls: dict[str, tuple[CaseMaker, frozenset[str], bool]] = dataclasses.field(default_factory=dict)
+    _strategy: tuple[Callable, Callable] | None = None  # (strategy(device, dtype), build(params, device, dtype))
 
     def decide(self, *, assumptions: Mapping[str, bool | None], comparisons: Sequence[Comparison] = (),
                inconclusive: bool = False, undecided: bool = False, conclusion_held: bool | None = None,
@@ -215,6 +217,65 @@ class ClaimKit:
                        audit_cases=self.audit_cases))
         return self.check
 
+    def instances_from(self, strategy: Callable[[str, str], object], build: Callable[[object, str, str], Case]) -> None:
+        """Register audit instances drawn from a Hypothesis strategy: ``strategy(device, dtype)`` draws an
+        instance's parameters (a frozen dataclass, a tuple: what a reader needs small), ``build(params,
+        device, dtype)`` turns them into a :class:`Case`. Each instance is drawn from its stream seed (the
+        same on every machine); an instance whose verdict is unexpected is shrunk by Hypothesis
+        (:mod:`theorycheck.core.shrink`) and the audit records the minimal one beside it."""
+        self._strategy = (strategy, build)
+
+        def make(rng, device, dtype) -> Case:
+            return build(shrinking.draw(strategy(device, dtype), int(rng.integers(2**32))), device, dtype)
+
+        self.instances(make)
+
+    def strategy(self, device: str = "cpu", dtype: str = "float64"):
+        """The Hypothesis strategy the audit draws this claim's instances from (for property tests:
+        ``kit.instance_of(data.draw(kit.strategy(device, dtype)), device=..., dtype=...)``)."""
+        if self._strategy is None:
+            raise InvalidArgument(f"expected a claim whose instances come from a strategy (kit.instances_from), but "
+                                  f"{self.id!r} has none. Fix: declare one with kit.instances_from(strategy, build).")
+        return self._strategy[0](device, dtype)
+
+    def instance_of(self, params, *, device: str = "cpu", dtype: str = "float64") -> Verdict:
+        """Run the instance with these parameters (what a shrunk counterexample's reproduce line calls)."""
+        if self._strategy is None:
+            raise InvalidArgument(f"expected a claim whose instances come from a strategy (kit.instances_from), but "
+                                  f"{self.id!r} has none. Fix: rebuild the case by name with kit.case(...).")
+        return self._strategy[1](params, device, dtype).run()
+
+    def _shrinker(self, stream_seed: int, device: str, dtype: str) -> Callable[[float], dict | None]:
+        """The shrink step of one strategy-drawn instance (see :meth:`instances_from`)."""
+        strategy, build = self._strategy
+
+        def shrink(seconds: float) -> dict | None:
+            rng = np.random.default_rng(stream_seed)
+            example_seed = int(rng.integers(2**32))
+            chosen = strategy(device, dtype)
+            original = shrinking.draw(chosen, example_seed)
+            first = build(original, device, dtype).run()
+            found = shrinking.shrink(chosen, example_seed, original,
+                                     lambda params: build(params, device, dtype).run(),
+                                     keeps=lambda verdict: getattr(verdict, "status", None) == first.status,
+                                     seconds=seconds)
+            if found is None:
+                return None
+            case = build(found.params, device, dtype)
+            return {"params": repr(found.params), "status": found.verdict.status, "size": case.size,
+                    "statistic": found.verdict.statistic, "reason": found.verdict.reason,
+                    "reproduce": case.reproduce or self._params_line(found.params, device, dtype),
+                    "examples": found.examples, "seconds": round(found.seconds, 3), "complete": found.complete}
+
+        return shrink
+
+    def _params_line(self, params, device: str, dtype: str) -> str:
+        module = getattr(self.check, "__module__", "theorycheck")
+        kind = type(params)
+        imports = f"from {kind.__module__} import {kind.__name__}; " if dataclasses.is_dataclass(params) else ""
+        return (f"import theorycheck, {module}; from theorycheck.core.kit import KITS; {imports}"
+                f"print(KITS[{self.id!r}].instance_of({params!r}, device={device!r}, dtype={dtype!r}).summary())")
+
     def instances(self, make: CaseMaker) -> CaseMaker:
         """Register the generator of audit instances (expected: holds)."""
         self._instances = make
@@ -290,8 +351,10 @@ class ClaimKit:
             with provenance.audit_seed(stream_seed):
                 return generated.run()
 
+        shrinks = kind == "instance" and self._strategy is not None
         return AuditCase(name=name, kind=kind, expected=expected, run=run, size=generated.size,
-                         reproduce=line, stream=stream or name)
+                         reproduce=line, stream=stream or name,
+                         shrink=self._shrinker(stream_seed, device, dtype) if shrinks else None)
 
 
 def case_line(case) -> str:

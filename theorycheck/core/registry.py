@@ -25,6 +25,9 @@ class AuditCase:
     run: Callable[[], object]
     size: int = 0  # a size measure of the instance (parameters), for residual-vs-size plots
     stream: str = ""  # the random stream it draws (default: its name); cases of one stream share runs
+    # drawn from the claim's Hypothesis strategy: shrink(seconds) -> the minimal example keeping the
+    # unexpected status (a dict for the record), or None
+    shrink: Callable[[float], dict | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

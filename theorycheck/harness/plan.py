@@ -102,12 +102,29 @@ def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int)
             error = f"the audit case returned {type(result).__name__}, expected a Verdict"
     except Exception:  # a checker must never raise on a false theorem: record the defect, go on
         error = traceback.format_exc(limit=-8)
+    seconds = time.perf_counter() - start
+    record = case_record(claim=claim, device=device, dtype=dtype, case=case.name, kind=case.kind,
+                         expected=case.expected, status=verdict["status"] if verdict else "error",
+                         reproduce=case.reproduce, size=case.size, seconds=seconds, verdict=verdict, error=error)
+    try:
+        if record["outcome"] == "unexpected" and verdict and case.shrink is not None:
+            record["minimal"] = _shrunk(case)
     finally:
         torch.set_num_threads(threads)
-    return case_record(claim=claim, device=device, dtype=dtype, case=case.name, kind=case.kind,
-                       expected=case.expected, status=verdict["status"] if verdict else "error",
-                       reproduce=case.reproduce, size=case.size, seconds=time.perf_counter() - start,
-                       verdict=verdict, error=error)
+    return record
+
+
+SHRINK_SECONDS = 30.0  # per unexpected instance: Hypothesis' shrinking of it, cut off after this
+
+
+def _shrunk(case: AuditCase) -> dict[str, Any] | None:
+    """The minimal example that keeps the case's unexpected status (see theorycheck.core.shrink); a shrink
+    that raises is recorded as such, never lost."""
+    try:
+        with verdicts_kept_local():
+            return case.shrink(SHRINK_SECONDS)
+    except Exception:  # noqa: BLE001 - the original counterexample stands; say why there is no smaller one
+        return {"error": traceback.format_exc(limit=-4)}
 
 
 @contextlib.contextmanager

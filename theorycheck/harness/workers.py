@@ -137,8 +137,13 @@ class CaseFuture:
 
     def _send(self) -> Future:
         pool = self.workers.pools[self.worker]
-        return pool.submit(_started) if self.case is None else pool.submit(_run_in_worker, self.key, self.settings,
-                                                                           self.case.name)
+        try:
+            return pool.submit(_started) if self.case is None else pool.submit(_run_in_worker, self.key,
+                                                                               self.settings, self.case.name)
+        except BrokenProcessPool as broken:  # the worker died before this was sent: it fails like the rest
+            failed = Future()
+            failed.set_exception(broken)
+            return failed
 
     def _lost(self) -> bool:
         """Whether its worker died before it finished (then it runs again, unless it was the one running)."""

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core.verdict import STATUSES
-from .markdown import (completeness, context_line, controls_caught, fmt, headline, setting_text, status_counts,
-                       version_changes)
+from .markdown import (completeness, context_line, controls_caught, fmt, headline, minimal_of, setting_text,
+                       status_counts, version_changes)
 from .plots import Plot, measurement_plot, series_plot, slug
 from .summary import group_cases
 
@@ -79,10 +79,19 @@ def _counterexamples(group: Mapping[str, Any], source: str) -> str:
                                       "No counterexamples: every instance held or was inconclusive, every "
                                       "control was caught.") + "</p>"
     head = _row(["case", "expected", "got", "statistic", "bound", "tolerance", "reason / reproduce"], header=True)
-    rows = [_row([_e(c["case"]), _e("/".join(c["expected"] or ["a passing test"])), f"<b>{_e(c['status'])}</b>",
-                  *(f'<td class="num">{fmt(c[k])}</td>' for k in ("statistic", "bound", "tolerance")),
-                  f"{_e(c['reason'])}<br><code>{_e(c['reproduce'])}</code>"])
-            for c in found[:MAX_COUNTEREXAMPLES]]
+    rows = []
+    for c in found[:MAX_COUNTEREXAMPLES]:
+        m = minimal_of(c)
+        if m:  # the minimal counterexample first, then the original
+            rows.append(_row([f"{_e(c['case'])} <b>minimal</b>", _e("/".join(c["expected"] or ["a passing test"])),
+                              f"<b>{_e(m['status'])}</b>", f'<td class="num">{fmt(m["statistic"])}</td>', "", "",
+                              f"size {m['size']}: <code>{_e(m['params'])}</code> (shrunk by Hypothesis, "
+                              f"{m['examples']} step(s), {m['seconds']:.1f} s); {_e(m['reason'])}<br>"
+                              f"<code>{_e(m['reproduce'])}</code>"]))
+        rows.append(_row([_e(c["case"]) + (" original" if m else ""), _e("/".join(c["expected"] or ["a passing test"])),
+                          f"<b>{_e(c['status'])}</b>",
+                          *(f'<td class="num">{fmt(c[k])}</td>' for k in ("statistic", "bound", "tolerance")),
+                          f"{_e(c['reason'])}<br><code>{_e(c['reproduce'])}</code>"]))
     more = f'<p class="muted">{len(found) - MAX_COUNTEREXAMPLES} more in report.json.</p>' \
         if len(found) > MAX_COUNTEREXAMPLES else ""
     return f"<h4>Counterexamples ({len(found)})</h4><table>{head}{''.join(rows)}</table>{more}"

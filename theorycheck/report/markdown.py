@@ -109,6 +109,12 @@ def completeness(report: Mapping[str, Any]) -> str:
     return " ".join(notes)
 
 
+def minimal_of(entry) -> dict | None:
+    """A counterexample's shrunk example, when the audit found one (not an error of the shrink)."""
+    minimal = entry.get("minimal")
+    return minimal if minimal and "params" in minimal else None
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [f"# {headline(report)}", "", context_line(report), ""]
     if completeness(report):
@@ -136,9 +142,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                   f"({len(group['counterexamples'])}, {len(shown)} shown)", ""]
         for c in shown:
             expected = "/".join(c["expected"]) if c["expected"] else "a passing test"
-            lines += [f"- `{c['case']}` ({c['kind']}): expected {expected}, got **{c['status']}**; statistic "
-                      f"{fmt(c['statistic'])} vs bound {fmt(c['bound'])} + tolerance {fmt(c['tolerance'])}"
-                      + (f"; {c['reason']}" if c["reason"] else ""), "", "  ```", f"  {c['reproduce']}", "  ```"]
+            numbers = (f"statistic {fmt(c['statistic'])} vs bound {fmt(c['bound'])} + tolerance {fmt(c['tolerance'])}"
+                       + (f"; {c['reason']}" if c["reason"] else ""))
+            m = minimal_of(c)
+            if not m:
+                lines += [f"- `{c['case']}` ({c['kind']}): expected {expected}, got **{c['status']}**; {numbers}", "",
+                          "  ```", f"  {c['reproduce']}", "  ```"]
+                continue
+            lines += [f"- `{c['case']}` ({c['kind']}): expected {expected}, got **{c['status']}**",
+                      f"  - minimal counterexample (shrunk by Hypothesis: {m['examples']} step(s), {m['seconds']:.1f} s"
+                      f"{'' if m['complete'] else ', cut at its time budget'}): **{m['status']}**, size {m['size']}, "
+                      f"`{m['params']}`" + (f"; {m['reason']}" if m["reason"] else ""), "", "    ```",
+                      f"    {m['reproduce']}", "    ```", f"  - original: {numbers}", "", "    ```",
+                      f"    {c['reproduce']}", "    ```"]
     lines += ["", "Statuses: holds (assumptions met, conclusion within tolerance), violated, vacuous (an "
               "assumption not met), inconclusive (numerics could not decide). Controls are negative controls: "
               "caught = the checker did not report holds. Full data: report.json, results.jsonl "

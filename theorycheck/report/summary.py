@@ -40,7 +40,7 @@ def _case_entry(record: Mapping[str, Any]) -> dict[str, Any]:
     numbers = {k: _json_float(v) for k, v in measured(record).items()}
     return {"case": record["case"], "kind": record["kind"], "expected": record["expected"],
             "status": record["status"], **numbers, "tolerance_basis": verdict.get("tolerance_basis", ""),
-            "reason": reason_of(record), "reproduce": record["reproduce"]}
+            "reason": reason_of(record), "reproduce": record["reproduce"], "minimal": record.get("minimal")}
 
 
 def reason_of(record: Mapping[str, Any]) -> str:
