@@ -18,17 +18,16 @@ from theorycheck.core import registry
 from theorycheck.core.kit import KITS
 from theorycheck.harness import contract
 
-SECONDS_PER_CLAIM = 3.0  # the ci profile's time for one claim's degenerate calls
+SECONDS_PER_CLAIM = 2.0  # the ci profile's time for one claim's degenerate calls (at least one call)
 
 
 @functools.lru_cache(maxsize=None)
 def _recorded(claim: str):
-    """The claim's recorded checker call, its degenerate inputs, and the seconds one call takes."""
-    arguments = contract.recorded_call(claim)
-    combos = contract.mutations(arguments)
+    """The claim's recorded checker call, its degenerate inputs, and the seconds the recording instance took
+    (an upper estimate of one call: it built the instance too)."""
     start = time.perf_counter()
-    contract.call_degenerate(claim, arguments, *combos[0])
-    return arguments, combos, time.perf_counter() - start
+    arguments = contract.recorded_call(claim)
+    return arguments, contract.mutations(arguments), time.perf_counter() - start
 
 
 def _assert_contract(claim: str, where: str, mutation: str) -> None:
@@ -40,7 +39,7 @@ def _assert_contract(claim: str, where: str, mutation: str) -> None:
 @pytest.mark.parametrize("claim", sorted(tc.CLAIMS))
 def test_degenerate_input_gets_a_refusal_or_an_honest_verdict(claim):
     _, combos, seconds = _recorded(claim)
-    examples = max(2, min(len(combos), int(SECONDS_PER_CLAIM / max(seconds, 1e-3))))
+    examples = max(1, min(len(combos), int(SECONDS_PER_CLAIM / max(seconds, 1e-3))))
 
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None)
     @given(st.sampled_from(combos))
