@@ -59,3 +59,49 @@ def test_mean_field_scaling_is_vacuous_and_too_few_runs_inconclusive():
     assert few.status == "inconclusive" and "too few widths" in few.reason and all(few.assumptions.values())
     with pytest.raises(tc.InvalidArgument, match="expected X as an"):
         tc.check_ntk(torch.randn(1, 3))
+
+
+def test_a_limit_kernel_off_by_five_percent_is_violated():
+    """1.05 x the analytic kernel: the slope still looks like -1/2 (the offset hides under the fluctuations at
+    these widths), but the fitted offset of the limit along Theta, b_0 ~ -0.05 / 1.05, is outside its interval."""
+    X = torch.randn(4, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    scaled = tc.check_ntk(X, depth=1, widths=(64, 256, 1024, 4096), seeds=tuple(range(16)),
+                          kernel=lambda A, depth: 1.05 * analytic_ntk(A, depth))
+    assert scaled.status == "violated" and "the limit is off" in scaled.reason, scaled.summary()
+    assert scaled.details["limit_offset"] == pytest.approx(-0.05 / 1.05, abs=3 * scaled.details["detectable_offset"])
+    assert scaled.details["detectable_offset"] < 0.02
+    correct = tc.check_ntk(X, depth=1, widths=(64, 256, 1024, 4096), seeds=tuple(range(16)))
+    assert correct.status == "holds", correct.summary()
+    lo, hi = correct.details["limit_offset_interval"]
+    assert lo <= 0 <= hi and {c["name"] for c in correct.details["comparisons"]} == {
+        "|fitted slope + 1/2|", "|offset of the limit along Theta|"}
+
+
+def test_the_limit_offset_fit_recovers_a_known_offset_and_bias():
+    """s = b_0 + b_1 / w + noise / sqrt(w), drawn: the weighted fit returns b_0 within its interval."""
+    from theorycheck.claims.ntk import limit_offset
+
+    rng = np.random.default_rng(0)
+    runs = [(w, -0.03 + 0.5 / w + 2 * rng.standard_normal() / np.sqrt(w), 0.0)
+            for w in (16, 64, 256, 1024, 4096) for _ in range(20)]
+    offset, half, used = limit_offset(runs)
+    assert used == 80 and abs(offset + 0.03) <= half < 0.03
+
+
+def test_a_network_without_hidden_layer_is_its_own_limit():
+    """depth 0: f = W x / sqrt(d), Theta_w = X X^T / d at every width: the errors are roundoff (or exactly 0,
+    log 0), which must not be fitted as a slope."""
+    X = torch.randn(3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for dtype in (torch.float64, torch.float32):
+        verdict = tc.check_ntk(X.to(dtype), depth=0)
+        assert verdict.status == "holds" and "nothing left to converge" in verdict.reason, verdict.summary()
+        assert verdict.statistic <= verdict.tolerance < 1e-5
+    assert tc.check_ntk(X, depth=0, kernel=lambda A, depth: 1.05 * analytic_ntk(A, depth)).status == "violated"
+
+
+def test_a_run_that_cannot_see_the_requested_resolution_is_inconclusive():
+    X = torch.randn(4, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    blind = tc.check_ntk(X, depth=1, widths=(16, 32, 64, 128), seeds=(0, 1, 2), resolution=0.05)
+    assert blind.status == "inconclusive" and "resolution" in blind.reason, blind.summary()
+    sharp = tc.check_ntk(X, depth=1, widths=(64, 256, 1024, 4096), seeds=tuple(range(16)), resolution=0.05)
+    assert sharp.status == "holds" and sharp.details["detectable_offset"] <= 0.05
