@@ -105,3 +105,60 @@ def test_a_run_that_cannot_see_the_requested_resolution_is_inconclusive():
     assert blind.status == "inconclusive" and "resolution" in blind.reason, blind.summary()
     sharp = tc.check_ntk(X, depth=1, widths=(64, 256, 1024, 4096), seeds=tuple(range(16)), resolution=0.05)
     assert sharp.status == "holds" and sharp.details["detectable_offset"] <= 0.05
+
+
+def _gauss_hermite_expectation(f, g, sigma: np.ndarray, nodes: int = 120) -> float:
+    """E[f(u) g(v)] for (u, v) ~ N(0, sigma) by a tensor Gauss-Hermite rule through the Cholesky factor."""
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+    L = np.linalg.cholesky(sigma)
+    Z1, Z2 = np.meshgrid(z, z, indexing="ij")
+    u, v = L[0, 0] * Z1, L[1, 0] * Z1 + L[1, 1] * Z2
+    return float(np.sum(np.outer(w, w) * f(u) * g(v)))
+
+
+@pytest.mark.parametrize("s11, s22, rho", [(0.3, 0.3, 0.5), (1.0, 2.5, -0.7), (0.05, 4.0, 0.95), (2.0, 2.0, 0.0)])
+def test_the_erf_dual_kernel_against_quadrature(s11, s22, rho):
+    """Williams' arcsin form against a 120 x 120 Gauss-Hermite rule (the integrands are entire: the rule is
+    exact to ~1e-12 here)."""
+    from scipy.special import erf
+
+    from theorycheck.claims.ntk import erf_dual
+
+    c = rho * np.sqrt(s11 * s22)
+    sigma = np.array([[s11, c], [c, s22]])
+    value, derivative = erf_dual(sigma)
+    erf_prime = lambda x: 2 / np.sqrt(np.pi) * np.exp(-x ** 2)  # noqa: E731
+    assert value[0, 1] == pytest.approx(_gauss_hermite_expectation(erf, erf, sigma), abs=1e-10)
+    assert derivative[0, 1] == pytest.approx(_gauss_hermite_expectation(erf_prime, erf_prime, sigma), rel=1e-9)
+    z, w = np.polynomial.hermite_e.hermegauss(120)
+    assert value[0, 0] == pytest.approx(float(np.sum(w * erf(np.sqrt(s11) * z) ** 2) / w.sum()), abs=1e-10)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_the_analytic_erf_ntk_against_monte_carlo_at_large_width(depth):
+    """The mean of 48 independent empirical erf NTKs at width 1024 against the arcsin recursion. One hidden layer:
+    the units are iid, so E[Theta_w] = Theta exactly and each entry's mean is within 5 standard errors
+    (Bonferroni over <= 10 entries: false alarm < 1e-5 under a normal mean). Two: E[Theta_w] = Theta + O(1/w),
+    allowance 5 standard errors + 2/w relative (the 1/w correction; |measured bias| < 0.3/w)."""
+    from theorycheck.claims.ntk import analytic_ntk
+
+    X = torch.randn(4, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    exact = analytic_ntk(X.numpy(), depth, activation="erf")
+    width, draws = 1024, 48
+    kernels = np.stack([kernel_at(X, init_weights(3, width, depth, seed=k, claim="erf-mc"), activation=torch.erf).numpy()
+                        for k in range(draws)])
+    mean, se = kernels.mean(0), kernels.std(0, ddof=1) / np.sqrt(draws)
+    allowance = 5 * se + (0 if depth == 1 else 2 / width) * np.abs(exact)
+    assert bool((np.abs(mean - exact) <= allowance).all()), (mean - exact, allowance)
+    for wrong in (analytic_ntk(X.numpy(), depth), 1.05 * exact):  # the check tells relu's and a 5 % error apart
+        assert not bool((np.abs(mean - wrong) <= allowance).all())
+
+
+def test_check_ntk_on_an_erf_network():
+    X = torch.randn(4, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    verdict = tc.check_ntk(X, depth=1, activation="erf", widths=(64, 256, 1024, 4096), seeds=tuple(range(12)))
+    assert verdict.status == "holds" and verdict.details["activation"] == "erf", verdict.summary()
+    relu_limit = tc.check_ntk(X, depth=1, activation="erf", widths=(64, 256, 1024, 4096), seeds=tuple(range(12)),
+                              kernel=lambda A, depth: analytic_ntk(A, depth))  # the relu limit for an erf network
+    assert relu_limit.status == "violated"

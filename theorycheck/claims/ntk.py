@@ -23,6 +23,7 @@ at roundoff hold without a fit.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -36,10 +37,10 @@ from ..core.registry import case_seed
 
 kit = ClaimKit(
     id="ntk",
-    statement="The empirical NTK of a bias-free ReLU MLP in NTK parameterization converges to the analytic "
-              "arc-cosine NTK as width^{-1/2}: the fitted slope of log relative error against log width is -1/2.",
+    statement="The empirical NTK of a bias-free ReLU (or erf) MLP in NTK parameterization converges to the analytic "
+              "arc-cosine (arcsin) NTK as width^{-1/2}: the fitted slope of log relative error against log width is -1/2.",
     source="Jacot, Gabriel & Hongler, NeurIPS 2018, Thm 1; Arora, Du, Hu, Li, Salakhutdinov & Wang, NeurIPS 2019, "
-           "eqs. 3-5; Cho & Saul, NeurIPS 2009 (arc-cosine kernels)",
+           "eqs. 3-5; Cho & Saul, NeurIPS 2009 (arc-cosine kernels); Williams, NeurIPS 1997 (the erf/arcsin kernel)",
     assumptions={"ntk_scaling": "NTK parameterization: every layer scaled by 1/sqrt(fan-in) of N(0, 1) weights"},
     tolerance="99.9% Student-t interval of the fitted slope must contain -1/2 and that of the limit's offset along "
               "Theta (weighted fit s = b_0 + b_1 / w) must contain 0 (false alarm <= 2e-3 per verdict); "
@@ -49,18 +50,40 @@ kit = ClaimKit(
 CONFIDENCE = 0.999
 
 
-def analytic_ntk(X: np.ndarray, depth: int) -> np.ndarray:
-    """Theta for ``depth`` hidden relu layers on the rows of X (float64)."""
+def analytic_ntk(X: np.ndarray, depth: int, activation: str = "relu") -> np.ndarray:
+    """Theta for ``depth`` hidden layers of ``activation`` ("relu": arc-cosine, Cho & Saul 2009; "erf": arcsin,
+    Williams 1997) on the rows of X (float64), in the parameterization of :func:`mlp_output`."""
+    expect(activation in DUAL_KERNELS, expected=f"activation in {sorted(DUAL_KERNELS)}", received=repr(activation),
+           fix="activation='relu'")
     sigma = X @ X.T / X.shape[1]
     theta = sigma.copy()
     for _ in range(depth):
-        diag = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
-        norms = np.outer(diag, diag)
-        cos = np.clip(np.divide(sigma, norms, out=np.ones_like(sigma), where=norms > 0), -1.0, 1.0)
-        angle = np.arccos(cos)
-        sigma = norms * (np.sin(angle) + (math.pi - angle) * cos) / (2 * math.pi)
-        theta = sigma + theta * (math.pi - angle) / (2 * math.pi)
+        sigma, derivative = DUAL_KERNELS[activation](sigma)
+        theta = sigma + theta * derivative
     return theta
+
+
+def relu_dual(sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(E[relu(u) relu(v)], E[relu'(u) relu'(v)]) for (u, v) ~ N(0, sigma): sqrt(s s') (sin t + (pi - t) cos t)
+    / (2 pi) and (pi - t) / (2 pi), t the angle (the cosine's denominator as sqrt(outer(diag, diag)), so the
+    diagonal is exact)."""
+    diag = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
+    norms = np.outer(diag, diag)
+    cos = np.clip(np.divide(sigma, norms, out=np.ones_like(sigma), where=norms > 0), -1.0, 1.0)
+    angle = np.arccos(cos)
+    return norms * (np.sin(angle) + (math.pi - angle) * cos) / (2 * math.pi), (math.pi - angle) / (2 * math.pi)
+
+
+def erf_dual(sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(E[erf(u) erf(v)], E[erf'(u) erf'(v)]) for (u, v) ~ N(0, sigma), Williams 1997: with
+    P = (1 + 2 s)(1 + 2 s'), (2 / pi) arcsin(2 sigma_12 / sqrt(P)) and (4 / pi) / sqrt(P - 4 sigma_12^2)."""
+    diag = 1 + 2 * np.clip(np.diag(sigma), 0.0, None)
+    product = np.outer(diag, diag)
+    return ((2 / math.pi) * np.arcsin(np.clip(2 * sigma / np.sqrt(product), -1.0, 1.0)),
+            (4 / math.pi) / np.sqrt(np.clip(product - 4 * sigma ** 2, np.finfo(np.float64).tiny, None)))
+
+
+DUAL_KERNELS = {"relu": relu_dual, "erf": erf_dual}
 
 
 def init_weights(d: int, width: int, depth: int, *, seed: int, claim: str = "ntk",
@@ -104,35 +127,43 @@ def kernel_at(X: torch.Tensor, weights: list[torch.Tensor], *, activation=torch.
     return sum((D @ D.T) * (a @ a.T) / s**2 for D, (a, _, s) in zip(deltas, layers)).detach()
 
 
-def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_scale: str = "ntk") -> torch.Tensor:
-    """J J^T of a relu MLP at a fresh initialization, independent for each (width, seed);
+ACTIVATIONS = {"relu": torch.relu, "erf": torch.erf}
+
+
+def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_scale: str = "ntk",
+                  activation: str = "relu") -> torch.Tensor:
+    """J J^T of a relu (or erf) MLP at a fresh initialization, independent for each (width, seed);
     ``output_scale="mean-field"`` divides the output by width instead of sqrt(width) (the control)."""
     weights = init_weights(X.shape[1], width, depth, seed=seed, dtype=X.dtype)
-    return kernel_at(X, weights, output_scale=output_scale)
+    return kernel_at(X, weights, activation=ACTIVATIONS[activation], output_scale=output_scale)
 
 
 @kit.checker(samples=("X",))
 def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seeds=(0, 1, 2, 3, 4, 5),
-              depth: int = 2, output_scale: str = "ntk", kernel=analytic_ntk, resolution: float | None = None):
+              depth: int = 2, output_scale: str = "ntk", kernel=None, activation: str = "relu",
+              resolution: float | None = None):
     """Fit log(relative error) = a + b log(width) over the widths x seeds, and the offset of the limit along
     Theta, <Theta_w - Theta, Theta> / ||Theta||^2 = b_0 + b_1 / w (weights w); holds when the 99.9% interval
     of b contains -1/2 and that of b_0 contains 0 (``details["detectable_offset"]``: the half-width, the smallest
-    relative error of the limit this run can see). ``kernel(X, depth)`` is the limit compared with (default:
-    the analytic NTK); ``depth`` counts the hidden layers (0: a linear network, whose kernel is the limit).
+    relative error of the limit this run can see). ``activation``: "relu" or "erf" (the network's);
+    ``kernel(X, depth)`` is the limit compared with (default: the analytic NTK of that activation); ``depth`` counts the hidden layers (0: a linear network, whose kernel is the limit).
     ``resolution``: a relative error of the limit that a ``holds`` must have been able to see (e.g. 0.05); a run
     whose detectable offset is larger is ``inconclusive`` unless violated (None: not required)."""
     expect(isinstance(X, torch.Tensor) and X.ndim == 2 and X.shape[0] >= 2, expected="X as an (n >= 2, d) tensor",
            received=f"{type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}", fix="a few input points as rows")
     expect(output_scale in ("ntk", "mean-field"), expected="output_scale 'ntk' or 'mean-field'",
            received=repr(output_scale), fix="output_scale='ntk'")
+    expect(activation in ACTIVATIONS, expected=f"activation in {sorted(ACTIVATIONS)}", received=repr(activation),
+           fix="activation='relu'")
     expect(resolution is None or resolution > 0, expected="resolution > 0 or None", received=repr(resolution),
            fix="resolution=0.05 (a limit off by 5 % must be visible) or None")
     enough = len(set(widths)) >= 3 and len(seeds) >= 2
-    exact = kernel(X.detach().double().numpy(), depth)
+    exact = (kernel or functools.partial(analytic_ntk, activation=activation))(X.detach().double().numpy(), depth)
     logs_w, logs_e, runs = [], [], []
     for width in widths:
         for seed in seeds:
-            emp = empirical_ntk(X, int(width), depth, seed=int(seed), output_scale=output_scale).double().numpy()
+            emp = empirical_ntk(X, int(width), depth, seed=int(seed), output_scale=output_scale,
+                                activation=activation).double().numpy()
             error = float(np.linalg.norm(emp - exact) / np.linalg.norm(exact))
             logs_w.append(math.log(width))
             logs_e.append(math.log(error) if error > 0 else -math.inf)
@@ -147,7 +178,7 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
             assumptions=assumptions, comparisons=[comparison(
                 "max relative error over widths and seeds", worst, 0.0, roundoff,
                 "gamma_{d + depth max width + 2 (depth + 1)}: the rounding of J J^T")],
-            details={"widths": list(widths), "seeds": list(seeds), "depth": depth},
+            details={"widths": list(widths), "seeds": list(seeds), "depth": depth, "activation": activation},
             reason="the empirical kernel equals the limit at every width (to roundoff): nothing left to converge",
             **common)
     if not enough or not np.all(np.isfinite(logs_e)):
@@ -180,7 +211,7 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
                  "limit_offset": offset, "limit_offset_interval": [offset - offset_half, offset + offset_half],
                  "detectable_offset": offset_half,
                  "mean_offset_at_largest_width": float(np.mean(at_largest)),
-                 "widths": list(widths), "seeds": list(seeds), "depth": depth,
+                 "widths": list(widths), "seeds": list(seeds), "depth": depth, "activation": activation,
                  "series": {"relative NTK error vs width": width_series(logs_w, logs_e, fit,
                                                                         "||Theta_w - Theta|| / ||Theta||")}},
         reason="; ".join(reasons), **common)
