@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import theorycheck as tc
-from theorycheck.claims.double_descent import DoubleDescentCase, conditional_risks, expected_risk, risk_sd
+from theorycheck.claims.double_descent import (DoubleDescentCase, conditional_risks, expected_risk, raw_risks,
+                                                risk_sd)
 
 
 def test_conditional_risk_is_the_risk_of_the_pseudo_inverse():
@@ -62,3 +63,27 @@ def test_audit_cases_meet_their_expectations():
     for case in tc.CLAIMS["double_descent"].audit_cases(n=2, seed=1, device="cpu", dtype="float64"):
         assert case.run().status in case.expected
         assert "DoubleDescentCase(" in case.reproduce
+
+
+@pytest.mark.parametrize("p", [6, 30])
+def test_the_raw_risk_variance_against_monte_carlo(p):
+    """risk_sd(kind='raw') against 4000 raw draws: the sample variance within 5 of its standard errors
+    (sqrt((m4 - var^2) / N) from the sample's fourth moment), and its sd 3-7x the conditional one here."""
+    n, r2, sigma2 = 15, 1.0, 1.5
+    v = raw_risks(n, p, r2=r2, sigma2=sigma2, draws=4000, seed=2)
+    se = math.sqrt((np.mean((v - v.mean()) ** 4) - v.var() ** 2) / v.size)
+    assert abs(v.var() - risk_sd(n, p, sigma2, r2, "raw") ** 2) <= 5 * se
+    assert v.mean() == pytest.approx(expected_risk(n, p, r2, sigma2), abs=5 * v.std() / math.sqrt(v.size))
+    assert 2.5 < risk_sd(n, p, sigma2, r2, "raw") / risk_sd(n, p, sigma2) < 12
+
+
+def test_raw_risks_are_judged_with_their_own_variance():
+    n, r2, sigma2 = 14, 1.0, 1.5
+    grid = (4, 7, 13, 14, 15, 22, 28, 56)
+    raw = {p: raw_risks(n, p, r2=r2, sigma2=sigma2, draws=300, seed=p) for p in grid}
+    verdict = tc.check_double_descent(raw, n=n, r2=r2, sigma2=sigma2, risks_are="raw")
+    assert verdict.status == "holds" and verdict.details["risks_are"] == "raw", verdict.summary()
+    as_conditional = tc.check_double_descent(raw, n=n, r2=r2, sigma2=sigma2)  # a 3-7x smaller sd
+    assert as_conditional.statistic > verdict.statistic * 3
+    with pytest.raises(tc.InvalidArgument, match="risks_are"):
+        tc.check_double_descent(raw, n=n, r2=r2, sigma2=sigma2, risks_are="test-mse")

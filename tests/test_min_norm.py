@@ -160,7 +160,51 @@ def test_early_stopping_risks_against_the_estimators_themselves():
     risk = lambda A: float(np.sum(((A @ X - np.eye(d)) @ beta0) ** 2) + sigma ** 2 * np.sum(A ** 2))  # noqa: E731
     verdict = tc.check_early_stopping(torch.as_tensor(X), torch.as_tensor(beta0), sigma=sigma, times=[t])
     assert verdict.status == "holds", verdict.summary()
-    assert verdict.statistic == pytest.approx(risk(flow) / risk(ridge), rel=1e-9)
+    series = verdict.details["series"]["risk(GF, t) / risk(ridge, 1/t)"]  # the given t joins the grid
+    assert series["y"][series["x"].index(t)] == pytest.approx(risk(flow) / risk(ridge), rel=1e-9)
+    assert verdict.statistic >= max(series["y"])  # the supremum over t > 0, not the given t alone
+
+
+def _one_direction_variance_ratio(c: float, x: np.ndarray) -> np.ndarray:
+    """beta0 = 0, X^T X / n = 1: risk(GF, t) / risk(ridge, c/t) = ((1 - e^-t)(t + c)/t)^2."""
+    return (-np.expm1(-x) * (x + c) / x) ** 2
+
+
+def test_early_stopping_locates_a_violation_in_a_window_narrower_than_the_grid():
+    """lambda = 1.0003/t: the ratio exceeds 1.68591 only for t in a window ~0.07 wide in log t, between two
+    points of the checker's own grid (steps of 0.099 in log t): the located supremum must catch it."""
+    from theorycheck.claims.min_norm import akt_constant
+
+    c, X, beta0 = 1.0003, torch.ones(4, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    fine = np.geomspace(1.0, 3.5, 400001)
+    above = fine[_one_direction_variance_ratio(c, fine) > akt_constant()]
+    assert 0 < np.log(above.max() / above.min()) < 0.09  # the window is narrow
+    verdict = tc.check_early_stopping(X, beta0, sigma=1.0, calibration=c)
+    series = verdict.details["series"]["risk(GF, t) / risk(ridge, 1/t)"]
+    assert max(series["y"]) < akt_constant()  # the grid alone misses it
+    assert verdict.status == "violated", verdict.summary()
+    assert above.min() <= verdict.details["worst_t"] <= above.max()
+    assert verdict.statistic == pytest.approx(_one_direction_variance_ratio(c, fine).max(), rel=1e-9)
+    coarse = tc.check_early_stopping(X, beta0, sigma=1.0, calibration=c, times=[0.5, 5.0])  # given times add points
+    assert coarse.status == "violated" and coarse.details["worst_t"] == pytest.approx(verdict.details["worst_t"])
+
+
+def test_early_stopping_located_supremum_holds_at_the_constant_itself():
+    """lambda = 1/t with one direction and no signal: the supremum is the constant 1.68591 itself (at t = 1.79),
+    held within the stated rounding tolerance, on random instances too."""
+    from theorycheck.claims.min_norm import akt_constant
+
+    verdict = tc.check_early_stopping(torch.ones(4, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
+                                      sigma=1.0)
+    assert verdict.status == "holds" and verdict.statistic == pytest.approx(akt_constant(), rel=1e-12)
+    assert verdict.details["worst_t"] == pytest.approx(1.7933, abs=1e-3)
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n, d = rng.integers(1, 10, size=2)
+        X = rng.normal(size=(n, d)) * np.geomspace(0.1, 10, d)
+        beta0 = rng.normal(size=d) * rng.choice([0.0, 1e-3, 1.0])
+        random = tc.check_early_stopping(torch.as_tensor(X), torch.as_tensor(beta0), sigma=float(rng.uniform(0.1, 3)))
+        assert random.status == "holds", random.summary()
 
 
 def test_early_stopping_controls():

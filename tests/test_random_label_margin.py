@@ -25,7 +25,9 @@ def test_no_difference_is_undecided_and_too_few_pairs_or_a_training_error_say_no
     mixed = np.concatenate([HIGH[:4], LOW[:3]])
     undecided = tc.check_random_label_margin(mixed, np.concatenate([LOW[:4], HIGH[:3]]))
     assert undecided.status == "inconclusive" and "undecided" in undecided.reason
-    assert tc.check_random_label_margin(HIGH[:5], LOW[:5]).status == "vacuous"  # 1/32 > alpha: cannot decide
+    few = tc.check_random_label_margin(HIGH[:5], LOW[:5])  # 1/32 > alpha: the run cannot decide
+    assert few.status == "inconclusive" and "cannot reach" in few.reason
+    assert all(few.assumptions.values())
     misfit = LOW.copy()
     misfit[0, 0] = -0.01
     unmet = tc.check_random_label_margin(HIGH, misfit)

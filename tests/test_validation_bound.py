@@ -9,7 +9,8 @@ from scipy.stats import binom
 
 import theorycheck as tc
 from theorycheck.claims.validation_bound import (ALPHA, ValidationCase, _critical_count, epsilon, exact_union_tail,
-                                                  repeats_without_power, validation_experiment)
+                                                  power_against, repeats_for_power, repeats_without_power,
+                                                  validation_experiment)
 
 
 def test_epsilon_is_hoeffding_with_a_union_bound():
@@ -38,7 +39,7 @@ def test_independent_family_holds(sided):
 
 
 def test_honest_count_of_the_whole_pool_restores_the_bound():
-    true, val = validation_experiment(np.full(1000, 0.5), m=200, repeats=300, seed=2)  # every model counted: K = M
+    true, val = validation_experiment(np.full(1000, 0.5), m=200, repeats=1100, seed=2)  # every model counted: K = M
     verdict = tc.check_validation_bound(true, val, delta=0.05, m=200, loss_range=(0, 1), zero_one=True)
     assert verdict.status == "holds", verdict.summary()
 
@@ -57,7 +58,7 @@ def test_family_chosen_on_the_validation_set_is_violated():
 
 
 def test_loss_outside_the_declared_range_is_vacuous():
-    true, val = validation_experiment(np.linspace(0.1, 0.4, 10), m=100, repeats=500, seed=3, per_sample=True, scale=4.0)
+    true, val = validation_experiment(np.linspace(0.1, 0.4, 10), m=100, repeats=1100, seed=3, per_sample=True, scale=4.0)
     verdict = tc.check_validation_bound(true * 4, val, delta=0.05, C=1.0)
     assert verdict.status == "vacuous" and "outside [0, C = 1]" in verdict.reason
     assert tc.check_validation_bound(true * 4, val, delta=0.05, C=4.0).status == "holds"
@@ -102,3 +103,59 @@ def test_audit_cases_meet_their_expectations():
         assert verdict.status in case.expected, verdict.summary()
         assert "ValidationCase(" in case.reproduce
     assert ValidationCase(control="reuse").verdict().status == "violated"
+
+
+# --- power: 'holds' only when the test could have seen a violation rate 2 delta --------------------
+
+def test_power_against_is_the_exact_binomial_probability_of_rejecting():
+    repeats, delta = 700, 0.05
+    critical = _critical_count(repeats, delta, ALPHA)
+    direct = sum(binom.pmf(k, repeats, 2 * delta) for k in range(critical, repeats + 1))
+    assert power_against(repeats, delta) == pytest.approx(direct, rel=1e-9)
+    assert binom.sf(critical - 1, repeats, delta) < ALPHA <= binom.sf(critical - 2, repeats, delta)  # the level
+    needed = repeats_for_power(delta)
+    assert power_against(needed, delta) >= 1 - ALPHA > power_against(needed - 60, delta)
+
+
+def test_not_rejecting_without_power_is_inconclusive_not_holds():
+    """300 repetitions at delta = 0.05 reject a rate 0.1 with probability ~0.6 only: failing to reject says
+    nothing; with the repetitions repeats_for_power names it holds, stating level and power."""
+    true, val = validation_experiment(np.linspace(0.05, 0.5, 20), m=200, repeats=300, seed=5)
+    weak = tc.check_validation_bound(true, val, delta=0.05, m=200, loss_range=(0, 1), zero_one=True)
+    assert weak.status == "inconclusive" and "power" in weak.reason, weak.summary()
+    assert weak.details["violations"] < weak.details["critical_count"] and weak.details["power"] < 0.999
+    needed = repeats_for_power(0.05)
+    assert str(needed) in weak.reason
+    true, val = validation_experiment(np.linspace(0.05, 0.5, 20), m=200, repeats=needed, seed=5)
+    strong = tc.check_validation_bound(true, val, delta=0.05, m=200, loss_range=(0, 1), zero_one=True)
+    assert strong.status == "holds" and strong.details["power"] >= 0.999 and strong.details["level"] == ALPHA
+    assert "power" in strong.tolerance_basis
+
+
+def test_a_violation_rate_of_twice_delta_is_violated():
+    """One model whose declared risk is off: P(R_val < R_declared - eps) = binom.cdf(k, m, r) >= 2 delta."""
+    m, delta, r = 200, 0.05, 0.3
+    eps = epsilon(1, m, delta, sided="one")
+    k = int(binom.ppf(2 * delta, m, r))
+    assert 2 * delta <= binom.cdf(k, m, r) < 2.5 * delta
+    _, val = validation_experiment(np.array([r]), m=m, repeats=repeats_for_power(delta), seed=11)
+    verdict = tc.check_validation_bound(np.array([(k + 0.5) / m + eps]), val, delta=delta, m=m, loss_range=(0, 1),
+                                        sided="one")
+    assert verdict.status == "violated", verdict.summary()
+
+
+@pytest.mark.slow
+def test_level_and_power_measured():
+    """benchmarks/validation_power.py at 200 instances: no false alarm on correct instances, detection of a
+    rate >= 2 delta at least 0.99 (the required power is 0.999)."""
+    import contextlib
+    import io
+    import runpy
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        runpy.run_path("benchmarks/validation_power.py", run_name="bench").get("main")(200)
+    lines = out.getvalue().splitlines()
+    assert float(lines[0].split("false-alarm rate ")[1].split()[0]) <= 0.01
+    assert float(lines[1].rsplit("rate ", 1)[1].split()[0]) <= 0.01  # the boundary null: rate just below delta
+    assert float(lines[2].rsplit("rate ", 1)[1].split()[0]) >= 0.99

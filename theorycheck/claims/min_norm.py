@@ -254,7 +254,11 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     (1/2n)||y - X b||^2 from 0 at time t against ridge (1/n)||y - X b||^2 + lambda ||b||^2 at lambda =
     ``calibration`` / t: risk(GF, t) <= 1.68591 risk(ridge, 1/t) for every t, X, beta0 (AKT Thm 1), per
     eigendirection of S = X^T X / n (bias e^{-2ts} <= (1 + ts)^-2, variance ratio <= 1.68591).
-    ``step``: discrete GD with that step instead of the flow (an assumption not met)."""
+    The supremum over t > 0 is located, not sampled: the ratio is evaluated on a log grid over the spectrum
+    (x = t s from 0.01 to 100 in every direction, steps <= 0.1 in log t) joined with ``times``, and each local
+    maximum of the grid is refined by bounded scalar maximization between its grid neighbours
+    (``details["worst_t"]``, ``details["located_maxima"]``).
+    ``step``: discrete GD with that step instead of the flow (an assumption not met), judged at ``times``."""
     Xn, b0 = _numpy(torch.as_tensor(X), "X"), _numpy(torch.as_tensor(beta0), "beta0").reshape(-1)
     expect(Xn.ndim == 2 and b0.shape == (Xn.shape[1],), expected="X of shape (n, d) and beta0 of shape (d,)",
            received=f"{Xn.shape} and {b0.shape}", fix="one coefficient per column of X")
@@ -268,49 +272,99 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     s = np.clip(s, 0.0, None)
     coef = (V.T @ b0) ** 2
     positive = s[s > 0]
-    if times is None:  # a log grid over the spectrum (X = 0 learns nothing: both risks are ||beta0||^2 at any t)
-        t = np.geomspace(0.01 / positive.max(), 100 / positive.min(), 60) if positive.size else np.ones(1)
+
+    def risks(t):
+        x = t[:, None] * s[None, :]
+        phi = -np.expm1(-x) if step is None else gd_filter(step * s, np.round(t / step))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ridge = x / (x + calibration)
+            var_gf = np.where(s > 0, phi ** 2 / np.where(s > 0, s, 1.0), 0.0)
+            var_r = np.where(s > 0, ridge ** 2 / np.where(s > 0, s, 1.0), 0.0)
+        return (((1 - phi) ** 2 * coef).sum(1) + sigma ** 2 * var_gf.sum(1) / n,
+                ((1 - ridge) ** 2 * coef).sum(1) + sigma ** 2 * var_r.sum(1) / n)
+
+    def ratio_at(t):
+        risk_gf, risk_r = risks(t)
+        usable = risk_r > 0
+        return np.where(usable, risk_gf / np.where(usable, risk_r, 1.0), np.nan), risk_gf, risk_r
+
+    # a log grid over the spectrum, x = t s from 0.01 to 100 in every direction, steps of at most 0.1 in log t
+    # (each direction's terms vary on a scale of 1 in log t); X = 0 learns nothing: both risks are ||beta0||^2
+    if positive.size:
+        ends = np.log(0.01 / positive.max()), np.log(100 / positive.min())
+        spectrum = np.exp(np.linspace(*ends, max(60, min(4000, int(np.ceil((ends[1] - ends[0]) / 0.1)) + 1))))
+    else:
+        spectrum = np.ones(1)
+    if times is None:
+        t = spectrum
     else:
         t = np.asarray(times, dtype=np.float64)
     expect(t.ndim == 1 and t.size >= 1 and bool((t > 0).all()), expected="times > 0", received=repr(times),
            fix="times=None (a log grid over the spectrum)")
-    x = t[:, None] * s[None, :]
-    phi = -np.expm1(-x) if step is None else gd_filter(step * s, np.round(t / step))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ridge = x / (x + calibration)
-        var_gf = np.where(s > 0, phi ** 2 / np.where(s > 0, s, 1.0), 0.0)
-        var_r = np.where(s > 0, ridge ** 2 / np.where(s > 0, s, 1.0), 0.0)
-    risk_gf = ((1 - phi) ** 2 * coef).sum(1) + sigma ** 2 * var_gf.sum(1) / n
-    risk_r = ((1 - ridge) ** 2 * coef).sum(1) + sigma ** 2 * var_r.sum(1) / n
-    usable = risk_r > 0
-    ratio = np.where(usable, risk_gf / np.where(usable, risk_r, 1.0), np.nan)
-    finite = bool(np.isfinite(risk_gf).all() and np.isfinite(risk_r).all()) and bool(usable.any())
+    if step is None:  # the flow: the supremum is over every t > 0, the given times only add grid points
+        t = np.unique(np.concatenate([t, spectrum]))
+    ratio, risk_gf, risk_r = ratio_at(t)
+    finite = bool(np.isfinite(risk_gf).all() and np.isfinite(risk_r).all()) and bool(np.isfinite(ratio).any())
     worst = int(np.nanargmax(ratio)) if finite else 0
+    worst_t, worst_ratio, located = float(t[worst]), float(ratio[worst]) if finite else math.nan, []
+    if step is None and finite:
+        worst_t, worst_ratio, located = _locate_maximum(lambda u: ratio_at(np.exp(np.atleast_1d(u)))[0][0],
+                                                        np.log(t), ratio)
     bound = akt_constant()
     tolerance = bound * 2 * gamma(d + 10, torch.float64)
-    held = finite and float(ratio[worst]) <= bound + tolerance
+    held = finite and worst_ratio <= bound + tolerance
     reasons = []
     if step is not None:
         reasons.append(f"discrete GD (step {step:g}, eta s_1 = {step * s.max():.3g}), not the flow: the filter "
                        "1 - (1 - eta s)^k exceeds 1 - e^{-ts} where eta s is not small")
     if finite and not held:
-        reasons.append(f"risk(GF, t) / risk(ridge, {calibration:g}/t) = {ratio[worst]:.4g} > {bound:.6g} at t = {t[worst]:.3g}"
+        reasons.append(f"risk(GF, t) / risk(ridge, {calibration:g}/t) = {worst_ratio:.7g} > {bound:.6g} at t = {worst_t:.6g}"
                        + (" (lambda != 1/t: mis-calibrated)" if calibration != 1 else ""))
     if not finite:
         reasons.append("the ridge risk is 0 at every t (beta0 = 0 and sigma = 0) or not finite: nothing to compare")
     return early_stopping_kit.decide(
         assumptions={"flow": step is None}, conclusion_held=held, inconclusive=not finite,
-        statistic=float(ratio[worst]) if finite else math.nan, bound=bound, tolerance=tolerance,
-        tolerance_basis=("max over t of risk(GF, t) / risk(ridge, 1/t) from the float64 eigendecomposition of X^T X / n "
+        statistic=worst_ratio, bound=bound, tolerance=tolerance,
+        tolerance_basis=("max over t > 0 of risk(GF, t) / risk(ridge, 1/t) (located by bounded scalar maximization "
+                         "between the grid neighbours of each local maximum of the grid; discrete GD: on its steps) "
+                         "from the float64 eigendecomposition of X^T X / n "
                          "(exact for a nearby PSD matrix, for which the theorem holds too); 2 gamma_{d+10}: the rounding "
                          "of the two sums of positive terms"),
-        details={"n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": float(t[worst]),
+        details={"n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": worst_t,
+                 "located_maxima": located,
                  "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist(),
                                                               "xlabel": "gradient-flow time t"}}},
         reason="; ".join(reasons))
 
 
 assert_early_stopping = early_stopping_kit.assert_
+
+
+def _locate_maximum(f, u: np.ndarray, values: np.ndarray) -> tuple[float, float, list[dict]]:
+    """The maximum of f over u (log t) near each local maximum of the grid ``values = f(u)``: bounded scalar
+    maximization (scipy's Brent, xatol 1e-10) on the bracket between its grid neighbours (one grid step beyond
+    an end point), so that a narrow peak between grid points is located, not sampled. Returns (t, f, maxima)."""
+    from scipy.optimize import minimize_scalar
+
+    v = np.where(np.isfinite(values), values, -np.inf)
+    best = int(np.argmax(v))
+    best_t, best_value = float(np.exp(u[best])), float(v[best])
+    located = []
+    span = float(u[-1] - u[0]) / max(len(u) - 1, 1) if len(u) > 1 else 1.0
+    for i in range(len(u)):
+        if not ((i == 0 or v[i] >= v[i - 1]) and (i == len(u) - 1 or v[i] >= v[i + 1])):
+            continue
+        lo = u[i - 1] if i > 0 else u[i] - span
+        hi = u[i + 1] if i < len(u) - 1 else u[i] + span
+        found = minimize_scalar(lambda w: -f(w) if np.isfinite(f(w)) else np.inf, bounds=(lo, hi), method="bounded",
+                                options={"xatol": 1e-10})
+        value, t = -float(found.fun), float(np.exp(found.x))
+        if not value >= v[i]:  # Brent's bracket may miss the grid point itself
+            value, t = float(v[i]), float(np.exp(u[i]))
+        located.append({"t": t, "ratio": value})
+        if value > best_value:
+            best_t, best_value = t, value
+    return best_t, best_value, located
 
 
 # --- audit cases ---------------------------------------------------------------------------------

@@ -37,10 +37,10 @@ kit = ClaimKit(
     source="Zhang, Bengio, Hardt, Recht & Vinyals, ICLR 2017; Bartlett, Foster & Telgarsky, NeurIPS 2017 "
            "(spectrally-normalized margin bounds); Poggio et al., Theory III (CBMM Memo 90), normalized margins",
     assumptions={"interpolates": "every run, true and random labels, reached zero training error (all q_i > 0)",
-                 "enough_pairs": "enough seed pairs for the sign test to reach alpha (S >= log2(1/alpha))",
                  "finite": "the margins are finite"},
     tolerance="exact binomial sign test, one-sided at alpha (default 0.01): a false 'holds' or 'violated' has "
-              "probability <= alpha")
+              "probability <= alpha; with fewer than log2(1/alpha) untied seed pairs the test cannot reach alpha: "
+              "inconclusive (a limit of the run, not of the theorem)")
 
 ALPHA = 0.01
 
@@ -57,8 +57,7 @@ def check_random_label_margin(true_margins, random_margins, *, alpha: float = AL
     pairs = true.shape[0]
     finite = bool(np.isfinite(true).all() and np.isfinite(rand).all())
     errors = [float((m <= 0).mean()) for m in (true, rand)] if finite else [math.nan, math.nan]
-    assumptions = {"interpolates": finite and max(errors) == 0.0, "enough_pairs": 0.5 ** pairs <= alpha,
-                   "finite": finite}
+    assumptions = {"interpolates": finite and max(errors) == 0.0, "finite": finite}
     common = dict(seed=seed, dtype=dtype_name(torch.as_tensor(true_margins).dtype))
     if not finite:
         return kit.decide(assumptions=assumptions, inconclusive=True, reason="non-finite margins", **common)
@@ -70,6 +69,9 @@ def check_random_label_margin(true_margins, random_margins, *, alpha: float = AL
     ratio = med_true / np.where(med_rand > 0, med_rand, math.nan)
     tenth = np.quantile(true, 0.1, axis=1) / np.where((q := np.quantile(rand, 0.1, axis=1)) > 0, q, math.nan)
     reasons = []
+    if 0.5 ** pairs > alpha:
+        reasons.append(f"{pairs} seed pairs: the sign test cannot reach p <= {alpha:g} (needs at least "
+                       f"{math.ceil(math.log2(1 / alpha))} pairs)")
     if not assumptions["interpolates"]:
         reasons.append(f"training error {errors[0]:.3g} (true labels), {errors[1]:.3g} (random labels): the premise "
                        "'fits random labels' is not met")

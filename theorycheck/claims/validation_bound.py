@@ -67,6 +67,35 @@ def repeats_without_power(delta: float, alpha: float = ALPHA) -> int:
     return repeats
 
 
+EFFECT = 2.0  # the violation rate EFFECT * delta that a 'holds' must have been able to see
+POWER = 1 - ALPHA  # ... with this probability
+
+
+def power_against(repeats: int, delta: float, alpha: float = ALPHA, effect: float = EFFECT) -> float:
+    """P(Binomial(repeats, min(1, effect delta)) >= the critical count of the level-alpha test of rate <= delta):
+    the exact probability that the test rejects when the true violation rate is effect * delta (0 when no
+    count rejects)."""
+    from scipy.stats import binom
+
+    critical = _critical_count(repeats, delta, alpha)
+    return 0.0 if critical is None else float(binom.sf(critical - 1, repeats, min(1.0, effect * delta)))
+
+
+def repeats_for_power(delta: float, alpha: float = ALPHA, power: float = POWER, effect: float = EFFECT) -> int:
+    """The fewest repetitions from which on (checked over the next 50: the binomial's discreteness makes the
+    power saw-toothed) the test of rate <= delta at level alpha rejects rate effect * delta with probability
+    >= power."""
+    low, high = 1, 2
+    while power_against(high, delta, alpha, effect) < power:
+        low, high = high, 2 * high
+    while high - low > 1:  # the first count with enough power, then past the saw teeth
+        mid = (low + high) // 2
+        low, high = (low, mid) if power_against(mid, delta, alpha, effect) >= power else (mid, high)
+    while any(power_against(high + k, delta, alpha, effect) < power for k in range(50)):
+        high += 1
+    return high
+
+
 kit = ClaimKit(
     id="validation_bound",
     statement="For K models chosen independently of a validation set of m samples and losses in [0, C], with "
@@ -74,21 +103,26 @@ kit = ClaimKit(
               "(one-sided: R[f] <= R_val[f] + C sqrt(ln(K/delta)/(2m))).",
     source=SOURCE,
     assumptions={"range": "losses observed in [0, C]"},
-    tolerance=f"exact one-sided binomial test of the violation frequency against delta (alpha = {ALPHA:g})",
+    tolerance=f"exact one-sided binomial test of the violation frequency against delta (level alpha = {ALPHA:g}); "
+              f"'holds' only when it had power >= {POWER:g} against a violation rate {EFFECT:g} delta at this number "
+              "of repetitions (exact binomial), else inconclusive",
 )
 
 
 @kit.checker
 def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1.0, m: int | None = None,
                            loss_range=None, sided: str = "two", alpha: float = ALPHA, zero_one: bool | None = None,
-                           seed: int | None = None) -> Verdict:
+                           power: float = POWER, effect: float = EFFECT, seed: int | None = None) -> Verdict:
     """Check the bound on repeated validation sets.
 
     ``val_losses``: per-sample losses, shape (repeats, K, m), or validation risks (repeats, K) with ``m``
     and the observed ``loss_range`` (lo, hi) given (``zero_one=True`` if they are 0-1 losses); ``true_risks``: (K,) for a fixed family or
     (repeats, K) when the family changes per repetition (as under reuse). ``violated`` when the exact
     binomial test rejects "violation rate <= delta" at level ``alpha``; for a fixed family of 0-1 losses
-    the exact union of binomial tails is also required to be <= delta.
+    the exact union of binomial tails is also required to be <= delta. Not rejecting is ``holds`` only if the
+    test had power >= ``power`` (default 1 - alpha) against a violation rate ``effect`` * delta (default 2 delta)
+    at this number of repetitions (exact binomial, :func:`power_against`); otherwise ``inconclusive``, naming
+    the repetitions needed (:func:`repeats_for_power`).
     """
     losses = np.asarray(val_losses, dtype=np.float64)
     risks = np.asarray(true_risks, dtype=np.float64)
@@ -97,6 +131,8 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
     expect(0 < delta < 1 and 0 < alpha < 1 and C > 0, expected="0 < delta < 1, 0 < alpha < 1, C > 0",
            received=f"delta={delta!r}, alpha={alpha!r}, C={C!r}", fix="e.g. delta=0.05, alpha=1e-3, C=1")
     expect(sided in SIDES, expected=f"sided in {SIDES}", received=repr(sided), fix="sided='two'")
+    expect(0 < power < 1 and effect > 1, expected="0 < power < 1 and effect > 1", received=f"power={power!r}, "
+           f"effect={effect!r}", fix="power=1 - alpha, effect=2 (a violation rate 2 delta must be seen)")
     repeats, K = losses.shape[:2]
     expect(risks.shape in ((K,), (repeats, K)), expected=f"true_risks of shape ({K},) or ({repeats}, {K})",
            received=f"shape {risks.shape}", fix="one true risk per model (per repetition if the family changes)")
@@ -120,6 +156,8 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
     upper = float(test.proportion_ci(confidence_level=1 - alpha).high)
     exact = exact_union_tail(risks, m, eps, sided) if zero_one and risks.ndim == 1 else math.nan
     held_mc = test.pvalue >= alpha
+    achieved = power_against(repeats, delta, alpha, effect)
+    powered = achieved >= power
     held_exact = math.isnan(exact) or exact <= delta * (1 + 1e-9)
     in_range = observed[0] >= 0 and observed[1] <= C
     reasons = []
@@ -134,18 +172,24 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
         reasons.append(f"exact union of binomial tails {exact:.3g} > delta")
     if critical is None:
         reasons.append(f"{repeats} repetitions cannot reject a rate <= {delta:g} at level {alpha:g}: run more")
+    elif held_mc and held_exact and not powered:
+        reasons.append(f"not rejected, but {repeats} repetitions see a violation rate {effect:g} delta = "
+                       f"{min(1.0, effect * delta):.3g} only with power {achieved:.3g} < {power:g}: run more "
+                       f"(>= {repeats_for_power(delta, alpha, power, effect)} repetitions)")
     if not finite:
         reasons.append("non-finite losses or risks")
     return kit.decide(
         assumptions={"range": in_range}, conclusion_held=held_mc and held_exact,
-        inconclusive=not finite or (critical is None and held_exact),
+        inconclusive=not finite, undecided=held_mc and held_exact and not powered,
         statistic=violations / repeats, bound=delta,
         tolerance=(critical / repeats - delta) if critical is not None else math.inf,
         tolerance_basis=(f"exact one-sided binomial test of H0: violation rate <= delta at level alpha = {alpha:g} "
-                         f"(scipy.stats.binomtest): {critical} or more violations of {repeats} reject; eps = "
+                         f"(scipy.stats.binomtest): {critical} or more violations of {repeats} reject; power "
+                         f"{achieved:.4g} against a rate {effect:g} delta (holds needs >= {power:g}); eps = "
                          f"{eps:.4g} = C sqrt(ln({'2K' if sided == 'two' else 'K'}/delta)/(2m))"),
         details={"K": K, "m": m, "repeats": repeats, "epsilon": eps, "sided": sided, "violations": violations,
                  "p_value": float(test.pvalue), "rate_upper_confidence": upper, "critical_count": critical,
+                 "level": alpha, "power": achieved, "power_required": power, "alternative_rate": min(1.0, effect * delta),
                  "exact_union_tail": exact, "loss_range": list(observed), "C": C,
                  "max_gap": float(np.max(gap)) if finite else math.nan},
         reason="; ".join(reasons))
@@ -211,10 +255,12 @@ class ValidationCase:
 
 
 def random_case(claim: str, rng: np.random.Generator, control: str | None = None) -> ValidationCase:
-    """K in [2, 50] models, m in [50, 500], 500-3000 repetitions, delta in [0.01, 0.2], one- or two-sided."""
-    return ValidationCase(K=int(rng.integers(2, 51)), m=int(rng.integers(50, 501)), repeats=int(rng.integers(500, 3001)),
-                          delta=float(rng.uniform(0.01, 0.2)), sided=SIDES[int(rng.integers(2))],
-                          seed=int(rng.integers(2**31)), control=control)
+    """K in [2, 50] models, m in [50, 500], 500-3000 repetitions raised to the count that gives the test its
+    power against a rate 2 delta (:func:`repeats_for_power`), delta in [0.01, 0.2], one- or two-sided."""
+    K, m, repeats = int(rng.integers(2, 51)), int(rng.integers(50, 501)), int(rng.integers(500, 3001))
+    delta = float(rng.uniform(0.01, 0.2))
+    return ValidationCase(K=K, m=m, repeats=max(repeats, repeats_for_power(delta)), delta=delta,
+                          sided=SIDES[int(rng.integers(2))], seed=int(rng.integers(2**31)), control=control)
 
 
 kit.dataclass_cases(random_case, CONTROLS)
