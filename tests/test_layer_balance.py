@@ -431,3 +431,62 @@ def test_homogeneity_undecided_on_x_makes_the_run_inconclusive_not_vacuous():
     verdict = tc.check_layer_balance(rec.trajectory)
     assert verdict.status == "inconclusive" and balance_kit.assumptions["homogeneous"] not in verdict.assumptions, verdict.summary()
     assert verdict.details["undecided_assumptions"] == [balance_kit.assumptions["homogeneous"]] and not verdict.failed_assumptions
+
+
+# --- closure-based optimizers: the gradient is computed inside step(closure) ------------------------------
+
+class _TwoLayer(nn.Module):
+    """A user's own bias-free ReLU net (not from the generators)."""
+
+    def __init__(self, d=4, width=7):
+        super().__init__()
+        self.inp = nn.Linear(d, width, bias=False)
+        self.out = nn.Linear(width, 1, bias=False)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.inp(x))).squeeze(-1)
+
+
+def _closure_loop(optimizer_factory, dtype, *, steps=6, positional=True, zero_before=True):
+    torch.manual_seed(3)
+    model = _TwoLayer().to(dtype)
+    X = torch.randn(10, 4, dtype=dtype)
+    y = torch.where(torch.arange(10) % 2 == 0, 1.0, -1.0).to(dtype)
+    opt = optimizer_factory(model.parameters())
+    if zero_before:
+        opt.zero_grad(set_to_none=True)  # no gradient in p.grad when step() is called
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.softplus(-y * model(X)).sum()
+        loss.backward()
+        return loss
+
+    with tc.Recorder(model, opt) as rec:
+        for _ in range(steps):
+            opt.step(closure) if positional else opt.step(closure=closure)
+    return rec.trajectory
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("positional", [True, False])
+def test_sgd_stepping_through_a_closure_is_plain_and_balances(dtype, positional):
+    """SGD with step(closure): the gradient is computed inside the step; the Recorder reads the one the step
+    used, so the steps are plain and the balance identity holds (no gradient missing)."""
+    traj = _closure_loop(lambda ps: torch.optim.SGD(ps, lr=0.05), dtype, positional=positional)
+    assert traj.missing_gradients == 0
+    assert np.all(traj.grad_norm > 0)
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.assumptions[balance_kit.assumptions["plain"]] is True
+    assert [(p.lower, p.upper) for p in traj.pairs] == [("inp.weight", "out.weight")], traj.unpaired
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lbfgs_is_not_a_plain_gradient_step(dtype):
+    """LBFGS calls the closure many times and moves along a quasi-Newton direction: not plain (vacuous)."""
+    traj = _closure_loop(lambda ps: torch.optim.LBFGS(ps, lr=0.5, max_iter=5), dtype, steps=3)
+    assert traj.missing_gradients == 0
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "vacuous", verdict.summary()
+    assert verdict.assumptions[balance_kit.assumptions["plain"]] is False

@@ -56,6 +56,17 @@ def _trace_producer(node, producers: dict) -> tuple[str | None, str]:
     return None, "no weight layer upstream"
 
 
+def _find_closure(optimizer, args, kwargs) -> tuple[Any, int | None]:
+    """The closure passed to ``optimizer.step`` (positional or ``closure=``) and its position in ``args``
+    (None: passed by keyword). The hooks' ``args`` start with the optimizer itself."""
+    if kwargs.get("closure") is not None:
+        return kwargs["closure"], None
+    offset = 1 if args and args[0] is optimizer else 0
+    if len(args) > offset and callable(args[offset]):
+        return args[offset], offset
+    return None, None
+
+
 @dataclasses.dataclass(frozen=True)
 class BalanceTrajectory:
     """Per-step record of a training run (arrays are float64 numpy, steps along axis 0).
@@ -198,28 +209,56 @@ class Recorder:
         return {name: lr_of.get(id(p), float("nan")) for name, p in self._weights.items()}
 
     def _before_step(self, optimizer, args, kwargs):
-        for hook in self._forward_hooks:  # the first forward pass has fixed the layer order and the links
-            hook.remove()
-        self._forward_hooks, self._producers = [], {}
-        before, grads, edited = {}, {}, {}
+        """Read the weights before the step. Without a closure the gradient the step uses is already in
+        ``p.grad``; with ``step(closure)`` it is computed inside the step, so the closure is wrapped and the
+        gradient read right after its first call (the gradient at the weights the step starts from)."""
+        before, edited = {}, {}
         for name, p in self._weights.items():
             before[name] = p.detach().clone()
             last = None if self._last_after is None else self._last_after[name]
             edited[name] = torch.zeros((), dtype=p.dtype, device=p.device) if last is None else (before[name] - last).norm()
+        self._pending = {"before": before, "lr": self._layer_lr(), "edited": edited, "closure_calls": 0}
+        closure, position = _find_closure(optimizer, args, kwargs)
+        if closure is None:
+            self._read_gradients(self._pending)
+            return None
+        pending = self._pending
+
+        def observed_closure(*c_args, **c_kwargs):
+            result = closure(*c_args, **c_kwargs)
+            pending["closure_calls"] += 1
+            if pending["closure_calls"] == 1:
+                self._read_gradients(pending)
+            return result
+
+        if position is not None:
+            return tuple(args[:position]) + (observed_closure,) + tuple(args[position + 1:]), kwargs
+        return tuple(args), {**kwargs, "closure": observed_closure}
+
+    def _read_gradients(self, pending: dict) -> None:
+        """The gradient each weight's step uses (``p.grad`` now) and the roundoff scale of its backward pass."""
+        grads = {}
+        for name, p in self._weights.items():
             if p.grad is None:
                 self._missing += 1
-                grads[name] = torch.zeros_like(before[name])
+                grads[name] = torch.zeros_like(pending["before"][name])
             else:
                 grads[name] = p.grad.detach().clone()
-        scale, samples = self._scale.take()
-        self._pending = {"before": before, "grads": grads, "lr": self._layer_lr(), "edited": edited, "scale": scale,
-                         "samples": samples}
+        pending["scale"], pending["samples"] = self._scale.take()
+        pending["grads"] = grads
 
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs):
+        for hook in self._forward_hooks:  # the first step's forward pass has fixed the layer order and the links
+            hook.remove()
+        self._forward_hooks, self._producers = [], {}
         pending, self._pending = self._pending, None
         if pending is None:
             return
+        if "grads" not in pending:  # a closure the step never called: no gradient was used
+            self._read_gradients(pending)
+        if pending["closure_calls"] > 1:
+            self._scale.take()  # backward passes of later closure calls (a line search) are not the step's
         row: dict[str, Any] = {"lr": pending["lr"], "layers": {}, "scale": pending["scale"],
                                "samples": pending["samples"]}
         for name, p in self._weights.items():
