@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from ..core.devices import dtype_name
 from ..core.errors import expect
@@ -21,6 +22,9 @@ from ..core.inputs import as_batch, check_record_shapes, model_device_dtype
 from ..core.modules import declared_degrees, read_parameters
 from .gradient_scale import GradientScale
 from .homogeneity import measure_homogeneity
+
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +220,8 @@ class Recorder:
         for name, p in self._weights.items():
             before[name] = p.detach().clone()
             last = None if self._last_after is None else self._last_after[name]
-            edited[name] = torch.zeros((), dtype=p.dtype, device=p.device) if last is None else (before[name] - last).norm()
+            edited[name] = (torch.zeros((), dtype=p.dtype, device=p.device) if last is None
+                            else (before[name] - last).to(torch.float64 if p.dtype in _HALF else p.dtype).norm())
         self._pending = {"before": before, "lr": self._layer_lr(), "edited": edited, "closure_calls": 0}
         closure, position = _find_closure(optimizer, args, kwargs)
         if closure is None:
@@ -263,10 +268,14 @@ class Recorder:
                                "samples": pending["samples"]}
         for name, p in self._weights.items():
             w, g, lr = pending["before"][name], pending["grads"][name], pending["lr"][name]
-            update = p.detach() - w
+            after = p.detach()
+            if w.dtype in _HALF:  # float16/bfloat16 sums overflow at 65504 or round at 2^-8: exact up-cast
+                w, g, after = w.double(), g.double(), after.double()
+            update = after - w
             row["layers"][name] = torch.stack([
                 (w * w).sum(), (w * g).sum(), (w * g).abs().sum(), (g * g).sum(),
-                (update + lr * g).norm(), update.norm(), g.norm(), (p.detach() ** 2).sum(), pending["edited"][name]])
+                (update + lr * g).norm(), update.norm(), g.norm(), (after ** 2).sum(),
+                pending["edited"][name].to(w.dtype)])
         self._last_after = {name: p.detach().clone() for name, p in self._weights.items()}
         if self.neurons:
             row["neurons"] = {pair: (self._unit_sq(pending["before"], pair), self._unit_sq(pending["grads"], pair))
@@ -275,7 +284,16 @@ class Recorder:
             self._neurons_after = {pair: self._unit_sq(current, pair) for pair in self._pairs()}
         self._rows.append(row)
         if self.X is not None:
-            self._outputs.append(self.model(self.X).detach().reshape(-1))
+            self._outputs.append(self._observe_outputs())
+
+    def _observe_outputs(self) -> torch.Tensor:
+        """model(X) without changing the user's run: the random state is forked (CPU, and CUDA where X lives),
+        buffers (BatchNorm statistics) are copies, and module modes are left as they are."""
+        buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        devices = [self.X.device] if self.X.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            out = functional_call(self.model, buffers, (self.X,), strict=False)
+        return out.detach().reshape(-1)
 
     # -- per-neuron bookkeeping ----------------------------------------------------------------------
     def _layer_order(self) -> list[str]:
@@ -309,8 +327,10 @@ class Recorder:
     @staticmethod
     def _unit_sq(tensors: dict[str, torch.Tensor], pair: NeuronPair) -> torch.Tensor:
         """(||T_k[i]||^2, ||T_{k+1}[:, i]||^2) per unit i, shape (2, units) (T: weights or gradients)."""
-        lower = tensors[pair.lower].reshape(pair.units, -1)
-        upper = tensors[pair.upper]
+        lower, upper = tensors[pair.lower], tensors[pair.upper]
+        if lower.dtype in _HALF:
+            lower, upper = lower.double(), upper.double()
+        lower = lower.reshape(pair.units, -1)
         upper = upper.reshape(upper.shape[0], pair.units, -1)
         return torch.stack([(lower ** 2).sum(1), (upper ** 2).sum((0, 2))])
 
