@@ -424,3 +424,51 @@ def test_a_single_state_off_the_svm_never_holds(dtype, degrees):
     verdict = tc.check_kkt(model, X, y, multipliers=lam)
     assert verdict.details["eps"] == pytest.approx(certificate, rel=1e3 * torch.finfo(dtype).eps)  # w rounded to dtype
     assert verdict.status == "inconclusive", verdict.summary()
+
+
+# --- the SVM oracle at small relative margins and extreme scales ------------------------------------------
+
+def _small_margin_problem(gamma, n=20, d=5, seed=0):
+    """Rows g_n = y_n x_n: pairs (gamma, v) and (gamma, -v) (v unit, orthogonal to e1) force w_1 >= 1/gamma, so
+    w* = e1 / gamma (relative margin gamma: ||x_n|| ~ 1); the other pairs have first entries gamma (1 + s),
+    s in [0.5, 3]. Rotated at random."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    v = rng.standard_normal((n // 2, d - 1))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    first = np.full(n // 2, gamma)
+    first[2:] *= 1 + rng.uniform(0.5, 3.0, n // 2 - 2)
+    G = np.vstack([np.column_stack([first, v]), np.column_stack([first, -v])]) @ Q.T
+    y = np.where(rng.uniform(size=n) < 0.5, 1.0, -1.0)
+    return y[:, None] * G, y, Q[:, 0] / gamma
+
+
+@pytest.mark.parametrize("gamma", [1e-5, 3e-6, 1e-6])
+def test_svm_resolves_small_relative_margins(gamma):
+    """Relative margins 1e-5 .. 1e-6 are far above float64's resolution (gamma cond ||w|| ~ 1e-4 at most here):
+    separable, w* to relative error ~ cond(G_S) u, every constraint met within the returned tolerance."""
+    X, y, w_star = _small_margin_problem(gamma)
+    assert _lp_feasible(X, y)
+    svm = hard_margin_svm(X, y)
+    assert svm.separable, svm.worst_violation
+    _assert_feasible(svm, X, y)
+    assert np.linalg.norm(svm.w - w_star) <= 1e-6 * np.linalg.norm(w_star)
+    assert {0, 1, 10, 11} <= set(svm.active)
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e-300, 1e300, 1e-290])
+def test_svm_is_scale_free_at_the_ends_of_float64(scale, capfd):
+    """Row norms are formed after an exact power-of-two scaling: X x 1e160 (whose squares overflow) or x 1e-300
+    (whose squares underflow) has the same separability, direction and support as X; nothing is printed."""
+    data = separable(12, 4, margin=0.1, seed=3)
+    X, y = data.X.numpy(), data.y.numpy()
+    reference = hard_margin_svm(X, y)
+    scaled = hard_margin_svm(X * scale, y)
+    assert scaled.separable and scaled.support == reference.support
+    assert angle(scaled.w, reference.w) < 1e-12
+    assert scaled.margin / scale == pytest.approx(reference.margin, rel=1e-12)
+    _assert_feasible(scaled, X * scale, y)
+    contradiction = hard_margin_svm(np.vstack([X, X[:1]]) * scale, np.concatenate([y, -y[:1]]))
+    assert not contradiction.separable
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
