@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import theorycheck as tc
-from theorycheck.claims.stability_kernel import KernelCase, cvloo_stability_kit, rescaled_refit
+from theorycheck.claims.stability_kernel import KernelCase, cvloo_stability_kit, erm_stability_kit, rescaled_refit
 from theorycheck.generate.data import digits, random_labels, separable
 from theorycheck.core.devices import dtype_of
 from theorycheck.engines.kernels import kernel_matrix, kernel_ridge_refit, ridge_fit
@@ -240,3 +240,32 @@ def test_tiny_lambda_erm_is_not_vacuous(dtype):
     X, y = _clustered(10, dtype)
     verdict = tc.check_erm_stability(X, y, lam=1e-13)
     assert verdict.status in ("holds", "inconclusive"), verdict.summary()
+
+
+# --- definiteness on every point the verdict ranges over: the probes too ----------------------------------
+
+def _shifted_kernel(radius):
+    """A user's kernel: Gaussian, minus 2 on pairs of points both beyond ``radius`` (a bug that shows only
+    there). On points inside the radius it is the Gaussian kernel (PSD); with a probe beyond it k(p, p) = -1."""
+
+    def kernel(A, B):
+        far_a = (A.reshape(A.shape[0], -1).norm(dim=1) > radius).to(A.dtype)
+        far_b = (B.reshape(B.shape[0], -1).norm(dim=1) > radius).to(B.dtype)
+        return torch.exp(-torch.cdist(A, B) ** 2 / 2) - 2 * far_a[:, None] * far_b[None, :]
+
+    return kernel
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kernel_indefinite_only_with_the_probes_is_vacuous(dtype):
+    X, y = _data(14, 3, seed=3, dtype=dtype)
+    radius = float(X.norm(dim=1).max()) * 1.01
+    kernel = _shifted_kernel(radius)
+    probes = torch.cat([X[:4], 3 * radius * X[4:5] / X[4].norm()])
+    probe_y = y[:5]
+    inside = tc.check_erm_stability(X, y, lam=0.1, kernel=kernel, X_test=X[:4], y_test=y[:4])
+    assert inside.status == "holds", inside.summary()
+    verdict = tc.check_erm_stability(X, y, lam=0.1, kernel=kernel, X_test=probes, y_test=probe_y)
+    assert verdict.status == "vacuous", verdict.summary()
+    assert verdict.assumptions[erm_stability_kit.assumptions["psd"]] is False
+    assert "not a reproducing kernel" in verdict.reason

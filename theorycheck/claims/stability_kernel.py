@@ -86,7 +86,8 @@ erm_stability_kit = ClaimKit(
               "sup_z |l(f_S, z) - l(f_{S\\i}, z)| <= sigma^2 kappa^2/(2 lambda n), sigma = 2B(1 + kappa/sqrt(lambda)); "
               "replacing one example doubles the bound.",
     source=f"{BE}, Def. 19 (sigma-admissible), Thm 22 (RKHS regularization)",
-    assumptions={"lambda": "lambda > 0", "psd": "kernel positive semi-definite on the points"},
+    assumptions={"lambda": "lambda > 0", "psd": "kernel positive semi-definite on the points (training, replacement "
+                                                 "and probes)"},
     tolerance="Cholesky backward error amplified by the condition number (condition number x eps)",
 )
 
@@ -119,7 +120,9 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
     kappa, B = math.sqrt(kappa2), float(Py.abs().max())
     sigma = _sigma(B, kappa, lam)
     KZ = kernel_matrix(kernel, Z, Z, bandwidth=bandwidth)
-    psd, eig_min, eig_max = _psd(KZ)
+    _, _, eig_max = _psd(KZ)
+    # definiteness on every point the verdict ranges over: the training points, the replacement and the probes
+    psd, eig_min, _ = _psd(KZ if test is None else kernel_matrix(kernel, P, P, bandwidth=bandwidth))
     fit = ridge_fit(KZ[:n, :n], y, mu)
     KP = kernel_matrix(kernel, P, Z, bandwidth=bandwidth)
     c_S = torch.cat([fit.alpha, torch.zeros(Z.shape[0] - n, dtype=dtype, device=X.device)])
