@@ -441,3 +441,64 @@ def test_the_measurement_the_engines_use_agrees_with_the_claims_verdict():
         assert measured.homogeneous is said, (name, verdict.summary(), measured.summary())
         assert measured.statistic == verdict.statistic or math.isnan(verdict.statistic), name
     assert statuses == {"holds", "violated", "vacuous", "inconclusive"}
+
+
+# --- (c') thresholds outside the fixed scales: the sweep follows the pre-activations' own magnitudes --------
+
+class _DeadZone(nn.Module):
+    """A user's activation: ReLU with a dead zone at |z| < 1e-9 (a "numerically safe" ReLU)."""
+
+    def forward(self, z):
+        return torch.where(z.abs() < 1e-9, torch.zeros_like(z), torch.relu(z))
+
+
+class _OwnNet(nn.Module):
+    def __init__(self, activation, depth=2, width=12, inputs=6):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(inputs if k == 0 else width, width, bias=False) for k in range(depth)])
+        self.act = activation
+        self.head = nn.Linear(width, 1, bias=False)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = self.act(layer(x))
+        return self.head(x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("as_module", [False, True])
+def test_relu6_on_tiny_inputs_is_violated(dtype, as_module):
+    """relu6 on inputs x 1e-4: every pre-activation is ~1e-4, the fixed scales (a <= 1e3) never reach 6;
+    the per-layer sweep does. Applied functionally the module scan cannot see it: the identities alone make it
+    violated; as an nn.ReLU6 module it is also named (vacuous), with the same failing identities."""
+    torch.manual_seed(2)
+    model = _OwnNet(nn.ReLU6() if as_module else nn.functional.relu6).to(dtype_of(dtype))
+    x = 1e-4 * torch.randn(16, 6, dtype=dtype_of(dtype))
+    with torch.no_grad():
+        assert float(model.layers[0](x).abs().max()) * 1e3 < 6.0
+    verdict = tc.check_homogeneity(model, x)
+    assert verdict.status == ("vacuous" if as_module else "violated"), verdict.summary()
+    assert verdict.details["offending_layers"] and verdict.statistic > 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dead_zone_at_1e_minus_9_is_violated(dtype):
+    """Pre-activations of order 1 leave a dead zone at 1e-9 untouched down to a = 1e-3; the sweep to
+    a |z| ~ 1e-15 enters it."""
+    torch.manual_seed(3)
+    model = _OwnNet(_DeadZone()).to(dtype_of(dtype))
+    x = torch.randn(16, 6, dtype=dtype_of(dtype))
+    verdict = tc.check_homogeneity(model, x)
+    assert verdict.status == "violated", verdict.summary()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])
+def test_plain_relu_still_holds_across_the_sweep(dtype, scale):
+    torch.manual_seed(4)
+    model = _OwnNet(nn.ReLU(), depth=3).to(dtype_of(dtype))
+    x = scale * torch.randn(16, 6, dtype=dtype_of(dtype))
+    verdict = tc.check_homogeneity(model, x)
+    assert verdict.status == "holds", verdict.summary()
+    for name, scales in verdict.details["layer_scales"].items():
+        assert min(scales) < 1e-9 and max(scales) > 1e9, name  # the sweep spans many orders of magnitude

@@ -172,11 +172,14 @@ def test_evaluation_before_separation_is_vacuous():
 
 
 def test_a_large_multiplier_on_a_non_support_point_is_rejected():
+    """A trained state (eps 2e-7, not an exact KKT point): its own multipliers are feasible, so the one state is
+    inconclusive (eps is bounded only along the run); a large multiplier on a non-support point breaks the
+    delta bound every state meets: violated."""
     model, X, y, _ = _trained(LINEAR, target=-300.0)
     net = FlatNetwork(model, X, y)
     point = kkt_point(net, net.flatten(), 1.0)
     good = tc.check_kkt(model, X, y, multipliers=point["multipliers"])
-    assert good.status == "holds", good.summary()
+    assert good.status == "inconclusive" and good.details["eps"] > good.details["eps_roundoff"], good.summary()
     wrong = np.array(point["multipliers"])
     outsider = int(np.argmax(point["margins"]))
     assert outsider not in point["support"]
@@ -343,3 +346,129 @@ def test_wrong_multipliers_control_is_drawn_from_networks_that_separate():
     rng = np.random.default_rng(0)
     draws = [random_instance(rng, families=kkt.SEPARATING_FAMILIES) for _ in range(60)]
     assert all(d.spec.activation != "relu" or d.spec.family == "linear" for d in draws)
+
+
+# --- given multipliers and single states, on a problem whose hard-margin SVM is known by hand -----------
+
+# rows g_n = y_n x_n: (1, .3) and (1, -.3) are the support vectors (duplicated: rows 0 and 4), (3, .5) and (2, 1)
+# lie beyond the margin. The SVM is w* = (1, 0) with alpha = (.25, .5, 0, 0, .25): w* = sum alpha_n g_n, and
+# every margin is >= 1 with equality on the support.
+_G_HAND = np.array([[1.0, 0.3], [1.0, -0.3], [3.0, 0.5], [2.0, 1.0], [1.0, 0.3]])
+_Y_HAND = np.array([1.0, -1.0, 1.0, -1.0, 1.0])
+_ALPHA_HAND = np.array([0.25, 0.5, 0.0, 0.0, 0.25])
+
+
+def _hand_problem(dtype, w, scale=40.0):
+    X = torch.as_tensor(_G_HAND * _Y_HAND[:, None], dtype=dtype)
+    y = torch.as_tensor(_Y_HAND, dtype=dtype)
+    model = torch.nn.Linear(2, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        model.weight.copy_(torch.as_tensor(scale * np.asarray(w), dtype=dtype).reshape(1, -1))
+    return model, X, y
+
+
+def _rotated(degrees):
+    a = math.radians(degrees)
+    return np.array([math.cos(a), math.sin(a)])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hand_svm_is_the_oracle(dtype):
+    model, X, y = _hand_problem(dtype, [1.0, 0.0])
+    svm = hard_margin_svm(X.double().numpy(), y.double().numpy())
+    assert svm.separable and np.allclose(svm.w, [1.0, 0.0], atol=1e-12)
+    single = tc.check_kkt(model, X, y)
+    assert single.status == "holds", single.summary()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_negative_multipliers_violate_dual_feasibility(dtype):
+    """The exact SVM state (theta~ = w*: q_min = 40 for theta = 40 w*) with its dual variables holds; moving
+    0.5 from one copy of a support vector to the other keeps stationarity and complementary slackness exact
+    (eps = delta = 0) but makes a multiplier negative: violated."""
+    model, X, y = _hand_problem(dtype, [1.0, 0.0])
+    exact = tc.check_kkt(model, X, y, multipliers=_ALPHA_HAND)
+    assert exact.status == "holds", exact.summary()
+    shifted = _ALPHA_HAND + np.array([0.5, 0.0, 0.0, 0.0, -0.5])  # (0.75, 0.5, 0, 0, -0.25)
+    verdict = tc.check_kkt(model, X, y, multipliers=shifted)
+    assert verdict.details["eps"] <= verdict.details["eps_roundoff"]
+    assert verdict.status == "violated", verdict.summary()
+    assert "lambda_4" in verdict.reason and "< 0" in verdict.reason
+    with pytest.raises(tc.ClaimViolation, match="dual"):
+        tc.assert_kkt(model, X, y, multipliers=shifted)
+    # a single negative multiplier on a point beyond the margin: stationarity is off too, still violated
+    outside = _ALPHA_HAND + np.array([0.0, 0.0, -0.1, 0.0, 0.0])
+    assert tc.check_kkt(model, X, y, multipliers=outside).status == "violated"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("degrees", [13.0, 3.0])
+def test_a_single_state_off_the_svm_never_holds(dtype, degrees):
+    """A separator a few degrees off the SVM (still separating, past t0): without a trajectory it is not an
+    exact KKT point, so inconclusive, with the best multipliers, with the flow's own certificate passed as
+    multipliers (which meets its own eps by construction) and with the SVM's dual variables."""
+    w = _rotated(degrees)
+    model, X, y = _hand_problem(dtype, w)
+    assert (torch.as_tensor(_G_HAND) @ torch.as_tensor(w)).min() > 0
+    best = tc.check_kkt(model, X, y)
+    assert best.status == "inconclusive", best.summary()
+    q = _G_HAND @ (40 * w)
+    flow = np.exp(-(q - q.min()))
+    for lam in (flow * (1.0 / flow.sum()), flow, _ALPHA_HAND):
+        verdict = tc.check_kkt(model, X, y, multipliers=lam)
+        assert verdict.status != "holds", verdict.summary()
+        assert verdict.details["eps"] > verdict.details["eps_roundoff"]
+    certificate = best.details["eps_flow"]
+    lam = flow * max(float(np.asarray(_G_HAND.T @ flow) @ (w / q.min() * 40)) /
+                     float(np.sum((_G_HAND.T @ flow) ** 2)), 0.0)
+    verdict = tc.check_kkt(model, X, y, multipliers=lam)
+    assert verdict.details["eps"] == pytest.approx(certificate, rel=1e3 * torch.finfo(dtype).eps)  # w rounded to dtype
+    assert verdict.status == "inconclusive", verdict.summary()
+
+
+# --- the SVM oracle at small relative margins and extreme scales ------------------------------------------
+
+def _small_margin_problem(gamma, n=20, d=5, seed=0):
+    """Rows g_n = y_n x_n: pairs (gamma, v) and (gamma, -v) (v unit, orthogonal to e1) force w_1 >= 1/gamma, so
+    w* = e1 / gamma (relative margin gamma: ||x_n|| ~ 1); the other pairs have first entries gamma (1 + s),
+    s in [0.5, 3]. Rotated at random."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    v = rng.standard_normal((n // 2, d - 1))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    first = np.full(n // 2, gamma)
+    first[2:] *= 1 + rng.uniform(0.5, 3.0, n // 2 - 2)
+    G = np.vstack([np.column_stack([first, v]), np.column_stack([first, -v])]) @ Q.T
+    y = np.where(rng.uniform(size=n) < 0.5, 1.0, -1.0)
+    return y[:, None] * G, y, Q[:, 0] / gamma
+
+
+@pytest.mark.parametrize("gamma", [1e-5, 3e-6, 1e-6])
+def test_svm_resolves_small_relative_margins(gamma):
+    """Relative margins 1e-5 .. 1e-6 are far above float64's resolution (gamma cond ||w|| ~ 1e-4 at most here):
+    separable, w* to relative error ~ cond(G_S) u, every constraint met within the returned tolerance."""
+    X, y, w_star = _small_margin_problem(gamma)
+    assert _lp_feasible(X, y)
+    svm = hard_margin_svm(X, y)
+    assert svm.separable, svm.worst_violation
+    _assert_feasible(svm, X, y)
+    assert np.linalg.norm(svm.w - w_star) <= 1e-6 * np.linalg.norm(w_star)
+    assert {0, 1, 10, 11} <= set(svm.active)
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e-300, 1e300, 1e-290])
+def test_svm_is_scale_free_at_the_ends_of_float64(scale, capfd):
+    """Row norms are formed after an exact power-of-two scaling: X x 1e160 (whose squares overflow) or x 1e-300
+    (whose squares underflow) has the same separability, direction and support as X; nothing is printed."""
+    data = separable(12, 4, margin=0.1, seed=3)
+    X, y = data.X.numpy(), data.y.numpy()
+    reference = hard_margin_svm(X, y)
+    scaled = hard_margin_svm(X * scale, y)
+    assert scaled.separable and scaled.support == reference.support
+    assert angle(scaled.w, reference.w) < 1e-12
+    assert scaled.margin / scale == pytest.approx(reference.margin, rel=1e-12)
+    _assert_feasible(scaled, X * scale, y)
+    contradiction = hard_margin_svm(np.vstack([X, X[:1]]) * scale, np.concatenate([y, -y[:1]]))
+    assert not contradiction.separable
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

@@ -431,3 +431,140 @@ def test_homogeneity_undecided_on_x_makes_the_run_inconclusive_not_vacuous():
     verdict = tc.check_layer_balance(rec.trajectory)
     assert verdict.status == "inconclusive" and balance_kit.assumptions["homogeneous"] not in verdict.assumptions, verdict.summary()
     assert verdict.details["undecided_assumptions"] == [balance_kit.assumptions["homogeneous"]] and not verdict.failed_assumptions
+
+
+# --- closure-based optimizers: the gradient is computed inside step(closure) ------------------------------
+
+class _TwoLayer(nn.Module):
+    """A user's own bias-free ReLU net (not from the generators)."""
+
+    def __init__(self, d=4, width=7):
+        super().__init__()
+        self.inp = nn.Linear(d, width, bias=False)
+        self.out = nn.Linear(width, 1, bias=False)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.inp(x))).squeeze(-1)
+
+
+def _closure_loop(optimizer_factory, dtype, *, steps=6, positional=True, zero_before=True):
+    torch.manual_seed(3)
+    model = _TwoLayer().to(dtype)
+    X = torch.randn(10, 4, dtype=dtype)
+    y = torch.where(torch.arange(10) % 2 == 0, 1.0, -1.0).to(dtype)
+    opt = optimizer_factory(model.parameters())
+    if zero_before:
+        opt.zero_grad(set_to_none=True)  # no gradient in p.grad when step() is called
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.softplus(-y * model(X)).sum()
+        loss.backward()
+        return loss
+
+    with tc.Recorder(model, opt) as rec:
+        for _ in range(steps):
+            opt.step(closure) if positional else opt.step(closure=closure)
+    return rec.trajectory
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("positional", [True, False])
+def test_sgd_stepping_through_a_closure_is_plain_and_balances(dtype, positional):
+    """SGD with step(closure): the gradient is computed inside the step; the Recorder reads the one the step
+    used, so the steps are plain and the balance identity holds (no gradient missing)."""
+    traj = _closure_loop(lambda ps: torch.optim.SGD(ps, lr=0.05), dtype, positional=positional)
+    assert traj.missing_gradients == 0
+    assert np.all(traj.grad_norm > 0)
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.assumptions[balance_kit.assumptions["plain"]] is True
+    assert [(p.lower, p.upper) for p in traj.pairs] == [("inp.weight", "out.weight")], traj.unpaired
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lbfgs_is_not_a_plain_gradient_step(dtype):
+    """LBFGS calls the closure many times and moves along a quasi-Newton direction: not plain (vacuous)."""
+    traj = _closure_loop(lambda ps: torch.optim.LBFGS(ps, lr=0.5, max_iter=5), dtype, steps=3)
+    assert traj.missing_gradients == 0
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "vacuous", verdict.summary()
+    assert verdict.assumptions[balance_kit.assumptions["plain"]] is False
+
+
+# --- observing never changes the run ------------------------------------------------------------------
+
+class _DropoutNet(nn.Module):
+    def __init__(self, dtype):
+        super().__init__()
+        self.inp = nn.Linear(5, 16, bias=False)
+        self.norm = nn.BatchNorm1d(16)
+        self.drop = nn.Dropout(0.3)
+        self.out = nn.Linear(16, 1, bias=False)
+        self.to(dtype)
+
+    def forward(self, x):
+        return self.out(self.drop(torch.relu(self.norm(self.inp(x))))).squeeze(-1)
+
+
+def _seeded_dropout_loop(dtype, *, record: bool, closure: bool = False):
+    torch.manual_seed(11)
+    model = _DropoutNet(dtype)
+    X = torch.randn(24, 5, dtype=dtype)
+    y = torch.where(torch.arange(24) % 3 == 0, 1.0, -1.0).to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = tc.Recorder(model, opt, X, y) if record else None
+
+    def closure_fn():
+        opt.zero_grad()
+        batch = torch.randint(0, 24, (8,))
+        loss = nn.functional.softplus(-y[batch] * model(X[batch])).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(6):
+        if closure:
+            opt.step(closure_fn)
+        else:
+            closure_fn()
+            opt.step()
+    if rec is not None:
+        rec.close()
+        assert rec.trajectory.outputs.shape == (6, 24)
+    assert model.training  # the user's mode is left as it was
+    return {**{n: p.detach().clone() for n, p in model.named_parameters()},
+            **{n: b.clone() for n, b in model.named_buffers()}, "rng": torch.get_rng_state()}
+
+
+@pytest.mark.parametrize("closure", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_recorder_leaves_a_seeded_dropout_loop_bit_identical(dtype, closure):
+    """Dropout and BatchNorm in train mode, with X given (outputs recorded after every step): the final
+    weights, the BatchNorm statistics and the random state are bit-identical to the loop without the Recorder."""
+    plain = _seeded_dropout_loop(dtype, record=False, closure=closure)
+    observed = _seeded_dropout_loop(dtype, record=True, closure=closure)
+    assert plain.keys() == observed.keys()
+    for name in plain:
+        assert torch.equal(plain[name], observed[name]), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("weight_decay, status", [(0.0, "holds"), (0.5, "vacuous")])  # lr wd = 0.025 > 2u of bf16
+def test_half_precision_runs_are_judged_with_their_own_roundoff(dtype, weight_decay, status):
+    """A float16/bfloat16 model (check_homogeneity accepts it) is recorded and judged with u of its dtype:
+    plain SGD holds, weight decay is still seen as a non-plain step."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(4, 12, bias=False), nn.ReLU(), nn.Linear(12, 1, bias=False)).to(dtype)
+    X = torch.randn(16, 4).to(dtype)
+    y = torch.where(torch.arange(16) % 2 == 0, 1.0, -1.0).to(dtype)
+    assert tc.check_homogeneity(model, X).status == "holds"
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, weight_decay=weight_decay)
+    with tc.Recorder(model, opt, X, y) as rec:
+        for _ in range(8):
+            opt.zero_grad()
+            nn.functional.softplus(-y * model(X).squeeze(1)).sum().backward()
+            opt.step()
+    verdict = tc.check_layer_balance(rec.trajectory)
+    assert verdict.status == status, verdict.summary()
+    assert verdict.dtype == str(dtype).removeprefix("torch.")
+    assert (balance_kit.assumptions["plain"] in verdict.failed_assumptions) == (weight_decay > 0)

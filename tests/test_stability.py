@@ -386,3 +386,34 @@ def test_curvature_estimate_is_a_lower_bound_of_the_hessian_norm():
                                          torch.zeros(3, 1, dtype=torch.float64), torch.arange(3.0).double())
     exact = torch.linalg.matrix_norm(H, ord=2)
     assert bool((estimate <= exact * (1 + 1e-12)).all()) and bool((estimate >= 0.9 * exact).all())
+
+
+# --- constants declared from the training set must hold at the probe points too ----------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("blowup", [20.0, 100.0])
+def test_lipschitz_declared_from_training_points_fails_at_a_far_probe(dtype, blowup):
+    """Logistic loss on a linear model: L = max ||x_train|| and beta = max ||x_train||^2 / 4, declared from the
+    training set alone. A probe 20-100x farther out has gradient norm sigma(-y <w, x>) ||x|| up to 100 L: the
+    sup over probes is outside the theorem (vacuous), never holds. The same run with probes inside holds."""
+    torch.manual_seed(0)
+    data = separable(12, 3, seed=4, dtype=dtype_of(dtype))
+    X, y = data.X, data.y
+    x_max = float(X.norm(dim=1).max())
+    constants = tc.LossConstants(lipschitz=x_max, smoothness=x_max ** 2 / 4, convex=True)
+    model = torch.nn.Linear(3, 1, bias=False).to(X.dtype)
+    with torch.no_grad():
+        model.weight.zero_()  # sigma(0) = 1/2 at every probe: the gradient there is ||x|| / 2
+    far = torch.cat([X[:3], blowup * X[3:4] / X[3].norm() * x_max])
+    far_y = torch.cat([y[:3], y[3:4]])
+    common = dict(index=2, replacement=(X[5:6], -y[5:6]), steps=12, runs=32, step_size=1.0 / constants.smoothness,
+                  seed=1, dtype=dtype)
+    run = tc.coupled_sgd(model, sc.logistic_loss, X, y, X_test=far, y_test=far_y, **common)
+    assert getattr(run, "probe_grad_norm", math.inf) >= blowup * x_max / 2 * (1 - 1e-3)
+    verdict = tc.check_sgd_stability_convex(run, constants)
+    assert verdict.status == "vacuous", verdict.summary()
+    assert verdict.assumptions[st.sgd_stability_convex_kit.assumptions["gradients"]] is False
+    assert "at a probe point" in verdict.reason
+    inside = tc.coupled_sgd(model, sc.logistic_loss, X, y, X_test=X[:4], y_test=y[:4], **common)
+    assert inside.probe_grad_norm <= x_max * (1 + 1e-5)
+    assert tc.check_sgd_stability_convex(inside, constants).status == "holds"

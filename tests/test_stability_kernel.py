@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import theorycheck as tc
-from theorycheck.claims.stability_kernel import KernelCase, rescaled_refit
+from theorycheck.claims.stability_kernel import KernelCase, cvloo_stability_kit, erm_stability_kit, rescaled_refit
 from theorycheck.generate.data import digits, random_labels, separable
 from theorycheck.core.devices import dtype_of
 from theorycheck.engines.kernels import kernel_matrix, kernel_ridge_refit, ridge_fit
@@ -84,8 +84,8 @@ def test_interpolation_with_duplicate_points_is_vacuous():
     X, y = _data(12, 3)
     X[1] = X[0]
     verdict = tc.check_cvloo_stability(X, y, lam=0.0, kernel="laplace")
-    assert verdict.status == "vacuous" and verdict.assumptions["A = K + n lambda I positive definite (numerically: "
-                                                                "lambda_min(A) > n gamma_{n+1} lambda_max(A))"] is False
+    assert verdict.status == "vacuous" and verdict.assumptions[cvloo_stability_kit.assumptions["pd"]] is False
+    assert "duplicate points" in verdict.reason
 
 
 @pytest.mark.parametrize("claim", ["cvloo_stability", "erm_stability"])
@@ -196,3 +196,76 @@ def test_duplicates_and_tiny_samples_never_crash(claim, tc_device, tc_dtype):
     assert check(zeros, y, lam=0.1, kernel="linear").status == "holds"
     with pytest.raises(tc.InvalidArgument, match="expected .* but got .* Fix"):
         check(X[:1], y[:1], lam=0.1, kernel="rbf")  # one sample: nothing to leave out
+
+
+# --- positive definite by construction, singular to working precision: never an unmet assumption ----------
+
+def _clustered(n, dtype, spread=1e-6, seed=1):
+    """Distinct points packed within ``spread`` of each other: a Gaussian Gram matrix of them is positive definite
+    (distinct points) but singular to working precision."""
+    rng = np.random.default_rng(seed)
+    X = torch.as_tensor(rng.standard_normal((1, 3)) + spread * rng.standard_normal((n, 3)), dtype=dtype)
+    y = torch.as_tensor(rng.standard_normal(n), dtype=dtype)
+    assert torch.unique(X, dim=0).shape[0] == n
+    return X, y
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel, lam", [("rbf", 1e-13), ("laplace", 1e-13), ("rbf", 0.0), ("laplace", 0.0)])
+def test_positive_definite_by_construction_is_never_vacuous(kernel, lam, dtype):
+    """lambda > 0 tiny, or lambda = 0 with a Gaussian/Laplace Gram on distinct points: A is positive definite as an
+    exact problem; its numerical singularity makes roundoff unboundable (inconclusive), not the theorem silent."""
+    X, y = _clustered(12, dtype)
+    verdict = tc.check_cvloo_stability(X, y, lam=lam, kernel=kernel)
+    assert verdict.status in ("holds", "inconclusive"), verdict.summary()
+    assert verdict.assumptions[cvloo_stability_kit.assumptions["pd"]] is True
+    if lam == 0 and kernel == "rbf":  # the Gaussian Gram of points 1e-6 apart: cond ~ 1e70, nothing resolvable
+        assert verdict.status == "inconclusive" and "roundoff" in verdict.reason, verdict.summary()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exactly_singular_problems_stay_vacuous(dtype):
+    """lambda = 0 with a linear kernel on more points than dimensions (rank K <= d), or a repeated point: the
+    exact A is singular, an unmet assumption."""
+    X, y = _clustered(8, dtype, spread=1.0)
+    verdict = tc.check_cvloo_stability(X, y, lam=0.0, kernel="linear")
+    assert verdict.status == "vacuous" and "rank K <= d" in verdict.reason, verdict.summary()
+    X[3] = X[5]
+    verdict = tc.check_cvloo_stability(X, y, lam=0.0, kernel="rbf")
+    assert verdict.status == "vacuous" and "duplicate points" in verdict.reason, verdict.summary()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiny_lambda_erm_is_not_vacuous(dtype):
+    X, y = _clustered(10, dtype)
+    verdict = tc.check_erm_stability(X, y, lam=1e-13)
+    assert verdict.status in ("holds", "inconclusive"), verdict.summary()
+
+
+# --- definiteness on every point the verdict ranges over: the probes too ----------------------------------
+
+def _shifted_kernel(radius):
+    """A user's kernel: Gaussian, minus 2 on pairs of points both beyond ``radius`` (a bug that shows only
+    there). On points inside the radius it is the Gaussian kernel (PSD); with a probe beyond it k(p, p) = -1."""
+
+    def kernel(A, B):
+        far_a = (A.reshape(A.shape[0], -1).norm(dim=1) > radius).to(A.dtype)
+        far_b = (B.reshape(B.shape[0], -1).norm(dim=1) > radius).to(B.dtype)
+        return torch.exp(-torch.cdist(A, B) ** 2 / 2) - 2 * far_a[:, None] * far_b[None, :]
+
+    return kernel
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kernel_indefinite_only_with_the_probes_is_vacuous(dtype):
+    X, y = _data(14, 3, seed=3, dtype=dtype)
+    radius = float(X.norm(dim=1).max()) * 1.01
+    kernel = _shifted_kernel(radius)
+    probes = torch.cat([X[:4], 3 * radius * X[4:5] / X[4].norm()])
+    probe_y = y[:5]
+    inside = tc.check_erm_stability(X, y, lam=0.1, kernel=kernel, X_test=X[:4], y_test=y[:4])
+    assert inside.status == "holds", inside.summary()
+    verdict = tc.check_erm_stability(X, y, lam=0.1, kernel=kernel, X_test=probes, y_test=probe_y)
+    assert verdict.status == "vacuous", verdict.summary()
+    assert verdict.assumptions[erm_stability_kit.assumptions["psd"]] is False
+    assert "not a reproducing kernel" in verdict.reason

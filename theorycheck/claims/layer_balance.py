@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..core.comparisons import comparison
-from ..core.devices import dtype_of, gamma, unit_roundoff
+from ..core.devices import gamma, recorded_dtype, unit_roundoff
 from ..core.errors import expect
 from ..engines.recorder import BalanceTrajectory, Recorder
 from ..core.kit import Case, ClaimKit
@@ -181,7 +181,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
            received=type(trajectory).__name__, fix="attach theorycheck.Recorder(model, optimizer) to your loop "
            "and pass rec.trajectory")
     traj = trajectory
-    dtype = dtype_of(traj.dtype)
+    dtype = recorded_dtype(traj.dtype)  # a float16/bfloat16 run is judged with its own roundoff
     u = unit_roundoff(dtype)
     common = dict(device=traj.device, dtype=traj.dtype)
     seen = _finite_prefix(traj)  # the assumptions are judged on the steps before any overflow or NaN

@@ -117,7 +117,10 @@ def _sgd_verdict(kit, run, constants, *, eta, assumptions, expectation, confiden
     # observed assumptions: gradient norms, secant smoothness and monotonicity on shared-example steps
     g_k = gamma(run.param_count + run.input_dim + 10, dtype_of(run.dtype))
     slack = g_k * (run.grad_norm.sum(-1) + beta_tol * run.param_norm[:, :-1].sum(-1))
-    grad_max = float(run.grad_norm.max())
+    # L must bound the gradients on the training steps and at the probe points the verdict's sup_z ranges over
+    train_max = float(run.grad_norm.max())
+    probe_max = run.probe_grad_norm
+    grad_max = max(train_max, probe_max) if math.isfinite(probe_max) else train_max
     assumptions = {"lipschitz": math.isfinite(L), "smooth": math.isfinite(beta),
                    "gradients": grad_max <= L * (1 + g_k), **assumptions}
     secant = np.where(shared, run.grad_diff / delta, np.nan)
@@ -138,7 +141,8 @@ def _sgd_verdict(kit, run, constants, *, eta, assumptions, expectation, confiden
         reasons.append(f"curvature ||hess f(w; z)|| >= {run.curvature:.4g} at a visited point exceeds beta = {beta:.4g} "
                        "(beta understated)")
     if not assumptions["gradients"]:
-        reasons.append(f"a per-sample gradient of norm {grad_max:.4g} exceeds L = {L:.4g}")
+        where = "at a probe point" if grad_max > train_max else "on a training step"
+        reasons.append(f"a per-sample gradient of norm {grad_max:.4g} {where} exceeds L = {L:.4g}")
     if not assumptions["secant"]:
         reasons.append(f"secant smoothness up to {np.nanmax(secant):.4g} exceeds beta = {beta:.4g}")
 
@@ -164,7 +168,8 @@ def _sgd_verdict(kit, run, constants, *, eta, assumptions, expectation, confiden
                      "held_on_every_run_and_step": held_path, "runs": run.runs, "steps": run.steps,
                      "hits_mean": float(run.hits.sum(1).mean()), "final_distance_mean": float(delta_all[:, -1].mean()),
                      "final_bound_mean": float(bound[:, -1].mean()), "increment": f"{factor:g} alpha_t L"},
-        "observed": {"max_gradient_norm": grad_max,
+        "observed": {"max_gradient_norm": grad_max, "max_training_gradient_norm": train_max,
+                     "max_probe_gradient_norm": probe_max,
                      "max_secant_smoothness": float(np.nanmax(secant)) if shared.any() else math.nan,
                      "min_secant_monotonicity": float(np.nanmin(monotone)) if shared.any() else math.nan,
                      "max_curvature": run.curvature, "curvature_points": run.curvature_points,
@@ -244,7 +249,7 @@ def _pathwise_roundoff(delta, bound, tol, informative) -> Comparison:
 _COMMON_ASSUMPTIONS = {  # every HRS theorem's
     "lipschitz": "f(.; z) L-Lipschitz with finite L",
     "smooth": "f(.; z) beta-smooth with finite beta",
-    "gradients": "observed per-sample gradient norms <= L",
+    "gradients": "observed per-sample gradient norms <= L (on the training steps and at the probe points)",
     "secant": "observed secant smoothness ||g - g'|| <= beta ||w - w'||",
     "curvature": "observed curvature ||hess f(w; z)||_2 <= beta at visited points (power iteration)"}
 

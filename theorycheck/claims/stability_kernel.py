@@ -53,6 +53,29 @@ def _psd(K: torch.Tensor) -> tuple[bool, float, float]:
     return lo >= -n * gamma(n + 1, K.dtype) * max(abs(lo), abs(hi)), lo, hi
 
 
+# strictly positive definite on distinct points (Bochner: a positive Fourier transform), so K itself is PD there
+STRICTLY_PD_KERNELS = ("rbf", "laplace")
+
+
+def _exactly_pd(kernel, X: torch.Tensor, lam: float, psd: bool) -> tuple[bool | None, str]:
+    """Is A = K + n lambda I positive definite for the exact problem (not its rounding)? lambda > 0: yes (K is
+    PSD, checked separately); lambda = 0: no with two equal points (equal rows of K) or a linear kernel on more
+    points than dimensions (rank K <= d); yes for a strictly positive definite kernel on distinct points; else
+    None (decided from the computed factorization)."""
+    if lam > 0 and psd:
+        return True, "lambda > 0: A = K + n lambda I with K positive semi-definite"
+    if lam > 0:
+        return None, "lambda > 0 with an indefinite K: decided numerically"
+    m = X.shape[0]
+    if torch.unique(X.reshape(m, -1), dim=0).shape[0] < m:
+        return False, "lambda = 0 with duplicate points: K has equal rows, A is singular"
+    if kernel == "linear" and m > X.reshape(m, -1).shape[1]:
+        return False, f"lambda = 0, linear kernel on {m} points in {X.reshape(m, -1).shape[1]} dimensions: rank K <= d"
+    if isinstance(kernel, str) and kernel in STRICTLY_PD_KERNELS:
+        return True, f"lambda = 0, {kernel} kernel on distinct points: strictly positive definite"
+    return None, "lambda = 0 with a kernel not known to be strictly positive definite: decided numerically"
+
+
 def _sigma(B: float, kappa: float, lam: float) -> float:
     return 2 * B * (1 + kappa / math.sqrt(lam)) if lam > 0 else math.inf
 
@@ -63,7 +86,8 @@ erm_stability_kit = ClaimKit(
               "sup_z |l(f_S, z) - l(f_{S\\i}, z)| <= sigma^2 kappa^2/(2 lambda n), sigma = 2B(1 + kappa/sqrt(lambda)); "
               "replacing one example doubles the bound.",
     source=f"{BE}, Def. 19 (sigma-admissible), Thm 22 (RKHS regularization)",
-    assumptions={"lambda": "lambda > 0", "psd": "kernel positive semi-definite on the points"},
+    assumptions={"lambda": "lambda > 0", "psd": "kernel positive semi-definite on the points (training, replacement "
+                                                 "and probes)"},
     tolerance="Cholesky backward error amplified by the condition number (condition number x eps)",
 )
 
@@ -96,7 +120,9 @@ def check_erm_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kernel:
     kappa, B = math.sqrt(kappa2), float(Py.abs().max())
     sigma = _sigma(B, kappa, lam)
     KZ = kernel_matrix(kernel, Z, Z, bandwidth=bandwidth)
-    psd, eig_min, eig_max = _psd(KZ)
+    _, _, eig_max = _psd(KZ)
+    # definiteness on every point the verdict ranges over: the training points, the replacement and the probes
+    psd, eig_min, _ = _psd(KZ if test is None else kernel_matrix(kernel, P, P, bandwidth=bandwidth))
     fit = ridge_fit(KZ[:n, :n], y, mu)
     KP = kernel_matrix(kernel, P, Z, bandwidth=bandwidth)
     c_S = torch.cat([fit.alpha, torch.zeros(Z.shape[0] - n, dtype=dtype, device=X.device)])
@@ -188,7 +214,8 @@ cvloo_stability_kit = ClaimKit(
               "|V(f_{S\\i}, z_i) - V(f_S, z_i)| <= sigma^2 kappa^2/(2 lambda n) -> 0.",
     source=f"{MNPR} (CVloo stability); Wahba 1990 (exact LOO for regularized least squares); {BE}, Thm 22",
     assumptions={"psd": "kernel positive semi-definite on the points",
-                 "pd": "A = K + n lambda I positive definite (numerically: lambda_min(A) > n gamma_{n+1} lambda_max(A))"},
+                 "pd": "A = K + n lambda I positive definite (exact problem: lambda > 0, or distinct points with a "
+                       "strictly positive definite kernel; else lambda_min(A) > n gamma_{n+1} lambda_max(A) computed)"},
     tolerance="2 n gamma_{n+1} (1 + cond A): Cholesky backward error x condition number",
 )
 
@@ -216,15 +243,21 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
     sigma = _sigma(B, kappa, lam)
     K_all = kernel_matrix(kernel, X, X, bandwidth=bandwidth)
     psd, eig_min, _ = _psd(K_all)
-    rows, parts, pd_all, finite = [], [], True, True
+    rows, parts, pd_found, finite, pd_basis = [], [], [], True, []
     for m in sizes:
         K, ym, mu = K_all[:m, :m], y[:m], m * lam
         fit = ridge_fit(K, ym, mu)
         exact = kernel_ridge_refit(kernel, ridge=mu, bandwidth=bandwidth)
-        pd = fit.positive_definite and fit.condition * fit.backward < 1
-        pd_all &= pd
-        if not pd:
-            rows.append({"n": m, "condition": fit.condition, "positive_definite": False})
+        numeric = fit.positive_definite and fit.condition * fit.backward < 1
+        pd, why = _exactly_pd(kernel, X[:m], lam, psd)
+        if pd is None:  # no exact argument: the computed factorization decides, singular to working precision is open
+            pd = True if numeric else None
+        pd_found.append(pd)
+        pd_basis.append(why)
+        if not numeric:  # positive definite or not, roundoff cannot be bounded at this size
+            finite = False
+            rows.append({"n": m, "condition": fit.condition, "positive_definite": pd, "basis": why,
+                         "numerically_singular": True})
             continue
         mismatch, cv = [], []
         for i in range(m):
@@ -247,13 +280,14 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
                 f"CVloo max_i |V(f_S\\i, z_i) - V(f_S, z_i)|, n = {m}", max(cv), bound, cv_tol,
                 "square-loss LOO change against sigma^2 kappa^2/(2 lambda n) (B&E Thm 22); tolerance 4 (2 n gamma_{n+1} "
                 "(1 + cond A)) (max|loo| + B)^2: the residuals' relative rounding through the squares"))
-        rows.append({"n": m, "condition": fit.condition, "positive_definite": True, "max_mismatch": worst,
+        rows.append({"n": m, "condition": fit.condition, "positive_definite": pd, "basis": why, "max_mismatch": worst,
                      "tolerance": tol, "cvloo_max": max(cv), "cvloo_mean": float(np.mean(cv)), "bound": bound})
-    measured = [(r["n"], r["cvloo_max"]) for r in rows if r.get("positive_definite") and r["cvloo_max"] > 0]
+    pd_all = False if False in pd_found else (None if None in pd_found else True)
+    measured = [(r["n"], r["cvloo_max"]) for r in rows if "cvloo_max" in r and r["cvloo_max"] > 0]
     slope = (float(np.polyfit(np.log([m for m, _ in measured]), np.log([v for _, v in measured]), 1)[0])
              if len(measured) >= 2 else math.nan)
     if not parts:
-        parts.append(comparison("exact LOO formula vs refit", math.nan, 0.0, math.nan, "no size with A positive definite"))
+        parts.append(comparison("exact LOO formula vs refit", math.nan, 0.0, math.nan, "no size where A factors within working precision"))
     held_formula = all(p.held for p in parts if p.name.startswith("exact LOO"))
     held_bound = all(p.held for p in parts if p.name.startswith("CVloo"))
     formula = max((p for p in parts if p.name.startswith("exact LOO")), key=lambda p: p.measured)
@@ -261,19 +295,24 @@ def check_cvloo_stability(X: torch.Tensor, y: torch.Tensor, *, lam: float, kerne
     reasons = []
     if not psd:
         reasons.append(f"the kernel matrix has eigenvalue {eig_min:.3g} < 0: not a reproducing kernel")
-    if not pd_all:
-        reasons.append("A = K + n lambda I is singular to working precision at some size (duplicate points with "
-                       "lambda = 0?)")
-    if not held_formula:
+    if pd_all is False:
+        reasons.append("A = K + n lambda I is singular: " + next(b for b, p in zip(pd_basis, pd_found) if p is False))
+    elif pd_all is None:
+        reasons.append("A = K + n lambda I is singular to working precision and no exact argument decides its "
+                       "definiteness (lambda = 0, a kernel not known to be strictly positive definite)")
+    if not held_formula and math.isfinite(statistic):
         reasons.append(f"exact LOO residual alpha_i/(A^-1)_ii and the refit differ by {statistic:.3g} (relative), "
                        f"above roundoff {tolerance:.3g}: the refit does not hold n lambda fixed, or is not this "
                        "regularized least-squares problem")
     if not held_bound:
         reasons.append("CVloo exceeds the Bousquet-Elisseeff bound sigma^2 kappa^2/(2 lambda n)")
     if not finite:
-        reasons.append("ill-conditioned A (condition x eps >= 1) or non-finite residuals: roundoff cannot be bounded")
+        reasons.append("ill-conditioned A (condition x eps >= 1, Cholesky failing) or non-finite residuals: roundoff "
+                       "cannot be bounded, though the exact problem is " + ("positive definite" if pd_all else
+                                                                           "as stated"))
     return cvloo_stability_kit.decide(
-        assumptions={"psd": psd, "pd": pd_all}, inconclusive=not finite and pd_all, comparisons=parts,
+        assumptions={"psd": psd, "pd": pd_all}, inconclusive=not finite and pd_all is True and psd,
+        comparisons=parts,
         device=str(X.device), dtype=dtype_name(X.dtype),
         details={"sizes": rows, "decay_slope": slope, "lambda": lam, "sigma": sigma, "kappa2": kappa2,
                  "kappa_basis": kappa_basis, "B": B,

@@ -28,6 +28,16 @@ def dtype_of(name: str | torch.dtype) -> torch.dtype:
     return DTYPES[name]
 
 
+HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}  # recorded runs only: judged with their own u
+
+
+def recorded_dtype(name: str | torch.dtype) -> torch.dtype:
+    """The dtype a recorded run computed in: float64 or float32 (:func:`dtype_of`), or float16/bfloat16, whose
+    roundoff (u = 2^-11, 2^-8) its tolerances then use."""
+    text = dtype_name(name) if isinstance(name, torch.dtype) else name
+    return HALF_DTYPES[text] if text in HALF_DTYPES else dtype_of(name)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 

@@ -48,7 +48,9 @@ class CoupledRun:
     ``inputs``/``targets``: the training set, then the replacement point (if any), then the probes.
     ``curvature``: the largest power-iteration estimate of ||hess_w f(w; z)||_2 over ``curvature_points``
     visited w and every training example z (:func:`path_curvature`; a lower bound on the path's curvature);
-    ``curvature_error``: why it could not be estimated (NaN, 0 points), else empty.
+    ``curvature_error``: why it could not be estimated (NaN, 0 points), else empty. ``probe_grad_norm``: the
+    largest per-sample gradient norm at the probe points (the z the verdict ranges over) over the same visited
+    w (NaN where it could not be formed): a declared Lipschitz constant must hold there too.
     """
 
     n: int
@@ -77,6 +79,7 @@ class CoupledRun:
     curvature: float = float("nan")
     curvature_points: int = 0
     curvature_error: str = ""
+    probe_grad_norm: float = float("nan")  # max ||grad_w f(w; z)|| over the probe points z at the visited w
 
     def __post_init__(self):
         R, T = self.indices.shape if getattr(self.indices, "ndim", 0) == 2 else (0, 0)
@@ -320,7 +323,11 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
                                        torch.cat([y] + extra_y), seed=seed)
         why = ""
     except (NotImplementedError, RuntimeError) as error:  # e.g. a loss without second derivatives
-        curvature, points, why = torch.full((1,), float("nan")), [], f"{type(error).__name__}: {str(error)[:160]}"
+        curvature, why = torch.full((1,), float("nan")), f"{type(error).__name__}: {str(error)[:160]}"
+        visited_points, points = points, []
+    else:
+        visited_points = points
+    probe_norm = _probe_gradient_norm(objective, visited_points, X_test, y_test, device)
     return CoupledRun(
         n=n, index=index, removal=removal, step_sizes=alphas, indices=sequence.numpy(),
         sampled_uniformly=indices is None, distance=cpu(dist), loss_gap=cpu(gap), hits=sequence.numpy() == index,
@@ -331,4 +338,20 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
         input_dim=int(np.prod(X.shape[1:])), param_count=int(w0.numel()), weight_decay=float(weight_decay),
         radius=None if radius is None else float(radius), seed=int(seed) if indices is None else None,
         device=str(device), dtype=dtype_name(torch_dtype), curvature=float(curvature.max()),
-        curvature_points=len(points) * int(pick.numel()), curvature_error=why)
+        curvature_points=len(points) * int(pick.numel()), curvature_error=why, probe_grad_norm=probe_norm)
+
+
+def _probe_gradient_norm(objective, points: list, X_test: torch.Tensor, y_test: torch.Tensor, device) -> float:
+    """max ||grad_w f(w; z)|| over the probe points z and the visited w (a lower bound on the Lipschitz constant
+    the verdict's sup over z needs); NaN when the gradients cannot be formed."""
+    if not points:
+        return float("nan")
+    per_probe = vmap(grad(lambda w, x, t: objective(w, x.unsqueeze(0), t.unsqueeze(0)).sum()), in_dims=(None, 0, 0))
+    largest = float("-inf")
+    try:
+        with _one_cpu_thread(device):
+            for w in torch.cat(points):
+                largest = max(largest, float(per_probe(w, X_test, y_test).norm(dim=1).max()))
+    except (NotImplementedError, RuntimeError):
+        return float("nan")
+    return largest

@@ -24,6 +24,9 @@ from ..core.modules import declared_degrees, read_parameters
 from .euler import euler_sums
 
 SCALES = (1e-3, 0.5, 2.0, 1e3)  # f(a W_k) = a^{d_k} f(W): below and above 1, over six orders of magnitude
+# and, per layer, a such that a x (the median |pre-activation| of the layer) = 10^j: a threshold anywhere from
+# 1e-15 to 1e15 in the pre-activations' own units (relu6 on inputs x 1e-4, a dead zone at |z| < 1e-9) is crossed
+SWEEP_DECADES = tuple(range(-15, 16, 3))
 REFERENCE = torch.float64  # the identities are evaluated on a float64 copy (exact up-cast of the weights)
 
 
@@ -120,7 +123,8 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                   "scaling": lambda d: 2 * _gamma(k_forward, u) + (d + 2) * u,
                   "rescaling": 2 * _gamma(k_forward, u) + 2 * sum(
                       d * (_gamma(params[n].numel(), u) + 2 * u) for n, d in zip(names, degrees))}
-    scaled = {n: {a: forward({n: a * params[n]}) for a in SCALES} for n in names}
+    sweep = _layer_scales(model, forward, names, degrees)
+    scaled = {n: {a: forward({n: a * params[n]}) for a in sweep[n]} for n in names}
     f_unit = forward({n: params[n] / params[n].norm() for n in names})
     rho = math.prod(float(params[n].norm()) ** d for n, d in zip(names, degrees))
     finite = bool(torch.isfinite(f).all() and torch.isfinite(scale).all() and torch.isfinite(f_unit).all()
@@ -181,13 +185,18 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
         facts=facts, statistic=statistic, tolerance=1.0, inconclusive=inconclusive,
         tolerance_basis=(f"worst residual / its tolerance, float64 copy of the {dtype_name(dtype)} weights; Euler "
                          f"gamma_K = {tolerances['euler']:.2e} (K = {k_euler:g}: forward + backward dot lengths + "
-                         f"the sum, x max degree), scalings a in {list(SCALES)}: 2 gamma_K' + (d+2)u "
+                         f"the sum, x max degree), scalings a in {list(SCALES)} and per layer a "
+                         f"with a x median|pre-activation| = 10^j, j in {SWEEP_DECADES[0]}..{SWEEP_DECADES[-1]}: "
+                         f"2 gamma_K' + (d+2)u "
                          f"(K' = {k_forward:g}), rho: {tolerances['rescaling']:.2e}; relative to "
                          "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|)"),
         details={"layers": layers, "rescaling_residual": rescale_res, "rho": rho, "total_degree": sum(degrees),
                  "offending_layers": offending, "batch": int(x.shape[0]), "scales": list(SCALES),
+                 "layer_scales": {n: list(sweep[n]) for n in names},
                  "scales_reason": "homogeneity is exact at every a > 0: scales below and above 1 over six "
-                                  "orders of magnitude catch thresholds (clamp, relu6) a single a = 2 misses",
+                                  "orders of magnitude catch thresholds (clamp, relu6) a single a = 2 misses, and "
+                                  "per layer a with a x median|pre-activation| = 1e-15 .. 1e15 (every 3 decades) "
+                                  "catch thresholds outside the inputs' own range",
                  "euler_method": sums.method,
                  "tolerances": {"euler": tolerances["euler"], "forward_float64": tolerances["forward"],
                                 "rescaling": tolerances["rescaling"],
@@ -196,6 +205,40 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                  "samples_set_aside_for_underflow": int(underflow.sum()) + model_check["set_aside"],
                  "samples_in_rescaling_check": int(rescalable.sum()), **reading},
         reason="; ".join(reasons), **where)
+
+
+def _layer_scales(model, forward, names: list[str], degrees: list[float]) -> dict[str, tuple[float, ...]]:
+    """Per weight layer: :data:`SCALES` and a = 10^j / m for j in :data:`SWEEP_DECADES`, m the median nonzero
+    |output| of the module owning the weight (its pre-activations, measured on the float64 copy), kept where
+    a^d stays in float64's range (|d ln a| <= 600, as the report requires). A weight not owned by a module's
+    output (used functionally) gets m = 1."""
+    modules = dict(model.named_modules())
+    seen: dict[str, list[torch.Tensor]] = {}
+    hooks = []
+    for name in names:
+        module = modules.get(name.rpartition(".")[0])
+        if module is None or getattr(module, name.rpartition(".")[2], None) is None:
+            continue
+
+        def hook(mod, args, output, name=name):
+            if isinstance(output, torch.Tensor) and output.is_floating_point():
+                values = output.detach().abs().flatten()
+                seen.setdefault(name, []).append(values[(values > 0) & torch.isfinite(values)])
+
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        forward({})
+    finally:
+        for hook in hooks:
+            hook.remove()
+    out = {}
+    for name, d in zip(names, degrees):
+        values = torch.cat(seen.get(name, [])) if seen.get(name) else torch.empty(0)
+        m = float(values.median()) if values.numel() else 1.0
+        extra = [10.0 ** j / m for j in SWEEP_DECADES]
+        kept = [a for a in extra if 0 < a < math.inf and abs(max(d, 1.0) * math.log(a)) <= 600]
+        out[name] = tuple(sorted(set(SCALES) | set(kept)))
+    return out
 
 
 def _gamma(n: float, u: float) -> float:

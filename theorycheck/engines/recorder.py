@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from ..core.devices import dtype_name
 from ..core.errors import expect
@@ -21,6 +22,9 @@ from ..core.inputs import as_batch, check_record_shapes, model_device_dtype
 from ..core.modules import declared_degrees, read_parameters
 from .gradient_scale import GradientScale
 from .homogeneity import measure_homogeneity
+
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +58,17 @@ def _trace_producer(node, producers: dict) -> tuple[str | None, str]:
             return None, f"{kind} combines {len(parents)} tensors (a residual, concatenation or product?)"
         node = parents[0]
     return None, "no weight layer upstream"
+
+
+def _find_closure(optimizer, args, kwargs) -> tuple[Any, int | None]:
+    """The closure passed to ``optimizer.step`` (positional or ``closure=``) and its position in ``args``
+    (None: passed by keyword). The hooks' ``args`` start with the optimizer itself."""
+    if kwargs.get("closure") is not None:
+        return kwargs["closure"], None
+    offset = 1 if args and args[0] is optimizer else 0
+    if len(args) > offset and callable(args[offset]):
+        return args[offset], offset
+    return None, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,36 +213,69 @@ class Recorder:
         return {name: lr_of.get(id(p), float("nan")) for name, p in self._weights.items()}
 
     def _before_step(self, optimizer, args, kwargs):
-        for hook in self._forward_hooks:  # the first forward pass has fixed the layer order and the links
-            hook.remove()
-        self._forward_hooks, self._producers = [], {}
-        before, grads, edited = {}, {}, {}
+        """Read the weights before the step. Without a closure the gradient the step uses is already in
+        ``p.grad``; with ``step(closure)`` it is computed inside the step, so the closure is wrapped and the
+        gradient read right after its first call (the gradient at the weights the step starts from)."""
+        before, edited = {}, {}
         for name, p in self._weights.items():
             before[name] = p.detach().clone()
             last = None if self._last_after is None else self._last_after[name]
-            edited[name] = torch.zeros((), dtype=p.dtype, device=p.device) if last is None else (before[name] - last).norm()
+            edited[name] = (torch.zeros((), dtype=p.dtype, device=p.device) if last is None
+                            else (before[name] - last).to(torch.float64 if p.dtype in _HALF else p.dtype).norm())
+        self._pending = {"before": before, "lr": self._layer_lr(), "edited": edited, "closure_calls": 0}
+        closure, position = _find_closure(optimizer, args, kwargs)
+        if closure is None:
+            self._read_gradients(self._pending)
+            return None
+        pending = self._pending
+
+        def observed_closure(*c_args, **c_kwargs):
+            result = closure(*c_args, **c_kwargs)
+            pending["closure_calls"] += 1
+            if pending["closure_calls"] == 1:
+                self._read_gradients(pending)
+            return result
+
+        if position is not None:
+            return tuple(args[:position]) + (observed_closure,) + tuple(args[position + 1:]), kwargs
+        return tuple(args), {**kwargs, "closure": observed_closure}
+
+    def _read_gradients(self, pending: dict) -> None:
+        """The gradient each weight's step uses (``p.grad`` now) and the roundoff scale of its backward pass."""
+        grads = {}
+        for name, p in self._weights.items():
             if p.grad is None:
                 self._missing += 1
-                grads[name] = torch.zeros_like(before[name])
+                grads[name] = torch.zeros_like(pending["before"][name])
             else:
                 grads[name] = p.grad.detach().clone()
-        scale, samples = self._scale.take()
-        self._pending = {"before": before, "grads": grads, "lr": self._layer_lr(), "edited": edited, "scale": scale,
-                         "samples": samples}
+        pending["scale"], pending["samples"] = self._scale.take()
+        pending["grads"] = grads
 
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs):
+        for hook in self._forward_hooks:  # the first step's forward pass has fixed the layer order and the links
+            hook.remove()
+        self._forward_hooks, self._producers = [], {}
         pending, self._pending = self._pending, None
         if pending is None:
             return
+        if "grads" not in pending:  # a closure the step never called: no gradient was used
+            self._read_gradients(pending)
+        if pending["closure_calls"] > 1:
+            self._scale.take()  # backward passes of later closure calls (a line search) are not the step's
         row: dict[str, Any] = {"lr": pending["lr"], "layers": {}, "scale": pending["scale"],
                                "samples": pending["samples"]}
         for name, p in self._weights.items():
             w, g, lr = pending["before"][name], pending["grads"][name], pending["lr"][name]
-            update = p.detach() - w
+            after = p.detach()
+            if w.dtype in _HALF:  # float16/bfloat16 sums overflow at 65504 or round at 2^-8: exact up-cast
+                w, g, after = w.double(), g.double(), after.double()
+            update = after - w
             row["layers"][name] = torch.stack([
                 (w * w).sum(), (w * g).sum(), (w * g).abs().sum(), (g * g).sum(),
-                (update + lr * g).norm(), update.norm(), g.norm(), (p.detach() ** 2).sum(), pending["edited"][name]])
+                (update + lr * g).norm(), update.norm(), g.norm(), (after ** 2).sum(),
+                pending["edited"][name].to(w.dtype)])
         self._last_after = {name: p.detach().clone() for name, p in self._weights.items()}
         if self.neurons:
             row["neurons"] = {pair: (self._unit_sq(pending["before"], pair), self._unit_sq(pending["grads"], pair))
@@ -236,7 +284,16 @@ class Recorder:
             self._neurons_after = {pair: self._unit_sq(current, pair) for pair in self._pairs()}
         self._rows.append(row)
         if self.X is not None:
-            self._outputs.append(self.model(self.X).detach().reshape(-1))
+            self._outputs.append(self._observe_outputs())
+
+    def _observe_outputs(self) -> torch.Tensor:
+        """model(X) without changing the user's run: the random state is forked (CPU, and CUDA where X lives),
+        buffers (BatchNorm statistics) are copies, and module modes are left as they are."""
+        buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        devices = [self.X.device] if self.X.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            out = functional_call(self.model, buffers, (self.X,), strict=False)
+        return out.detach().reshape(-1)
 
     # -- per-neuron bookkeeping ----------------------------------------------------------------------
     def _layer_order(self) -> list[str]:
@@ -270,8 +327,10 @@ class Recorder:
     @staticmethod
     def _unit_sq(tensors: dict[str, torch.Tensor], pair: NeuronPair) -> torch.Tensor:
         """(||T_k[i]||^2, ||T_{k+1}[:, i]||^2) per unit i, shape (2, units) (T: weights or gradients)."""
-        lower = tensors[pair.lower].reshape(pair.units, -1)
-        upper = tensors[pair.upper]
+        lower, upper = tensors[pair.lower], tensors[pair.upper]
+        if lower.dtype in _HALF:
+            lower, upper = lower.double(), upper.double()
+        lower = lower.reshape(pair.units, -1)
         upper = upper.reshape(upper.shape[0], pair.units, -1)
         return torch.stack([(lower ** 2).sum(1), (upper ** 2).sum((0, 2))])
 
