@@ -19,6 +19,7 @@ EXAMPLES = {path.relative_to(ROOT).as_posix(): re.findall(r"```python\n(.*?)```"
 def test_documented_examples_run_in_order(document):
     """One test per document, so that an example using a claim declared by an earlier one runs after it on
     the same worker; the claims they declare are removed afterwards, so other tests see the built-in registry."""
+    assert registry.CLAIMS  # the built-in claims are registered first: they are not the examples' to remove
     before = (set(registry._CLAIMS), set(kit.KITS), set(battery.BATTERY_CHECKS))
     try:
         for number, code in enumerate(EXAMPLES[document], 1):
