@@ -23,6 +23,7 @@ from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
 from ..core.registry import case_seed
+from ..core.threads import threads_for
 
 kit = ClaimKit(
     id="ntk",
@@ -96,7 +97,8 @@ def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_
     """J J^T of a relu MLP at a fresh initialization, independent for each (width, seed);
     ``output_scale="mean-field"`` divides the output by width instead of sqrt(width) (the control)."""
     weights = init_weights(X.shape[1], width, depth, seed=seed, dtype=X.dtype)
-    return kernel_at(X, weights, output_scale=output_scale)
+    with threads_for(sum(W.numel() for W in weights) * len(X), X.device):
+        return kernel_at(X, weights, output_scale=output_scale)
 
 
 @kit.checker

@@ -26,6 +26,7 @@ import torch
 from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
+from ..core.threads import one_thread_when_small
 from .ntk import CONFIDENCE, init_weights, mlp_output, slope_interval, width_series
 
 kit = ClaimKit(
@@ -61,11 +62,16 @@ def one_layer_kernel(X: torch.Tensor, W: torch.Tensor, a: torch.Tensor, *, activ
     return (phi @ phi.transpose(-1, -2) + (G @ G.transpose(-1, -2)) * (X @ X.T / d)) / scale ** 2
 
 
+def _movement_work(X: torch.Tensor, y, width: int, seeds, **run) -> tuple[float, object]:
+    return len(seeds) * (X.shape[1] + 1) * width * len(X), X.device
+
+
+@one_thread_when_small(_movement_work)
 def kernel_movement(X: torch.Tensor, y: torch.Tensor, width: int, seeds, *, activation: str = "erf",
                     output_scale: str = "ntk", steps: int = 32, lr_factor: float = 1.0) -> list[dict]:
     """GD runs of one width, one per seed (independent streams, run side by side): each run's sup relative
     kernel movement on the grid {0, 1, 2, 4, ..., steps}, its step ratio eta (lambda_min + lambda_max) / 2 at
-    initialization, and whether it stayed finite."""
+    initialization, and whether it stayed finite. One intra-op thread below SMALL_WORK parameters x samples."""
     pairs = [init_weights(X.shape[1], width, 1, seed=int(seed), claim="ntk_movement", dtype=X.dtype)
              for seed in seeds]
     W = torch.stack([w.detach() for w, _ in pairs]).requires_grad_()
