@@ -27,7 +27,7 @@ from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
 from ..core.threads import one_thread_when_small
-from .ntk import CONFIDENCE, init_weights, mlp_output, slope_interval, width_series
+from .ntk import CONFIDENCE, mlp_output, slope_interval, stacked_weights, width_series
 
 kit = ClaimKit(
     id="ntk_movement",
@@ -72,16 +72,13 @@ def kernel_movement(X: torch.Tensor, y: torch.Tensor, width: int, seeds, *, acti
     """GD runs of one width, one per seed (independent streams, run side by side): each run's sup relative
     kernel movement on the grid {0, 1, 2, 4, ..., steps}, its step ratio eta (lambda_min + lambda_max) / 2 at
     initialization, and whether it stayed finite. One intra-op thread below SMALL_WORK parameters x samples."""
-    pairs = [init_weights(X.shape[1], width, 1, seed=int(seed), claim="ntk_movement", dtype=X.dtype)
-             for seed in seeds]
-    W = torch.stack([w.detach() for w, _ in pairs]).requires_grad_()
-    a = torch.stack([v.detach() for _, v in pairs]).requires_grad_()
+    W, a = stacked_weights(X.shape[1], width, 1, seeds=seeds, claim="ntk_movement", dtype=X.dtype)
     network = dict(activation=ACTIVATIONS[activation], output_scale=output_scale)
     K0 = one_layer_kernel(X, W, a, activation=activation, output_scale=output_scale)
     eigenvalues = torch.linalg.eigvalsh(K0)
     lr = lr_factor / eigenvalues[:, -1]
     checked = {0, steps} | {2 ** k for k in range(int(math.log2(max(steps, 1))) + 1)}
-    worst, norm0 = torch.zeros(len(pairs), dtype=torch.float64), torch.linalg.norm(K0, dim=(-2, -1)).double()
+    worst, norm0 = torch.zeros(len(seeds), dtype=torch.float64), torch.linalg.norm(K0, dim=(-2, -1)).double()
     for t in range(steps + 1):
         if t in checked:
             K = one_layer_kernel(X, W, a, activation=activation, output_scale=output_scale)
