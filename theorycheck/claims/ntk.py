@@ -52,24 +52,26 @@ def analytic_ntk(X: np.ndarray, depth: int) -> np.ndarray:
     return theta
 
 
-def init_weights(d: int, width: int, depth: int, *, seed: int, claim: str = "ntk",
-                 dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
-    """N(0, 1) weights of a bias-free MLP d -> width^depth -> 1, one stream per (claim, width, seed): the same
-    stream at two widths would share units and correlate the residuals of a fit over widths. One draw per
-    network from numpy's PCG64 (its ziggurat sampler: 1.7x torch.randn's float64 rate on 1024 x 1024, measured),
-    split into the layers."""
-    sizes = [d] + [width] * depth + [1]
-    shapes = [(sizes[k + 1], sizes[k]) for k in range(len(sizes) - 1)]
-    counts = [rows * columns for rows, columns in shapes]
-    draw = torch.from_numpy(np.random.default_rng(case_seed(seed, claim, width)).standard_normal(sum(counts)))
-    return [part.view(shape).to(dtype).requires_grad_() for part, shape in zip(draw.split(counts), shapes)]
-
-
 def stacked_weights(d: int, width: int, depth: int, *, seeds, claim: str = "ntk",
                     dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
-    """:func:`init_weights` of each seed, layer k of every network stacked: shapes (len(seeds), out, in)."""
-    draws = [init_weights(d, width, depth, seed=int(seed), claim=claim, dtype=dtype) for seed in seeds]
-    return [torch.stack([W.detach() for W in layer]).requires_grad_() for layer in zip(*draws)]
+    """N(0, 1) weights of bias-free MLPs d -> width^depth -> 1, one per seed, side by side: layer k of shape
+    (len(seeds), n_{k+1}, n_k). One stream per (claim, width, seed): the same stream at two widths would share
+    units and correlate the residuals of a fit over widths. Drawn by numpy's PCG64 straight into the stacked
+    layers (its ziggurat sampler: 1.6x torch.randn's float64 rate at width 1024, measured)."""
+    sizes = [d] + [width] * depth + [1]
+    layers = [torch.empty(len(seeds), sizes[k + 1], sizes[k], dtype=torch.float64) for k in range(len(sizes) - 1)]
+    for index, seed in enumerate(seeds):
+        generator = np.random.default_rng(case_seed(int(seed), claim, width))
+        for W in layers:
+            generator.standard_normal(out=W[index].numpy())
+    return [W.to(dtype).requires_grad_() for W in layers]
+
+
+def init_weights(d: int, width: int, depth: int, *, seed: int, claim: str = "ntk",
+                 dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """The weights of one network of :func:`stacked_weights` (seed ``seed``), layer by layer."""
+    return [W[0].detach().requires_grad_() for W in stacked_weights(d, width, depth, seeds=[seed], claim=claim,
+                                                                     dtype=dtype)]
 
 
 def _layers(X: torch.Tensor, weights: list[torch.Tensor], activation, output_scale: str):
