@@ -65,9 +65,11 @@ def pin_worker_threads() -> int | None:
     return share
 
 
-# parameters x samples below which one intra-op thread is faster than two (measured on 2 cores: tc.train's flow
-# and GD, and the empirical NTK; docs/benchmarks.md)
-SMALL_WORK = 2**20
+# parameters x samples below which one intra-op thread is faster than two. Measured on the shared 2-core machine
+# (load 2.5-6.6, docs/benchmarks.md): every tc.train flow and GD run up to 7.4e7 ran 0.6-49x slower on two
+# threads (median 12x; a descheduled thread stalls every parallel region), the empirical NTK at 5e7-2e8 within
+# 0.88-1.26x of one thread
+SMALL_WORK = 2**27
 
 
 @functools.cache
