@@ -58,3 +58,14 @@ def test_mean_field_scaling_and_too_few_runs_are_vacuous():
     assert tc.check_ntk(X, depth=1, widths=(64, 128)).status == "vacuous"
     with pytest.raises(tc.InvalidArgument, match="expected X as an"):
         tc.check_ntk(torch.randn(1, 3))
+
+
+def test_stacked_networks_are_the_single_networks_side_by_side():
+    """Each seed keeps its own stream per width: row s of the stacked layers is init_weights(seed=s)."""
+    from theorycheck.claims.ntk import stacked_weights
+
+    for dtype in (torch.float64, torch.float32):
+        stacked = stacked_weights(3, 16, 2, seeds=[5, 9], dtype=dtype)
+        for row, seed in enumerate([5, 9]):
+            single = init_weights(3, 16, 2, seed=seed, dtype=dtype)
+            assert all(torch.equal(W[row], V) for W, V in zip(stacked, single))

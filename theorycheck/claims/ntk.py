@@ -55,16 +55,15 @@ def analytic_ntk(X: np.ndarray, depth: int) -> np.ndarray:
 def stacked_weights(d: int, width: int, depth: int, *, seeds, claim: str = "ntk",
                     dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
     """N(0, 1) weights of bias-free MLPs d -> width^depth -> 1, one per seed, side by side: layer k of shape
-    (len(seeds), n_{k+1}, n_k). One stream per (claim, width, seed): the same stream at two widths would share
-    units and correlate the residuals of a fit over widths. Drawn by numpy's PCG64 straight into the stacked
-    layers (its ziggurat sampler: 1.6x torch.randn's float64 rate at width 1024, measured)."""
+    (len(seeds), n_{k+1}, n_k), drawn straight into place. One stream per (claim, width, seed): the same stream
+    at two widths would share units and correlate the residuals of a fit over widths."""
     sizes = [d] + [width] * depth + [1]
-    layers = [torch.empty(len(seeds), sizes[k + 1], sizes[k], dtype=torch.float64) for k in range(len(sizes) - 1)]
+    layers = [torch.empty(len(seeds), sizes[k + 1], sizes[k], dtype=dtype) for k in range(len(sizes) - 1)]
     for index, seed in enumerate(seeds):
-        generator = np.random.default_rng(case_seed(int(seed), claim, width))
+        generator = torch.Generator().manual_seed(case_seed(int(seed), claim, width))
         for W in layers:
-            generator.standard_normal(out=W[index].numpy())
-    return [W.to(dtype).requires_grad_() for W in layers]
+            torch.randn(W.shape[1:], generator=generator, dtype=dtype, out=W[index])
+    return [W.requires_grad_() for W in layers]
 
 
 def init_weights(d: int, width: int, depth: int, *, seed: int, claim: str = "ntk",
