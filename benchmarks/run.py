@@ -1,29 +1,37 @@
-"""The batched ensemble engine (theorycheck.engines.ensemble) against the loop a researcher writes.
+"""The batched ensemble engine (theorycheck.engines.ensemble) against the loop a researcher writes, and against
+the machine's large-matrix-product rate.
 
     python benchmarks/run.py [--quick] [--repeats 5] [--loop-networks 16] [--steps 300] [--threads N]
                              [--device cpu|cuda]
 
 Reference setting: 64 bias-free ReLU MLPs 10 -> 32 -> 32 -> 1 (depth 3 = three weight layers), 128 samples,
-full-batch GD on the summed logistic loss, 300 steps, in float32 and float64. Three programs, timed in
+full-batch GD on the summed logistic loss, 300 steps, in float32 and float64. Programs, timed in
 network-steps per second (networks x steps / wall seconds) and interleaved repeat by repeat, so that load
 from other processes hits all of them alike:
   loop      one nn.Sequential and one torch.optim.SGD per network, autograd backward, no records (its cost is
-            per network: it is timed on --loop-networks of the 64);
+            per network: it is timed on --loop-networks of the 64), at 1 torch thread and at --threads: the
+            baseline is its best setting (on a busy machine 1 thread can win);
   stacked   the 64 networks' weights stacked, bmm forward, autograd backward, one in-place update per layer;
   engine    train_ensemble: hand-written backward into preallocated buffers, cache-sized chunks, and the
-            records (log L, min margin, squared layer norms at every step), which the other two do not keep.
-The speedup is the median over repeats of engine / loop measured in the same repeat. Then the engine's cost
+            records (log L, min margin, squared layer norms at every step), which the other two do not keep;
+  peak      a 1024 x 1024 matrix product at --threads (numpy's OpenBLAS, which the engine calls, and torch.mm;
+            the faster of the two), the machine's large-matmul rate in that repeat.
+One statistic everywhere: the ratio of medians over the repeats. ``x loop`` = median rate / the loop's best
+median rate; ``peak_fraction`` = the engine's median GFLOP/s (the matrix-product FLOPs of a step, counted
+from the widths: :func:`engine_flops`) over the peak's median GFLOP/s. Then the engine's cost
 (seconds per step) against width, depth, sample count and ensemble size with a fitted log-log slope each,
 peak memory (growth of the resident set's high-water mark over one reference run; on CUDA the allocator's
 peak), and each registered claim's checker time per audit instance (median over --instances, float64, on
 the device). ``--device cuda`` runs every program on the GPU and waits for its queued kernels before each
-reading of the clock. Last line: ``speedup float32=<x> float64=<y>``.
+reading of the clock. Last two lines: ``speedup float32=<x> float64=<y>`` and
+``peak_fraction float32=<x> float64=<y>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import math
 import statistics
 import sys
 import time
@@ -32,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from threadpoolctl import ThreadpoolController
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from theorycheck.core.devices import cuda_available, synchronize  # noqa: E402
@@ -61,17 +70,23 @@ def clock() -> float:
     return time.perf_counter()
 
 
-def loop_rate(ensemble: Ensemble, X, y, steps: int, networks: int) -> float:
-    """Network-steps/s of the plain loop: per network one model, one optimizer, autograd."""
+def loop_rate(ensemble: Ensemble, X, y, steps: int, networks: int, threads: int | None = None) -> float:
+    """Network-steps/s of the plain loop: per network one model, one optimizer, autograd; on ``threads`` torch
+    threads (default: as set)."""
     models = ensemble.to_models()[:networks]
-    started = clock()
-    for model in models:
-        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            F.softplus(-y * model(X).squeeze(1)).sum().backward()
-            optimizer.step()
-    return len(models) * steps / (clock() - started)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        started = clock()
+        for model in models:
+            optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+            for _ in range(steps):
+                optimizer.zero_grad()
+                F.softplus(-y * model(X).squeeze(1)).sum().backward()
+                optimizer.step()
+        return len(models) * steps / (clock() - started)
+    finally:
+        torch.set_num_threads(before)
 
 
 def stacked_rate(ensemble: Ensemble, X, y, steps: int) -> float:
@@ -95,9 +110,50 @@ def engine_rate(ensemble: Ensemble, X, y, steps: int) -> float:
     return train_ensemble(ensemble, X, y, lr=LR, steps=steps).network_steps_per_second
 
 
+def engine_flops(widths: tuple[int, ...], samples: int) -> int:
+    """Matrix-product FLOPs of one GD network-step of the engine on ``samples`` samples: the forward products
+    (2 N n_k n_{k+1} per layer), the gradients (as many) and the deltas of the hidden layers below the output
+    (2 N n_k n_{k+1} for k = 1..K-2), plus the output layer's outer product (N n_{K-1})."""
+    sizes = [a * b for a, b in zip(widths[:-1], widths[1:])]
+    return 2 * samples * (2 * sum(sizes) + sum(sizes[1:-1])) + samples * widths[-2]
+
+
+PEAK_SIZE = 1024
+
+
+def peak_gflops(dtype: torch.dtype, threads: int, repeats: int = 3) -> float:
+    """GFLOP/s of the faster of numpy's matmul (OpenBLAS at ``threads``) and torch.mm (at ``threads``) on two
+    PEAK_SIZE x PEAK_SIZE matrices on DEVICE (CUDA: torch.mm only), best of ``repeats`` products each."""
+    generator = torch.Generator().manual_seed(1)
+    a, b = (torch.randn(PEAK_SIZE, PEAK_SIZE, generator=generator, dtype=dtype) for _ in range(2))
+    products = {"torch": lambda: torch.mm(a, b)}
+    if DEVICE.type == "cpu":
+        a_np, b_np = a.numpy(), b.numpy()
+        products["numpy"] = lambda: np.matmul(a_np, b_np)
+    else:
+        a, b = a.to(DEVICE), b.to(DEVICE)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    best = math.inf
+    try:
+        with ThreadpoolController().limit(limits=threads, user_api="blas"):
+            for product in products.values():
+                product()
+                for _ in range(repeats):
+                    started = clock()
+                    product()
+                    best = min(best, clock() - started)
+    finally:
+        torch.set_num_threads(before)
+    return 2 * PEAK_SIZE**3 / best / 1e9
+
+
 def reference(args) -> dict:
-    """Interleaved repeats of the three programs in both dtypes; medians and per-repeat speedups."""
-    rates = {(name, dt): [] for name in ("loop", "stacked", "engine") for dt in DTYPES}
+    """Interleaved repeats of the programs and the peak product in both dtypes: the rates of every repeat, the
+    loop at each thread setting (``loop@k``), and the ratios of medians."""
+    loops = sorted({1, args.threads})
+    names = [f"loop@{k}" for k in loops] + ["stacked", "engine", "peak"]
+    rates = {(name, dt): [] for name in names for dt in DTYPES}
     for dt, dtype in DTYPES.items():  # warm-up: first-call costs are nobody's steady state
         X, y = data(args.samples, 10, dtype)
         ensemble = ensemble_of(args.networks, (10, 32, 32, 1), dtype)
@@ -106,11 +162,18 @@ def reference(args) -> dict:
         for dt, dtype in DTYPES.items():
             X, y = data(args.samples, 10, dtype)
             ensemble = ensemble_of(args.networks, (10, 32, 32, 1), dtype)
-            rates["loop", dt].append(loop_rate(ensemble, X, y, args.steps, args.loop_networks))
+            for k in loops:
+                rates[f"loop@{k}", dt].append(loop_rate(ensemble, X, y, args.steps, args.loop_networks, k))
             rates["stacked", dt].append(stacked_rate(ensemble, X, y, args.steps))
             rates["engine", dt].append(engine_rate(ensemble, X, y, args.steps))
-    speedup = {dt: statistics.median(e / lp for e, lp in zip(rates["engine", dt], rates["loop", dt])) for dt in DTYPES}
-    return {"rates": rates, "speedup": speedup}
+            rates["peak", dt].append(peak_gflops(dtype, args.threads))
+    median = {key: statistics.median(values) for key, values in rates.items()}
+    best_loop = {dt: max(median[f"loop@{k}", dt] for k in loops) for dt in DTYPES}
+    flops = engine_flops((10, 32, 32, 1), args.samples)
+    return {"rates": rates, "median": median, "loops": loops, "best_loop": best_loop,
+            "speedup": {dt: median["engine", dt] / best_loop[dt] for dt in DTYPES},
+            "engine_gflops": {dt: median["engine", dt] * flops / 1e9 for dt in DTYPES},
+            "peak_fraction": {dt: median["engine", dt] * flops / 1e9 / median["peak", dt] for dt in DTYPES}}
 
 
 def seconds_per_step(size: int, widths: tuple[int, ...], samples: int, steps: int, dtype) -> float:
@@ -216,16 +279,18 @@ def main(argv=None) -> int:
           f"device {DEVICE.type}{f' ({torch.cuda.get_device_name(DEVICE)})' if DEVICE.type == 'cuda' else ''}; "
           f"{args.repeats} interleaved repeats, loop timed on {args.loop_networks} networks")
     result = reference(args)
-    print(f"{'program':<10}{'float32 net-steps/s':>22}{'x loop':>8}{'float64 net-steps/s':>22}{'x loop':>8}")
-    for name in ("loop", "stacked", "engine"):
-        cells = ""
-        for dt in DTYPES:
-            rate, loop = statistics.median(result["rates"][name, dt]), statistics.median(result["rates"]["loop", dt])
-            cells += f"{rate:>22,.0f}{rate / loop:>8.1f}"
-        print(f"{name:<10}{cells}")
-    spread = {dt: [round(e / lp, 1) for e, lp in zip(result["rates"]["engine", dt], result["rates"]["loop", dt])]
-              for dt in DTYPES}
-    print(f"engine / loop per repeat: {spread}")
+    median, best_loop = result["median"], result["best_loop"]
+    print(f"{'program':<12}{'float32 net-steps/s':>22}{'x loop':>8}{'float64 net-steps/s':>22}{'x loop':>8}"
+          "   (medians over the repeats; x loop: over the loop's best thread setting)")
+    for name in [f"loop@{k}" for k in result["loops"]] + ["stacked", "engine"]:
+        cells = "".join(f"{median[name, dt]:>22,.0f}{median[name, dt] / best_loop[dt]:>8.2f}" for dt in DTYPES)
+        print(f"{name:<12}{cells}")
+    print("GFLOP/s (medians): " + ", ".join(
+        f"{dt} engine {result['engine_gflops'][dt]:.1f} of peak {median['peak', dt]:.1f}" for dt in DTYPES)
+        + f" ({engine_flops((10, 32, 32, 1), args.samples) / 1e6:.3f} MFLOP a network-step; peak: "
+        f"{PEAK_SIZE}x{PEAK_SIZE} product at {args.threads} thread(s))")
+    spread = {dt: {name: [round(v) for v in result["rates"][name, dt]] for name in ("engine", "peak")} for dt in DTYPES}
+    print(f"per repeat (engine net-steps/s, peak GFLOP/s): {spread}")
     print("engine cost, float32, one axis of the setting varied at a time (seconds per step):")
     for axis, values, cost, slope in scaling(args):
         points = ", ".join(f"{v}: {c * 1e3:.3g} ms" for v, c in zip(values, cost))
@@ -242,6 +307,8 @@ def main(argv=None) -> int:
     for claim_id, seconds in sorted(costs.items(), key=lambda item: -item[1]):
         print(f"  {claim_id:<32}{seconds * 1e3:>10.1f} ms")
     print(f"speedup float32={result['speedup']['float32']:.1f} float64={result['speedup']['float64']:.1f}")
+    print(f"peak_fraction float32={result['peak_fraction']['float32']:.2f} "
+          f"float64={result['peak_fraction']['float64']:.2f}")
     return 0
 
 

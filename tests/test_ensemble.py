@@ -253,13 +253,15 @@ def test_divergence_and_underflow_are_flagged():
     assert (healthy.non_finite == -1).all() and np.isfinite(healthy.log_loss).all()
 
 
-def test_benchmark_quick_prints_the_speedup_line():
+def test_benchmark_quick_prints_the_speedup_and_peak_fraction_lines():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
     done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "checker time per audit instance" in done.stdout and "random_label_margin" in done.stdout
-    last = done.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"speedup float32=\d+(\.\d+)? float64=\d+(\.\d+)?", last), last
+    assert "loop@1" in done.stdout  # the loop at one thread, besides --threads
+    speedup, fraction = done.stdout.strip().splitlines()[-2:]
+    assert re.fullmatch(r"speedup float32=\d+(\.\d+)? float64=\d+(\.\d+)?", speedup), speedup
+    assert re.fullmatch(r"peak_fraction float32=\d+\.\d+ float64=\d+\.\d+", fraction), fraction
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")

@@ -223,3 +223,20 @@ def test_undecided_homogeneity_on_a_separated_run_is_inconclusive_not_vacuous():
     assert verdict.details["undecided_assumptions"] == [margin_kit.assumptions["homogeneous"]]
     kkt = tc.check_kkt(model, X, y, trajectory=undecided)
     assert kkt.status == "inconclusive" and not kkt.failed_assumptions, kkt.summary()
+
+
+
+def test_an_audit_draw_whose_flow_never_separates_is_drawn_again_and_the_reason_recorded():
+    """A run that never reaches t0 is not an instance of Thm 4.1 (the audit's float64 instance-37 at 80
+    examples: a 2-channel ReLU CNN stopping at a stationary point; here, cheaper, data with a contradiction)."""
+    from theorycheck.claims.margin import admitted, with_redraws
+
+    never = FlowInstance(spec=LINEAR, seed=3, n=8, control="inseparable", log_loss_target=TARGET)
+    assert tc.check_margin_monotone(never.trajectory()).status == "vacuous"
+    instance, rejected = admitted(never, 7, "cpu", "float64")
+    assert instance.control is None and [r["instance"] for r in rejected] == [repr(never)]
+    assert "never went below l(0)" in rejected[0]["why"] and rejected[0]["stop_reason"] == "max_steps"
+    verdict = with_redraws(tc.check_margin_monotone(instance.trajectory()), rejected)
+    assert verdict.status == "holds" and verdict.details["redrawn"] == list(rejected)
+    kept = FlowInstance(spec=LINEAR, seed=3, n=8, log_loss_target=TARGET)
+    assert admitted(kept, 7, "cpu", "float64") == (kept, ())

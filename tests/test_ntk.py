@@ -37,7 +37,7 @@ def test_the_layerwise_kernel_is_the_jacobians_gram_matrix(depth, width, network
 def test_a_wide_network_is_close_to_its_limit():
     X = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     exact = analytic_ntk(X.numpy(), 2)
-    errors = [np.linalg.norm(empirical_ntk(X, w, 2, seed=1).numpy() - exact) / np.linalg.norm(exact)
+    errors = [np.linalg.norm(empirical_ntk(X, w, 2, seeds=[1])[0].numpy() - exact) / np.linalg.norm(exact)
               for w in (32, 2048)]
     assert errors[1] < 0.15 and errors[1] < errors[0] / 3
 
@@ -162,3 +162,14 @@ def test_check_ntk_on_an_erf_network():
     relu_limit = tc.check_ntk(X, depth=1, activation="erf", widths=(64, 256, 1024, 4096), seeds=tuple(range(12)),
                               kernel=lambda A, depth: analytic_ntk(A, depth))  # the relu limit for an erf network
     assert relu_limit.status == "violated"
+
+
+def test_stacked_networks_are_the_single_networks_side_by_side():
+    """Each seed keeps its own stream per width: row s of the stacked layers is init_weights(seed=s)."""
+    from theorycheck.claims.ntk import stacked_weights
+
+    for dtype in (torch.float64, torch.float32):
+        stacked = stacked_weights(3, 16, 2, seeds=[5, 9], dtype=dtype)
+        for row, seed in enumerate([5, 9]):
+            single = init_weights(3, 16, 2, seed=seed, dtype=dtype)
+            assert all(torch.equal(W[row], V) for W, V in zip(stacked, single))

@@ -79,3 +79,14 @@ def test_bad_input_names_what_was_expected():
         tc.check_ntk_movement(X, Y, activation="gelu")
     with pytest.raises(InvalidArgument, match=r"one sample count across \['X', 'y'\] for 'ntk_movement'"):
         tc.check_ntk_movement(X, Y[:3])
+
+
+def test_the_mean_field_control_fits_unit_targets_and_is_violated():
+    """Audit control 58 at 80 examples drew Gaussian targets (0.056, 0.049): reached by the initial output's
+    own m^{-1/2} decay, the movement decayed too (slope -0.53, inconclusive). Its targets are now +-1."""
+    from theorycheck.claims.ntk_movement import kit
+
+    cases = {c.name: c for c in kit.audit_cases(n=80, seed=0, device="cpu", dtype="float64")}
+    verdict = cases["control-mean_field_as_ntk-58"].run()
+    assert verdict.status == "violated", verdict.summary()
+    assert verdict.details["interval"][0] > -0.5

@@ -90,3 +90,13 @@ def test_the_swapped_control_reverses_its_instance_on_the_same_runs():
     assert instance.status == "holds" and control.status == "violated"
     assert (control.details["wins"], control.details["losses"]) == (instance.details["losses"],
                                                                     instance.details["wins"])
+
+
+def test_training_stops_at_the_first_check_with_every_run_fitted_on_the_same_iterates():
+    data = digits(64, classes=(3, 8), seed=1, dtype=torch.float64)
+    stopped = tc.label_margin_pairs(data.X, data.y, seeds=range(7), steps=1500, check_every=100)
+    assert stopped["steps"] % 100 == 0 and stopped["steps"] < 1500
+    assert bool((stopped["true"] > 0).all() and (stopped["random"] > 0).all())
+    assert not (stopped["run"].min_margin[-101] > 0).all()  # not yet fitted at the check before
+    whole = tc.label_margin_pairs(data.X, data.y, seeds=range(7), steps=stopped["steps"])
+    assert torch.equal(whole["true"], stopped["true"]) and torch.equal(whole["random"], stopped["random"])

@@ -42,8 +42,8 @@ from ..engines.svm import angle, hard_margin_svm
 from ..core.modules import declared_degrees, read_parameters
 from ..core.inputs import as_batch, as_labels
 from ..core.verdict import Verdict
-from .margin import (AUDIT_FAMILIES, RUN_ASSUMPTIONS, instance_line, random_instance, run_assumptions,
-                     separation_index, trained)
+from .margin import (AUDIT_FAMILIES, RUN_ASSUMPTIONS, admitted, instance_line, random_instance, run_assumptions,
+                     separation_index, trained, with_redraws)
 
 NEAR_SUPPORT_DECADES = tuple(range(1, 8))  # Lyu & Li's counts #{q_n < q_min + ln 10^k}
 # the support: samples whose loss is within 10^7 of the largest (Lyu & Li's widest band). Support vectors
@@ -431,28 +431,31 @@ SEPARATING_FAMILIES = tuple(f for f in AUDIT_FAMILIES if not f.endswith("-relu")
 
 def _kkt_case(rng, device: str, dtype: str, control: str | None = None) -> Case:
     """The margin claim's run of the same case name (the kit derives this claim's streams from the margin claim's,
-    so the flow is trained once for both); controls: that claim's weight decay, square loss and inseparable data,
-    a run stopped before separation (expected: vacuous) and a large multiplier on a non-support point (violated),
-    drawn without ReLU units (SEPARATING_FAMILIES): a wrong multiplier shows only on a run that separated."""
+    so the flow is trained once for both, an instance drawn again where that claim's is: :func:`admitted`);
+    controls: that claim's weight decay, square loss and inseparable data, a run stopped before separation
+    (expected: vacuous) and a large multiplier on a non-support point (violated), drawn without ReLU units
+    (SEPARATING_FAMILIES): a wrong multiplier shows only on a run that separated."""
     families = SEPARATING_FAMILIES if control == "wrong_multipliers" else AUDIT_FAMILIES
-    instance = random_instance(rng, control=control if control in ("weight_decay", "square", "inseparable") else None,
-                               families=families)
+    drawn = random_instance(rng, control=control if control in ("weight_decay", "square", "inseparable") else None,
+                            families=families)
     if control == "before_separation":
-        instance = dataclasses.replace(instance, log_loss_target=math.log(instance.n) - 0.5)
+        drawn = dataclasses.replace(drawn, log_loss_target=math.log(drawn.n) - 0.5)
+    redraw_seed = None if control else int(rng.integers(2**63))
 
     def run():
+        instance, rejected = (drawn, ()) if control else admitted(drawn, redraw_seed, device, dtype)
         (model, X, y), trajectory = trained(instance, device, dtype)
         lam = None
         if control == "wrong_multipliers":
             point = kkt_point(FlatNetwork(model, X, y), FlatNetwork(model, X, y).flatten(), trajectory.degree)
             lam = np.array(point.get("multipliers", np.zeros(len(y))))
             lam[int(np.argmax(point["margins"]))] += 10 * max(float(lam.max()), 1.0)
-        return check_kkt(model, X, y, trajectory=None if control == "wrong_multipliers" else trajectory,
-                         multipliers=lam, seed=instance.seed)
+        return with_redraws(check_kkt(model, X, y, trajectory=None if control == "wrong_multipliers" else trajectory,
+                                      multipliers=lam, seed=instance.seed), rejected)
 
     call = ("tc.check_kkt(m, X, y, trajectory=t)" if control != "wrong_multipliers" else
             "tc.check_kkt(m, X, y, multipliers=<NNLS multipliers + a large one on the largest-margin sample>)")
-    return Case(run=run, size=instance.size, reproduce=instance_line(instance, device, dtype, call))
+    return Case(run=run, size=drawn.size, reproduce=instance_line(drawn, device, dtype, call, redraw_seed))
 
 
 kit.instances(_kkt_case)

@@ -314,25 +314,62 @@ def random_instance(rng: np.random.Generator, *, control: str | None = None,
     return FlowInstance(**fields)
 
 
-def instance_line(instance: FlowInstance, device: str, dtype: str, call: str) -> str:
-    """A Python line rebuilding the instance, training it and printing ``call`` (uses ``t``, ``m``, ``X``, ``y``)."""
+MAX_DRAWS = 4  # an audit draw whose flow does not separate is drawn again, at most this many draws in all
+
+
+@functools.lru_cache(maxsize=64)
+def admitted(instance: FlowInstance, redraw_seed: int, device: str, dtype: str
+             ) -> tuple[FlowInstance, tuple[dict, ...]]:
+    """The instance to check for the audit draw ``instance``, and the draws rejected on the way.
+
+    Whether the flow reaches t0 (L < l(0)) is known only after the run: a narrow ReLU network can switch off
+    for good on a sample and stop at a stationary point short of separation (audit float64 instance-37 at 80
+    examples, a 2-channel ReLU CNN). Thm 4.1 assumes t0, so such a draw is replaced by
+    ``random_instance(default_rng([redraw_seed, k]))``, k = 0, 1, ..., until a run meets every assumption
+    (t0 and decided homogeneity), at most :data:`MAX_DRAWS` draws (the last one is checked as it is). The
+    selection is on the theorem's assumptions only, never on its conclusion."""
+    rejected = []
+    for k in range(MAX_DRAWS - 1):
+        trajectory = trained(instance, device, dtype)[1]
+        unmet = run_assumptions(trajectory, separation_index(trajectory) is not None)[1]
+        if not unmet:
+            break
+        rejected.append({"instance": repr(instance), "why": "; ".join(unmet), "stop_reason": trajectory.stop_reason})
+        instance = random_instance(np.random.default_rng([redraw_seed, k]))
+    return instance, tuple(rejected)
+
+
+def with_redraws(verdict: Verdict, rejected: tuple[dict, ...]) -> Verdict:
+    """The verdict with the rejected draws recorded in its details (``redrawn``), where there were any."""
+    return dataclasses.replace(verdict, details={**verdict.details, "redrawn": list(rejected)}) if rejected else verdict
+
+
+def instance_line(instance: FlowInstance, device: str, dtype: str, call: str, redraw_seed: int | None = None) -> str:
+    """A Python line rebuilding the instance (with ``redraw_seed``: the one :func:`admitted` checks), training
+    it and printing ``call`` (uses ``t``, ``m``, ``X``, ``y``)."""
+    drawn = (f"i = {instance!r}" if redraw_seed is None else
+             f"i = admitted({instance!r}, {redraw_seed}, {device!r}, {dtype!r})[0]")
     return (f"import math, theorycheck as tc; from theorycheck.generate.models import NetworkSpec; "
-            f"from theorycheck.claims.margin import FlowInstance; "
-            f"i = {instance!r}; m, X, y = i.build({device!r}, {dtype!r}); t = tc.train(m, X, y, **i.train_kwargs()); "
+            f"from theorycheck.claims.margin import FlowInstance, admitted; "
+            f"{drawn}; m, X, y = i.build({device!r}, {dtype!r}); t = tc.train(m, X, y, **i.train_kwargs()); "
             f"print({call}.summary())")
 
 
 def _flow_case(rng, device: str, dtype: str, control: str | None = None) -> Case:
     """A gradient-flow run on a random small homogeneous network and separable data (with ``control``: weight
-    decay, square loss, inseparable data, evaluation before separation or GD on a ReLU network)."""
-    instance = random_instance(rng, control=control)
+    decay, square loss, inseparable data, evaluation before separation or GD on a ReLU network). An instance
+    whose flow misses an assumption of the theorem is drawn again (:func:`admitted`); a control never is."""
+    drawn = random_instance(rng, control=control)
+    redraw_seed = None if control else int(rng.integers(2**63))
 
     def run():
-        return check_margin_monotone(instance.trajectory(device, dtype), since=instance.since, seed=instance.seed)
+        instance, rejected = (drawn, ()) if control else admitted(drawn, redraw_seed, device, dtype)
+        verdict = check_margin_monotone(instance.trajectory(device, dtype), since=instance.since, seed=instance.seed)
+        return with_redraws(verdict, rejected)
 
-    since = "-math.inf" if instance.since else "None"
-    return Case(run=run, size=instance.size,
-                reproduce=instance_line(instance, device, dtype, f"tc.check_margin_monotone(t, since={since})"))
+    since = "-math.inf" if drawn.since else "None"
+    return Case(run=run, size=drawn.size, reproduce=instance_line(
+        drawn, device, dtype, f"tc.check_margin_monotone(t, since={since})", redraw_seed))
 
 
 kit.instances(_flow_case)

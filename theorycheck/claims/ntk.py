@@ -34,6 +34,7 @@ from ..core.devices import dtype_name, dtype_of, gamma
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
 from ..core.registry import case_seed
+from ..core.threads import threads_for
 
 kit = ClaimKit(
     id="ntk",
@@ -86,14 +87,25 @@ def erf_dual(sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 DUAL_KERNELS = {"relu": relu_dual, "erf": erf_dual}
 
 
+def stacked_weights(d: int, width: int, depth: int, *, seeds, claim: str = "ntk",
+                    dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """N(0, 1) weights of bias-free MLPs d -> width^depth -> 1, one per seed, side by side: layer k of shape
+    (len(seeds), n_{k+1}, n_k), drawn straight into place. One stream per (claim, width, seed): the same stream
+    at two widths would share units and correlate the residuals of a fit over widths."""
+    sizes = [d] + [width] * depth + [1]
+    layers = [torch.empty(len(seeds), sizes[k + 1], sizes[k], dtype=dtype) for k in range(len(sizes) - 1)]
+    for index, seed in enumerate(seeds):
+        generator = torch.Generator().manual_seed(case_seed(int(seed), claim, width))
+        for W in layers:
+            torch.randn(W.shape[1:], generator=generator, dtype=dtype, out=W[index])
+    return [W.requires_grad_() for W in layers]
+
+
 def init_weights(d: int, width: int, depth: int, *, seed: int, claim: str = "ntk",
                  dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
-    """N(0, 1) weights of a bias-free MLP d -> width^depth -> 1, one stream per (claim, width, seed): the same
-    stream at two widths would share units and correlate the residuals of a fit over widths."""
-    generator = torch.Generator().manual_seed(case_seed(seed, claim, width))
-    sizes = [d] + [width] * depth + [1]
-    return [torch.randn(sizes[k + 1], sizes[k], generator=generator, dtype=dtype).requires_grad_()
-            for k in range(len(sizes) - 1)]
+    """The weights of one network of :func:`stacked_weights` (seed ``seed``), layer by layer."""
+    return [W[0].detach().requires_grad_() for W in stacked_weights(d, width, depth, seeds=[seed], claim=claim,
+                                                                     dtype=dtype)]
 
 
 def _layers(X: torch.Tensor, weights: list[torch.Tensor], activation, output_scale: str):
@@ -124,18 +136,20 @@ def kernel_at(X: torch.Tensor, weights: list[torch.Tensor], *, activation=torch.
     its own row only, so one backward pass of sum_i f_i gives every D_k (n x width, not J's n x P)."""
     layers = _layers(X, weights, activation, output_scale)
     deltas = torch.autograd.grad(layers[-1][1].sum(), [h for _, h, _ in layers])
-    return sum((D @ D.T) * (a @ a.T) / s**2 for D, (a, _, s) in zip(deltas, layers)).detach()
+    return sum((D @ D.mT) * (a @ a.mT) / s**2 for D, (a, _, s) in zip(deltas, layers)).detach()
 
 
 ACTIVATIONS = {"relu": torch.relu, "erf": torch.erf}
 
 
-def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seed: int, output_scale: str = "ntk",
+def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seeds, output_scale: str = "ntk",
                   activation: str = "relu") -> torch.Tensor:
-    """J J^T of a relu (or erf) MLP at a fresh initialization, independent for each (width, seed);
-    ``output_scale="mean-field"`` divides the output by width instead of sqrt(width) (the control)."""
-    weights = init_weights(X.shape[1], width, depth, seed=seed, dtype=X.dtype)
-    return kernel_at(X, weights, activation=ACTIVATIONS[activation], output_scale=output_scale)
+    """J J^T of a relu (or erf) MLP at a fresh initialization per seed, independent for each (width, seed), the
+    seeds' networks side by side: shape (len(seeds), n, n); ``output_scale="mean-field"`` divides the output by
+    width instead of sqrt(width) (the control)."""
+    weights = stacked_weights(X.shape[1], width, depth, seeds=seeds, dtype=X.dtype)
+    with threads_for(sum(W.numel() for W in weights) * len(X), X.device):
+        return kernel_at(X, weights, activation=ACTIVATIONS[activation], output_scale=output_scale)
 
 
 @kit.checker(samples=("X",))
@@ -161,9 +175,8 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
     exact = (kernel or functools.partial(analytic_ntk, activation=activation))(X.detach().double().numpy(), depth)
     logs_w, logs_e, runs = [], [], []
     for width in widths:
-        for seed in seeds:
-            emp = empirical_ntk(X, int(width), depth, seed=int(seed), output_scale=output_scale,
-                                activation=activation).double().numpy()
+        for emp in empirical_ntk(X, int(width), depth, seeds=[int(s) for s in seeds], output_scale=output_scale,
+                                 activation=activation).double().numpy():
             error = float(np.linalg.norm(emp - exact) / np.linalg.norm(exact))
             logs_w.append(math.log(width))
             logs_e.append(math.log(error) if error > 0 else -math.inf)

@@ -17,9 +17,8 @@ its other indices are uniform over the n - 1 remaining points).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from torch.func import functional_call, grad, grad_and_value, vmap
 from ..core.devices import DEFAULT_DTYPE, dtype_name, dtype_of, resolve_device
 from ..core.errors import expect
 from ..core.inputs import check_record_shapes
+from ..core.threads import threads_for
 
 __all__ = ["CoupledRun", "coupled_sgd", "path_curvature", "step_sizes"]
 
@@ -108,19 +108,6 @@ class CoupledRun:
                     self.grad_diff[~self.hits], self.grad_inner[~self.hits], self.inputs, self.targets)
         return bool(all(np.isfinite(np.asarray(a)).all() for a in recorded)) and not (
             self.curvature_points and np.isnan(self.curvature))
-
-
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """One intra-op thread for the per-step work on the CPU: the batched operations are small, and
-    thread hand-offs cost more than they save (several times slower on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def step_sizes(step_size, steps: int) -> np.ndarray:
@@ -294,7 +281,8 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
         pnorm[:, t] = W.norm(dim=1).reshape(2, R).T
         lo, hi = torch.minimum(lo, values.min()), torch.maximum(hi, values.max())
 
-    with _one_cpu_thread(device):
+    work = 2 * R * int(w0.numel())  # parameters x samples of a step: 2R runs, one sample each
+    with threads_for(work, device):
         with torch.no_grad():
             record(0)
         for t in range(T):
@@ -318,7 +306,7 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
     extra = [] if removal else [X2[index:index + 1]]
     extra_y = [] if removal else [y2[index:index + 1]]
     try:
-        with _one_cpu_thread(device):
+        with threads_for(work, device):
             curvature = path_curvature(objective, torch.cat(points), torch.cat([X] + extra),
                                        torch.cat([y] + extra_y), seed=seed)
         why = ""
@@ -349,7 +337,7 @@ def _probe_gradient_norm(objective, points: list, X_test: torch.Tensor, y_test: 
     per_probe = vmap(grad(lambda w, x, t: objective(w, x.unsqueeze(0), t.unsqueeze(0)).sum()), in_dims=(None, 0, 0))
     largest = float("-inf")
     try:
-        with _one_cpu_thread(device):
+        with threads_for(points[0].numel() * len(X_test), device):
             for w in torch.cat(points):
                 largest = max(largest, float(per_probe(w, X_test, y_test).norm(dim=1).max()))
     except (NotImplementedError, RuntimeError):

@@ -43,6 +43,7 @@ from torch import nn
 from ..core.devices import dtype_name, gamma, unit_roundoff
 from ..core.errors import expect
 from ..core.inputs import as_batch, as_labels
+from ..core.threads import one_thread_when_small
 from .flat_network import FlatNetwork, KinkPattern, twice_differentiable
 from .homogeneity import measure_homogeneity
 from .losses import Loss, get_loss
@@ -370,6 +371,15 @@ def _discrete(problem: _Problem, theta: torch.Tensor, log: _Log, *, lr: float, s
 
 # --- the entry point ------------------------------------------------------------------------------
 
+def _work(model, X, *args, **kwargs) -> tuple[float, object]:
+    """(parameters x samples, device) of a run; anything else than a module and a tensor: no thread change (the
+    run's own checks then name what was expected)."""
+    if not (isinstance(model, nn.Module) and isinstance(X, torch.Tensor) and X.ndim >= 1):
+        return math.inf, "cpu"
+    return sum(p.numel() for p in model.parameters()) * len(X), X.device
+
+
+@one_thread_when_small(_work)
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp", method: str = "flow",
           lr: float | None = None, weight_decay: float = 0.0, batch_size: int | None = None,
           steps: int | None = None, log_loss_target: float = DEFAULT_LOG_LOSS_TARGET, rtol: float | None = None,
@@ -388,6 +398,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     (:func:`theorycheck.engines.homogeneity.measure_homogeneity`) on all of X at the start, at every snapshot
     and at the end (``homogeneity_checks``); ``homogeneous`` means every identity held in all of them. The model's parameters are left at the final
     state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
+    A run of fewer than SMALL_WORK parameters x samples uses one intra-op thread (theorycheck.core.threads).
     """
     from ..core.modules import declared_degrees, read_parameters
 
