@@ -157,14 +157,17 @@ settings.register_profile("mine2", max_examples=9)
 '''
 
 
-@pytest.mark.parametrize("ci_variable", [None, "true"])  # Hypothesis loads its own `ci` profile under $CI
-@pytest.mark.parametrize("conftest, args, expected", [
-    ("", (), {"plain": 100, "tc": 25, "marked": 25, "own": 3}),  # the user's tests keep Hypothesis' default
-    (USER_PROFILES + "settings.load_profile('mine')\n", (), {"plain": 7, "tc": 7, "marked": 7, "own": 3}),
-    (USER_PROFILES + "settings.load_profile('mine')\n", ("--hypothesis-profile", "mine2"),
+# Hypothesis loads its own `ci` profile under $CI: with it and without it the theorycheck tests get the
+# plugin's profile and the user's tests theirs (each scenario once with and once without $CI, spread over
+# the scenarios: every run starts a pytest process)
+@pytest.mark.parametrize("ci_variable, conftest, args, expected", [
+    (None, "", (), {"plain": 100, "tc": 25, "marked": 25, "own": 3}),  # the user's tests keep Hypothesis' default
+    ("true", "", (), {"plain": 100, "tc": 25, "marked": 25, "own": 3}),
+    (None, USER_PROFILES + "settings.load_profile('mine')\n", (), {"plain": 7, "tc": 7, "marked": 7, "own": 3}),
+    ("true", USER_PROFILES + "settings.load_profile('mine')\n", ("--hypothesis-profile", "mine2"),
      {"plain": 9, "tc": 9, "marked": 9, "own": 3}),
-    (USER_PROFILES, ("--hypothesis-profile", "mine"), {"plain": 7, "tc": 7, "marked": 7, "own": 3}),
-    ("", ("--theorycheck-profile", "dev"), {"plain": 100, "tc": 60, "marked": 60, "own": 3}),
+    (None, USER_PROFILES, ("--hypothesis-profile", "mine"), {"plain": 7, "tc": 7, "marked": 7, "own": 3}),
+    ("true", "", ("--theorycheck-profile", "dev"), {"plain": 100, "tc": 60, "marked": 60, "own": 3}),
 ])
 def test_hypothesis_settings_change_only_for_theorycheck_tests(pytester, monkeypatch, ci_variable, conftest, args,
                                                               expected):
