@@ -231,3 +231,15 @@ def test_long_case_names_are_cut_to_fit_the_legend():
     name = "tests/test_long.py::test_" + "x" * 80 + "[cpu-float64]#0"
     svg = series_plot([_case(name, series=_layered(1, 1))], "s").svg
     assert "tests/test_long.py" not in svg and "test_xxx" in svg and "…" in svg
+
+
+def test_the_size_axis_names_what_the_cases_count():
+    """A claim whose cases count samples (the dataclass cases: flat_minima's n) is not labelled parameters;
+    records written before the unit was recorded read as parameters."""
+    samples = [{**_case(f"i{k}", size=2 + k, tolerance=1.0, statistic=0.1), "size_unit": "samples"} for k in range(3)]
+    old = [{key: value for key, value in c.items() if key != "size_unit"} for c in samples]
+    assert "instance size (samples)" in measurement_plot(samples, "s").svg
+    assert "instance size (parameters)" in measurement_plot(old, "p").svg
+    case = next(iter(CLAIMS["flat_minima"].audit_cases(n=1, seed=0, device="cpu", dtype="float64")))
+    assert case.size_unit == "samples" and next(iter(CLAIMS["homogeneity"].audit_cases(
+        n=1, seed=0, device="cpu", dtype="float64"))).size_unit == "parameters"

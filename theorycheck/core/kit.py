@@ -53,12 +53,14 @@ __all__ = ["KITS", "Case", "ClaimKit", "case_line", "case_seed", "comparison"]
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One generated audit case: ``run()`` returns the verdict; ``size`` is a size measure (parameters);
+    """One generated audit case: ``run()`` returns the verdict; ``size`` is a size measure (``size_unit``:
+    parameters, or samples for the dataclass cases);
     ``reproduce``: a Python line rebuilding it from its fields (default: the kit's line by case name)."""
 
     run: Callable[[], Verdict]
     size: int = 0
     reproduce: str | None = None
+    size_unit: str = "parameters"  # what ``size`` counts
 
 
 CaseMaker = Callable[[np.random.Generator, str, str], Case]
@@ -307,7 +309,8 @@ class ClaimKit:
                 case = make(self.id, rng, control)
                 line = (f"from {type(case).__module__} import {type(case).__name__}; print({case_line(case)}"
                         f".verdict(device={device!r}, dtype={dtype!r}).summary())")
-                return Case(run=lambda: case.verdict(device=device, dtype=dtype), size=case.n, reproduce=line)
+                return Case(run=lambda: case.verdict(device=device, dtype=dtype), size=case.n, reproduce=line,
+                            size_unit="samples")
             return make_case
 
         self.instances(maker(None))
@@ -353,6 +356,7 @@ class ClaimKit:
 
         shrinks = kind == "instance" and self._strategy is not None
         return AuditCase(name=name, kind=kind, expected=expected, run=run, size=generated.size,
+                         size_unit=generated.size_unit,
                          reproduce=line, stream=stream or name,
                          shrink=self._shrinker(stream_seed, device, dtype) if shrinks else None)
 

@@ -23,7 +23,8 @@ class AuditCase:
     expected: frozenset[str]
     reproduce: str
     run: Callable[[], object]
-    size: int = 0  # a size measure of the instance (parameters), for residual-vs-size plots
+    size: int = 0  # a size measure of the instance, for residual-vs-size plots
+    size_unit: str = "parameters"  # what ``size`` counts (samples for the dataclass cases)
     stream: str = ""  # the random stream it draws (default: its name); cases of one stream share runs
     # drawn from the claim's Hypothesis strategy: shrink(seconds) -> the minimal example keeping the
     # unexpected status (a dict for the record), or None

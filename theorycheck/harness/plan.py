@@ -105,7 +105,8 @@ def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int)
     seconds = time.perf_counter() - start
     record = case_record(claim=claim, device=device, dtype=dtype, case=case.name, kind=case.kind,
                          expected=case.expected, status=verdict["status"] if verdict else "error",
-                         reproduce=case.reproduce, size=case.size, seconds=seconds, verdict=verdict, error=error)
+                         reproduce=case.reproduce, size=case.size, size_unit=case.size_unit, seconds=seconds,
+                         verdict=verdict, error=error)
     try:
         if record["outcome"] == "unexpected" and verdict and case.shrink is not None:
             record["minimal"] = _shrunk(case)

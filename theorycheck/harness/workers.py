@@ -207,7 +207,7 @@ class CaseWorkers:
         case = running.case
         running.died = case_record(claim=claim, device=device, dtype=dtype, case=case.name, kind=case.kind,
                                    expected=case.expected, status="error", reproduce=case.reproduce, size=case.size,
-                                   error=DIED)
+                                   size_unit=case.size_unit, error=DIED)
         self.pools[worker].shutdown(wait=False)
         self.pools[worker] = self._pool()
         for future in queued:

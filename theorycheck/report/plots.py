@@ -227,7 +227,9 @@ def _ratio_panel(axis, ratios, ids: _Ids, signed: bool = False) -> None:
             _floor_band(axis, floor, ids)
         axis.set_yscale("log")
     xscale = "log" if sized and max(xs) >= 10 * min(xs) else "linear"  # log ticks need a decade to show
-    axis.set(xscale=xscale, xlabel="instance size (parameters)" if sized else "case",
+    units = {c.get("size_unit", "parameters") for _, c in ratios}
+    axis.set(xscale=xscale, xlabel=(f"instance size ({units.pop()})" if len(units) == 1 else "instance size")
+             if sized else "case",
              ylabel="statistic - allowance" if signed else "statistic / allowance", title="residual vs size")
     if xscale == "linear":  # integer sizes or case numbers; after the scale, which resets the locator
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))

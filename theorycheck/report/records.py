@@ -84,14 +84,15 @@ def environment(devices: Iterable[str] = ("cpu",), commit_from: Path | None = No
 
 
 def case_record(*, claim: str, device: str, dtype: str, case: str, kind: str, expected, status: str,
-                reproduce: str = "", size: int = 0, seconds: float = 0.0, verdict: Mapping | None = None,
+                reproduce: str = "", size: int = 0, size_unit: str = "parameters", seconds: float = 0.0,
+                verdict: Mapping | None = None,
                 error: str | None = None, outcome: str | None = None) -> dict[str, Any]:
     """One ``case`` line; ``outcome`` defaults to :func:`outcome_of`."""
     expected = sorted(expected) if expected is not None else None
     return {"record": "case", "claim": claim, "device": device, "dtype": dtype, "case": case, "kind": kind,
             "expected": expected, "status": status,
             "outcome": outcome or outcome_of(kind, expected, status), "reproduce": reproduce,
-            "size": int(size), "seconds": round(float(seconds), 6), "verdict": verdict, "error": error}
+            "size": int(size), "size_unit": size_unit, "seconds": round(float(seconds), 6), "verdict": verdict, "error": error}
 
 
 def record_line(record: Mapping[str, Any]) -> str:
