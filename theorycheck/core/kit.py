@@ -303,19 +303,21 @@ class ClaimKit:
 
     def dataclass_cases(self, make: Callable, controls: Mapping[str, str]) -> None:
         """Register instances ``make(claim_id, rng, None)`` and, per control, ``make(claim_id, rng, control)``
-        (expected: ``controls[control]``): frozen dataclasses with ``.verdict(device=, dtype=)`` and ``.n``."""
-        def maker(control):
-            def make_case(rng, device, dtype) -> Case:
-                case = make(self.id, rng, control)
-                line = (f"from {type(case).__module__} import {type(case).__name__}; print({case_line(case)}"
-                        f".verdict(device={device!r}, dtype={dtype!r}).summary())")
-                return Case(run=lambda: case.verdict(device=device, dtype=dtype), size=case.n, reproduce=line,
-                            size_unit="samples")
-            return make_case
+        (expected: ``controls[control]``): frozen dataclasses with ``.verdict(device=, dtype=)`` and ``.n``.
+        The instances are drawn through Hypothesis (``rng`` a :class:`~theorycheck.core.shrink.HypothesisRng`:
+        the same generator, now a strategy), so an unexpected one shrinks; the controls from the case's
+        numpy stream."""
+        def case_of(case, device, dtype) -> Case:
+            line = (f"from {type(case).__module__} import {type(case).__name__}; print({case_line(case)}"
+                    f".verdict(device={device!r}, dtype={dtype!r}).summary())")
+            return Case(run=lambda: case.verdict(device=device, dtype=dtype), size=case.n, reproduce=line,
+                        size_unit="samples")
 
-        self.instances(maker(None))
+        self.instances_from(lambda device, dtype: shrinking.rng_strategy(lambda rng: make(self.id, rng, None)),
+                            case_of)
         for control, expected in controls.items():
-            self.control(control, expect=expected)(maker(control))
+            self.control(control, expect=expected)(
+                lambda rng, device, dtype, control=control: case_of(make(self.id, rng, control), device, dtype))
 
     def battery(self, check: Callable[..., Verdict]) -> Callable[..., Verdict]:
         """Register the battery adapter ``check(model, X, y, *, seed) -> Verdict`` for parametrize_with_claims."""

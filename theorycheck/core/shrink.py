@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 DRAWS = 2  # the simplest example, then the instance
 
@@ -87,3 +89,27 @@ def shrink(strategy, stream_seed: int, original: Any, status_of: Callable[[Any],
     elapsed = time.perf_counter() - start
     return Shrunk(params=params, verdict=verdict, examples=len(accepted), seconds=elapsed,
                   complete=elapsed <= seconds)
+
+
+class HypothesisRng:
+    """The part of ``numpy.random.Generator`` the case generators use (``integers``, ``uniform``), drawing
+    from Hypothesis: a generator written for numpy becomes a strategy (:func:`rng_strategy`) whose draws
+    shrink (integers toward their low end, floats toward simple values)."""
+
+    def __init__(self, draw):
+        self.draw = draw
+
+    def integers(self, low, high=None, size=None):
+        low, high = (0, low) if high is None else (low, high)  # numpy's: [low, high)
+        one = lambda: np.int64(self.draw(st.integers(int(low), int(high) - 1)))  # noqa: E731
+        return one() if size is None else np.array([one() for _ in range(int(size))])
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        one = lambda: float(low) if low == high else self.draw(  # noqa: E731  (a float, as numpy's scalar)
+            st.floats(float(low), float(high), exclude_max=True, allow_nan=False))
+        return one() if size is None else np.array([one() for _ in range(int(size))])
+
+
+def rng_strategy(make: Callable[[HypothesisRng], Any]):
+    """The strategy of ``make(rng)``, a generator written against numpy's Generator API."""
+    return st.composite(lambda draw: make(HypothesisRng(draw)))()
