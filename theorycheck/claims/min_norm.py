@@ -153,6 +153,8 @@ def check_min_norm(X: torch.Tensor, y: torch.Tensor, iterates: torch.Tensor, *, 
            f"(T + 1, {Xn.shape[1]}) with T >= 1 (rows w_0 .. w_T)", received=f"shape {W.shape}",
            fix="stack the weights after every step, the start first")
     expect(lr > 0, expected="a step size lr > 0", received=repr(lr), fix="the lr of the GD run")
+    expect(limit_tol is None or limit_tol > 0, expected="limit_tol > 0 (a distance to the limit GD reaches in "
+           "finitely many steps) or None", received=repr(limit_tol), fix="e.g. limit_tol=1e-6 * ||X^+ y||")
     dtype = dtype_of(iterates.dtype)
     w_start = np.zeros(Xn.shape[1]) if w0 is None else _numpy(torch.as_tensor(w0), "w0").reshape(-1)
     spec = Spectrum.of(Xn, yn, w_start)
