@@ -159,3 +159,18 @@ def test_level_and_power_measured():
     assert float(lines[0].split("false-alarm rate ")[1].split()[0]) <= 0.01
     assert float(lines[1].rsplit("rate ", 1)[1].split()[0]) <= 0.01  # the boundary null: rate just below delta
     assert float(lines[2].rsplit("rate ", 1)[1].split()[0]) >= 0.99
+
+
+def test_the_critical_count_next_to_the_inverse_survival_function_is_the_full_scans():
+    """The count found beside scipy's isf equals the smallest rejecting count of a scan over every count."""
+    import numpy as np
+    from scipy.stats import binom
+
+    from theorycheck.claims.validation_bound import _critical_count
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, delta, alpha = int(rng.integers(1, 4000)), float(rng.uniform(0.001, 0.6)), float(10 ** rng.uniform(-6, -1))
+        counts = np.arange(n + 1)
+        rejecting = counts[binom.sf(counts - 1, n, delta) < alpha]
+        assert _critical_count(n, delta, alpha) == (int(rejecting[0]) if rejecting.size else None), (n, delta, alpha)

@@ -47,12 +47,21 @@ ALPHA = 1e-3  # level of the binomial test of the violation frequency
 
 
 def _critical_count(repeats: int, delta: float, alpha: float) -> int | None:
-    """The smallest count V with P(Binomial(repeats, delta) >= V) < alpha (None: no count rejects)."""
+    """The smallest count V with P(Binomial(repeats, delta) >= V) < alpha (None: no count rejects). The tail
+    falls with V, so the counts that reject are those from V on: found next to scipy's inverse survival
+    function, and by scanning every count where the window does not start below V."""
     from scipy.stats import binom
 
-    counts = np.arange(repeats + 1)
-    rejecting = counts[binom.sf(counts - 1, repeats, delta) < alpha]
-    return int(rejecting[0]) if rejecting.size else None
+    def first_rejecting(counts):
+        rejecting = counts[binom.sf(counts - 1, repeats, delta) < alpha]
+        return int(rejecting[0]) if rejecting.size else None
+
+    guess = int(binom.isf(alpha, repeats, delta)) + 1
+    window = np.arange(max(guess - 3, 0), min(guess + 3, repeats) + 1)
+    found = first_rejecting(window)
+    if found is not None and (found > window[0] or window[0] == 0):
+        return found
+    return first_rejecting(np.arange(repeats + 1))
 
 
 def repeats_without_power(delta: float, alpha: float = ALPHA) -> int:
@@ -226,7 +235,7 @@ class ValidationCase:
 
     K: int = 20
     m: int = 200
-    repeats: int = 2000
+    repeats: int = 2000  # at least; an instance raises them to what the power against 2 delta needs
     delta: float = 0.05
     sided: str = "two"
     seed: int = 0
@@ -247,7 +256,9 @@ class ValidationCase:
         elif self.control == "too-few-repeats":  # the most repetitions that cannot reject at this delta
             true, val = validation_experiment(risks, repeats=repeats_without_power(self.delta), **common)
         else:
-            true, val = validation_experiment(risks, repeats=self.repeats, **common)
+            # at least the repetitions that give the test its power against a rate 2 delta (repeats_for_power)
+            true, val = validation_experiment(risks, repeats=max(self.repeats, repeats_for_power(self.delta)),
+                                              **common)
         scale = 4.0 if self.control == "loss-out-of-range" else 1.0  # a squared loss in [0, 4] declared C = 1
         true, val = (np.asarray(v * scale, dtype=dtype) for v in (true, val))  # in the audit's dtype
         return check_validation_bound(true, val, delta=self.delta, m=self.m, sided=self.sided,
@@ -255,11 +266,11 @@ class ValidationCase:
 
 
 def random_case(claim: str, rng: np.random.Generator, control: str | None = None) -> ValidationCase:
-    """K in [2, 50] models, m in [50, 500], 500-3000 repetitions raised to the count that gives the test its
-    power against a rate 2 delta (:func:`repeats_for_power`), delta in [0.01, 0.2], one- or two-sided."""
+    """K in [2, 50] models, m in [50, 500], 500-3000 repetitions (an instance runs at least the count that
+    gives the test its power against a rate 2 delta, :func:`repeats_for_power`), delta in [0.01, 0.2], one- or
+    two-sided."""
     K, m, repeats = int(rng.integers(2, 51)), int(rng.integers(50, 501)), int(rng.integers(500, 3001))
-    delta = float(rng.uniform(0.01, 0.2))
-    return ValidationCase(K=K, m=m, repeats=max(repeats, repeats_for_power(delta)), delta=delta,
+    return ValidationCase(K=K, m=m, repeats=repeats, delta=float(rng.uniform(0.01, 0.2)),
                           sided=SIDES[int(rng.integers(2))], seed=int(rng.integers(2**31)), control=control)
 
 
