@@ -228,7 +228,7 @@ class ClaimKit:
         self._strategy = (strategy, build)
 
         def make(rng, device, dtype) -> Case:
-            return build(shrinking.draw(strategy(device, dtype), int(rng.integers(2**32))), device, dtype)
+            return build(shrinking.draw(strategy(device, dtype), _example_seed(rng)), device, dtype)
 
         self.instances(make)
 
@@ -252,8 +252,7 @@ class ClaimKit:
         strategy, build = self._strategy
 
         def shrink(seconds: float) -> dict | None:
-            rng = np.random.default_rng(stream_seed)
-            example_seed = int(rng.integers(2**32))
+            example_seed = _example_seed(np.random.default_rng(stream_seed))  # the instance's, as drawn
             chosen = strategy(device, dtype)
             original = shrinking.draw(chosen, example_seed)
             first = build(original, device, dtype).run()
@@ -361,6 +360,11 @@ class ClaimKit:
                          size_unit=generated.size_unit,
                          reproduce=line, stream=stream or name,
                          shrink=self._shrinker(stream_seed, device, dtype) if shrinks else None)
+
+
+def _example_seed(rng: np.random.Generator) -> int:
+    """The Hypothesis seed of a strategy-drawn instance: the first draw of its case's stream."""
+    return int(rng.integers(2**32))
 
 
 def case_line(case) -> str:
