@@ -163,9 +163,6 @@ def test_level_and_power_measured():
 
 def test_the_critical_count_next_to_the_inverse_survival_function_is_the_full_scans():
     """The count found beside scipy's isf equals the smallest rejecting count of a scan over every count."""
-    import numpy as np
-    from scipy.stats import binom
-
     from theorycheck.claims.validation_bound import _critical_count
 
     rng = np.random.default_rng(0)
@@ -174,3 +171,14 @@ def test_the_critical_count_next_to_the_inverse_survival_function_is_the_full_sc
         counts = np.arange(n + 1)
         rejecting = counts[binom.sf(counts - 1, n, delta) < alpha]
         assert _critical_count(n, delta, alpha) == (int(rejecting[0]) if rejecting.size else None), (n, delta, alpha)
+
+
+def test_a_declared_loss_range_the_risks_contradict_is_vacuous():
+    """Risks given as (repeats, K) means with a declared range: means beyond it show losses beyond it, so the
+    declared range (and the Hoeffding width it sets) is not the losses' range."""
+    from theorycheck.claims.validation_bound import repeats_for_power, validation_experiment
+
+    true, val = validation_experiment(np.full(5, 0.3), m=200, repeats=repeats_for_power(0.05), seed=1)
+    assert tc.check_validation_bound(true, val, delta=0.05, m=200, loss_range=(0.0, 1.0)).status == "holds"
+    contradicted = tc.check_validation_bound(3 * true, 3 * val, delta=0.05, m=200, loss_range=(0.0, 1.0))
+    assert contradicted.status == "vacuous" and "outside [0, C = 1]" in contradicted.reason, contradicted.summary()
