@@ -247,18 +247,17 @@ class ClaimKit:
                                   f"{self.id!r} has none. Fix: rebuild the case by name with kit.case(...).")
         return self._strategy[1](params, device, dtype).run()
 
-    def _shrinker(self, stream_seed: int, device: str, dtype: str) -> Callable[[float], dict | None]:
-        """The shrink step of one strategy-drawn instance (see :meth:`instances_from`)."""
+    def _shrinker(self, stream_seed: int, device: str, dtype: str) -> Callable[[float, str], dict | None]:
+        """The shrink step of one strategy-drawn instance (see :meth:`instances_from`): ``shrink(seconds,
+        status)`` with the unexpected status the audit saw."""
         strategy, build = self._strategy
 
-        def shrink(seconds: float) -> dict | None:
+        def shrink(seconds: float, status: str) -> dict | None:
             example_seed = _example_seed(np.random.default_rng(stream_seed))  # the instance's, as drawn
             chosen = strategy(device, dtype)
-            original = shrinking.draw(chosen, example_seed)
-            first = build(original, device, dtype).run()
-            found = shrinking.shrink(chosen, example_seed, original,
+            found = shrinking.shrink(chosen, example_seed, shrinking.draw(chosen, example_seed),
                                      lambda params: build(params, device, dtype).run(),
-                                     keeps=lambda verdict: getattr(verdict, "status", None) == first.status,
+                                     keeps=lambda verdict: getattr(verdict, "status", None) == status,
                                      seconds=seconds)
             if found is None:
                 return None

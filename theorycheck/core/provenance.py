@@ -35,7 +35,7 @@ def _found(value: Any, depth: int = 0) -> tuple[str, str] | None:
     """(device, dtype) of the first floating tensor, module or array in ``value``."""
     torch = sys.modules.get("torch")
     numpy = sys.modules.get("numpy")
-    if torch is not None and isinstance(value, torch.nn.Module):
+    if _is_module(value):
         for tensor in (*value.parameters(), *value.buffers()):
             if tensor.is_floating_point():
                 return str(tensor.device), _dtype_name(tensor.dtype)

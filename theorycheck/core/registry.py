@@ -26,9 +26,9 @@ class AuditCase:
     size: int = 0  # a size measure of the instance, for residual-vs-size plots
     size_unit: str = "parameters"  # what ``size`` counts (samples for the dataclass cases)
     stream: str = ""  # the random stream it draws (default: its name); cases of one stream share runs
-    # drawn from the claim's Hypothesis strategy: shrink(seconds) -> the minimal example keeping the
+    # drawn from the claim's Hypothesis strategy: shrink(seconds, status) -> the minimal example keeping the
     # unexpected status (a dict for the record), or None
-    shrink: Callable[[float], dict | None] | None = None
+    shrink: Callable[[float, str], dict | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,7 +109,7 @@ def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int)
                          verdict=verdict, error=error)
     try:
         if record["outcome"] == "unexpected" and verdict and case.shrink is not None:
-            record["minimal"] = _shrunk(case)
+            record["minimal"] = _shrunk(case, verdict["status"])
     finally:
         torch.set_num_threads(threads)
     return record
@@ -118,12 +118,12 @@ def run_case(case: AuditCase, *, claim: str, device: str, dtype: str, seed: int)
 SHRINK_SECONDS = 30.0  # per unexpected instance: Hypothesis' shrinking of it, cut off after this
 
 
-def _shrunk(case: AuditCase) -> dict[str, Any] | None:
+def _shrunk(case: AuditCase, status: str) -> dict[str, Any] | None:
     """The minimal example that keeps the case's unexpected status (see theorycheck.core.shrink); a shrink
     that raises is recorded as such, never lost."""
     try:
         with verdicts_kept_local():
-            return case.shrink(SHRINK_SECONDS)
+            return case.shrink(SHRINK_SECONDS, status)
     except Exception:  # noqa: BLE001 - the original counterexample stands; say why there is no smaller one
         return {"error": traceback.format_exc(limit=-4)}
 
