@@ -137,3 +137,23 @@ def test_one_tuple_of_degrees_serves_train_and_the_homogeneity_engine(dtype):
     for call in (lambda: tc.check_homogeneity(model, X), lambda: tc.train(model, X, y, steps=5)):
         with pytest.raises(tc.InvalidArgument, match="2 degrees"):
             call()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_a_frozen_relu_backbone_under_a_linear_head_is_smooth_in_the_trained_parameters(dtype):
+    """Thm 4.2 (GD) needs f C^2 in the trained parameters: ReLU kinks in a frozen feature map upstream of every
+    trained parameter do not move with theta (measured by autograd), so GD on the head is covered; the same ReLU
+    under a trained layer is a kink in theta, and GD there stays vacuous."""
+    from theorycheck.engines.flat_network import twice_differentiable
+
+    def make(frozen=True):
+        backbone = nn.Sequential(nn.Linear(3, 8), nn.ReLU()).requires_grad_(not frozen)
+        return nn.Sequential(backbone, nn.Linear(8, 1, bias=False))
+
+    model, X, y = _instance(make, dtype)
+    assert twice_differentiable(model, X)[0] and not twice_differentiable(model)[0]
+    gd = tc.train(model, X, y, method="gd", lr=0.05, steps=60)
+    assert tc.check_margin_monotone(gd).status == "holds", tc.check_margin_monotone(gd).summary()
+    kinked, X, y = _instance(lambda: make(frozen=False), dtype)
+    assert not twice_differentiable(kinked, X)[0]
+    assert tc.check_margin_monotone(tc.train(kinked, X, y, method="gd", lr=0.05, steps=20)).status == "vacuous"

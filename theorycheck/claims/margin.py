@@ -35,7 +35,8 @@ from ..core.kit import Case, ClaimKit
 from ..core.verdict import Verdict
 
 RUN_ASSUMPTIONS = {  # Lyu & Li's assumptions on a run, shared with the kkt claim
-    "homogeneous": "f positively homogeneous in theta of the stated degree L (checked on X along the run)",
+    "homogeneous": "f positively homogeneous of the stated degree L jointly in the trained parameters theta, frozen "
+                   "ones fixed (measured on X along the run)",
     "loss": "exponential-type loss (exp or logistic)",
     "no_decay": "no weight decay",
     "t0": "summed loss below l(0) at t0 (data separated)",

@@ -19,22 +19,47 @@ _SMOOTH_MODULES = (nn.Linear, nn.modules.conv._ConvNd, nn.Identity, nn.Flatten, 
                    nn.ModuleList, nn.ModuleDict, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.Softplus)
 
 
-def twice_differentiable(model: nn.Module) -> tuple[bool, str]:
+def twice_differentiable(model: nn.Module, X: torch.Tensor | None = None) -> tuple[bool, str]:
     """Whether every module of ``model`` is known to be C^2 (Lyu & Li's Thm 4.2 needs it for GD).
 
     ReLU, LeakyReLU, max-pooling and ReLU^p with p <= 2 are not; modules with their own forward
-    (unknown to this list) cannot be established and count as not.
+    (unknown to this list) cannot be established and count as not. Smoothness is in the trained parameters:
+    given ``X``, a module with no trained parameter whose inputs on X carry no gradient (a frozen feature map
+    upstream of every trained parameter, measured by autograd) is a fixed function of the data and is skipped.
     """
     from ..core.modules import PowerReLU
 
+    fixed = _fixed_modules(model, X) if X is not None else set()
     offending = []
     for name, module in model.named_modules():
+        if name in fixed:
+            continue
         if isinstance(module, PowerReLU):
             if module.p <= 2:
                 offending.append(f"{name or 'model'} (ReLU^{module.p:g}: C^2 needs p > 2)")
         elif not isinstance(module, _SMOOTH_MODULES):
             offending.append(f"{name or 'model'} ({type(module).__name__})")
     return not offending, ("all modules C^2" if not offending else "not C^2 (or unknown): " + ", ".join(offending))
+
+
+def _fixed_modules(model: nn.Module, X: torch.Tensor) -> set[str]:
+    """Names of the modules without trained parameters whose every input on X carries no gradient."""
+    tracked: dict[str, bool] = {}
+    names = {module: name for name, module in model.named_modules()}
+
+    def hook(module, args, output):
+        trained = any(p.requires_grad for p in module.parameters())
+        tracked[names[module]] = trained or any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    try:
+        with torch.enable_grad(), torch.random.fork_rng(devices=[X.device] if X.device.type == "cuda" else []):
+            buffers = {n: b.clone() for n, b in model.named_buffers()}  # batch-norm statistics stay as they are
+            functional_call(model, (dict(model.named_parameters()), buffers), (X.detach(),))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name for name, carries in tracked.items() if not carries}
 
 
 _KINK_MODULES = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ReLU6, nn.Hardtanh, nn.modules.pooling._MaxPoolNd)
