@@ -121,6 +121,28 @@ def test_degrees_are_measured_exactly_in_the_trained_parameters(dtype):
     assert measure_joint_homogeneity(dead, X.abs()).homogeneous is None
 
 
+class DeadZone(nn.Module):
+    """z where |z| > 1e-9, else 0: homogeneous only for pre-activations away from the zone."""
+
+    def forward(self, z):
+        return z * (z.abs() > 1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("activation, shrink", [(lambda: nn.Hardtanh(0.0, 6.0), 1e-3), (DeadZone, 1.0)],
+                         ids=["clamp-at-6-on-small-pre-activations", "dead-zone-below-1e-9"])
+def test_thresholds_far_outside_the_data_scale_are_found(activation, shrink, dtype):
+    """Homogeneous on X itself (every pre-activation inside the homogeneous region), not under the scalings the
+    flow applies as ||theta|| grows: 2^{+-k} up to half the dtype's exponent range reach the threshold."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6, bias=False), activation(), nn.Linear(6, 1, bias=False)).to(dtype)
+    with torch.no_grad():
+        model[0].weight.mul_(shrink)
+    X = torch.randn(10, 3, dtype=dtype)
+    measured = measure_joint_homogeneity(model, X, degree=2.0)
+    assert measured.homogeneous is False and "f(c theta) != c^2" in measured.reason, measured.summary()
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_one_tuple_of_degrees_serves_train_and_the_homogeneity_engine(dtype):
     """homogeneity_degrees holds one degree per weight layer, frozen ones included, for both; train sums the trained

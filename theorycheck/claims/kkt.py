@@ -396,7 +396,7 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
                            "(Lyu & Li Thm 4.1, on which Thm 4.4 rests)")
         elif inconclusive:
             reasons.append(f"only {len(history)} snapshots after t0 (need {MIN_SNAPSHOTS}): run too short" if not enough
-                           else f"the run does not resolve the limit eps, delta -> 0 (Lyu & Li give no rate): the decrease "
+                           else f"run too short to resolve the limit eps, delta -> 0 (Lyu & Li give no rate): the decrease "
                                 f"has not shown by log(1/L) = {-history[-1][0].log_loss:.3g}, and nothing the theorem "
                                 "excludes at a finite time did (the smoothed margin never fell beyond its allowance)")
         if enough and not trend:

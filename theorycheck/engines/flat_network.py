@@ -274,11 +274,16 @@ class FlatNetwork:
         return q.detach(), A
 
     def absolute_outputs(self, theta: torch.Tensor) -> torch.Tensor:
-        """f evaluated with |theta| on |X|: the scale of Higham's forward-error bound for a network of
-        dot products and monotone positively homogeneous activations."""
+        """f evaluated with |theta| and every frozen parameter's absolute value on |X|: the scale of Higham's
+        forward-error bound for a network of dot products and monotone positively homogeneous activations."""
+        frozen = {n: p.detach().abs() for n, p in self.model.named_parameters() if not p.requires_grad}
+        buffers = {n: b.clone() for n, b in self.buffers.items()}
         with torch.no_grad():
-            return self.outputs(theta.abs(), self.X.abs()).abs()
+            return functional_call(self.model, ({**frozen, **self.unflatten(theta.abs())}, buffers),
+                                   (self.X.abs(),)).reshape(-1).abs()
 
     def dot_product_terms(self) -> int:
-        """K in gamma_K: the summed fan-in of the weight layers plus their number (forward-error length)."""
-        return sum(int(np.prod(s[1:])) for s in self.shapes if len(s) >= 2) + len(self.shapes)
+        """K in gamma_K: the summed fan-in of the weight layers, trained or frozen, plus their number (forward-error
+        length)."""
+        shapes = [p.shape for p in self.model.parameters()]
+        return sum(int(np.prod(s[1:])) for s in shapes if len(s) >= 2) + len(shapes)

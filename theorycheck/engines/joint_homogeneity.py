@@ -24,7 +24,7 @@ from torch.func import functional_call
 
 from ..core.devices import dtype_name, gamma, unit_roundoff
 
-EXPONENTS = (1, 4, 16, 64)  # c = 2^{+-k}, kept while |k L| <= a quarter of the dtype's exponent range
+EXPONENTS = (1, 2, 4, 8, 16, 32, 64)  # c = 2^{+-k}, kept while |k L| <= half the dtype's largest exponent
 INFORMATIVE = 1e3  # samples whose |f| exceeds this many times its roundoff bound carry the degree
 
 
@@ -63,8 +63,7 @@ def _measure(model, X, stated) -> JointHomogeneity:
     named = dict(model.named_parameters())
     trained = [n for n, p in named.items() if p.requires_grad]
     buffers = {n: b.detach() for n, b in model.named_buffers()}
-    dtype = X.dtype
-    u = unit_roundoff(dtype)
+    computed = []  # the dtypes the passes returned: a forward that casts (x.float()) computes in its own
 
     def forward(factor: float = 1.0, absolute: bool = False) -> torch.Tensor:
         params = {n: p.detach() for n, p in named.items()}
@@ -74,7 +73,12 @@ def _measure(model, X, stated) -> JointHomogeneity:
         with torch.no_grad():
             out = functional_call(model, (params, {n: b.clone() for n, b in buffers.items()}),
                                   (X.abs() if absolute else X,))
+        computed.append(out.dtype)
         return out.reshape(-1).to(torch.float64)
+
+    f0, S0 = forward(), forward(absolute=True)
+    dtype = max([X.dtype] + computed, key=unit_roundoff)  # the least precise arithmetic seen
+    u = unit_roundoff(dtype)
 
     def result(homogeneous, measured=math.nan, statistic=math.nan, reason="", **details):
         return JointHomogeneity(homogeneous, float(stated) if stated is not None else measured, measured, statistic,
@@ -89,7 +93,6 @@ def _measure(model, X, stated) -> JointHomogeneity:
     def tolerance_count(L: float) -> float:
         return gamma(int(math.ceil(max(1.0, L) * fan_in)), dtype)
 
-    f0, S0 = forward(), forward(absolute=True)
     if not (torch.isfinite(f0).all() and torch.isfinite(S0).all()):
         return result(None, reason="non-finite output at theta (overflow or NaN)")
     if bool(((forward() - f0).abs() > 2 * tolerance_count(1.0) * S0).any()):
@@ -106,7 +109,7 @@ def _measure(model, X, stated) -> JointHomogeneity:
     if not rough > 0:
         return result(False, measured=rough, reason=f"f does not grow with the trained parameters (degree {rough:.3g} "
                                                     "<= 0; Lyu & Li need L > 0)")
-    reach = math.log2(torch.finfo(dtype).max) / 4 / max(rough, 1.0)
+    reach = math.frexp(torch.finfo(dtype).max)[1] / 2 / max(rough, 1.0)  # 2^e > max: e = 128 for float32
     factors = [2.0**s for k in EXPONENTS if k <= reach for s in (k, -k)]
     scaled = {c: (forward(c), forward(c, absolute=True)) for c in factors}
     scaled = {c: v for c, v in scaled.items() if bool(torch.isfinite(v[0]).all() and torch.isfinite(v[1]).all())}
@@ -134,7 +137,7 @@ def _measure(model, X, stated) -> JointHomogeneity:
     worst, worst_at = 0.0, None
     for c, (fc, Sc) in scaled.items():
         target = c**L
-        kept = (S0 >= floor) & (Sc >= floor) & (target * S0 >= floor)
+        kept = (S0 >= floor) & (target * S0 >= floor)
         residual = (fc - target * f0).abs()
         allowed = g * (Sc + target * S0) + abs(math.log(c)) * dL * target * f0.abs()
         ratio = torch.where(allowed > 0, residual / allowed, torch.where(residual > 0, math.inf, 0.0))[kept]
