@@ -167,14 +167,15 @@ def linear_weights(model: torch.nn.Module) -> np.ndarray | None:
     return None
 
 
-def snapshot_margins(trajectory: Trajectory, snaps: list, margins: list, degree: float) -> dict:
-    """The smoothed margin l^{-1}(L) / ||theta||^L recomputed from each snapshot's parameters and margins, and its
+def snapshot_margins(trajectory: Trajectory, snaps: list, margins: list) -> dict:
+    """The smoothed margin l^{-1}(L) / ||theta||^L (L the run's degree, as recorded) recomputed from each snapshot's
+    parameters and margins, and its
     largest fall between two snapshots against the run's allowance: the margin drift the run recorded between
     their records (sum of ||grad gamma~|| x local error estimates) plus the recorded roundoff at both."""
     loss = get_loss(trajectory.loss)
     r = trajectory.records
     values = np.array([float(loss.margin_numerator(loss.log_total(torch.as_tensor(q, dtype=torch.float64))))
-                       / float(np.linalg.norm(s.theta)) ** degree for s, q in zip(snaps, margins)])
+                       / float(np.linalg.norm(s.theta)) ** trajectory.degree for s, q in zip(snaps, margins)])
     if len(snaps) < 2:
         return {"values": values.tolist(), "drop": -math.inf, "allowed": 0.0, "pair_log_inverse_loss": [math.nan] * 2}
     records = [s.record for s in snaps]
@@ -243,7 +244,9 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
     inconclusive if not (eps is bounded only along the run, never by this state's own flow certificate).
     One-layer linear models are also compared with the exact hard-margin SVM (angle, support set,
     Soudry's rate). ``radius``: Goldstein sampling radius relative to ||theta|| (default: 0 for C^2
-    networks, else 3 x the run's rtol, or 3 x the default rtol for networks with kinks).
+    networks, else 3 x the run's rtol, or 3 x the default rtol for networks with kinks). ``degree``: L of f
+    jointly in the trained parameters (default: the run's; on one state the declared degrees of the trained
+    layers, else the measured one: :func:`theorycheck.engines.joint_homogeneity.run_degree`).
     """
     X = as_batch(X, model)
     y = as_labels(y, X)
@@ -361,7 +364,7 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
         enough = len(history) >= MIN_SNAPSHOTS
         # the finite-time part of the theorem: the smoothed margin is non-decreasing after t0 (Lyu & Li Thm 4.1, on
         # which Thm 4.4 rests), judged at the snapshots against the run's own allowance (decisive for C^2 networks)
-        margin = snapshot_margins(trajectory, [s for s, _ in history], [p["margins"] for _, p in history], L)
+        margin = snapshot_margins(trajectory, [s for s, _ in history], [p["margins"] for _, p in history])
         fell = bool(margin["drop"] > margin["allowed"]) and trajectory.smooth
         # a residual already at its roundoff at the end has reached the limit: no trend left to show
         eps_limit_reached = bool(history) and history[-1][1]["eps"] <= history[-1][1]["eps_roundoff"]

@@ -109,11 +109,13 @@ _LAYERWISE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def _layer_roles(model: nn.Module, names: list[str]):
-    """([(module name, layer)], [(module name, 'weight' | 'bias')] in parameter order) when every parameter
+    """([(module name, layer)], [(module name, 'weight' | 'bias')] in parameter order) when every trained parameter
     belongs to an nn.Linear, nn.Conv1d or nn.Conv2d itself, not a subclass (layers whose per-sample gradients
     are products of a delta and the layer's input); else ([], [])."""
-    # the exact classes: a subclass may transform its weight in forward (standardized, masked), then the rule fails
-    layers = [(n, m) for n, m in model.named_modules() if type(m) in _LAYERWISE_MODULES]
+    # the exact classes: a subclass may transform its weight in forward (standardized, masked), then the rule fails;
+    # frozen layers (no trained parameter of their own) carry no gradient to build
+    layers = [(n, m) for n, m in model.named_modules() if type(m) in _LAYERWISE_MODULES
+              and any(p.requires_grad for p in m.parameters(recurse=False))]
     owner = {(f"{n}.{kind}" if n else kind): (n, kind) for n, _ in layers for kind in ("weight", "bias")}
     if not layers or any(name not in owner for name in names):
         return [], []
