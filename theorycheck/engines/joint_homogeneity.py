@@ -137,7 +137,8 @@ def _measure(model, X, stated) -> JointHomogeneity:
     worst, worst_at = 0.0, None
     for c, (fc, Sc) in scaled.items():
         target = c**L
-        kept = (S0 >= floor) & (target * S0 >= floor)
+        # samples in the normal range; one whose terms all vanish must stay 0 (f(c theta) = c^L 0)
+        kept = ((S0 >= floor) & (target * S0 >= floor)) | (S0 == 0)
         residual = (fc - target * f0).abs()
         allowed = g * (Sc + target * S0) + abs(math.log(c)) * dL * target * f0.abs()
         ratio = torch.where(allowed > 0, residual / allowed, torch.where(residual > 0, math.inf, 0.0))[kept]
