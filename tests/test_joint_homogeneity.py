@@ -179,3 +179,32 @@ def test_a_frozen_relu_backbone_under_a_linear_head_is_smooth_in_the_trained_par
     kinked, X, y = _instance(lambda: make(frozen=False), dtype)
     assert not twice_differentiable(kinked, X)[0]
     assert tc.check_margin_monotone(tc.train(kinked, X, y, method="gd", lr=0.05, steps=20)).status == "vacuous"
+
+
+class _InlineReLU(nn.Module):
+    """b(relu(a(x))) written inline: a kink in the trained parameters that no module list names."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 4, bias=False), nn.Linear(4, 1, bias=False)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_a_custom_forward_is_judged_c2_from_the_ops_it_applies_to_the_trained_parameters(dtype):
+    """Two C^2 branches in a forward of the user's own: GD is covered by Thm 4.2 (the autograd graph from the
+    trained parameters holds only C^2 ops); the same forward with an inline relu, or v(x)^1.5, is not."""
+    from theorycheck.engines.flat_network import twice_differentiable
+
+    model, X, y = _instance(TwoBranch, dtype)
+    assert twice_differentiable(model, X)[0] and not twice_differentiable(model)[0]
+    gd = tc.train(model, X, y, method="gd", lr=0.01, steps=40)
+    assert gd.smooth and tc.check_margin_monotone(gd).status == "holds", tc.check_margin_monotone(gd).summary()
+    for kinked in (_InlineReLU().to(dtype), TwoBranch(power=1.5).to(dtype)):
+        smooth, reason = twice_differentiable(kinked, X)
+        assert not smooth and ("ReluBackward" in reason or "exponent 1.5" in reason), reason
+    relu_model, X, y = _instance(_InlineReLU, dtype)
+    gd = tc.train(relu_model, X, y, method="gd", lr=0.01, steps=5)
+    assert tc.check_margin_monotone(gd).assumptions[margin_kit.assumptions["dynamics"]] is False
