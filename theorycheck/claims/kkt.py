@@ -18,6 +18,12 @@ lambda, most of them on non-support points. For networks with kinks (ReLU, max-p
 G are gradients at theta~ and at a few points within a relative radius r (Goldstein's r-subdifferential;
 r = the run's per-step error tolerance, within which the flow's position is known), so that a state
 sliding along a kink is judged with both one-sided gradients.
+
+What a run decides: eps, delta -> 0 is a limit without a rate (eps may rise before it falls), so a run holds
+where they decrease (or reach their roundoff) and is inconclusive otherwise, at any length; it is violated only by
+what the theorem excludes at a finite time, the smoothed margin falling between snapshots beyond the run's own
+allowance (Thm 4.1, exact for the flow). Homogeneity is joint in the trained parameters
+(:mod:`theorycheck.engines.joint_homogeneity`), the only kind Lyu & Li assume.
 """
 
 from __future__ import annotations
