@@ -208,3 +208,28 @@ def test_a_custom_forward_is_judged_c2_from_the_ops_it_applies_to_the_trained_pa
     relu_model, X, y = _instance(_InlineReLU, dtype)
     gd = tc.train(relu_model, X, y, method="gd", lr=0.01, steps=5)
     assert tc.check_margin_monotone(gd).assumptions[margin_kit.assumptions["dynamics"]] is False
+
+
+class _FixesItsDtype(nn.Module):
+    """A float32 model whose forward casts its input itself (x.float()): a float64 copy of it cannot run."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 5, bias=False), nn.Linear(5, 1, bias=False)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x.float())))
+
+
+def test_the_degree_is_decided_on_a_float64_copy_or_in_a_forward_that_fixes_its_dtype():
+    """A deep float32 net on small inputs is measured on a float64 copy (its weights exactly); a forward that casts
+    its input cannot run the copy and is measured in its own float32, which the details name."""
+    from theorycheck.generate.models import NetworkSpec, build_network
+
+    spec = NetworkSpec(in_shape=(5,), widths=(30, 30, 30), activation="relu")
+    model = build_network(spec, seed=3, dtype=torch.float32)
+    X = 0.02 * torch.randn(12, 5, generator=torch.Generator().manual_seed(0))
+    measured = measure_joint_homogeneity(model, X)
+    assert measured.homogeneous is True and measured.degree == 4.0 and measured.details["arithmetic"] == "float64"
+    own = measure_joint_homogeneity(_FixesItsDtype(), X[:, :3])
+    assert own.homogeneous is True and own.degree == 2.0 and own.details["arithmetic"] == "float32", own.summary()

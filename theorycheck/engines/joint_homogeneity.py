@@ -6,9 +6,10 @@ theta, and only the margins q_n(theta) = y_n f(theta; x_n) on the training input
 homogeneity is not needed: a frozen biased backbone with a bias-free trainable head, or two branches of the same
 joint degree, qualify; a trainable parameter f is not homogeneous in (an output bias) does not.
 
-Measured by scaling theta alone by exact powers of two c = 2^{+-k} (the scaled parameters are exact, so the
-only error is each forward pass's roundoff): the degree is read off the widest factor,
-L = log(f(c theta) / f(theta)) / log c, and the identity is tested at every factor and sample within
+Measured on a float64 copy (or in the model's dtype where its forward fixes dtypes itself) by scaling theta
+alone by exact powers of two c = 2^{+-k} (the scaled parameters are exact, so the only error is each forward
+pass's roundoff): the degree is read off the widest factor, L = log(f(c theta) / f(theta)) / log c on the sample
+that resolves it best, and the identity is tested at every factor and sample within
 gamma_K (|f|(c|theta|) + c^L |f|(|theta|)) + |log c| dL c^L |f(theta)|, with |f|(.) the pass on absolute values
 (Higham's forward-error scale), K the summed fan-ins of all weight layers (x max(1, L)), and dL the degree's
 own roundoff (0 for a stated degree).
@@ -25,7 +26,7 @@ from torch.func import functional_call
 from ..core.devices import dtype_name, gamma, unit_roundoff
 
 EXPONENTS = (1, 2, 4, 8, 16, 32, 64)  # c = 2^{+-k}, kept while |k L| <= half the dtype's largest exponent
-INFORMATIVE = 1e3  # samples whose |f| exceeds this many times its roundoff bound carry the degree
+REFERENCE = torch.float64  # the passes run on a float64 copy (float32 weights exactly) where the forward allows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +61,25 @@ def measure_joint_homogeneity(model: torch.nn.Module, X: torch.Tensor, *, degree
 
 
 def _measure(model, X, stated) -> JointHomogeneity:
-    named = dict(model.named_parameters())
-    trained = [n for n, p in named.items() if p.requires_grad]
-    buffers = {n: b.detach() for n, b in model.named_buffers()}
+    """On a float64 copy (the weights exactly, the tightest roundoff), or in the model's own dtype where its forward
+    refuses the copy (it fixes dtypes itself); the details say which."""
+    try:
+        return _measure_in(model, X, stated, REFERENCE)
+    except RuntimeError:
+        if X.dtype == REFERENCE:
+            raise
+        return _measure_in(model, X, stated, X.dtype)
+
+
+def _measure_in(model, X, stated, precision: torch.dtype) -> JointHomogeneity:
+    named = {n: p.detach().to(precision) for n, p in model.named_parameters()}
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    buffers = {n: b.detach().to(precision) if b.is_floating_point() else b.detach() for n, b in model.named_buffers()}
+    X = X.detach().to(precision)
     computed = []  # the dtypes the passes returned: a forward that casts (x.float()) computes in its own
 
     def forward(factor: float = 1.0, absolute: bool = False) -> torch.Tensor:
-        params = {n: p.detach() for n, p in named.items()}
+        params = dict(named)
         params.update({n: factor * params[n] for n in trained})
         if absolute:
             params = {n: p.abs() for n, p in params.items()}
@@ -77,12 +90,12 @@ def _measure(model, X, stated) -> JointHomogeneity:
         return out.reshape(-1).to(torch.float64)
 
     f0, S0 = forward(), forward(absolute=True)
-    dtype = max([X.dtype] + computed, key=unit_roundoff)  # the least precise arithmetic seen
+    dtype = max([precision] + computed, key=unit_roundoff)  # the least precise arithmetic seen
     u = unit_roundoff(dtype)
 
     def result(homogeneous, measured=math.nan, statistic=math.nan, reason="", **details):
         return JointHomogeneity(homogeneous, float(stated) if stated is not None else measured, measured, statistic,
-                                reason, {"trained_parameters": trained, "dtype": dtype_name(dtype), **details})
+                                reason, {"trained_parameters": trained, "arithmetic": dtype_name(dtype), **details})
 
     if not trained:
         return result(False, reason="no trained parameters (every parameter has requires_grad=False)")
@@ -99,13 +112,22 @@ def _measure(model, X, stated) -> JointHomogeneity:
         return result(False, reason="the forward pass is random (two passes differ beyond roundoff): call "
                                     "model.eval() first")
 
+    def best_degree(c: float, fc: torch.Tensor, Sc: torch.Tensor, L: float) -> tuple[float, float]:
+        """log(f(c theta) / f(theta)) / log c on the sample with the smallest relative roundoff eps_c + eps_0, and
+        that bound over |log c| (its error, first order); (nan, nan) where no sample resolves the ratio."""
+        g = tolerance_count(L)
+        eps = g * (Sc / fc.abs() + S0 / f0.abs())
+        eps = torch.where((f0 * fc > 0) & (S0 >= floor) & torch.isfinite(fc), eps, torch.full_like(eps, math.inf))
+        best = int(torch.argmin(eps))
+        if not float(eps[best]) < 1:
+            return math.nan, math.nan
+        return float(torch.log(fc[best] / f0[best])) / math.log(c), float(eps[best]) / abs(math.log(c))
+
     # a first degree from c = 2 (its ratio is exact up to two passes' roundoff), to size the factors
-    f2 = forward(2.0)
-    g = tolerance_count(1.0 if stated is None else stated)
-    informative = (f0.abs() > INFORMATIVE * g * S0) & (S0 >= floor) & (f0 * f2 > 0) & torch.isfinite(f2)
-    if not bool(informative.any()):
+    rough, _ = best_degree(2.0, forward(2.0), forward(2.0, absolute=True), 1.0 if stated is None else stated)
+    if math.isnan(rough):
         return result(None, reason="f is within roundoff of 0 on every sample: nothing to test")
-    rough = float(stated) if stated is not None else float(torch.log2(f2[informative] / f0[informative]).median())
+    rough = float(stated) if stated is not None else rough
     if not rough > 0:
         return result(False, measured=rough, reason=f"f does not grow with the trained parameters (degree {rough:.3g} "
                                                     "<= 0; Lyu & Li need L > 0)")
@@ -117,22 +139,13 @@ def _measure(model, X, stated) -> JointHomogeneity:
         return result(None, measured=rough, reason="every scaled pass overflows")
     # the degree from the widest factor: |dL| <= (eps_c + eps_0) / |log c|, eps the relative roundoff bounds
     widest = max(scaled, key=lambda c: abs(math.log(c)))
-    fw, Sw = scaled[widest]
-    g = tolerance_count(rough)
-    use = (f0.abs() > INFORMATIVE * g * S0) & (fw.abs() > INFORMATIVE * g * Sw) & (f0 * fw > 0) & (S0 >= floor)
-    if stated is not None:
-        L, dL = float(stated), 0.0
-        measured = float((torch.log(fw[use] / f0[use]) / math.log(widest)).median()) if bool(use.any()) else rough
-    elif bool(use.any()):
-        estimates = torch.log(fw[use] / f0[use]) / math.log(widest)
-        L = measured = float(estimates.median())
-        dL = float((g * (Sw[use] / fw[use].abs() + S0[use] / f0[use].abs())).max()) / abs(math.log(widest))
-    else:
-        L, measured, dL = rough, rough, math.nan
-    if not L > 0 or math.isnan(dL):
-        return result(False if not L > 0 else None, measured=measured,
-                      reason=f"measured degree {L:.3g} <= 0" if not L > 0 else "no sample far above roundoff at "
-                                                                                f"the widest factor {widest:g}")
+    measured, dL = best_degree(widest, *scaled[widest], rough)
+    if math.isnan(measured):
+        return result(None, measured=rough, reason=f"no sample resolves f(c theta) / f(theta) at the widest factor "
+                                                   f"{widest:g}")
+    L, dL = (float(stated), 0.0) if stated is not None else (measured, dL)
+    if not L > 0:
+        return result(False, measured=measured, reason=f"measured degree {L:.3g} <= 0")
     g = tolerance_count(L)
     worst, worst_at = 0.0, None
     for c, (fc, Sc) in scaled.items():
