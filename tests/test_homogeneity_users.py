@@ -280,3 +280,62 @@ def test_integer_inputs_elsewhere_are_not_told_to_cast_token_ids():
     with pytest.raises(tc.InvalidArgument, match="token ids: embed them") as info:
         as_batch(torch.randint(0, 10, (6, 4)), _build(_mlp, "float64"))
     assert ".to(" not in str(info.value)
+
+
+# --- cost linear in depth: every layer scaled at once, each layer alone only to name a failure ------------
+
+class Chain(nn.Module):
+    """A bias-free chain of ``depth`` Linear layers with ReLU; ``odd`` replaces layer ``at``'s activation,
+    or (``weight_clamp``) clamps that layer's weight in the forward."""
+
+    def __init__(self, depth=6, at=None, odd=None, weight_clamp=False):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(4 if k == 0 else 8, 8, bias=False) for k in range(depth)])
+        self.at, self.odd, self.weight_clamp = at, odd, weight_clamp
+
+    def forward(self, x):
+        for k, layer in enumerate(self.layers):
+            if k == self.at and self.weight_clamp:
+                x = torch.relu(nn.functional.linear(x, layer.weight.clamp(-1.0, 1.0)))
+            else:
+                x = (self.odd if k == self.at and self.odd else torch.relu)(layer(x))
+        return x.sum(1, keepdim=True)
+
+
+DEEP_BREAKS = {  # break, input scale: thresholds the pre-activations never reach on their own
+    "relu6 at 1e-4": (dict(at=3, odd=nn.functional.relu6), 1e-4),
+    "dead zone at 1e-9": (dict(at=2, odd=lambda z: torch.where(z.abs() < 1e-9, 0 * z, torch.relu(z))), 1.0),
+    "weight clamp": (dict(at=1, weight_clamp=True), 1.0),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", DEEP_BREAKS)
+def test_breaks_deep_in_a_chain_are_caught_and_named(name, dtype):
+    kwargs, scale = DEEP_BREAKS[name]
+    x = scale * torch.randn(8, 4, dtype=dtype_of(dtype))
+    torch.manual_seed(0)
+    model = Chain(**kwargs).to(dtype_of(dtype))
+    verdict = tc.check_homogeneity(model, x)
+    assert verdict.status == "violated", verdict.summary()
+    assert verdict.details["scaling_mode"] == "per layer"
+    assert f"layers.{kwargs['at']}.weight" in verdict.details["offending_layers"]
+    torch.manual_seed(0)
+    fine = tc.check_homogeneity(Chain().to(dtype_of(dtype)), x)
+    assert fine.status == "holds" and fine.details["scaling_mode"] == "joint", fine.summary()
+
+
+def test_dropout_in_coupled_runs_asks_for_eval():
+    """vmap refuses random operations: a training-mode dropout must be named, not raised from inside vmap."""
+    from theorycheck.engines.coupled import coupled_sgd
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 1)).double()
+    X, y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, dtype=torch.float64)
+
+    def loss(out, target):
+        return (out.reshape(-1) - target) ** 2
+
+    with pytest.raises(tc.InvalidArgument, match="deterministic model.*Fix: call model.eval"):
+        coupled_sgd(model, loss, X, y, steps=2, step_size=0.01)
+    assert coupled_sgd(model.eval(), loss, X, y, steps=2, step_size=0.01).distance.shape == (1, 3)

@@ -130,8 +130,6 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                   "scaling": lambda d: 2 * _gamma(k_forward, u) + (d + 2) * u,
                   "rescaling": 2 * _gamma(k_forward, u) + 2 * sum(
                       d * (_gamma(params[n].numel(), u) + 2 * u) for n, d in zip(names, degrees))}
-    sweep = _layer_scales(model, forward, names, degrees, arithmetic)
-    scaled = {n: {a: forward({n: a * params[n]}) for a in sweep[n]} for n in names}
     f_unit = forward({n: params[n] / params[n].norm() for n in names})
     rho = math.prod(float(params[n].norm()) ** d for n, d in zip(names, degrees))
     finite = bool(torch.isfinite(f).all() and torch.isfinite(scale).all() and torch.isfinite(f_unit).all()
@@ -143,8 +141,30 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
     usable = ~underflow
     ones = torch.ones_like(scale)
     safe_scale = torch.where(scale > 0, scale, ones)  # a sample with every term 0 has residual 0
-    layers = {n: _layer_report(f, sums.euler[n], sums.absolute[n], scaled[n], d, safe_scale, usable, tolerances,
-                               normal_floor) for n, d in zip(names, degrees)}
+    informative = usable & (f.abs() > 1e3 * tolerances["euler"] * safe_scale)
+
+    def scaling(fa, factor, degree, extra=0.0):
+        return _scaling_entry(fa, factor, f, safe_scale, usable, tolerances["scaling"](degree) + extra, normal_floor)
+
+    medians, limit = _medians(model, forward, names), 0.85 * math.log(torch.finfo(arithmetic).max)
+    joint = [(own, scaling(forward({n: a * params[n] for n, a in own.items()}),
+                           math.prod(_power(own[n], d) for n, d in zip(names, degrees)), max(degrees),
+                           _gamma(2 * len(names), 2.0 ** -53)))  # the float64 product of the factors
+             for own in _joint_vectors(names, degrees, medians, limit)]
+    joint_held = all(not entry["residual"] > entry["tolerance"] for _, entry in joint)
+    if joint_held:
+        scalings = {n: _per_layer_view(n, joint) for n in names}
+        inferred = {n: ((sums.euler[n] / f)[informative]).tolist() or [math.nan] for n in names}
+        layer_scales = {n: sorted({own[n] for own, _ in joint} | _cumulative(n, names, [own for own, _ in joint]))
+                        for n in names}
+    else:  # attribute the failure: each layer scaled alone
+        layer_scales = _layer_scales(medians, names, degrees, limit)
+        scaled = {n: {a: forward({n: a * params[n]}) for a in layer_scales[n]} for n in names}
+        scalings = {n: {str(a): scaling(fa, _power(a, d), d) for a, fa in scaled[n].items()}
+                    for n, d in zip(names, degrees)}
+        inferred = {n: _infer_degree(f, scaled[n], informative) for n in names}
+    layers = {n: _layer_report(f, sums.euler[n], sums.absolute[n], scalings[n], inferred[n], d, safe_scale, usable,
+                               informative) for n, d in zip(names, degrees)}
     blind = _untracked_paths(forward, params, names, degrees, f, safe_scale, usable, layers, tolerances, u)
     # f(V) is computed at the scale S / rho: it must stay in the normal range too
     rescalable = usable & ((scale == 0) | (scale / rho >= normal_floor)) if 0 < rho < math.inf else usable & False
@@ -209,11 +229,17 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                          "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|)"),
         details={"layers": layers, "rescaling_residual": rescale_res, "rho": rho, "total_degree": sum(degrees),
                  "offending_layers": offending, "batch": int(x.shape[0]), "scales": list(SCALES),
-                 "layer_scales": {n: list(sweep[n]) for n in names},
+                 "layer_scales": {n: list(layer_scales[n]) for n in names},
+                 "scaling_mode": "joint" if joint_held else "per layer",
                  "scales_reason": "homogeneity is exact at every a > 0: scales below and above 1 over six "
                                   "orders of magnitude catch thresholds (clamp, relu6) a single a = 2 misses, and "
-                                  "per layer a with a x median|pre-activation| = 1e-15 .. 1e15 (every 3 decades) "
-                                  "catch thresholds outside the inputs' own range",
+                                  "a with a x median|pre-activation| = 1e-15 .. 1e15 (every 3 decades) "
+                                  "catch thresholds outside the inputs' own range. Joint: all layers scaled at "
+                                  "once, f(a_1 W_1, ..) = prod a_k^d_k f (each layer's weight by a and 1/a in "
+                                  "turn; every layer's pre-activations brought to 10^j together), O(depth) "
+                                  "passes; where one fails, each layer alone (the per-layer identities) names "
+                                  "the layer. layer_scales: the factors of each layer's weight and of its "
+                                  "pre-activations",
                  "euler_method": sums.method, "output_batch_axis": sums.output_axis,
                  "arithmetic": arithmetic_name, "evaluation": evaluation.note,
                  "untracked_paths": blind,
@@ -226,13 +252,9 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
         reason="; ".join(reasons), **where)
 
 
-def _layer_scales(model, forward, names: list[str], degrees: list[float],
-                  arithmetic: torch.dtype) -> dict[str, tuple[float, ...]]:
-    """Per weight layer: :data:`SCALES` and a = 10^j / m for j in :data:`SWEEP_DECADES`, m the median nonzero
-    |output| of the module owning the weight (its pre-activations, measured on the evaluated copy), kept where
-    a^d stays well inside the arithmetic's range (|d ln a| <= 0.85 ln max: 600 in float64, 75 in float32).
-    A weight not owned by a module's output (used functionally) gets m = 1."""
-    limit = 0.85 * math.log(torch.finfo(arithmetic).max)
+def _medians(model, forward, names: list[str]) -> dict[str, float]:
+    """Per weight layer, the median nonzero |output| of the module owning it (its pre-activations, on the
+    evaluated copy); 1 for a weight not owned by a module's output (used functionally)."""
     modules = dict(model.named_modules())
     seen: dict[str, list[torch.Tensor]] = {}
     hooks = []
@@ -252,14 +274,76 @@ def _layer_scales(model, forward, names: list[str], degrees: list[float],
     finally:
         for hook in hooks:
             hook.remove()
+    values = {n: torch.cat(seen[n]) if seen.get(n) else torch.empty(0) for n in names}
+    return {n: float(v.double().median()) if v.numel() else 1.0 for n, v in values.items()}
+
+
+def _layer_scales(medians: dict, names: list[str], degrees: list[float], limit: float) -> dict[str, tuple]:
+    """Per weight layer alone: :data:`SCALES` and a = 10^j / m for j in :data:`SWEEP_DECADES`, m its median
+    pre-activation, kept where a^d stays well inside the arithmetic's range (|d ln a| <= ``limit``, 0.85 ln max:
+    600 in float64, 75 in float32)."""
     out = {}
     for name, d in zip(names, degrees):
-        values = torch.cat(seen.get(name, [])) if seen.get(name) else torch.empty(0)
-        m = float(values.median()) if values.numel() else 1.0
-        extra = [10.0 ** j / m for j in SWEEP_DECADES]
+        extra = [10.0 ** j / medians[name] for j in SWEEP_DECADES]
         kept = [a for a in extra if 0 < a < math.inf and abs(max(d, 1.0) * math.log(a)) <= limit]
         out[name] = tuple(sorted(set(SCALES) | set(kept)))
     return out
+
+
+def _joint_vectors(names: list[str], degrees: list[float], medians: dict, limit: float) -> list[dict]:
+    """Scale vectors for all layers at once: for a in :data:`SCALES` (as pairs a, 1/a), a and 1/a alternating
+    over the layers, from the first layer or the second and starting with either (each layer's weight at a and
+    at 1/a, and each layer's pre-activations at a and 1/a, the product of the factors before it staying within
+    [1/a, a]); and for j in :data:`SWEEP_DECADES`, the factors c_k / c_(k-1) with c_k = 10^j / m_k that bring
+    every layer's pre-activations to 10^j at once (in a chain of positively homogeneous layers, in call order).
+    Kept where every product of factors and the expected factor stay within ``limit`` (as ln)."""
+    vectors = []
+    for a in sorted({max(s, 1 / s) for s in SCALES}):
+        for shift in (0, 1):
+            for up in (a, 1 / a):
+                vectors.append({n: 1.0 if k < shift else (up if (k - shift) % 2 == 0 else 1 / up)
+                                for k, n in enumerate(names)})
+    for j in SWEEP_DECADES:
+        c = [10.0 ** j / medians[n] for n in names]
+        vectors.append({n: c[k] / (c[k - 1] if k else 1.0) for k, n in enumerate(names)})
+    kept = []
+    for own in vectors:
+        logs = [math.log(own[n]) if 0 < own[n] < math.inf else math.inf for n in names]
+        partial = [abs(sum(logs[:k + 1])) * max(max(degrees), 1.0) for k in range(len(names))]
+        if any(x != 0 for x in logs) and max(partial) <= limit and abs(sum(d * g for d, g in zip(degrees, logs))) <= limit:
+            kept.append(own)
+    return kept
+
+
+def _cumulative(name: str, names: list[str], vectors: list[dict]) -> set[float]:
+    """The factors a layer's pre-activations are scaled by: the product of the factors up to it."""
+    k = names.index(name)
+    return {math.prod(own[n] for n in names[:k + 1]) for own in vectors}
+
+
+def _per_layer_view(name: str, joint: list) -> dict:
+    """A layer's scalings from the joint checks: keyed by its own weight's factor (the worst residual)."""
+    view = {}
+    for own, entry in joint:
+        key = str(own[name])
+        if key not in view or entry["residual"] > view[key]["residual"]:
+            view[key] = entry
+    return view
+
+
+def _power(a: float, d: float) -> float:
+    """a^d, inf where it would leave float64's range (|d ln a| > 600: nothing to compare there)."""
+    return a ** d if abs(d * math.log(a)) <= 600 else math.inf
+
+
+def _scaling_entry(fa, factor, f, scale, usable, tolerance, normal_floor) -> dict:
+    """|f(scaled) - factor f| / (factor S), where factor S stays in the normal range."""
+    if not (0 < factor < math.inf and abs(math.log(factor)) <= 600):  # a^d S may leave float64's range
+        return {"residual": math.nan, "tolerance": tolerance, "samples": 0}
+    target = factor * scale
+    kept = usable & torch.isfinite(fa) & (target >= normal_floor)
+    return {"residual": _masked_max((fa - factor * f).abs() / target, kept), "tolerance": tolerance,
+            "samples": int(kept.sum())}
 
 
 def _gamma(n: float, u: float) -> float:
@@ -307,21 +391,10 @@ def _infer_degree(f, scaled: dict, informative) -> list[float]:
     return found or [math.nan]
 
 
-def _layer_report(f, euler, absolute, scaled, degree, scale, usable, tolerances, normal_floor) -> dict:
-    """Residuals of one layer relative to the sample's absolute scale: Euler's identity and
-    f(a W_k) = a^d f(W) at every scale a, with the degree inferred from the scalings."""
-    informative = usable & (f.abs() > 1e3 * tolerances["euler"] * scale)
-    inferred = np.array(_infer_degree(f, scaled, informative))
-    scalings = {}
-    for a, fa in scaled.items():
-        if abs(degree * math.log(a)) > 600:  # a^d leaves float64's range: nothing to compare at this scale
-            scalings[a] = {"residual": math.nan, "tolerance": tolerances["scaling"](degree), "samples": 0}
-            continue
-        factor = a ** degree
-        target = factor * scale
-        kept = usable & torch.isfinite(fa) & (target >= normal_floor)
-        scalings[a] = {"residual": _masked_max((fa - factor * f).abs() / target, kept),
-                       "tolerance": tolerances["scaling"](degree), "samples": int(kept.sum())}
+def _layer_report(f, euler, absolute, scalings, inferred, degree, scale, usable, informative) -> dict:
+    """Residuals of one layer relative to the sample's absolute scale: Euler's identity and the scalings,
+    with the degree inferred (from the scalings of the layer alone, or Euler's sum over f)."""
+    inferred = np.array(inferred)
     return {
         "degree_declared": degree,
         "degree_inferred": float(np.median(inferred)),
@@ -329,7 +402,7 @@ def _layer_report(f, euler, absolute, scaled, degree, scale, usable, tolerances,
         "euler_residual": _masked_max((euler - degree * f).abs() / scale, usable),
         "scaling_residual": max((s["residual"] for s in scalings.values() if not math.isnan(s["residual"])),
                                 default=math.nan),
-        "scalings": {str(a): s for a, s in scalings.items()},
+        "scalings": scalings,
         "euler_relative_to_f": _masked_max((euler - degree * f).abs() / f.abs(), informative),
         "euler_values": euler,
         "absolute_sum_max": float(absolute.max()) if absolute.numel() else 0.0,
