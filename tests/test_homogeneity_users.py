@@ -339,3 +339,25 @@ def test_dropout_in_coupled_runs_asks_for_eval():
     with pytest.raises(tc.InvalidArgument, match="deterministic model.*Fix: call model.eval"):
         coupled_sgd(model, loss, X, y, steps=2, step_size=0.01)
     assert coupled_sgd(model.eval(), loss, X, y, steps=2, step_size=0.01).distance.shape == (1, 3)
+
+
+def test_bfloat16_autocast_inside_the_forward_is_measured():
+    autocast = _build(Around, "float32", lambda net, x: _autocast(net, x))
+    verdict = tc.check_homogeneity(autocast, torch.randn(8, 4))
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["arithmetic"] == "bfloat16" and verdict.dtype == "float32"
+    autocast.net[1] = nn.Softplus()
+    assert tc.check_homogeneity(autocast, torch.randn(8, 4)).details["offending_layers"] == ["net.0.weight"]
+
+
+def _autocast(net, x):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return net(x).float()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_model_fixed_to_one_batch_size_falls_back_and_says_why(dtype):
+    fixed = _build(Around, dtype, lambda net, x: net(x).view(6, 1))
+    verdict = tc.check_homogeneity(fixed, torch.randn(6, 4, dtype=dtype_of(dtype)))
+    assert verdict.status == "holds", verdict.summary()
+    assert "does not run on one more sample" in verdict.details["euler_method"]
