@@ -361,3 +361,11 @@ def test_model_fixed_to_one_batch_size_falls_back_and_says_why(dtype):
     verdict = tc.check_homogeneity(fixed, torch.randn(6, 4, dtype=dtype_of(dtype)))
     assert verdict.status == "holds", verdict.summary()
     assert "does not run on one more sample" in verdict.details["euler_method"]
+
+
+def test_float64_inputs_to_a_forward_that_casts_them_are_taken():
+    model = _build(CastsToFloat32, "float32")
+    verdict = tc.check_homogeneity(model, torch.randn(8, 4, dtype=torch.float64))
+    assert verdict.status == "holds" and verdict.details["arithmetic"] == "float32", verdict.summary()
+    with pytest.raises(tc.InvalidArgument, match="expected x on the model's cpu / torch.float32"):
+        tc.check_homogeneity(_build(_mlp, "float32"), torch.randn(8, 4, dtype=torch.float64))

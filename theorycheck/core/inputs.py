@@ -58,11 +58,26 @@ def _shape_fits(x: torch.Tensor, layer: nn.Module, width: int) -> bool:
     return x.ndim == len(layer.kernel_size) + 2 and x.shape[1] == width
 
 
+def _runs_on(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the model's forward takes ``x`` as it is (one pass without gradients on copies of its buffers,
+    the random state restored; it converts x itself)."""
+    from torch.func import functional_call
+
+    state = {n: b.clone() for n, b in model.named_buffers()}
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            functional_call(model, (dict(model.named_parameters()), state), (x,))
+    except Exception:  # noqa: BLE001 - any refusal means: not an input this model converts
+        return False
+    return True
+
+
 def as_batch(x, model: nn.Module, name: str = "x", *, indices: bool = False) -> torch.Tensor:
     """Check that ``x`` is a floating tensor with a batch dimension on the model's device and dtype,
     shaped for the model's first layer when that can be read off (a ``Sequential`` starting with a
-    Linear or Conv layer). ``indices``: integer inputs (token ids, uint8 pixels) are taken as they are,
-    on the model's device, for a model whose forward converts them."""
+    Linear or Conv layer). ``indices``: inputs the model's forward converts itself are taken as they
+    are, on the model's device: integers (token ids, uint8 pixels), and floats of another dtype where the
+    forward runs on them (``x.float()`` inside)."""
     device, dtype = model_device_dtype(model)
     expect(isinstance(x, torch.Tensor), expected=f"{name} as a torch.Tensor",
            received=type(x).__name__, fix=f"torch.as_tensor({name}, dtype={dtype}, device='{device}')")
@@ -80,7 +95,8 @@ def as_batch(x, model: nn.Module, name: str = "x", *, indices: bool = False) -> 
         expect(x.device == device, expected=f"{name} on the model's {device}", received=f"{x.device}",
                fix=f"{name}.to('{device}')")
         return x
-    expect(x.dtype == dtype and x.device == device, expected=f"{name} on the model's {device} / {dtype}",
+    expect((x.dtype == dtype or (indices and _runs_on(model, x))) and x.device == device,
+           expected=f"{name} on the model's {device} / {dtype}",
            received=f"{x.device} / {x.dtype}", fix=f"{name}.to(device='{device}', dtype={dtype})")
     shape = expected_input(model)
     if shape is not None:
