@@ -17,7 +17,9 @@ The claim ``homogeneity`` turns a measurement into its verdict; the flow engine 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import operator
 
 import numpy as np
 import torch
@@ -146,17 +148,18 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
     def scaling(fa, factor, degree, extra=0.0):
         return _scaling_entry(fa, factor, f, safe_scale, usable, tolerances["scaling"](degree) + extra, normal_floor)
 
-    medians, limit = _medians(model, forward, names), 0.85 * math.log(torch.finfo(arithmetic).max)
+    (medians, order), limit = _medians(model, forward, names), 0.85 * math.log(torch.finfo(arithmetic).max)
     joint = [(own, scaling(forward({n: a * params[n] for n, a in own.items()}),
                            math.prod(_power(own[n], d) for n, d in zip(names, degrees)), max(degrees),
                            _gamma(2 * len(names), 2.0 ** -53)))  # the float64 product of the factors
-             for own in _joint_vectors(names, degrees, medians, limit)]
-    joint_held = all(not entry["residual"] > entry["tolerance"] for _, entry in joint)
+             for own in _joint_vectors(order, dict(zip(names, degrees)), medians, limit)]
+    joint_ratio = max([0.0] + [e["residual"] / e["tolerance"] for _, e in joint if not math.isnan(e["residual"])])
+    joint_held = joint_ratio <= 1
     if joint_held:
         scalings = {n: _per_layer_view(n, joint) for n in names}
         inferred = {n: ((sums.euler[n] / f)[informative]).tolist() or [math.nan] for n in names}
-        layer_scales = {n: sorted({own[n] for own, _ in joint} | _cumulative(n, names, [own for own, _ in joint]))
-                        for n in names}
+        cumulative = _cumulative(order, [own for own, _ in joint])
+        layer_scales = {n: sorted({own[n] for own, _ in joint} | cumulative[n]) for n in names}
     else:  # attribute the failure: each layer scaled alone
         layer_scales = _layer_scales(medians, names, degrees, limit)
         scaled = {n: {a: forward({n: a * params[n]}) for a in layer_scales[n]} for n in names}
@@ -176,7 +179,7 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
     ratios = {n: _layer_ratio(r, tolerances["euler"]) for n, r in layers.items()}
     offending = [n for n, r in ratios.items() if r > 1]
     rescale_ratio = 0.0 if math.isnan(rescale_res) else rescale_res / tolerances["rescaling"]
-    statistic = max([rescale_ratio] + list(ratios.values()))
+    statistic = max([rescale_ratio, joint_ratio] + list(ratios.values()))
     silent = not bool((f[usable] != 0).any())
     all_underflow = not bool(usable.any())
     # the model's own pass is bounded only for nets the theorem covers; it can only stop a "holds"
@@ -201,6 +204,9 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                        f"{layers[worst]['degree_inferred']:.3g} vs declared {layers[worst]['degree_declared']:g}")
     elif rescale_ratio > 1:
         reasons.append(f"f(W) != rho f(V): residual {rescale_res:.2e}")
+    elif joint_ratio > 1:
+        reasons.append(f"scaling all layers at once fails (residual / tolerance {joint_ratio:.2e}) while each "
+                       "layer scaled alone passes")
     if found.others:
         frozen = [n for n in sorted(found.others) if n in found.frozen]
         reasons.append(f"bias/non-weight parameters: {sorted(found.others)}"
@@ -252,9 +258,10 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
         reason="; ".join(reasons), **where)
 
 
-def _medians(model, forward, names: list[str]) -> dict[str, float]:
+def _medians(model, forward, names: list[str]) -> tuple[dict[str, float], list[str]]:
     """Per weight layer, the median nonzero |output| of the module owning it (its pre-activations, on the
-    evaluated copy); 1 for a weight not owned by a module's output (used functionally)."""
+    evaluated copy; 1 for a weight not owned by a module's output, used functionally), and the layers in the
+    order of their first call (those not seen last)."""
     modules = dict(model.named_modules())
     seen: dict[str, list[torch.Tensor]] = {}
     hooks = []
@@ -275,7 +282,8 @@ def _medians(model, forward, names: list[str]) -> dict[str, float]:
         for hook in hooks:
             hook.remove()
     values = {n: torch.cat(seen[n]) if seen.get(n) else torch.empty(0) for n in names}
-    return {n: float(v.double().median()) if v.numel() else 1.0 for n, v in values.items()}
+    order = list(seen) + [n for n in names if n not in seen]
+    return {n: float(v.double().median()) if v.numel() else 1.0 for n, v in values.items()}, order
 
 
 def _layer_scales(medians: dict, names: list[str], degrees: list[float], limit: float) -> dict[str, tuple]:
@@ -290,13 +298,15 @@ def _layer_scales(medians: dict, names: list[str], degrees: list[float], limit: 
     return out
 
 
-def _joint_vectors(names: list[str], degrees: list[float], medians: dict, limit: float) -> list[dict]:
+def _joint_vectors(names: list[str], degree: dict[str, float], medians: dict, limit: float) -> list[dict]:
     """Scale vectors for all layers at once: for a in :data:`SCALES` (as pairs a, 1/a), a and 1/a alternating
     over the layers, from the first layer or the second and starting with either (each layer's weight at a and
     at 1/a, and each layer's pre-activations at a and 1/a, the product of the factors before it staying within
     [1/a, a]); and for j in :data:`SWEEP_DECADES`, the factors c_k / c_(k-1) with c_k = 10^j / m_k that bring
     every layer's pre-activations to 10^j at once (in a chain of positively homogeneous layers, in call order).
-    Kept where every product of factors and the expected factor stay within ``limit`` (as ln)."""
+    Kept where every product of factors and the expected factor stay within ``limit`` (as ln). ``names`` in
+    call order."""
+    largest = max(max(degree.values()), 1.0)
     vectors = []
     for a in sorted({max(s, 1 / s) for s in SCALES}):
         for shift in (0, 1):
@@ -309,16 +319,20 @@ def _joint_vectors(names: list[str], degrees: list[float], medians: dict, limit:
     kept = []
     for own in vectors:
         logs = [math.log(own[n]) if 0 < own[n] < math.inf else math.inf for n in names]
-        partial = [abs(sum(logs[:k + 1])) * max(max(degrees), 1.0) for k in range(len(names))]
-        if any(x != 0 for x in logs) and max(partial) <= limit and abs(sum(d * g for d, g in zip(degrees, logs))) <= limit:
+        partial = max(abs(p) for p in itertools.accumulate(logs)) * largest
+        if any(x != 0 for x in logs) and partial <= limit and abs(sum(degree[n] * g for n, g in zip(names, logs))) <= limit:
             kept.append(own)
     return kept
 
 
-def _cumulative(name: str, names: list[str], vectors: list[dict]) -> set[float]:
-    """The factors a layer's pre-activations are scaled by: the product of the factors up to it."""
-    k = names.index(name)
-    return {math.prod(own[n] for n in names[:k + 1]) for own in vectors}
+def _cumulative(names: list[str], vectors: list[dict]) -> dict[str, set[float]]:
+    """Per layer, the factors its pre-activations are scaled by: the products of the factors up to it
+    (``names`` in call order)."""
+    out = {n: set() for n in names}
+    for own in vectors:
+        for name, product in zip(names, itertools.accumulate((own[n] for n in names), operator.mul)):
+            out[name].add(product)
+    return out
 
 
 def _per_layer_view(name: str, joint: list) -> dict:
@@ -480,6 +494,10 @@ def _untracked_paths(forward, params, names, degrees, f, scale, usable, layers, 
         if not bool((((euler - fine).abs() > allowed) & ok).any()):
             continue
         blind.append(name)
+        measured = (fine / f)[ok & (f != 0)]  # the degree from the forward's own derivative, not autograd's
+        if measured.numel():
+            report["degree_inferred"] = float(measured.median())
+            report["degree_inferred_range"] = [float(measured.min()), float(measured.max())]
         report["euler_by_forward"] = {
             "step": h, "ratio": _masked_max((fine - d * f).abs() / allowed, ok),
             "autograd_vs_forward": _masked_max((euler - fine).abs() / scale, ok),
