@@ -369,3 +369,29 @@ def test_float64_inputs_to_a_forward_that_casts_them_are_taken():
     assert verdict.status == "holds" and verdict.details["arithmetic"] == "float32", verdict.summary()
     with pytest.raises(tc.InvalidArgument, match="expected x on the model's cpu / torch.float32"):
         tc.check_homogeneity(_build(_mlp, "float32"), torch.randn(8, 4, dtype=torch.float64))
+
+
+class CheckpointedMiddle(nn.Module):
+    """A checkpointed block between two layers: recomputed in the backward pass (reentrant or not)."""
+
+    def __init__(self, reentrant, activation=None):
+        super().__init__()
+        self.a, self.c = nn.Linear(4, 8, bias=False), nn.Linear(8, 1, bias=False)
+        self.b = nn.Linear(8, 8, bias=False)
+        self.reentrant, self.activation = reentrant, activation or torch.relu
+
+    def forward(self, x):
+        block = lambda h: self.activation(self.b(h))  # noqa: E731
+        return self.c(torch.utils.checkpoint.checkpoint(block, torch.relu(self.a(x)), use_reentrant=self.reentrant))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_checkpointed_block_recomputed_in_the_backward_pass(reentrant, dtype):
+    x = torch.randn(6, 4, dtype=dtype_of(dtype))
+    verdict = tc.check_homogeneity(_build(CheckpointedMiddle, dtype, reentrant), x)
+    assert verdict.status == "holds", verdict.summary()
+    assert ("autograd.grad refused" in verdict.details["euler_method"]) == reentrant
+    broken = tc.check_homogeneity(_build(CheckpointedMiddle, dtype, reentrant, torch.tanh), x)
+    assert broken.status == "violated" and "b.weight" in broken.details["offending_layers"]

@@ -22,6 +22,7 @@ import dataclasses
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.utils.stateless import _reparametrize_module
 
 from ..core.devices import gamma
 from ..core.evaluation import output_tensor
@@ -190,14 +191,25 @@ def _hooked_sums(model, names, weights, state, x) -> tuple[EulerSums | None, str
                      {n: a.reshape(-1) for n, a in absolute.items()}, reduction, "hooks", out_axis), "", out_axis
 
 
-def _per_output_sums(model, names, weights, state, x, reason, out_axis) -> EulerSums:
+def _gradients(output: torch.Tensor, leaves: list[torch.Tensor], accumulate: bool) -> list:
+    """d output / d leaves: by ``torch.autograd.grad``, or (``accumulate``) by ``.backward()`` into the leaves'
+    ``.grad``, which reentrant checkpointing requires (it refuses ``autograd.grad``)."""
+    if not accumulate:
+        return list(torch.autograd.grad(output, leaves, retain_graph=True, allow_unused=True))
+    for leaf in leaves:
+        leaf.grad = None
+    output.backward(retain_graph=True)
+    return [leaf.grad for leaf in leaves]
+
+
+def _per_output_sums(model, names, weights, state, x, reason, out_axis, accumulate=False) -> EulerSums:
     """One backward pass per output entry: exact for any module, samples may interact."""
     out = output_tensor(functional_call(model, state(), (x,)))
     f = (out if out_axis is None else per_sample(out, out_axis, x.shape[0])).reshape(-1)
     euler = {n: torch.zeros_like(f) for n in names}
     absolute = {n: torch.zeros_like(f) for n in names}
     for i in range(f.numel()):
-        grads = torch.autograd.grad(f[i], [weights[n] for n in names], retain_graph=True, allow_unused=True)
+        grads = _gradients(f[i], [weights[n] for n in names], accumulate)
         for name, g in zip(names, grads):
             if g is not None:
                 products = (weights[name] * g).detach()
@@ -208,12 +220,19 @@ def _per_output_sums(model, names, weights, state, x, reason, out_axis) -> Euler
 
 def euler_sums(model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                names: list[str], x: torch.Tensor) -> EulerSums:
-    """Euler sums of ``model`` (run with ``params``; ``buffers`` copied per pass) in each layer of ``names``."""
+    """Euler sums of ``model`` (run with ``params``; ``buffers`` copied per pass) in each layer of ``names``.
+    The substituted tensors stay in the module through the backward passes too, so a checkpointed block
+    recomputed there runs on them; where ``autograd.grad`` is refused (reentrant checkpointing), the
+    per-output passes accumulate by ``.backward()``."""
     weights = {n: params[n].detach().clone().requires_grad_(True) for n in names}
 
     def state():
         return ({**params, **weights}, {n: b.clone() for n, b in buffers.items()})
 
-    with torch.enable_grad():
-        sums, reason, out_axis = _hooked_sums(model, names, weights, state, x)
+    with torch.enable_grad(), _reparametrize_module(model, {**params, **weights, **buffers}):
+        try:
+            sums, reason, out_axis = _hooked_sums(model, names, weights, state, x)
+        except RuntimeError as error:  # autograd.grad refused: the accumulating passes are exact
+            return _per_output_sums(model, names, weights, state, x, f"autograd.grad refused "
+                                    f"({str(error).splitlines()[0][:100]})", None, accumulate=True)
         return sums if sums is not None else _per_output_sums(model, names, weights, state, x, reason, out_axis)
