@@ -395,3 +395,20 @@ def test_checkpointed_block_recomputed_in_the_backward_pass(reentrant, dtype):
     assert ("autograd.grad refused" in verdict.details["euler_method"]) == reentrant
     broken = tc.check_homogeneity(_build(CheckpointedMiddle, dtype, reentrant, torch.tanh), x)
     assert broken.status == "violated" and "b.weight" in broken.details["offending_layers"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_entirely_under_no_grad_is_inconclusive_not_violated(dtype):
+    class NoGradForward(nn.Module):
+        def __init__(self, bias=False):
+            super().__init__()
+            self.net = _mlp(bias=bias)
+
+        @torch.no_grad()
+        def forward(self, x):
+            return self.net(x)
+
+    x = torch.randn(6, 4, dtype=dtype_of(dtype))
+    verdict = tc.check_homogeneity(_build(NoGradForward, dtype), x)
+    assert verdict.status == "inconclusive" and "autograd sees no path" in verdict.reason
+    assert tc.check_homogeneity(_build(NoGradForward, dtype, True), x).status == "vacuous"

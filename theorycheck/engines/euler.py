@@ -28,6 +28,7 @@ from ..core.devices import gamma
 from ..core.evaluation import output_tensor
 
 HOOKED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+UNTRACKED = "none: autograd sees no path from any weight to f"
 
 
 @dataclasses.dataclass
@@ -229,7 +230,11 @@ def euler_sums(model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[
     def state():
         return ({**params, **weights}, {n: b.clone() for n, b in buffers.items()})
 
-    with torch.enable_grad(), _reparametrize_module(model, {**params, **weights, **buffers}):
+    with torch.enable_grad(), _reparametrize_module(model, {**params, **weights, **buffers}, tie_weights=True):
+        out = output_tensor(functional_call(model, state(), (x,)))
+        if not out.requires_grad:  # the whole forward is hidden from autograd (torch.no_grad around it)
+            zeros = {n: torch.zeros(out.numel(), dtype=out.dtype, device=out.device) for n in names}
+            return EulerSums(out.detach().reshape(-1), zeros, dict(zeros), {n: 0 for n in names}, UNTRACKED, None)
         try:
             sums, reason, out_axis = _hooked_sums(model, names, weights, state, x)
         except RuntimeError as error:  # autograd.grad refused: the accumulating passes are exact

@@ -29,7 +29,7 @@ from ..core.devices import dtype_name, unit_roundoff
 from ..core.evaluation import evaluation_state, output_tensor, unwrap
 from ..core.inputs import as_batch
 from ..core.modules import declared_degrees, read_parameters
-from .euler import euler_sums
+from .euler import UNTRACKED, euler_sums
 
 SCALES = (1e-3, 0.5, 2.0, 1e3)  # f(a W_k) = a^{d_k} f(W): below and above 1, over six orders of magnitude
 # and, per layer, a such that a x (the median |pre-activation| of the layer) = 10^j: a threshold anywhere from
@@ -107,6 +107,13 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
     params, buffers, xr, arithmetic = evaluation.params, evaluation.buffers, evaluation.x, evaluation.arithmetic
     u, arithmetic_name = _forward_unit_roundoff(arithmetic, x.device)
     sums = euler_sums(model, params, buffers, names, xr)
+    if sums.method == UNTRACKED:
+        return HomogeneityMeasurement(
+            facts=facts, statistic=math.nan, tolerance=math.nan, inconclusive=all(facts.values()), details=reading,
+            tolerance_basis="not tested: no roundoff scale without gradients",
+            reason="autograd sees no path from any weight to f (the forward runs under torch.no_grad or detaches "
+                   "its output): Euler's sums and the roundoff scale sum |delta|^T |W| |a| they give cannot be "
+                   "formed; check the model with a forward autograd can follow", **where)
     f = sums.output
 
     def forward(replaced, inputs=xr):
