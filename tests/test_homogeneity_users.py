@@ -110,24 +110,26 @@ def test_forward_that_keeps_the_dtype_it_gets_still_uses_the_float64_copy(dtype)
 class SequenceFirst(nn.Module):
     """(batch, seq, features) in, (seq, batch, features) inside, summed over the sequence."""
 
-    def __init__(self, activation=None):
+    def __init__(self, keep_sequence=False):
         super().__init__()
         self.a, self.b = nn.Linear(4, 8, bias=False), nn.Linear(8, 2, bias=False)
-        self.activation = activation or torch.relu
+        self.activation, self.keep_sequence = torch.relu, keep_sequence
 
     def forward(self, x):
-        h = self.activation(self.a(x.transpose(0, 1)))
-        return self.b(h).sum(0)
+        h = self.b(self.activation(self.a(x.transpose(0, 1))))
+        return h if self.keep_sequence else h.sum(0)  # (seq, batch, 2) or (batch, 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("keep_sequence", [False, True])
 @pytest.mark.parametrize("batch", [1, 3, 5])
-def test_sequence_first_layout_with_length_equal_to_the_batch(dtype, batch):
-    model = _build(SequenceFirst, dtype)
+def test_sequence_first_layout_with_length_equal_to_the_batch(dtype, batch, keep_sequence):
+    model = _build(SequenceFirst, dtype, keep_sequence)
     x = torch.randn(batch, 3, 4, dtype=dtype_of(dtype))  # sequence length 3: equal to the batch when batch = 3
     verdict = tc.check_homogeneity(model, x)
     assert verdict.status == "holds", verdict.summary()
     assert verdict.details["euler_method"] == "hooks"
+    assert verdict.details["output_batch_axis"] == (1 if keep_sequence else 0)
     model.activation = torch.tanh
     assert tc.check_homogeneity(model, x).status == "violated"
 
