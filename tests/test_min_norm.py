@@ -301,3 +301,35 @@ def test_your_exact_estimators_meet_the_constant_and_a_miscalibration_is_violate
         tc.check_early_stopping(X, beta0, sigma=1.0, estimators=flow)
     with pytest.raises(tc.InvalidArgument, match="shape \\(1,\\)"):
         tc.check_early_stopping(X, beta0, sigma=1.0, estimators=(lambda y, t: y, ridge))
+
+
+def test_an_estimator_that_raises_is_named():
+    X, beta0 = torch.ones(4, 2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)  # S singular
+    flow, ridge, _, _ = _your_estimators(X)
+
+    def failing(y, lam):
+        raise RuntimeError("solver diverged")
+
+    with pytest.raises(tc.InvalidArgument, match="it raised RuntimeError: solver diverged"):
+        tc.check_early_stopping(X, beta0, sigma=1.0, estimators=(flow, failing))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_min_norm_on_your_own_module_and_loop(dtype):
+    """Your nn.Linear trained by your loop on the mean squared error (lr 0.1: a step of 0.2 / n on 1/2 ||Xw - y||^2),
+    the weights stacked after each step: plain GD holds; the same loop on mini-batches is not plain GD (vacuous)."""
+    g = torch.Generator().manual_seed(5)
+    X, y = torch.randn(6, 10, generator=g, dtype=dtype), torch.randn(6, generator=g, dtype=dtype)
+    for batch, expected in ((6, "holds"), (3, "vacuous")):
+        model = torch.nn.Linear(10, 1, bias=False).to(dtype)
+        torch.nn.init.zeros_(model.weight)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        iterates = [model.weight.detach().clone().reshape(-1)]
+        for step in range(60):
+            rows = torch.arange(6) if batch == 6 else torch.arange(step % 2 * 3, step % 2 * 3 + 3)
+            optimizer.zero_grad()
+            ((model(X[rows]).squeeze(1) - y[rows]) ** 2).mean().backward()
+            optimizer.step()
+            iterates.append(model.weight.detach().clone().reshape(-1))
+        verdict = tc.check_min_norm(X, y, torch.stack(iterates), lr=0.2 / 6)
+        assert verdict.status == expected, verdict.summary()

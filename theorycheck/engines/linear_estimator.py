@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..core.errors import expect
+from ..core.errors import InvalidArgument, expect
 
 
 def estimator_matrix(estimator: Callable, n: int, d: int, *, dtype: torch.dtype, device, args=(),
@@ -22,7 +22,12 @@ def estimator_matrix(estimator: Callable, n: int, d: int, *, dtype: torch.dtype,
     ||estimator(y) - A y|| / (||A|| ||y||) on one standard normal probe y (0 for a linear estimator, up to its
     rounding)."""
     def call(y: np.ndarray) -> np.ndarray:
-        out = estimator(torch.as_tensor(y, dtype=dtype, device=device), *args)
+        try:
+            out = estimator(torch.as_tensor(y, dtype=dtype, device=device), *args)
+        except Exception as error:  # the user's code: its failure is reported as what it was asked to do
+            raise InvalidArgument(f"expected the estimator to evaluate at y of shape ({n},) with arguments {args}, but "
+                                  f"it raised {type(error).__name__}: {error}. Fix: make it accept every y (the unit "
+                                  "vectors e_i are used to read it as a matrix)") from error
         expect(isinstance(out, torch.Tensor) and tuple(out.shape) in ((d,), (d, 1)), expected=f"an estimator "
                f"returning a tensor of shape ({d},) (the coefficients b)", received=f"{type(out).__name__} "
                f"{tuple(getattr(out, 'shape', ()))}", fix="return the fitted coefficient vector")
