@@ -172,6 +172,7 @@ def test_non_interpolating_point_is_vacuous_with_the_residual_term():
     (lambda m, X, y: tc.check_flat_minima(m[0].weight, X, y), "torch.nn.Module"),
     (lambda m, X, y: tc.check_flat_minima(m, X, y, layers=("0", "1")), "two distinct submodule names"),
     (lambda m, X, y: tc.check_flat_minima(m, X, y[:2]), "one sample count"),
+    (lambda m, X, y: tc.check_gauss_newton(m, X, y[:, :1]), "one target per output"),
     (lambda m, X, y: tc.check_flat_minima(m, X, y, alphas=(-1.0,)), "alphas"),
     (lambda m, X, y: tc.check_flat_minima(m, X, y, probes=0), "probes"),
     (lambda m, X, y: tc.check_gauss_newton(m, X, y, hessian=torch.eye(3)), "hessian of shape"),

@@ -194,11 +194,11 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     if V is None:
         H, bound = problem.hessian(theta), problem.bound(theta)
         lam, lam_BB = _lambda_max(H), _lambda_max(H[second][:, second])
-        silent = not bool((problem.jacobian(theta) != 0).any())
+        silent = not bool((problem.jacobian(theta)[:, first | second] != 0).any())
         finite = _finite(H, bound)
     else:
         lam = lam_BB = math.nan
-        silent = not bool((problem.gauss_newton_vp(theta, V) != 0).any())
+        silent = not bool((problem.gauss_newton_vp(theta, V * (first | second)[:, None]) != 0).any())
         finite = True
     rows, invariance, worst_f, worst_h, held_bounds = [], 0.0, 0.0, 0.0, True
     for a1, a2 in pairs:
@@ -238,7 +238,8 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     reasons = []
     if not invariant:
         reasons.append(f"f is not invariant under the alpha-scale of ({name_k!r}, {name_k1!r}) (not positively "
-                       f"homogeneous at the rescaling factors): f changes by up to {invariance:.3g} x its roundoff bound")
+                       f"homogeneous at the rescaling factors, a path around {name_k1!r}, or randomness such as dropout "
+                       f"in training mode): f changes by up to {invariance:.3g} x its roundoff bound")
     elif statistic > 1:
         reasons.append(f"f or the Hessian law failed: f change {worst_f:.3g} x its roundoff bound, Hessian "
                        f"residual {worst_h:.3g} x its bound")
@@ -247,7 +248,8 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     if not finite:
         reasons.append("non-finite Hessian (overflow)")
     if silent:
-        reasons.append("f does not depend on the parameters on X (every hidden unit dead): nothing to test")
+        reasons.append(f"f does not depend on the parameters of {name_k!r} and {name_k1!r} on X (every hidden unit "
+                       "between them and the output dead): nothing to test")
     return flat_minima_kit.decide(
         assumptions={"invariant": invariant}, conclusion_held=held,
         inconclusive=not finite or silent, statistic=statistic, bound=0.0, tolerance=1.0,

@@ -19,6 +19,7 @@ import torch
 from torch.func import functional_call, hessian, jacrev, jvp, vjp
 
 from ..core.devices import gamma, unit_roundoff
+from ..core.errors import expect
 
 REFERENCE = torch.float64
 
@@ -37,6 +38,8 @@ class SquaredLoss:
         self.X = X.detach().to(REFERENCE)
         with torch.no_grad():
             out = self.outputs(self.theta)
+        expect(y.numel() == out.numel(), expected=f"y with one target per output: {tuple(out.shape)} (samples, outputs)",
+               received=f"y of shape {tuple(y.shape)}", fix="y shaped like model(X)")
         self.y = y.detach().to(REFERENCE).reshape(out.shape)
         self.K = 2 * self.dot_product_terms() + self.y.numel() + 4
         self.u = unit_roundoff(REFERENCE)
