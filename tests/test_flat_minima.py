@@ -134,7 +134,7 @@ def test_a_hessian_of_your_own_is_judged(dtype):
     assert tc.check_gauss_newton(model, X, y, hessian=lambda v: H @ v, hessian_error=error).status == "holds"
     twice = tc.check_gauss_newton(model, X, y, hessian=torch.func.hessian(lambda t: loss(t, 1.0))(theta),
                                   hessian_error=error)
-    assert twice.status == "violated" and "H != J^T J" in twice.reason, twice.summary()
+    assert twice.status == "violated" and "H != J^T D J" in twice.reason, twice.summary()
     elsewhere = torch.func.hessian(loss)(theta * 1.5)
     assert tc.check_gauss_newton(model, X, y, hessian=elsewhere, hessian_error=error).status == "violated"
 
@@ -216,3 +216,41 @@ def test_a_clamp_beyond_the_probe_of_two_is_an_assumption_not_met(dtype):
     verdict = tc.check_flat_minima(two_layer_network(W1, W2, nn.ReLU6()), X, y)
     assert verdict.status == "vacuous" and "rescaling factors" in verdict.reason, verdict.summary()
     assert tc.check_flat_minima(two_layer_network(W1, W2, lambda z: torch.clamp(z, 0.0)), X, y).status == "holds"
+
+
+# --- losses of your own -------------------------------------------------------------------------
+
+def _cross_entropy(out, y):
+    return torch.nn.functional.cross_entropy(out, y, reduction="none")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_your_loss_cross_entropy_with_integer_labels(dtype):
+    """Three classes, integer labels, a ReLU net with biases: the alpha-scale keeps f, so any loss of f keeps
+    its value and its Hessian transforms by T^-1 H T^-1; the cross-entropy is never stationary (vacuous)."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).to(dtype)
+    X, y = torch.randn(7, 3, dtype=dtype), torch.randint(0, 3, (7,))
+    verdict = tc.check_flat_minima(model, X, y, loss=_cross_entropy, layers=("2", "4"))
+    assert verdict.status == "holds", verdict.summary()
+    model[1] = nn.Tanh()
+    assert tc.check_flat_minima(model, X, y, loss=_cross_entropy).status == "vacuous"
+    assert tc.check_gauss_newton(model, X, y, loss=_cross_entropy).status == "vacuous"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_your_weighted_loss_has_the_generalized_gauss_newton_hessian(dtype):
+    """L = sum_n w_n (f_n - y_n)^2 at an interpolating point: H = J^T D J with D = diag(2 w), not J^T J
+    (a Hessian of yours that drops D is violated)."""
+    model, X, y = _net(n=4, m=5, dtype=str(dtype).removeprefix("torch."))
+    w = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=dtype)
+    weighted = lambda out, t: (w[:, None] * (out - t) ** 2).sum(1)  # noqa: E731
+    verdict = tc.check_gauss_newton(model, X, y, loss=weighted)
+    assert verdict.status == "holds", verdict.summary()
+    J = torch.cat([torch.autograd.functional.jacobian(lambda p: torch.func.functional_call(
+        model, {n: p if n == name else q for n, q in model.named_parameters()}, (X,)).reshape(-1),
+        param.detach()).reshape(4, -1) for name, param in model.named_parameters()], dim=1)
+    error = 64 * torch.finfo(dtype).eps * float((J.T @ J).abs().max())
+    plain = tc.check_gauss_newton(model, X, y, loss=weighted, hessian=J.T @ J, hessian_error=error)
+    assert plain.status == "violated", plain.summary()
+    assert tc.check_gauss_newton(model, X, y + 0.1, loss=weighted).status == "vacuous"

@@ -1,7 +1,8 @@
 """Claims ``flat_minima`` and ``gauss_newton``: sharpness is not invariant under the rescalings that
 leave a ReLU network unchanged, and at an interpolating squared-loss minimum the Hessian is J^T J.
 
-Any module f(theta; x) (biases and depth allowed), squared loss L = 1/2 sum_n ||f(x_n) - y_n||^2.
+Any module f(theta; x) (biases and depth allowed), squared loss L = 1/2 sum_n ||f(x_n) - y_n||^2 or a loss of
+the outputs given.
 - Dinh, Pascanu, Bengio & Bengio, ICML 2017 ("Sharp minima can generalize for deep nets"), the
   alpha-scale transformation: layer k's weight and bias times a, layer k+1's weight divided by a (a > 0).
   Through a positively 1-homogeneous activation (ReLU, LeakyReLU) f o T_a = f, so L o T_a = L and, T_a being
@@ -13,7 +14,8 @@ Any module f(theta; x) (biases and depth allowed), squared loss L = 1/2 sum_n ||
   The invariance f o T_a = f is the assumption, measured on the data at every factor a the check applies.
 - Gauss-Newton decomposition: H = J^T J + sum_n r_n . d^2 f(x_n) with r_n = f(x_n) - y_n; at an
   interpolating point (r = 0) H = J^T J, so rank H <= n k (k outputs) << #parameters: the Hessian at
-  such a global minimum is degenerate (Poggio, Banburski & Liao, CBMM Memo 100 (2019), abstract).
+  such a global minimum is degenerate (Poggio, Banburski & Liao, CBMM Memo 100 (2019), abstract). For any
+  loss of the outputs, H = J^T D J + sum_n g_n . d^2 f_n (g = dL/df, D = d^2 L/df^2): J^T D J where g = 0.
 Hessians by torch.func on a float64 copy of the module (:mod:`theorycheck.engines.hessian`); above
 ``FULL_LIMIT`` parameters (or with ``probes=``) the identities are tested on random probe vectors by
 Hessian-vector products.
@@ -33,7 +35,7 @@ from ..core.errors import expect
 from ..core.inputs import as_batch, model_device_dtype, require_module
 from ..core.kit import ClaimKit
 from ..core.verdict import Verdict
-from ..engines.hessian import SquaredLoss
+from ..engines.hessian import LossLandscape
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
 GN_SOURCE = "Gauss-Newton decomposition of the squared-loss Hessian; Poggio, Banburski & Liao, CBMM Memo 100 (2019)"
@@ -80,20 +82,23 @@ def two_layer_network(W1: torch.Tensor, W2: torch.Tensor, activation="relu") -> 
     return net
 
 
-def _problem(model, X, y) -> SquaredLoss:
+def _problem(model, X, y, loss) -> LossLandscape:
     require_module(model)
     device, dtype = model_device_dtype(model)
     X = as_batch(X, model, "X")
-    expect(isinstance(y, torch.Tensor) and y.is_floating_point() and y.shape[0] == X.shape[0],
-           expected=f"y as a floating tensor with {X.shape[0]} rows (one target per sample)",
+    expect(isinstance(y, torch.Tensor) and (y.is_floating_point() or loss is not None) and y.shape[0] == X.shape[0],
+           expected=f"y as a tensor with {X.shape[0]} rows (one target per sample; floating for the squared loss)",
            received=f"{type(y).__name__} {tuple(getattr(y, 'shape', ()))}", fix="y = torch.as_tensor(targets, ...)")
-    problem = SquaredLoss(model, X.to(device), y.to(device), dtype)
+    expect(loss is None or callable(loss), expected="loss: None (squared) or a callable loss(outputs, y) -> per-sample "
+           "losses", received=type(loss).__name__, fix="loss=lambda out, y: torch.nn.functional.cross_entropy(out, y, "
+           "reduction='none')")
+    problem = LossLandscape(model, X.to(device), y.to(device), dtype, loss)
     expect(problem.P > 0, expected="a module with trainable parameters", received="none",
            fix="requires_grad_(True) on the parameters the Hessian is taken in")
     return problem
 
 
-def _probes(problem: SquaredLoss, probes: int | None, seed) -> torch.Tensor | None:
+def _probes(problem: LossLandscape, probes: int | None, seed) -> torch.Tensor | None:
     """None: form full matrices; else a (P, p) block of standard normal probe vectors (seeded)."""
     if probes is None and problem.P <= FULL_LIMIT:
         return None
@@ -126,7 +131,7 @@ def _finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
-def _rescaling_pair(problem: SquaredLoss, layers) -> tuple[str, str, torch.Tensor, torch.Tensor]:
+def _rescaling_pair(problem: LossLandscape, layers) -> tuple[str, str, torch.Tensor, torch.Tensor]:
     """The two layers (k, k + 1) of the alpha-scale and their masks over theta: layer k's weight and bias,
     layer k + 1's weight. Default: the first two submodules owning a trainable weight."""
     owners = [name.rsplit(".", 1)[0] if "." in name else "" for name in problem.names if name.endswith("weight")]
@@ -142,7 +147,7 @@ def _rescaling_pair(problem: SquaredLoss, layers) -> tuple[str, str, torch.Tenso
     return layers[0], layers[1], first, second
 
 
-def _scaling(problem: SquaredLoss, first, second, a1: float, a2: float) -> torch.Tensor:
+def _scaling(problem: LossLandscape, first, second, a1: float, a2: float) -> torch.Tensor:
     t = torch.ones(problem.P, dtype=torch.float64, device=problem.X.device)
     t[first], t[second] = a1, a2
     return t
@@ -173,18 +178,19 @@ flat_minima_kit = ClaimKit(
 )
 
 
-@flat_minima_kit.checker(samples=("X", "y"))
-def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, layers=None,
+@flat_minima_kit.checker(samples=("X", "y"), indices=("y",))
+def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss=None, layers=None,
                       alphas=(0.1, 10.0, 100.0), probes: int | None = None, seed: int | None = None) -> Verdict:
     """Dinh et al.'s alpha-scale on ``model``: layer ``layers[0]``'s weight and bias times a1, layer
     ``layers[1]``'s weight times a2 (a2 = 1/a1 for a number a in ``alphas``; default layers: the first two
     submodules with weights). The invariance f o T = f at (a1, 1/a1) is the assumption, measured on X; the
-    conclusion: f unchanged at (a1, a2), the squared-loss Hessian transformed exactly (H_a = T^-1 H T^-1
+    conclusion: f unchanged at (a1, a2), the Hessian of the loss (``loss(outputs, y)``: per-sample losses,
+    default 1/2 ||f - y||^2) transformed exactly (H_a = T^-1 H T^-1
     entrywise, to roundoff) and a2^-2 lambda_max(H_BB) <= lambda_max(H_a) <= max t^-2 lambda_max(H). Above
     ``FULL_LIMIT`` parameters, or with ``probes=p``, the Hessian law is tested on p random vectors by
     Hessian-vector products and the eigenvalue bounds are not computed. A tanh between the layers is
     ``vacuous`` with the change of f reported."""
-    problem = _problem(model, X, y)
+    problem = _problem(model, X, y, loss)
     pairs = _alpha_pairs(alphas)
     name_k, name_k1, first, second = _rescaling_pair(problem, layers)
     V = _probes(problem, probes, seed)
@@ -271,15 +277,17 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
 gauss_newton_kit = ClaimKit(
     id="gauss_newton",
     statement="At an interpolating point of the squared loss, H = J^T J (the residual term sum_n r_n d^2 f_n "
-              "vanishes), so rank H <= n k.",
+              "vanishes), so rank H <= n k; for any loss of the outputs, at a point where every dL/df_n = 0, "
+              "H = J^T D J with D = d^2 L / df^2.",
     source=GN_SOURCE,
-    assumptions={"interpolates": "interpolation: |f(x_n) - y_n| within the roundoff of f"},
+    assumptions={"interpolates": "interpolation: every output gradient dL/df_n (f(x_n) - y_n for the squared loss) "
+                                 "within what the roundoff of f leaves"},
     tolerance="2 gamma_K (J_abs^T J_abs + sum |r| d^2 f_abs) entrywise plus the residual interpolation allows "
               "(float64 copy), plus the error stated for a Hessian you give",
 )
 
 
-def _user_hessian(hessian, problem: SquaredLoss, dtype, device):
+def _user_hessian(hessian, problem: LossLandscape, dtype, device):
     """The Hessian to judge as a function V -> H V (float64), and the full matrix when one was given."""
     P = problem.P
     if isinstance(hessian, torch.Tensor):
@@ -304,23 +312,25 @@ def _user_hessian(hessian, problem: SquaredLoss, dtype, device):
     return apply, None
 
 
-@gauss_newton_kit.checker(samples=("X", "y"), unbounded=("hessian_error",))
-def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, hessian=None,
+@gauss_newton_kit.checker(samples=("X", "y"), indices=("y",), unbounded=("hessian_error",))
+def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss=None, hessian=None,
                        hessian_error: float = 0.0, probes: int | None = None, seed: int | None = None) -> Verdict:
     """At an interpolating point of the squared loss 1/2 sum ||f(x_n) - y_n||^2 of ``model``, the Hessian
     equals J^T J entrywise (to the roundoff of H, J and the residuals interpolation allows) and rank H <= n k.
+    ``loss(outputs, y)``: another loss (per-sample losses): at a point where every output gradient dL/df_n
+    vanishes the Hessian is J^T D J, D = d^2 L / df^2 (the generalized Gauss-Newton matrix).
     ``hessian``: the Hessian to judge, default autograd's (torch.func on a float64 copy); yours as a (P, P)
     tensor or a callable v -> H v in theta = the trainable parameters in ``named_parameters()`` order,
     ``hessian_error`` its entrywise error (absolute). A callable, more than ``FULL_LIMIT`` parameters or
     ``probes=p`` test H v = J^T J v on p random vectors instead (no rank). A point that does not interpolate is
     ``vacuous``; the residual term sum_n r_n d^2 f_n it leaves is reported."""
-    problem = _problem(model, X, y)
+    problem = _problem(model, X, y, loss)
     device, dtype = model_device_dtype(model)
     expect(hessian_error >= 0 and math.isfinite(hessian_error), expected="hessian_error >= 0 (finite)",
            received=repr(hessian_error), fix="hessian_error=0.0")
     if hessian is not None and not isinstance(hessian, torch.Tensor) and probes is None:
         probes = 8
-    theta, P, nk, u = problem.theta, problem.P, problem.y.numel(), problem.u
+    theta, P, nk, u = problem.theta, problem.P, problem.nk, problem.u
     V = _probes(problem, probes, seed)
     apply, H_given = (None, None) if hessian is None else _user_hessian(hessian, problem, dtype, device)
     r, allowed = problem.residuals(theta), problem.allowed_residual(theta)
@@ -329,14 +339,13 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
                "hessian": "autograd" if hessian is None else "given", "hessian_error": hessian_error}
     if V is None:
         H = problem.hessian(theta) if H_given is None else H_given
-        J = problem.jacobian(theta)
         tol = problem.bound(theta) + hessian_error
-        residual = (H - J.T @ J).abs()
+        residual = (H - problem.gauss_newton(theta)).abs()
         eig = _eigenvalues(H)
         threshold = float(tol.norm()) + P * u * float(H.norm())
         rank = int((eig.abs() > threshold).sum())
         residual_term = float(problem.residual_term(theta).norm())
-        finite = _finite(H, J, tol)
+        finite = _finite(H, residual, tol)
         held = bool((residual <= tol).all()) and rank <= nk
         details.update({"rank": rank, "residual_term_norm": residual_term, "eigenvalues": eig.tolist(),
                         "relative_gap": float(residual.norm() / H.norm()) if float(H.norm()) > 0 else math.nan})
@@ -353,11 +362,11 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     details["max_entry_ratio"] = ratio
     reasons = []
     if not interpolates:
-        reasons.append(f"not an interpolating point: max |f - y| = {float(r.abs().max()):.3g}, roundoff allows "
-                       f"{float(allowed.max()):.3g}; H - J^T J = sum r_n d^2 f_n"
+        reasons.append(f"not an interpolating point: max |dL/df| = {float(r.abs().max()):.3g} (|f - y| for the squared loss), roundoff allows "
+                       f"{float(allowed.max()):.3g}; H - J^T D J = sum g_n d^2 f_n"
                        + (f" has norm {details['residual_term_norm']:.3g}" if "residual_term_norm" in details else ""))
     elif not held:
-        reasons.append(f"H != J^T J at an interpolating point: entrywise ratio to roundoff {ratio:.3g}, {what}")
+        reasons.append(f"H != J^T D J (J^T J for the squared loss) at an interpolating point: entrywise ratio to roundoff {ratio:.3g}, {what}")
     if not finite:
         reasons.append("non-finite Hessian or Jacobian")
     return gauss_newton_kit.decide(
