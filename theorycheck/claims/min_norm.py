@@ -378,7 +378,11 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
                          "between the grid neighbours of each local maximum of the grid; discrete GD: on its steps) "
                          "from the float64 eigendecomposition of X^T X / n "
                          "(exact for a nearby PSD matrix, for which the theorem holds too); 2 gamma_{d+10}: the rounding "
-                         "of the two sums of positive terms"),
+                         "of the two sums of positive terms"
+                         + ("; with estimators=: the worst of your estimators' exact expected risk ratios at the probed "
+                            "times (details['estimators']), the bound widened to (sqrt(bound) (sqrt(r_ridge) + D_ridge) "
+                            "+ D_gf)^2 / r_ridge, D = ||A - A_exact||_F (||X beta0|| + sigma), plus 2 gamma_{nd+10}"
+                            if "estimators" in details else "")),
         details={**details, "n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": worst_t,
                  "located_maxima": located,
                  "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist(),
