@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..core.devices import dtype_name, dtype_of, unit_roundoff
+from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.inputs import as_batch, model_device_dtype, require_module
 from ..core.kit import ClaimKit

@@ -16,6 +16,7 @@ which dominates the absolute sums of a network of linear maps and activations wi
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch.func import functional_call, hessian, jacrev, jvp, vjp
@@ -71,7 +72,7 @@ class LossLandscape:
 
     def dot_product_terms(self) -> int:
         """The summed fan-in of the weight tensors plus their number: the longest chain of sums in f."""
-        return sum(int(torch.tensor(s[1:]).prod()) for s in self.shapes if len(s) >= 2) + len(self.shapes)
+        return sum(math.prod(s[1:]) for s in self.shapes if len(s) >= 2) + len(self.shapes)
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         return {n: t.reshape(s) for n, t, s in zip(self.names, theta.split(self.sizes), self.shapes)}
