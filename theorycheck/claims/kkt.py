@@ -407,7 +407,12 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
             reasons.append(f"only {len(history)} snapshots after t0 (need {MIN_SNAPSHOTS}): run too short" if not enough
                            else f"run too short to resolve the limit eps, delta -> 0 (Lyu & Li give no rate): the decrease "
                                 f"has not shown by log(1/L) = {-history[-1][0].log_loss:.3g}, and nothing the theorem "
-                                "excludes at a finite time did (the smoothed margin never fell beyond its allowance)")
+                                "excludes at a finite time did" + (
+                                    " (the smoothed margin never fell beyond its allowance)" if trajectory.smooth
+                                    or margin["drop"] <= margin["allowed"] else
+                                    f" (the smoothed margin fell by {margin['drop']:.3e} at the snapshots, more than "
+                                    f"the allowed {margin['allowed']:.3e}, which is not decisive at kinks: the local "
+                                    "error estimates are not bounds there)"))
         if enough and not trend:
             reasons.append(f"eps {'decreasing' if eps_down else 'not decreasing'} ({eps_series[:1]} -> "
                            f"{eps_series[-1:]}), delta {'decreasing' if delta_down else 'not decreasing'} "
