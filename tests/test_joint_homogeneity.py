@@ -94,7 +94,10 @@ def test_a_trained_part_f_is_not_homogeneous_in_is_vacuous(name, dtype):
     assert measured.homogeneous is False and measured.reason, measured.summary()
     trajectory = tc.train(model, X, y, log_loss_target=-5.0, steps=60)
     assert not trajectory.homogeneous and trajectory.homogeneity_decided
-    assert tc.check_margin_monotone(trajectory).assumptions[HOMOGENEOUS] is False
+    margin = tc.check_margin_monotone(trajectory)
+    assert margin.status == "vacuous" and margin.assumptions[HOMOGENEOUS] is False, margin.summary()
+    run = tc.check_kkt(model, X, y, trajectory=trajectory)
+    assert run.status == "vacuous" and run.assumptions[HOMOGENEOUS] is False, run.summary()
     single = tc.check_kkt(model, X, y)
     assert single.status == "vacuous" and single.assumptions[HOMOGENEOUS] is False, single.summary()
 
