@@ -39,7 +39,7 @@ from scipy.optimize import lsq_linear, nnls
 from ..core.devices import gamma
 from ..engines.dynamics import DEFAULT_RTOL
 from ..engines.flat_network import FlatNetwork, twice_differentiable
-from ..engines.joint_homogeneity import measure_joint_homogeneity, run_degree
+from ..engines.joint_homogeneity import run_degree
 from ..engines.trajectory import Trajectory
 from ..core.errors import expect
 from ..engines.losses import get_loss
