@@ -587,3 +587,58 @@ def test_half_precision_runs_are_judged_with_their_own_roundoff(dtype, weight_de
     assert verdict.status == status, verdict.summary()
     assert verdict.dtype == str(dtype).removeprefix("torch.")
     assert (balance_kit.assumptions["plain"] in verdict.failed_assumptions) == (weight_decay > 0)
+
+
+# --- the arithmetic the gradient was computed in, and gradients reused without a backward -----------------
+
+def _autocast_loop(dtype, *, penalty=0.0, steps=6):
+    torch.manual_seed(0)
+    model = _TwoLayer().to(dtype)
+    X = torch.randn(12, 4, dtype=dtype)
+    y = torch.where(torch.arange(12) % 2 == 0, 1.0, -1.0).to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with tc.Recorder(model, opt) as rec:
+        for _ in range(steps):
+            opt.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(X)
+            loss = nn.functional.softplus(-y * out.to(dtype).reshape(-1)).sum()
+            (loss + penalty * sum((p ** 2).sum() for p in model.parameters())).backward()
+            opt.step()
+    return rec.trajectory
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_autocast_forward_is_judged_with_the_arithmetic_it_ran_in(dtype):
+    """bfloat16 autocast on float32 weights rounds the gradient at 2^-8 (measured from the activations): plain SGD
+    holds; a float64 model is untouched by autocast and keeps its own roundoff."""
+    traj = _autocast_loop(dtype)
+    expected = 2.0 ** -8 if dtype == torch.float32 else 2.0 ** -53
+    assert np.all(traj.grad_roundoff == expected), traj.grad_roundoff
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "holds", verdict.summary()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_penalty_under_autocast_is_still_seen(dtype):
+    """A penalty whose Euler-sum spread exceeds the bfloat16 bound (2 gamma_K d S, K = 36: 0.14 S) is caught under
+    autocast; in float64 (autocast leaves it alone) any penalty is."""
+    verdict = tc.check_layer_balance(_autocast_loop(dtype, penalty=3.0))
+    assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["euler"]] is False, \
+        verdict.summary()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_gradient_reused_without_a_backward_is_decided_by_its_spread(dtype):
+    """Two optimizer steps per backward: the second applies a gradient of the earlier weights. Its roundoff is the
+    pass that computed it, so the spread it produces decides (vacuous), not 'undecided'."""
+    torch.manual_seed(0)
+    model = _TwoLayer().to(dtype)
+    X, y = torch.randn(12, 4, dtype=dtype), torch.where(torch.arange(12) % 2 == 0, 1.0, -1.0).to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    traj = _loop(model, X, y, opt, steps=3, between=lambda _: opt.step())
+    assert traj.grad_reused.tolist() == [False, True] * 3 and np.isfinite(traj.grad_scale).all()
+    verdict = tc.check_layer_balance(traj)
+    assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["euler"]] is False, \
+        verdict.summary()
+    assert verdict.details["euler_sums"]["reused_steps_off"] >= 1 and "reused" in verdict.reason

@@ -40,15 +40,29 @@ def _inner_product_error(traj: BalanceTrajectory, dtype) -> tuple[np.ndarray, np
     Where the Recorder formed the roundoff scale S (``grad_scale``): gamma_K d_k S for the backward pass and its
     batch sum (K = 2 x total fan-in + depth + samples) plus gamma_{P_k} sum|W_k * g_k| for the inner product of
     P_k terms. Elsewhere only the estimate gamma_K sum|W_k * g_k|, which misses a gradient whose per-sample terms
-    cancel (balanced labels on a linear network: <W, g> 2e4 times below S, measured)."""
+    cancel (balanced labels on a linear network: <W, g> 2e4 times below S, measured). gamma_K uses the unit
+    roundoff of the arithmetic the step's backward ran in (``grad_roundoff``: a bfloat16 autocast forward on
+    float32 weights rounds at 2^-8), never below the weights' own."""
     scale = np.full(traj.steps, np.nan) if traj.grad_scale is None else np.asarray(traj.grad_scale, dtype=float)
     samples = 0 if traj.grad_samples is None or not len(traj.grad_samples) else int(np.max(traj.grad_samples))
-    g_backward = gamma(2 * traj.fan_in_total + len(traj.layers) + samples, dtype)
+    u = _backward_roundoff(traj, dtype)
+    count = 2 * traj.fan_in_total + len(traj.layers) + samples
+    g_backward = np.where(count * u < 1, count * u / np.maximum(1 - count * u, 1e-300), np.inf)[:, None]
     g_inner = np.array([gamma(size, dtype) for size in traj.sizes])
     known = np.isfinite(scale)
     bound = np.where(known[:, None], g_backward * np.asarray(traj.degrees) * np.where(known, scale, 0.0)[:, None]
                      + g_inner * traj.abs_inner, g_backward * traj.abs_inner)
     return bound, known
+
+
+def _backward_roundoff(traj: BalanceTrajectory, dtype) -> np.ndarray:
+    """Per step, the unit roundoff of the gradient's arithmetic: the recorded one (autocast, half activations),
+    at least the weights' dtype's."""
+    own = np.full(traj.steps, unit_roundoff(dtype))
+    if traj.grad_roundoff is None:
+        return own
+    seen = np.asarray(traj.grad_roundoff, dtype=float)
+    return np.where(np.isfinite(seen), np.maximum(seen, own), own)
 
 
 def _pair_tolerance(traj: BalanceTrajectory, inner_error: np.ndarray, layers: list[int], weights, u: float,
@@ -98,6 +112,8 @@ def _finite_prefix(traj: BalanceTrajectory) -> BalanceTrajectory:
         edited=None if traj.edited is None else traj.edited[:steps],
         outputs=None if traj.outputs is None else traj.outputs[:steps],
         grad_scale=None if traj.grad_scale is None else traj.grad_scale[:steps],
+        grad_roundoff=None if traj.grad_roundoff is None else traj.grad_roundoff[:steps],
+        grad_reused=None if traj.grad_reused is None else traj.grad_reused[:steps],
         grad_samples=None if traj.grad_samples is None else traj.grad_samples[:steps])
 
 
@@ -163,12 +179,16 @@ def _euler_observation(traj: BalanceTrajectory, error: np.ndarray, known: np.nda
         "worst_spread": float(spread[step]) if len(spread) else 0.0,
         "allowed": float(allowed[step]) if len(allowed) else 0.0,
         "rigorous_steps": int(known.sum()),
+        "reused_steps_off": int((off & np.asarray(traj.grad_reused if traj.grad_reused is not None
+                                                  else np.zeros(len(off), dtype=bool))).sum()),
         "per_degree_sums": per_degree[step].tolist() if len(per_degree) else []}
 
 
 _TOLERANCE_BASIS = ("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W*g|) for each rounded update, 2 lr "
                     "(gamma_K d_k S + gamma_P sum|W*g|) for the computed gradient's Euler sums (S: the backward pass's "
-                    "roundoff scale sum_n |l'_n| A_n, A the network on |x| with |W|), lr^2 (gamma_n + gamma_T) ||g||^2 "
+                    "roundoff scale sum_n |l'_n| A_n, A the network on |x| with |W|; gamma_K in the arithmetic the "
+                    "backward ran in, autocast's included; a reused gradient keeps the S of the pass that computed it, "
+                    "carried by the growth of sum|W*g|), lr^2 (gamma_n + gamma_T) ||g||^2 "
                     "for the eta^2 term, gamma_n on the endpoint norms; the eta^2 term is the exact discrete correction")
 
 
@@ -302,7 +322,10 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         reasons.append(f"Euler sums <W_k, g_k>/d_k = {euler_details['per_degree_sums']} disagree by "
                        f"{euler_details['worst_spread']:.2e} > {euler_details['allowed']:.2e} at step "
                        f"{euler_details['worst_step']} ({euler_details['steps_off']} step(s)): the gradient is not a "
-                       "loss gradient of f (a penalty, per-layer or value clipping, noise, or wrong degrees?)")
+                       "loss gradient of f (a penalty, per-layer or value clipping, noise, or wrong degrees?)"
+                       + (f"; {euler_details['reused_steps_off']} of those step(s) reused the previous step's gradient "
+                          "with no backward pass since (a gradient of earlier weights)"
+                          if euler_details["reused_steps_off"] else ""))
     if not assumptions["unedited"]:
         step, layer = np.unravel_index(int(np.argmax(edited)), edited.shape)
         reasons.append(f"{traj.layers[layer]} changed by {edited[step, layer]:.2e} between steps {step - 1} and "

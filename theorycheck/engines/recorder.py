@@ -11,6 +11,7 @@ reading the homogeneity check uses. ``rec.trajectory`` is the record, the input 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,9 @@ class BalanceTrajectory:
     grad_scale: Any = None
     grad_samples: Any = None
     roles: Any = None  # how each parameter's role, and the degrees, were read (measured, declared or by shape)
-    MAY_BE_UNDEFINED = ("grad_scale",)  # NaN on steps whose backward pass the Recorder did not see
+    grad_roundoff: Any = None  # per step: u of the arithmetic the step's backward passes ran in (autocast: its dtype)
+    grad_reused: Any = None  # per step: the previous step's gradient reused bit for bit, no backward pass since
+    MAY_BE_UNDEFINED = ("grad_scale", "grad_roundoff")  # NaN on steps whose backward pass the Recorder did not see
 
     def __post_init__(self):
         K, T = len(self.layers), len(self.inner)
@@ -94,7 +97,8 @@ class BalanceTrajectory:
             "abs_inner": (self.abs_inner, per_step), "grad_sq": (self.grad_sq, per_step), "lr": (self.lr, per_step),
             "plain_residual": (self.plain_residual, per_step), "update_norm": (self.update_norm, per_step),
             "grad_norm": (self.grad_norm, per_step), "edited": (self.edited, per_step),
-            "grad_scale": (self.grad_scale, (T,)), "grad_samples": (self.grad_samples, (T,))})
+            "grad_scale": (self.grad_scale, (T,)), "grad_samples": (self.grad_samples, (T,)),
+            "grad_roundoff": (self.grad_roundoff, (T,)), "grad_reused": (self.grad_reused, (T,))})
         expect(len(self.degrees) == K and len(self.neuron_sq) == len(self.neuron_grad_sq) == len(self.pairs),
                expected=f"one degree per layer ({K}) and one record per neuron pair ({len(self.pairs)})",
                received=f"{len(self.degrees)} degrees, {len(self.neuron_sq)} and {len(self.neuron_grad_sq)} records",
@@ -266,7 +270,10 @@ class Recorder:
                 grads[name] = torch.zeros_like(pending["before"][name])
             else:
                 grads[name] = p.grad.detach().clone()
-        pending["scale"], pending["samples"] = self._scale.take()
+        pending["scale"], pending["samples"], pending["roundoff"] = self._scale.take()
+        last = self._rows[-1] if self._rows else None
+        pending["reused"] = bool(pending["samples"] == 0 and last is not None and all(
+            torch.equal(grads[name], last["grads"][name]) for name in grads))
         pending["grads"] = grads
 
     @torch.no_grad()
@@ -282,7 +289,8 @@ class Recorder:
         if pending["closure_calls"] > 1:
             self._scale.take()  # backward passes of later closure calls (a line search) are not the step's
         row: dict[str, Any] = {"lr": pending["lr"], "layers": {}, "scale": pending["scale"],
-                               "samples": pending["samples"]}
+                               "samples": pending["samples"], "roundoff": pending["roundoff"],
+                               "grads": pending["grads"], "reused": pending["reused"]}
         for name, p in self._weights.items():
             w, g, lr = pending["before"][name], pending["grads"][name], pending["lr"][name]
             after = p.detach()
@@ -293,6 +301,10 @@ class Recorder:
                 (w * w).sum(), (w * g).sum(), (w * g).abs().sum(), (g * g).sum(),
                 (update + lr * g).norm(), update.norm(), g.norm(), (after ** 2).sum(),
                 pending["edited"][name].to(w.dtype)])
+        if pending["reused"]:
+            self._carry_scale(row)
+        if self._rows:
+            self._rows[-1]["grads"] = None  # only the last step's gradient is compared with the next
         self._last_after = {name: p.detach().clone() for name, p in self._trainable.items()}
         if self.neurons:
             row["neurons"] = {pair: (unit_sq(pending["before"], pair), unit_sq(pending["grads"], pair))
@@ -302,6 +314,15 @@ class Recorder:
         self._rows.append(row)
         if self.X is not None:
             self._outputs.append(self._observe_outputs())
+
+    def _carry_scale(self, row: dict) -> None:
+        """A step that reuses the previous step's gradient bit for bit (no backward pass since): its roundoff is that
+        pass's, S carried to the current weights by the largest growth of sum|W_k * g_k| (the sums S bounds)."""
+        last = self._rows[-1]
+        growth = max(float(row["layers"][n][2] / last["layers"][n][2]) if float(last["layers"][n][2]) > 0 else
+                     (1.0 if float(row["layers"][n][2]) == 0 else math.inf) for n in self._weights)
+        row["scale"] = last["scale"] * max(growth, 1.0) if math.isfinite(growth) else math.nan
+        row["samples"], row["roundoff"] = last["samples"], last["roundoff"]
 
     def _observe_outputs(self) -> torch.Tensor:
         """model(X) without changing the user's run: the random state is forked (CPU, and CUDA where X lives),
@@ -348,7 +369,9 @@ class Recorder:
             homogeneity=self._homogeneity, outputs=outputs, edited=table[:, :, 8],
             unpaired=self._unpaired, roles=dict(self._roles),
             grad_scale=np.array([row["scale"] for row in self._rows], dtype=np.float64),
-            grad_samples=np.array([row["samples"] for row in self._rows], dtype=np.int64))
+            grad_samples=np.array([row["samples"] for row in self._rows], dtype=np.int64),
+            grad_roundoff=np.array([row["roundoff"] for row in self._rows], dtype=np.float64),
+            grad_reused=np.array([row["reused"] for row in self._rows], dtype=bool))
 
     def close(self) -> None:
         for hook in self._forward_hooks + self._step_hooks:
