@@ -11,7 +11,8 @@ times <W, g>, hiding a 1% L2 penalty in float32. Activations applied functionall
 are not seen and pass |h| unchanged, which still bounds ReLU and LeakyReLU.
 The arithmetic a pass ran in is measured too: the lowest precision among the floating outputs of the model's
 modules and the gradient at its output, and autocast's dtype where autocast was on for float32 parameters in
-that forward (a bfloat16 forward on float32 weights rounds its products at u = 2^-8, not 2^-24).
+that forward (a bfloat16 forward on float32 weights rounds its products at u = 2^-8, not 2^-24), and TF32's
+(u = 2^-11) where CUDA may use it for float32 products.
 Sources: Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., Sec. 3.1 and 3.5 (gamma_n bounds of
 sums and products).
 """
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..core.devices import unit_roundoff
 from ..core.modules import PowerReLU
+from .homogeneity import _forward_unit_roundoff
 
 ACTIVATION_MODULES = (nn.ReLU, nn.LeakyReLU, PowerReLU)
 
@@ -60,10 +62,13 @@ class GradientScale:
             self._seen.setdefault(module, []).append(args[0].detach().clone())  # before an in-place activation
 
     def _note_autocast(self, module, args):
-        """At the start of a forward: autocast's dtype where it is on and lowers these float32 parameters."""
+        """At the start of a forward: autocast's dtype where it is on and lowers these float32 parameters, and TF32
+        where CUDA may use it for their products."""
         self._roundoff = 0.0
         if self._float32 and torch.is_autocast_enabled(self._device):
             self._roundoff = unit_roundoff(torch.get_autocast_dtype(self._device))
+        if self._float32:
+            self._roundoff = max(self._roundoff, _forward_unit_roundoff(torch.float32, torch.device(self._device))[0])
 
     def _note_arithmetic(self, module, args, output):
         if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.is_floating_point():

@@ -186,8 +186,9 @@ class Recorder:
             self._degrees, source = dict(zip(names, declared_degrees(model, names, self._declared))), "declared"
         else:  # measured f(2W) = 2^d f(W); 1 where none could be read (not homogeneous: the identities decide)
             self._degrees = {name: measured.get(name) or 1.0 for name in names}
-            source = {name: "measured" if measured.get(name) else f"1 (not measured{': ' + why_not if why_not else ''})"
-                      for name in names}
+            source = {name: "measured" if measured.get(name) else
+                      "1 (measured 0: f does not scale with it)" if measured.get(name) == 0 else
+                      f"1 (not measured{': ' + why_not if why_not else ''})" for name in names}
         self._roles = {"parameters": dict(found.roles), "degrees": source}
 
     def _read_pairs(self, batch) -> None:
@@ -278,9 +279,9 @@ class Recorder:
 
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs):
-        for hook in self._forward_hooks:  # the first step's forward pass has fixed the layer order and the links
+        for hook in self._forward_hooks:  # the first step has fixed the layer order and measured on the batch
             hook.remove()
-        self._forward_hooks = []
+        self._forward_hooks, self._batch = [], None
         pending, self._pending = self._pending, None
         if pending is None:
             return
