@@ -158,7 +158,10 @@ class UnitSymmetries:
         """Degree d of f in each weight, from f(2W) = 2^d f(W) on samples far above roundoff, as p/q; None when
         the samples disagree (not homogeneous in it) or none is informative."""
         found = {}
-        informative = self.f.abs() > math.sqrt(self.u) * self.f.abs().max()
+        # samples within a factor 10 of the largest |f|: their ratio errs by about gamma_K A / |f|; distinct p/q
+        # (q <= 12) differ by >= 1/132, so a spread and a rounding below 1e-3 name one degree
+        informative = self.f.abs() >= 0.1 * self.f.abs().max()
+        tol = min(1e-3, 1e6 * self.u)
         for name in self.weights:
             ratio = self.probe({name: 2 * self.probe.params[name]}) / self.f
             keep = informative & (ratio > 0) & torch.isfinite(ratio)
@@ -167,7 +170,7 @@ class UnitSymmetries:
                 continue
             values = torch.log2(ratio[keep])
             spread = float(values.max() - values.min())
-            found[name] = _snap(float(values.median()), 1e3 * self.u) if spread <= 1e3 * self.u else None
+            found[name] = _snap(float(values.median()), tol) if spread <= tol else None
         return found
 
     def pairs(self) -> tuple[list[NeuronPair], list[tuple]]:
@@ -221,6 +224,8 @@ class UnitSymmetries:
             return []
         groups = [g for g, keep in zip(groups, live) if keep]
         columns, norms = columns[:, live] / norms[live], norms[live]
+        if len(columns) <= columns.shape[1]:  # fewer equations than candidate slices: no null space can be read
+            return []
         _, singular, vt = np.linalg.svd(columns, full_matrices=True)
         tol = math.sqrt(self.u)
         rank = int((singular > tol * singular[0]).sum())
