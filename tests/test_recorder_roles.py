@@ -198,3 +198,18 @@ def test_a_unit_norm_moved_in_an_in_out_layout_is_seen(tc_device, tc_dtype):
     failing = [p["name"] for p in verdict.details["comparisons"] if not p["held"]]
     assert failing and all(name.startswith("neuron") for name in failing), verdict.summary()
     assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["unedited"]] is False
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_degrees_and_symmetries_of_a_deep_power_relu_net_are_measured(dtype):
+    """f = W3 s(W2 s(W1 x)), s(z) = max(z, 0)^2: degrees 4, 2, 1, and each unit's column scales by c^-2."""
+    from theorycheck.engines.unit_pairing import UnitSymmetries
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 6, bias=False), PowerReLU(2.0), nn.Linear(6, 6, bias=False), PowerReLU(2.0),
+                        nn.Linear(6, 1, bias=False)).to(dtype)
+    measured = UnitSymmetries(net, dict(net.named_parameters()), (torch.randn(16, 5, dtype=dtype),))
+    assert measured.degrees() == {"0.weight": 4.0, "2.weight": 2.0, "4.weight": 1.0}
+    pairs, unpaired = measured.pairs()
+    assert [[(m.layer, m.axis, m.exponent) for m in p.members] for p in pairs] == [
+        [("0.weight", 0, 1.0), ("2.weight", 1, -2.0)], [("2.weight", 0, 1.0), ("4.weight", 1, -2.0)]] and not unpaired
