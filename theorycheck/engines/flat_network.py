@@ -6,12 +6,15 @@ Used by the flow engine (:mod:`theorycheck.engines.dynamics`) and the KKT claim;
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from ..core.devices import gamma
+from .direct_pass import KINK_MODULES, DirectPass, kink_code
 
 # modules known to be C^2 in their input and weights (PowerReLU is C^2 exactly when p > 2)
 _SMOOTH_MODULES = (nn.Linear, nn.modules.conv._ConvNd, nn.Identity, nn.Flatten, nn.Unflatten,
@@ -37,9 +40,6 @@ def twice_differentiable(model: nn.Module) -> tuple[bool, str]:
     return not offending, ("all modules C^2" if not offending else "not C^2 (or unknown): " + ", ".join(offending))
 
 
-_KINK_MODULES = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ReLU6, nn.Hardtanh, nn.modules.pooling._MaxPoolNd)
-
-
 class KinkPattern:
     """The activation pattern of a network's kink modules (ReLU-type signs, max-pooling argmax) on X.
 
@@ -50,25 +50,18 @@ class KinkPattern:
 
     def __init__(self, net: "FlatNetwork", smooth: bool):
         self.net = net
-        self.modules = [m for m in net.model.modules() if isinstance(m, _KINK_MODULES)]
+        self.modules = [m for m in net.model.modules() if isinstance(m, KINK_MODULES)]
         self.known = smooth or bool(self.modules)
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor | None:
         if not self.modules:
             return None
+        if self.net.direct is not None:
+            return self.net.kink_pattern(theta)
         seen: list[torch.Tensor] = []
 
         def hook(module, inputs, output):
-            x = inputs[0]
-            if isinstance(module, nn.modules.pooling._MaxPoolNd):
-                pool = getattr(torch.nn.functional, f"max_pool{x.dim() - 2}d")
-                seen.append(pool(x, module.kernel_size, module.stride, module.padding, module.dilation,
-                                 module.ceil_mode, return_indices=True)[1].reshape(-1))
-            elif isinstance(module, (nn.ReLU6, nn.Hardtanh)):
-                low, high = (0.0, 6.0) if isinstance(module, nn.ReLU6) else (module.min_val, module.max_val)
-                seen.append(((x > low).to(torch.int8) + (x > high).to(torch.int8)).reshape(-1))
-            else:
-                seen.append((x > 0).reshape(-1))
+            seen.append(kink_code(module, inputs[0]))
 
         handles = [m.register_forward_hook(hook) for m in self.modules]
         try:
@@ -119,7 +112,9 @@ def _per_sample_weight_gradient(layer: nn.Module, inputs: torch.Tensor, delta: t
 
 
 class FlatNetwork:
-    """A module seen as a function of one flat parameter vector theta (the module is not changed)."""
+    """A module seen as a function of one flat parameter vector theta (the module is not changed). A plain stack
+    of layers runs through its direct pass (:mod:`theorycheck.engines.direct_pass`), anything else through
+    ``torch.func.functional_call``: the same operations, bit for bit."""
 
     def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor):
         self.model, self.X, self.y = model, X, y
@@ -130,6 +125,9 @@ class FlatNetwork:
         self.buffers = {n: b.detach() for n, b in model.named_buffers()}
         self._per_sample: bool | None = None  # whether margin_jacobian may vectorize over samples (None: untested)
         self._layers, self._parameter_roles = _layer_roles(model, self.names)
+        # a plain stack runs without functional_call; the last patterns its Jacobian passes saw are kept
+        self.direct = DirectPass.of(model, self.names, self.shapes)
+        self._patterns: collections.deque = collections.deque(maxlen=4)
 
     def flatten(self) -> torch.Tensor:
         params = dict(self.model.named_parameters())
@@ -147,6 +145,8 @@ class FlatNetwork:
 
     def outputs(self, theta: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
         X = self.X if X is None else X
+        if self.direct is not None:
+            return self.direct.run(theta, X).output
         buffers = {n: b.clone() for n, b in self.buffers.items()}
         return functional_call(self.model, (self.unflatten(theta), buffers), (X,)).reshape(-1)
 
@@ -181,6 +181,11 @@ class FlatNetwork:
         pass of sum_n q_n; with the samples independent, the gradient of q_n in a layer's weight is built from
         its output delta and input for sample n (:func:`_per_sample_weight_gradient`), its bias gradient is
         the delta summed over positions."""
+        if self.direct is not None:
+            theta = theta.detach().requires_grad_(True)
+            record = self.direct.run(theta, self.X, keep=True, kinks=self.direct.has_kinks)
+            self._patterns.append((theta.detach().clone(), record.pattern))
+            return self._layer_blocks(self.y * record.output, record.inputs, record.outputs)
         inputs: dict[str, torch.Tensor] = {}
         outputs: dict[str, torch.Tensor] = {}
 
@@ -200,6 +205,10 @@ class FlatNetwork:
                 handle.remove()
         if len(inputs) < len(self._layers):
             raise ValueError("a layer the forward pass does not call")
+        return self._layer_blocks(q, inputs, outputs)
+
+    def _layer_blocks(self, q: torch.Tensor, inputs: dict, outputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, A) from one backward pass of sum_n q_n to each layer's output and the layers' inputs."""
         layers = dict(self._layers)
         deltas = dict(zip(layers, torch.autograd.grad(q.sum(), [outputs[n] for n in layers])))
         blocks = []
@@ -247,6 +256,15 @@ class FlatNetwork:
         basis = torch.eye(len(q), dtype=q.dtype, device=q.device)
         (A,) = torch.autograd.grad(q, theta, basis, is_grads_batched=True)
         return q.detach(), A
+
+    def kink_pattern(self, theta: torch.Tensor) -> torch.Tensor | None:
+        """The kink pattern at theta of a plain stack: the one its last Jacobian passes saw there, else one
+        forward pass."""
+        for seen, pattern in self._patterns:
+            if torch.equal(seen, theta):
+                return pattern
+        with torch.no_grad():
+            return self.direct.run(theta, self.X, kinks=True).pattern
 
     def absolute_outputs(self, theta: torch.Tensor) -> torch.Tensor:
         """f evaluated with |theta| on |X|: the scale of Higham's forward-error bound for a network of
