@@ -28,7 +28,7 @@ class Gain(nn.Module):
 
 
 class Embedded(nn.Module):
-    """Token ids -> embedding table -> ReLU MLP: the output is linear in the table."""
+    """Token ids (batch, 3) -> embedding table, summed -> ReLU MLP: the output is linear in the table."""
 
     def __init__(self, **embedding):
         super().__init__()
@@ -36,7 +36,7 @@ class Embedded(nn.Module):
         self.inp, self.out = nn.Linear(5, 6, bias=False), nn.Linear(6, 1, bias=False)
 
     def forward(self, ids):
-        return self.out(torch.relu(self.inp(self.table(ids))))
+        return self.out(torch.relu(self.inp(self.table(ids).sum(1))))
 
 
 class InOut(nn.Module):
@@ -89,7 +89,7 @@ def _run(model, X, *, steps=6, check_X=None, lr=0.05, **recorder):
 def _built(make, tc_device, tc_dtype, *shape, ids=False):
     torch.manual_seed(0)
     model = make().to(device=tc_device, dtype=dtype_of(tc_dtype))
-    X = (torch.randint(0, 9, (10,), device=tc_device) if ids
+    X = (torch.randint(0, 9, (10, 3), device=tc_device) if ids
          else torch.randn(10, *shape, device=tc_device, dtype=dtype_of(tc_dtype)))
     return model, X
 
@@ -123,11 +123,15 @@ def test_a_gain_entering_non_homogeneously_is_not_a_layer(tc_device, tc_dtype):
         verdict.summary()
 
 
-def test_an_embedding_table_feeding_a_relu_mlp_is_a_layer(tc_device, tc_dtype):
+@pytest.mark.parametrize("with_X", [False, True])
+def test_an_embedding_table_feeding_a_relu_mlp_is_a_layer(with_X, tc_device, tc_dtype):
     model, ids = _built(Embedded, tc_device, tc_dtype, ids=True)
-    traj, verdict = _run(model, ids)
+    traj, verdict = _run(model, ids, check_X=ids if with_X else None)
     assert traj.layers[0] == "table.weight" and not traj.non_weight_parameters
     assert verdict.status == "holds", verdict.summary()
+    if with_X:
+        assert traj.homogeneity.homogeneous is True, traj.homogeneity.summary()
+        assert tc.check_homogeneity(model, ids).status == "holds"
     assert [("table.weight", 1, "whole", 1.0), ("inp.weight", 1, "whole", -1.0)] in _members(traj)
 
 
@@ -137,7 +141,7 @@ def test_a_renormalized_embedding_is_not_homogeneous(tc_device, tc_dtype):
     model = Embedded(max_norm=0.5).to(device=tc_device, dtype=dtype_of(tc_dtype))
     with torch.no_grad():
         model.table.weight.mul_(4)
-    traj, verdict = _run(model, torch.randint(0, 9, (10,), device=tc_device))
+    traj, verdict = _run(model, torch.randint(0, 9, (10, 3), device=tc_device))
     assert verdict.status == "vacuous", verdict.summary()
 
 

@@ -127,7 +127,7 @@ class Recorder:
                received=type(optimizer).__name__, fix="pass the optimizer your loop calls .step() on")
         self.model, self.optimizer, self.neurons = model, optimizer, neurons
         self.device, self.dtype = model_device_dtype(model)
-        self.X = None if X is None else as_batch(X, model, "X")
+        self.X = None if X is None else as_batch(X, model, "X", indices=True)  # as the model takes it (token ids)
         self.y = y
         self._declared = degrees if degrees is not None else getattr(model, "homogeneity_degrees", None)
         self._pairs: tuple[NeuronPair, ...] = ()
