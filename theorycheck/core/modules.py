@@ -33,13 +33,13 @@ class PowerReLU(nn.Module):
 NON_HOMOGENEOUS_MODULES = (
     nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Softmax,
     nn.LogSoftmax, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Tanhshrink, nn.Softsign,
-    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.Embedding,
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
 )
 HOMOGENEOUS_MODULES = (
     nn.Linear, nn.modules.conv._ConvNd, nn.ReLU, nn.LeakyReLU, nn.RReLU, PowerReLU, nn.Identity, nn.Flatten,
     nn.Unflatten, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
     nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.Dropout,
-    nn.Sequential, nn.ModuleList,
+    nn.Sequential, nn.ModuleList, nn.Embedding,  # a lookup: linear in its table (its role is measured)
 )
 STOCHASTIC_MODULES = (nn.modules.dropout._DropoutNd, nn.RReLU)  # random in training mode
 # modules whose parameters' roles are fixed by the module's own map, by type (not by attribute name)
@@ -48,7 +48,6 @@ KNOWN_ROLES = (
     ((nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm),
      {"weight": "normalization scale", "bias": "additive offset"}),
     ((nn.PReLU,), {"weight": "activation slope"}),
-    ((nn.Embedding,), {"weight": "embedding table"}),
 )
 WEIGHT = "weight"
 
