@@ -3,6 +3,7 @@ runs (which move O(1)) are caught, and relu, mean-field and a supercritical step
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,37 @@ def test_the_mean_field_control_fits_unit_targets_and_is_violated():
     verdict = cases["control-mean_field_as_ntk-58"].run()
     assert verdict.status == "violated", verdict.summary()
     assert verdict.details["interval"][0] > -0.5
+
+
+def test_gauss_hermite_rule_against_the_analytic_erf_and_relu_kernels():
+    """The quadrature of limit_kernel (used for tanh) reproduces Williams' erf kernel to 1e-12 at 2 x
+    QUADRATURE_NODES nodes, within its error bound (the change from QUADRATURE_NODES nodes)."""
+    from scipy.special import erf
+
+    from theorycheck.claims.ntk import erf_dual
+    from theorycheck.claims.ntk_movement import QUADRATURE_NODES, _gauss_expectations
+
+    X = np.random.default_rng(0).standard_normal((5, 3))
+    sigma = X @ X.T / 3
+    coarse, fine = (_gauss_expectations(sigma, erf, k) for k in (QUADRATURE_NODES, 2 * QUADRATURE_NODES))
+    error = np.abs(fine - erf_dual(sigma)[0]).max()
+    assert error <= 1e-12 and error <= np.abs(fine - coarse).max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ["erf", "tanh"])
+def test_a_repeated_input_makes_the_limit_kernel_singular_and_the_verdict_vacuous(activation, dtype):
+    """lambda_min(Theta) > 0 on the training inputs is an assumption of Lee et al. (2019): a repeated input (here
+    with a second target) makes Theta singular, whatever the fitted slope says; inputs 1e-3 apart keep it
+    definite (lambda_min over 10x n eps ||Theta|| + n delta)."""
+    from theorycheck.claims.ntk_movement import limit_definiteness
+
+    X = torch.as_tensor(np.random.default_rng(1).standard_normal((3, 4)), dtype=dtype)
+    repeated = torch.cat([X, X[:1]])
+    run = dict(widths=(16, 32, 64), seeds=(0, 1), steps=2, activation=activation)
+    verdict = tc.check_ntk_movement(repeated, torch.tensor([1.0, -1.0, 0.5, -1.0], dtype=dtype), **run)
+    assert verdict.status == "vacuous" and "not positive definite" in verdict.reason
+    assert verdict.details["limit_kernel"]["lambda_min"] <= verdict.details["limit_kernel"]["tolerance"]
+    close = torch.cat([X, X[:1] + 1e-3])
+    measured = limit_definiteness(close, activation)
+    assert measured["definite"] and measured["lambda_min"] > 10 * measured["tolerance"]

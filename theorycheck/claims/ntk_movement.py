@@ -14,6 +14,10 @@ The theorem bounds the rate from above (finite-width theory predicts O(1/m), and
 so the check is one-sided: fit log movement = c + b log m over widths x seeds (independent streams) and take
 the 99.9% Student-t interval of b; ``holds`` if its upper end <= -1/2, ``violated`` if its lower end > -1/2,
 ``inconclusive`` if it straddles -1/2.
+
+The theorem also assumes the limit kernel positive definite on the training inputs (lambda_min(Theta) > 0): it is
+measured on X (Theta analytic for erf and relu, by 2-D Gauss-Hermite quadrature for tanh), and a lambda_min within
+the eigensolver's and the quadrature's error of 0 (a duplicated input) makes the verdict vacuous.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
 from ..core.threads import one_thread_when_small
-from .ntk import CONFIDENCE, mlp_output, slope_interval, stacked_weights, width_series
+from .ntk import CONFIDENCE, analytic_ntk, mlp_output, slope_interval, stacked_weights, width_series
 
 kit = ClaimKit(
     id="ntk_movement",
@@ -39,12 +43,55 @@ kit = ClaimKit(
     assumptions={"ntk_scaling": "NTK parameterization: every layer scaled by 1/sqrt(fan-in) of N(0, 1) weights",
                  "smooth_activation": "the activation has a bounded, Lipschitz derivative (erf, tanh; not relu)",
                  "step_below_critical": "eta (lambda_min + lambda_max) / 2 < 1 for the kernel at initialization, "
-                                        "at every width and seed"},
+                                        "at every width and seed",
+                 "limit_definite": "the limit NTK is positive definite on the training inputs: lambda_min(Theta) "
+                                   "above the eigensolver's and the kernel's error (n eps ||Theta|| + n delta)"},
     tolerance="the 99.9% Student-t interval of the fitted slope: upper end <= -1/2 holds, lower end > -1/2 is "
               "violated (false alarm <= 5e-4 per verdict), else inconclusive")
 
 ACTIVATIONS = {"erf": torch.erf, "tanh": torch.tanh, "relu": torch.relu}
 SMOOTH = ("erf", "tanh")
+QUADRATURE_NODES = 64
+
+
+def _gauss_expectations(sigma: np.ndarray, phi, nodes: int) -> np.ndarray:
+    """E[phi(u) phi(v)] for (u, v) ~ N(0, [[s_ii, s_ij], [s_ij, s_jj]]) for every pair, by a ``nodes`` x ``nodes``
+    Gauss-Hermite rule: u = a z1, v = b z1 + c z2 (a = sqrt(s_ii), b = s_ij / a, c = sqrt(s_jj - b^2))."""
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+    diag = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
+    a = np.broadcast_to(diag[:, None], sigma.shape)
+    b = np.divide(sigma, a, out=np.zeros_like(sigma), where=a > 0)
+    c = np.sqrt(np.clip(np.diag(sigma)[None, :] - b ** 2, 0.0, None))
+    u = phi(a[..., None] * z)  # (n, n, nodes) over z1
+    v = phi(b[..., None, None] * z[:, None] + c[..., None, None] * z[None, :])  # (n, n, z1, z2)
+    return np.einsum("ijk,ijkl,k,l->ij", u, v, w, w)
+
+
+def limit_kernel(X: np.ndarray, activation: str) -> tuple[np.ndarray, float]:
+    """The limit NTK of the one-hidden-layer network on the rows of X (float64) and a bound on its entries' error:
+    analytic for erf (Williams 1997) and relu (Cho & Saul 2009), error 8 eps max|Theta|; for tanh the 2-D
+    Gauss-Hermite rule E[tanh(u) tanh(v)] + (x.x'/d) E[tanh'(u) tanh'(v)] with 2 x QUADRATURE_NODES nodes, error
+    bounded by its change from QUADRATURE_NODES nodes (the rule converges exponentially for an entire integrand)."""
+    if activation in ("erf", "relu"):
+        theta = analytic_ntk(X, 1, activation)
+        return theta, 8 * np.finfo(np.float64).eps * float(np.abs(theta).max())
+    sigma = X @ X.T / X.shape[1]
+    slope = lambda h: 1 - np.tanh(h) ** 2  # noqa: E731
+    kernels = [_gauss_expectations(sigma, np.tanh, k) + sigma * _gauss_expectations(sigma, slope, k)
+               for k in (QUADRATURE_NODES, 2 * QUADRATURE_NODES)]
+    return kernels[1], float(np.abs(kernels[1] - kernels[0]).max())
+
+
+def limit_definiteness(X: torch.Tensor, activation: str) -> dict:
+    """lambda_min of the limit NTK on X against n eps ||Theta||_2 (the backward error of a symmetric eigensolver)
+    + n delta (Weyl: entries off by delta move each eigenvalue by at most ||E||_2 <= n delta)."""
+    theta, delta = limit_kernel(X.detach().double().cpu().numpy(), activation)
+    eigenvalues = np.linalg.eigvalsh(theta)
+    n = len(theta)
+    tolerance = n * np.finfo(np.float64).eps * float(np.abs(eigenvalues).max()) + n * delta
+    return {"lambda_min": float(eigenvalues[0]), "lambda_max": float(eigenvalues[-1]), "tolerance": tolerance,
+            "definite": bool(eigenvalues[0] > tolerance)}
 
 
 def one_layer_kernel(X: torch.Tensor, W: torch.Tensor, a: torch.Tensor, *, activation: str = "erf",
@@ -116,20 +163,23 @@ def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 
         lr_factor=lr_factor)]
     enough = len(set(widths)) >= 3 and len(seeds) >= 2
     ratio = max(run["step_ratio"] for _, run in runs)
+    definiteness = limit_definiteness(X, activation)
     assumptions = {"ntk_scaling": output_scale == "ntk", "smooth_activation": activation in SMOOTH,
-                   "step_below_critical": ratio < 1}
+                   "step_below_critical": ratio < 1, "limit_definite": definiteness["definite"]}
     finite = all(run["finite"] and run["movement"] > 0 for _, run in runs)
     common = dict(dtype=dtype_name(X.dtype))
+    reasons = [] if definiteness["definite"] else [
+        f"lambda_min of the limit kernel {definiteness['lambda_min']:.3g} <= {definiteness['tolerance']:.3g} "
+        "(n eps ||Theta|| + n delta): not positive definite on X (a repeated input?)"]
     if not (enough and finite):
-        return kit.decide(assumptions=assumptions, undecided=True,
-                          reason="too few widths or seeds for an interval (at least 3 widths and 2 seeds)"
-                          if not enough
-                          else "a run diverged or did not move (non-finite or zero movement)", **common)
+        reasons.append("too few widths or seeds for an interval (at least 3 widths and 2 seeds)" if not enough
+                       else "a run diverged or did not move (non-finite or zero movement)")
+        return kit.decide(assumptions=assumptions, undecided=True, reason="; ".join(reasons),
+                          details={"limit_kernel": definiteness}, **common)
     log_w = [math.log(w) for w, _ in runs]
     log_m = [math.log(run["movement"]) for _, run in runs]
     fit, half = slope_interval(log_w, log_m)
     upper, lower = fit.slope + half, fit.slope - half
-    reasons = []
     if not assumptions["step_below_critical"]:
         reasons.append(f"eta (lambda_min + lambda_max) / 2 = {ratio:.3g} >= 1: the step is above the critical one")
     if lower > -0.5:
@@ -145,6 +195,7 @@ def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 
                                 f"over {len(runs)} runs; one-sided: the theorem bounds the rate from above")],
         details={"slope": fit.slope, "slope_stderr": fit.stderr, "interval": [lower, upper], "widths": list(widths),
                  "seeds": list(seeds), "activation": activation, "steps": steps, "max_step_ratio": ratio,
+                 "limit_kernel": definiteness,
                  "series": {"sup_t kernel movement vs width": width_series(
                      log_w, log_m, fit, "sup_t ||Theta_t - Theta_0|| / ||Theta_0||")}},
         reason="; ".join(reasons), **common)
