@@ -60,25 +60,30 @@ def test_correct_runs_hold_and_wrong_formulas_are_violated(dtype):
         assert wrong.status == "violated", wrong.summary()
 
 
-def test_a_ridge_fit_or_another_activation_is_violated():
-    """Not the min-norm fit of ReLU features: |relu| features (abs) and a ridge fit give another test error."""
-    d, n = 50, 150
-    rng = np.random.default_rng(0)
+def _fit(activation, ridge=0.0):
+    """A user's random-features fit: N features activation(<theta, x> / sqrt(d)), theta on the sphere, min-norm
+    (or ridge) coefficients."""
+    def fit(X, y, N, rng):
+        d = X.shape[1]
+        Theta = rng.standard_normal((N, d))
+        Theta *= math.sqrt(d) / np.linalg.norm(Theta, axis=1, keepdims=True)
+        Z = activation(X @ Theta.T / math.sqrt(d))
+        a = np.linalg.solve(Z.T @ Z + ridge * np.eye(N), Z.T @ y) if ridge else np.linalg.lstsq(Z, y, rcond=None)[0]
+        return lambda X_test: activation(X_test @ Theta.T / math.sqrt(d)) @ a
+    return fit
 
-    def errors(N, activation, ridge):
-        out = []
-        for _ in range(20):
-            X, X_test, Theta = (x * math.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True)
-                                for x in (rng.standard_normal((rows, d)) for rows in (n, 500, N)))
-            Z, Z_test = (activation(A @ Theta.T / math.sqrt(d)) for A in (X, X_test))
-            M = Z_test @ np.linalg.solve(Z.T @ Z + ridge * np.eye(N), Z.T) if ridge else Z_test @ np.linalg.pinv(Z)
-            out.append(np.sum((M @ X - X_test) ** 2) / (d * 500) + 0.25 * np.sum(M ** 2) / 500)
-        return out
 
-    for activation, ridge in ((np.abs, 0.0), (lambda z: np.maximum(z, 0), 5.0)):
-        verdict = tc.check_double_descent({25: errors(25, activation, ridge), 300: errors(300, activation, ridge)},
-                                          n=n, r2=1.0, sigma2=0.25, features="relu", d=d)
-        assert verdict.status == "violated", verdict.summary()
+def test_a_users_fit_holds_and_another_activation_or_a_ridge_is_violated():
+    """observe_test_errors on fits written here (lstsq, not the engine's SVD): ReLU min-norm holds; |z| features
+    and a ridge fit have another test error."""
+    from theorycheck.claims.double_descent import observe_test_errors
+
+    relu = lambda z: np.maximum(z, 0)  # noqa: E731
+    given = dict(n=150, d=50, r2=1.0, sigma2=0.25, features="relu")
+    for fit, expected in ((_fit(relu), "holds"), (_fit(np.abs), "violated"), (_fit(relu, ridge=5.0), "violated")):
+        errors = observe_test_errors(fit, d=50, psi1=(0.5, 6.0), draws=20, seed=2)
+        verdict = tc.check_double_descent(errors, **given)
+        assert verdict.status == expected, verdict.summary()
 
 
 def test_outside_the_fitted_gap_is_inconclusive_and_bad_input_raises():

@@ -26,8 +26,8 @@ from ..core.comparisons import comparison
 from ..core.errors import expect
 from ..core.kit import ClaimKit
 from ..core.verdict import Verdict
-from ..engines.random_features import (ZETA_RELU, ZETA_SQUARED_RELU, random_features_draws, ridgeless_coefficients,
-                                       ridgeless_terms)
+from ..engines.random_features import (ZETA_RELU, ZETA_SQUARED_RELU, one_blas_thread, random_features_draws,
+                                       ridgeless_coefficients, ridgeless_terms)
 
 CLAIM_ID = "double_descent"
 SOURCE = ("Belkin, Hsu & Xu, SIAM J. Math. Data Sci. 2020, Thm 1; Breiman & Freedman 1983; "
@@ -105,6 +105,8 @@ kit = ClaimKit(
               "(Mei & Montanari's ridgeless limit in psi1 = N/d, psi2 = n/d).",
     source=SOURCE,
     assumptions={"noise": "sigma^2 > 0 (noiseless labels have no blow-up at p = n)",
+                 "gaussian_design": "the design's rows are N(0, I_p): entries of mean 0, variance 1 and fourth moment 3, "
+                                    "and ||x||^2 of variance 2p (99.9% intervals over the rows drawn)",
                  "one_peak": "sigma^2 >= r^2: the exact risk rises up to p = n and falls after it (dR/dp = n (r^2/p^2 "
                              "- sigma^2/(p - n - 1)^2) < 0 for every p >= n + 2 iff sigma >= r), so the threshold is its "
                              "only peak"},
@@ -142,6 +144,9 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
            fix="risks_are='conditional' (E[risk | X] per draw) or 'raw' (||X^+ y - beta||^2 per draw)")
     expect(r2 >= 0 and sigma2 >= 0 and 0 < alpha < 1, expected="r2 >= 0, sigma2 >= 0, 0 < alpha < 1",
            received=f"r2={r2!r}, sigma2={sigma2!r}, alpha={alpha!r}", fix="the signal and noise levels")
+    design = getattr(risks, "design", None)  # measured by observe_risks
+    expect(design is None or risks_are == "raw", expected="risks_are='raw' for risks of observe_risks",
+           received=repr(risks_are), fix="risks_are='raw' (one draw of X and of the noise per risk)")
     grid = sorted(risks)
     eps = max(np.finfo(np.result_type(np.asarray(risks[p]), np.float32)).eps for p in grid)  # of the risks as given
     values = {p: np.asarray(risks[p], dtype=np.float64).reshape(-1) for p in grid}
@@ -176,6 +181,11 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
                        f"n r/(r - sigma), so the peak location is not implied")
     if not finite:
         reasons.append("non-finite risks or fewer than 2 draws at some p")
+    assumptions = {"noise": sigma2 > 0, "one_peak": sigma2 >= r2}
+    if design is not None:
+        assumptions["gaussian_design"] = design["gaussian"]
+        if not design["gaussian"]:
+            reasons.insert(0, design["reason"])
     parts = [comparison("mean risk vs the exact expectation", worst, k, 0.0,
                         f"max |mean - E| / (sd / sqrt(draws)) with the exact sd of the {risks_are} risk (inverse-Wishart "
                         f"moments) at the {len(tested)} "
@@ -184,7 +194,7 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
              comparison("distance of the median peak from p = n", abs(peak - n) if finite else math.nan, 1.0, 0.0,
                         "the largest median risk of the grid at p in {n - 1, n, n + 1}")]
     return kit.decide(
-        assumptions={"noise": sigma2 > 0, "one_peak": sigma2 >= r2}, inconclusive=not finite, comparisons=parts,
+        assumptions=assumptions, inconclusive=not finite, comparisons=parts,
         details={"n": n, "grid": rows, "peak": peak, "r2": r2, "sigma2": sigma2, "risks_are": risks_are,
                  "series": {"risk vs p against the exact formula": {
                      "x": grid, "y": {"median": [r["median"] for r in rows], "mean": [r["mean"] for r in rows],
@@ -279,6 +289,107 @@ def typo_transcription(psi1: float, psi2: float) -> tuple[float, float]:
 def zeta_squared(psi1: float, psi2: float) -> tuple[float, float]:
     """(B, V) with zeta = mu_1^2 / mu_*^2 instead of mu_1 / mu_*: a negative control, 11-33 % below at psi2 = 3."""
     return ridgeless_coefficients(psi1, psi2, ZETA_SQUARED_RELU)
+
+
+class ObservedRisks(dict):
+    """{p or N: per-draw risks} observed on a user's estimator, with ``design``: the measurement of the design
+    ({"gaussian": bool, "reason": str}; None where the inputs are the theorem's by construction)."""
+
+    design: dict | None = None
+
+
+def gaussian_design(rng: np.random.Generator, n: int, p: int) -> np.ndarray:
+    """Rows N(0, I_p): the theorem's design."""
+    return rng.standard_normal((n, p))
+
+
+def min_norm(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """X^+ y: the theorem's estimator."""
+    return np.linalg.pinv(X) @ y
+
+
+def design_moments(designs: list[np.ndarray], alpha: float = 1e-3) -> dict:
+    """Whether the rows drawn look N(0, I_p): pooled entries of mean 0, variance 1, fourth moment 3, and
+    ||x||^2 / p of variance 2 / p (chi^2_p; a correlated or spherical design has another), each by a normal
+    interval with the sample's own higher moments, z at 1 - alpha / 8 (two-sided, union over the 4)."""
+    z = stats.norm.ppf(1 - alpha / 8)
+    entries = np.concatenate([X.reshape(-1) for X in designs])
+    norms = np.concatenate([np.sum(X ** 2, axis=1) / X.shape[1] for X in designs])
+    p = np.concatenate([np.full(len(X), X.shape[1]) for X in designs])
+    k = entries.size
+    checks = {"mean 0": (entries, 0.0), "variance 1": (entries ** 2, 1.0), "fourth moment 3": (entries ** 4, 3.0),
+              "||x||^2 / p of variance 2 / p": (p * (norms - 1) ** 2, 2.0)}
+    for name, (sample, target) in checks.items():
+        se = float(sample.std()) / math.sqrt(sample.size)
+        if not abs(float(sample.mean()) - target) <= z * se + 16 * np.finfo(np.float64).eps * target:
+            return {"gaussian": False, "reason": f"the design is not N(0, I_p): {name} fails ({sample.mean():.4g} vs "
+                                                 f"{target:g} +- {z * se:.3g} over {sample.size} draws, {k} entries)"}
+    return {"gaussian": True, "reason": ""}
+
+
+def observe_risks(estimator=min_norm, design=gaussian_design, *, n: int, r2: float, sigma2: float, draws: int = 100,
+                  grid=None, seed: int = 0) -> ObservedRisks:
+    """Raw risks ||estimator(X, y) - beta||^2 of your estimator on your design, one draw of X = design(rng, n, p),
+    of beta (uniform on the sphere of radius r) and of the noise each, over ``grid`` (default: n/4, n/2, n - 8,
+    n - 1, n, n + 1, n + 8, 2n, 4n); the design's rows are measured (:func:`design_moments`). Judge them with
+    ``check_double_descent(risks, ..., risks_are="raw")``."""
+    grid = sorted(grid or {max(1, n // 4), n // 2, n - 8, n - 1, n, n + 1, n + 8, 2 * n, 4 * n} - {0})
+    rng = np.random.default_rng([seed, n])
+    risks, designs = ObservedRisks(), []
+    with one_blas_thread():
+        for p in grid:
+            risks[p] = _raw_risks(estimator, design, rng, n, p, r2, sigma2, draws, designs)
+    risks.design = design_moments(designs)
+    return risks
+
+
+def _raw_risks(estimator, design, rng, n, p, r2, sigma2, draws, designs: list) -> np.ndarray:
+    """``draws`` raw risks at one p (the designs drawn appended to ``designs``)."""
+    out = np.empty(draws)
+    for k in range(draws):
+        X = np.asarray(design(rng, n, p), dtype=np.float64)
+        expect(X.shape == (n, p), expected=f"design(rng, n, p) of shape ({n}, {p})", received=f"{X.shape}",
+               fix="return the n x p design matrix")
+        beta = rng.standard_normal(p)
+        beta *= math.sqrt(r2) / np.linalg.norm(beta)
+        estimate = np.asarray(estimator(X, X @ beta + math.sqrt(sigma2) * rng.standard_normal(n)), np.float64)
+        expect(estimate.shape == (p,), expected=f"estimator(X, y) of shape ({p},)", received=f"{estimate.shape}",
+               fix="return the coefficient vector")
+        out[k] = np.sum((estimate - beta) ** 2)
+        designs.append(X)
+    return out
+
+
+def observe_test_errors(fit, *, d: int, psi1=(0.5, 1.5, 6.0, 12.0), psi2: float = 3.0, r2: float = 1.0,
+                        sigma2: float = 0.25, draws: int = 20, test_points: int = 500, seed: int = 0) -> ObservedRisks:
+    """Test errors of your random-features fit against noiseless labels: per draw, inputs x uniform on the sphere
+    of radius sqrt(d) (n = psi2 d for training, ``test_points`` for testing), beta uniform on the sphere of radius
+    r, y = <beta, x> + sigma eps, ``predict = fit(X, y, N, rng)`` with N = psi1 d features,
+    mean (<beta, x> - predict(x))^2 over the test points. Judge them with ``check_double_descent(errors, n=n,
+    d=d, r2=r2, sigma2=sigma2, features="relu")``."""
+    n = round(psi2 * d)
+    rng = np.random.default_rng([seed, d])
+    errors = ObservedRisks()
+    with one_blas_thread():
+        for N in (round(p * d) for p in psi1):
+            errors[N] = _test_errors(fit, rng, d, n, N, r2, sigma2, draws, test_points)
+    return errors
+
+
+def _test_errors(fit, rng, d, n, N, r2, sigma2, draws, test_points) -> np.ndarray:
+    """``draws`` test errors of ``fit`` at N features."""
+    out = np.empty(draws)
+    for k in range(draws):
+        X, X_test = (x * (math.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True))
+                     for x in (rng.standard_normal((rows, d)) for rows in (n, test_points)))
+        beta = rng.standard_normal(d)
+        beta *= math.sqrt(r2) / np.linalg.norm(beta)
+        predict = fit(X, X @ beta + math.sqrt(sigma2) * rng.standard_normal(n), N, rng)
+        prediction = np.asarray(predict(X_test), dtype=np.float64).reshape(-1)
+        expect(prediction.shape == (test_points,), expected=f"predict(X_test) of shape ({test_points},)",
+               received=f"{prediction.shape}", fix="fit(X, y, N, rng) returning a function of the test inputs")
+        out[k] = np.mean((X_test @ beta - prediction) ** 2)
+    return out
 
 
 # --- audit cases ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ the eigensolver's and the quadrature's error of 0 (a duplicated input) makes the
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -30,7 +31,8 @@ import torch
 from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
-from ..core.threads import one_thread_when_small
+from ..core.threads import one_thread_when_small, threads_for
+from . import ntk_models
 from .ntk import CONFIDENCE, analytic_ntk, mlp_output, slope_interval, stacked_weights, width_series
 
 kit = ClaimKit(
@@ -44,6 +46,9 @@ kit = ClaimKit(
                  "smooth_activation": "the activation has a bounded, Lipschitz derivative (erf, tanh; not relu)",
                  "step_below_critical": "eta (lambda_min + lambda_max) / 2 < 1 for the kernel at initialization, "
                                         "at every width and seed",
+                 "declared_network": "the model is the declared one-hidden-layer network a^T phi(W x / sqrt(d)) / "
+                                     "sqrt(m) (its parameters are W and a, its outputs on X equal it at its own "
+                                     "weights to rounding) with weights of mean 0 and variance 1 (99.9% intervals)",
                  "limit_definite": "the limit NTK is positive definite on the training inputs: lambda_min(Theta) "
                                    "above the eigensolver's and the kernel's error (n eps ||Theta|| + n delta)"},
     tolerance="the 99.9% Student-t interval of the fitted slope: upper end <= -1/2 holds, lower end > -1/2 is "
@@ -142,13 +147,53 @@ def kernel_movement(X: torch.Tensor, y: torch.Tensor, width: int, seeds, *, acti
             for m, r, ok in zip(worst.tolist(), ratio, finite)]
 
 
+def factory_movement(factory, X: torch.Tensor, y: torch.Tensor, width: int, seeds, *, activation: str,
+                     output_scale: str, steps: int, lr_factor: float, tests: int) -> list[dict]:
+    """:func:`kernel_movement` on the user's models (``factory(width)``, one per seed): the same GD and grid, the
+    kernel J J^T over each model's trainable parameters; each run's ``declared`` names why the models of this width
+    are not the declared network ("" if they are)."""
+    models = [ntk_models.build(factory, width, seed, "ntk_movement") for seed in seeds]
+    Xm = X.to(next(models[0].parameters()).dtype)
+    ym = y.to(Xm.dtype)
+    match = ntk_models.declared_match(models, Xm, width, 1, ACTIVATIONS[activation], functools.partial(
+        mlp_output, output_scale=output_scale))
+    declared = match["reason"] or ntk_models.unit_variance(match["weights"], 2 * tests)["reason"]
+    checked = {0, steps} | {2 ** k for k in range(int(math.log2(max(steps, 1))) + 1)}
+    with threads_for(sum(p.numel() for p in models[0].parameters()) * len(X) * len(models), X.device):
+        return [_model_movement(model, Xm, ym, steps, lr_factor, checked, declared) for model in models]
+
+
+def _model_movement(model, Xm, ym, steps: int, lr_factor: float, checked: set, declared: str) -> dict:
+    """One GD run of a user's model: its sup relative kernel movement over ``checked`` steps."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    K0 = ntk_models.module_kernel(model, Xm)
+    eigenvalues = torch.linalg.eigvalsh(K0)
+    lr = lr_factor / eigenvalues[-1]
+    worst, norm0 = 0.0, float(torch.linalg.norm(K0))
+    for t in range(steps + 1):
+        if t in checked:
+            worst = max(worst, float(torch.linalg.norm(ntk_models.module_kernel(model, Xm) - K0)) / norm0)
+        if t == steps:
+            break
+        grads = torch.autograd.grad(0.5 * ((ntk_models.outputs(model, Xm) - ym) ** 2).sum(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= lr * g
+    finite = all(bool(torch.isfinite(p).all()) for p in params) and math.isfinite(worst)
+    return {"movement": worst, "step_ratio": float(lr * (eigenvalues[0] + eigenvalues[-1]) / 2),
+            "finite": finite, "declared": declared}
+
+
 @kit.checker(samples=("X", "y"))
 def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024, 2048),
                        seeds=tuple(range(10)), activation: str = "erf", output_scale: str = "ntk", steps: int = 32,
-                       lr_factor: float = 1.0, measure=kernel_movement):
+                       lr_factor: float = 1.0, measure=kernel_movement, model=None):
     """Fit log(sup_t movement) = c + b log(width) over the widths x seeds of GD runs with eta = lr_factor /
     lambda_max(Theta_0); decide b <= -1/2 by its 99.9% interval. ``measure(X, y, width, seeds, **run)`` returns
-    one {"movement", "step_ratio", "finite"} per seed (default: :func:`kernel_movement`)."""
+    one {"movement", "step_ratio", "finite"} per seed (default: :func:`kernel_movement`). ``model``: your own
+    network, a factory ``width -> nn.Module`` (built once per width and seed under a seed of its own), trained by
+    the same GD on its own parameters, its kernel J J^T over them; it is measured to be the declared
+    one-hidden-layer network of ``activation`` (:mod:`theorycheck.claims.ntk_models`): vacuous if it is not."""
     expect(isinstance(X, torch.Tensor) and X.ndim == 2 and X.shape[0] >= 2, expected="X as an (n >= 2, d) tensor",
            received=f"{type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}", fix="a few input points as rows")
     expect(isinstance(y, torch.Tensor) and y.shape == (X.shape[0],), expected=f"y of shape ({X.shape[0]},)",
@@ -158,17 +203,23 @@ def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 
     expect(output_scale in ("ntk", "mean-field"), expected="output_scale 'ntk' or 'mean-field'",
            received=repr(output_scale), fix="output_scale='ntk'")
     expect(isinstance(steps, int) and steps >= 1, expected="steps >= 1", received=repr(steps), fix="steps=32")
+    if model is not None:
+        measure = functools.partial(factory_movement, model, tests=len(set(widths)))
     runs = [(int(w), run) for w in widths for run in measure(
         X, y, int(w), [int(s) for s in seeds], activation=activation, output_scale=output_scale, steps=steps,
         lr_factor=lr_factor)]
+    declared = next((run["declared"] for _, run in runs if run.get("declared")), "")
     enough = len(set(widths)) >= 3 and len(seeds) >= 2
     ratio = max(run["step_ratio"] for _, run in runs)
     definiteness = limit_definiteness(X, activation)
     assumptions = {"ntk_scaling": output_scale == "ntk", "smooth_activation": activation in SMOOTH,
                    "step_below_critical": ratio < 1, "limit_definite": definiteness["definite"]}
+    if model is not None:
+        assumptions["declared_network"] = not declared
     finite = all(run["finite"] and run["movement"] > 0 for _, run in runs)
     common = dict(dtype=dtype_name(X.dtype))
-    reasons = [] if definiteness["definite"] else [
+    reasons = [declared] if declared else []
+    reasons += [] if definiteness["definite"] else [
         f"lambda_min of the limit kernel {definiteness['lambda_min']:.3g} <= {definiteness['tolerance']:.3g} "
         "(n eps ||Theta|| + n delta): not positive definite on X (a repeated input?)"]
     if not (enough and finite):

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from ..core.threads import THREAD_VARIABLES
 
-__all__ = ["ZETA_RELU", "ZETA_SQUARED_RELU", "RandomFeaturesDraws", "ridgeless_terms", "ridgeless_coefficients",
+__all__ = ["one_blas_thread", "ZETA_RELU", "ZETA_SQUARED_RELU", "RandomFeaturesDraws", "ridgeless_terms", "ridgeless_coefficients",
            "random_features_draws"]
 
 MU1, MU_STAR2 = 0.5, 0.25 - 1 / (2 * math.pi)  # E G relu(G), E relu(G)^2 - mu_0^2 - mu_1^2 for G ~ N(0, 1)
@@ -69,6 +69,14 @@ class RandomFeaturesDraws:
         return r2 * self.bias + sigma2 * self.variance
 
 
+def one_blas_thread():
+    """One BLAS thread unless the user chose a count (OMP_NUM_THREADS / MKL_NUM_THREADS): products of a few hundred
+    rows are too small to split, and on a loaded 2-core machine two threads ran them 10-25x slower (d = 50-100,
+    measured)."""
+    user_set = any(os.environ.get(variable) for variable in THREAD_VARIABLES)
+    return threadpool_limits(limits=None if user_set else 1, user_api="blas")
+
+
 def _sphere(rng: np.random.Generator, rows: int, d: int, dtype) -> np.ndarray:
     x = rng.standard_normal((rows, d))
     return (x * (math.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True))).astype(dtype)
@@ -80,10 +88,7 @@ def random_features_draws(d: int, n: int, N: int, *, draws: int, test_points: in
     singular values below max(n, N) eps s_max dropped), computed in ``dtype``."""
     rng = np.random.default_rng([seed, d, n, N])
     bias, variance = np.empty(draws), np.empty(draws)
-    # one BLAS thread unless the user chose a count: these products are too small to split, and on a loaded
-    # 2-core machine two threads ran 10-25x slower (d = 50-100, measured)
-    user_set = any(os.environ.get(variable) for variable in THREAD_VARIABLES)
-    with threadpool_limits(limits=None if user_set else 1, user_api="blas"):
+    with one_blas_thread():
         for k in range(draws):
             X, X_test, Theta = (_sphere(rng, rows, d, dtype) for rows in (n, test_points, N))
             Z, Z_test = (np.maximum(A @ Theta.T / np.asarray(math.sqrt(d), dtype), 0) for A in (X, X_test))
