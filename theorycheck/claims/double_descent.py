@@ -145,8 +145,8 @@ def check_double_descent(risks: dict, *, n: int, r2: float, sigma2: float, alpha
     expect(r2 >= 0 and sigma2 >= 0 and 0 < alpha < 1, expected="r2 >= 0, sigma2 >= 0, 0 < alpha < 1",
            received=f"r2={r2!r}, sigma2={sigma2!r}, alpha={alpha!r}", fix="the signal and noise levels")
     design = getattr(risks, "design", None)  # measured by observe_risks
-    expect(design is None or risks_are == "raw", expected="risks_are='raw' for risks of observe_risks",
-           received=repr(risks_are), fix="risks_are='raw' (one draw of X and of the noise per risk)")
+    expect(design is None or risks_are == risks.kind, expected=f"risks_are={getattr(risks, 'kind', '')!r} for these "
+           "risks of observe_risks", received=repr(risks_are), fix="risks_are=risks.kind")
     grid = sorted(risks)
     eps = max(np.finfo(np.result_type(np.asarray(risks[p]), np.float32)).eps for p in grid)  # of the risks as given
     values = {p: np.asarray(risks[p], dtype=np.float64).reshape(-1) for p in grid}
@@ -293,9 +293,11 @@ def zeta_squared(psi1: float, psi2: float) -> tuple[float, float]:
 
 class ObservedRisks(dict):
     """{p or N: per-draw risks} observed on a user's estimator, with ``design``: the measurement of the design
-    ({"gaussian": bool, "reason": str}; None where the inputs are the theorem's by construction)."""
+    ({"gaussian": bool, "reason": str}; None where the inputs are the theorem's by construction) and ``kind``, what
+    the risks are ("conditional" or "raw", see :func:`observe_risks`)."""
 
     design: dict | None = None
+    kind: str = "raw"
 
 
 def gaussian_design(rng: np.random.Generator, n: int, p: int) -> np.ndarray:
@@ -329,35 +331,53 @@ def design_moments(designs: list[np.ndarray], alpha: float = 1e-3) -> dict:
 
 def observe_risks(estimator=min_norm, design=gaussian_design, *, n: int, r2: float, sigma2: float, draws: int = 100,
                   grid=None, seed: int = 0) -> ObservedRisks:
-    """Raw risks ||estimator(X, y) - beta||^2 of your estimator on your design, one draw of X = design(rng, n, p),
-    of beta (uniform on the sphere of radius r) and of the noise each, over ``grid`` (default: n/4, n/2, n - 8,
-    n - 1, n, n + 1, n + 8, 2n, 4n); the design's rows are measured (:func:`design_moments`). Judge them with
-    ``check_double_descent(risks, ..., risks_are="raw")``."""
+    """Risks of your estimator on your design over ``grid`` (default: n/4, n/2, n - 8, n - 1, n, n + 1, n + 8, 2n,
+    4n), one X = design(rng, n, p) per draw, the design's rows measured (:func:`design_moments`). Per draw, beta is
+    uniform on the sphere of radius r and y = X beta + sigma eps. An estimator measured linear in y on every draw
+    (estimator(X, y) = B y within 64 (n + p) eps cond(X) ||B|| ||y||, eps of the estimate's dtype, B =
+    estimator(X, I_n) or column by column)
+    gives the conditional risk r^2 / p ||B X - I||_F^2 + sigma^2 ||B||_F^2 (``risks.kind = "conditional"``, the
+    labels integrated out exactly: several times less noisy); any other gives the raw ||estimator(X, y) - beta||^2
+    of the drawn labels (``"raw"``). Judge them with ``check_double_descent(risks, ..., risks_are=risks.kind)``."""
     grid = sorted(grid or {max(1, n // 4), n // 2, n - 8, n - 1, n, n + 1, n + 8, 2 * n, 4 * n} - {0})
     rng = np.random.default_rng([seed, n])
-    risks, designs = ObservedRisks(), []
+    draws_at, designs = {}, []
     with one_blas_thread():
         for p in grid:
-            risks[p] = _raw_risks(estimator, design, rng, n, p, r2, sigma2, draws, designs)
-    risks.design = design_moments(designs)
+            draws_at[p] = [_observe(estimator, design, rng, n, p, r2, sigma2) for _ in range(draws)]
+    linear = all(linear for rows in draws_at.values() for _, _, linear, _ in rows)
+    risks = ObservedRisks({p: np.array([row[1] if linear else row[0] for row in rows]) for p, rows in draws_at.items()})
+    risks.kind = "conditional" if linear else "raw"
+    risks.design = design_moments([row[3] for rows in draws_at.values() for row in rows])
     return risks
 
 
-def _raw_risks(estimator, design, rng, n, p, r2, sigma2, draws, designs: list) -> np.ndarray:
-    """``draws`` raw risks at one p (the designs drawn appended to ``designs``)."""
-    out = np.empty(draws)
-    for k in range(draws):
-        X = np.asarray(design(rng, n, p), dtype=np.float64)
-        expect(X.shape == (n, p), expected=f"design(rng, n, p) of shape ({n}, {p})", received=f"{X.shape}",
-               fix="return the n x p design matrix")
-        beta = rng.standard_normal(p)
-        beta *= math.sqrt(r2) / np.linalg.norm(beta)
-        estimate = np.asarray(estimator(X, X @ beta + math.sqrt(sigma2) * rng.standard_normal(n)), np.float64)
-        expect(estimate.shape == (p,), expected=f"estimator(X, y) of shape ({p},)", received=f"{estimate.shape}",
-               fix="return the coefficient vector")
-        out[k] = np.sum((estimate - beta) ** 2)
-        designs.append(X)
-    return out
+def _observe(estimator, design, rng, n: int, p: int, r2: float, sigma2: float) -> tuple[float, float, bool, np.ndarray]:
+    """One draw: (raw risk, conditional risk or nan, whether the estimator was linear in y on it, X)."""
+    X = np.asarray(design(rng, n, p), dtype=np.float64)
+    expect(X.shape == (n, p), expected=f"design(rng, n, p) of shape ({n}, {p})", received=f"{X.shape}",
+           fix="return the n x p design matrix")
+    beta = rng.standard_normal(p)
+    beta *= math.sqrt(r2) / np.linalg.norm(beta)
+    y = X @ beta + math.sqrt(sigma2) * rng.standard_normal(n)
+    given = np.asarray(estimator(X, y))
+    eps = np.finfo(np.result_type(given.dtype, np.float32)).eps if given.dtype.kind == "f" else np.finfo(float).eps
+    estimate = given.astype(np.float64)
+    expect(estimate.shape == (p,), expected=f"estimator(X, y) of shape ({p},)", received=f"{estimate.shape}",
+           fix="return the coefficient vector")
+    raw = float(np.sum((estimate - beta) ** 2))
+    try:
+        B = np.asarray(estimator(X, np.eye(n)), np.float64)
+    except Exception:  # an estimator for vectors only: column by column
+        B = None
+    if B is None or B.shape != (p, n):
+        B = np.stack([np.asarray(estimator(X, e), np.float64) for e in np.eye(n)], axis=1)
+    s = np.linalg.svd(X, compute_uv=False)
+    s = s[s > max(n, p) * np.finfo(np.float64).eps * s[0]]
+    tolerance = 64 * (n + p) * eps * (s[0] / s[-1]) * np.linalg.norm(B, 2) * np.linalg.norm(y)
+    if not (np.isfinite(B).all() and np.linalg.norm(estimate - B @ y) <= tolerance):
+        return raw, math.nan, False, X
+    return raw, r2 / p * float(np.sum((B @ X - np.eye(p)) ** 2)) + sigma2 * float(np.sum(B ** 2)), True, X
 
 
 def observe_test_errors(fit, *, d: int, psi1=(0.5, 1.5, 6.0, 12.0), psi2: float = 3.0, r2: float = 1.0,
