@@ -7,7 +7,7 @@ the audit's grid): the per-draw conditional risks E[risk | X] (risks_are="condit
 (the old behaviour); 'violated' is a false alarm. Power: the same risks scaled by 1.5 (a formula off by 50 %),
 and raw risks observed on a Rademacher design (observe_risks: the design is measured, so 'vacuous' is a
 detection). Random ReLU features (features="relu", d in [50, 60], psi1 in {0.5, 1.5} x {6, 12}, 20 draws of a
-500-point test set, as in the audit): false alarms, and detection of the two wrong formulas (zeta^2 and the typo'd
+500-point test set: the audit's instances, which take psi1 = 6 only, and psi1 = 12): false alarms, and detection of the two wrong formulas (zeta^2 and the typo'd
 transcription, one psi1 below the threshold) and of the test errors scaled by 1.05 (a formula off by 5 %).
 
     .venv/bin/python benchmarks/double_descent_level.py [instances]
