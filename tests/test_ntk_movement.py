@@ -120,8 +120,20 @@ def test_a_repeated_input_makes_the_limit_kernel_singular_and_the_verdict_vacuou
     repeated = torch.cat([X, X[:1]])
     run = dict(widths=(16, 32, 64), seeds=(0, 1), steps=2, activation=activation)
     verdict = tc.check_ntk_movement(repeated, torch.tensor([1.0, -1.0, 0.5, -1.0], dtype=dtype), **run)
-    assert verdict.status == "vacuous" and "not positive definite" in verdict.reason
-    assert verdict.details["limit_kernel"]["lambda_min"] <= verdict.details["limit_kernel"]["tolerance"]
+    assert verdict.status == "vacuous" and "singular on X" in verdict.reason
+    assert verdict.details["limit_kernel"]["lambda_min"] <= verdict.details["limit_kernel"]["solver_error"]
     close = torch.cat([X, X[:1] + 1e-3])
     measured = limit_definiteness(close, activation)
-    assert measured["definite"] and measured["lambda_min"] > 10 * measured["tolerance"]
+    assert measured["definite"] is True and measured["lambda_min"] > 10 * measured["tolerance"]
+
+
+def test_a_wide_tanh_input_refines_the_quadrature_until_it_decides():
+    """One-dimensional inputs of size 2 make tanh(u) nearly a step: 64/128 nodes leave an error above lambda_min,
+    256 nodes decide (a property-test draw that the first rule called singular)."""
+    from theorycheck.claims.ntk_movement import limit_definiteness, limit_kernel
+
+    X = torch.tensor([[1.54099611], [-0.29342891], [-2.17878938]], dtype=torch.float64)
+    coarse = limit_kernel(X.numpy(), "tanh")
+    assert 3 * coarse[1] > np.linalg.eigvalsh(coarse[0])[0]
+    measured = limit_definiteness(X, "tanh")
+    assert measured["definite"] is True and measured["lambda_min"] > measured["tolerance"]

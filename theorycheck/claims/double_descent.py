@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 import numpy as np
 from scipy import stats
@@ -221,9 +222,10 @@ def judge_random_features(risks: dict, *, n: int, d: int | None, r2: float, sigm
     + 10 / d^2, se the sample standard error and t the Student-t quantile (draws - 1 dof) at 1 - alpha / (2 G) for
     G such N (a false alarm <= alpha as far as the fitted c / d + e / d^2 law of the gap holds). Other settings
     (psi2 != 3, another r2, sigma2, d outside [50, 800]) have no fitted gap: inconclusive."""
-    expect(isinstance(d, int) and d >= 1 and isinstance(n, int) and n >= 1, expected="positive integers n and d",
+    expect(isinstance(d, numbers.Integral) and d >= 1 and isinstance(n, numbers.Integral) and n >= 1,
+           expected="positive integers n and d",
            received=f"n={n!r}, d={d!r}", fix="d = input dimension, n = samples (psi2 = n / d)")
-    expect(isinstance(risks, dict) and risks and all(isinstance(N, int) and N >= 1 for N in risks),
+    expect(isinstance(risks, dict) and risks and all(isinstance(N, numbers.Integral) and N >= 1 for N in risks),
            expected="risks as {N: per-draw test errors} for feature counts N >= 1",
            received=f"{type(risks).__name__} with keys {list(risks)[:5] if isinstance(risks, dict) else ''}",
            fix="{N: random_features_draws(d, n, N, draws=20).risks(r2, sigma2)}")

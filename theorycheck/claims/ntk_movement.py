@@ -57,6 +57,7 @@ kit = ClaimKit(
 ACTIVATIONS = {"erf": torch.erf, "tanh": torch.tanh, "relu": torch.relu}
 SMOOTH = ("erf", "tanh")
 QUADRATURE_NODES = 64
+MAX_NODES = 256  # numpy's Gauss-Hermite weights underflow above ~300 nodes
 
 
 def _gauss_expectations(sigma: np.ndarray, phi, nodes: int) -> np.ndarray:
@@ -68,35 +69,47 @@ def _gauss_expectations(sigma: np.ndarray, phi, nodes: int) -> np.ndarray:
     a = np.broadcast_to(diag[:, None], sigma.shape)
     b = np.divide(sigma, a, out=np.zeros_like(sigma), where=a > 0)
     c = np.sqrt(np.clip(np.diag(sigma)[None, :] - b ** 2, 0.0, None))
-    u = phi(a[..., None] * z)  # (n, n, nodes) over z1
-    v = phi(b[..., None, None] * z[:, None] + c[..., None, None] * z[None, :])  # (n, n, z1, z2)
-    return np.einsum("ijk,ijkl,k,l->ij", u, v, w, w)
+    out = np.empty_like(sigma)
+    for i in range(len(sigma)):  # one row at a time: n x nodes^2 values
+        u = phi(a[i, :, None] * z)  # (n, nodes) over z1
+        v = phi(b[i, :, None, None] * z[:, None] + c[i, :, None, None] * z[None, :])  # (n, z1, z2)
+        out[i] = np.einsum("jk,jkl,k,l->j", u, v, w, w)
+    return out
 
 
-def limit_kernel(X: np.ndarray, activation: str) -> tuple[np.ndarray, float]:
+def limit_kernel(X: np.ndarray, activation: str, nodes: int = QUADRATURE_NODES) -> tuple[np.ndarray, float]:
     """The limit NTK of the one-hidden-layer network on the rows of X (float64) and a bound on its entries' error:
     analytic for erf (Williams 1997) and relu (Cho & Saul 2009), error 8 eps max|Theta|; for tanh the 2-D
-    Gauss-Hermite rule E[tanh(u) tanh(v)] + (x.x'/d) E[tanh'(u) tanh'(v)] with 2 x QUADRATURE_NODES nodes, error
-    bounded by its change from QUADRATURE_NODES nodes (the rule converges exponentially for an entire integrand)."""
+    Gauss-Hermite rule E[tanh(u) tanh(v)] + (x.x'/d) E[tanh'(u) tanh'(v)] with 2 ``nodes`` nodes, error bounded by
+    its change from ``nodes`` nodes (the rule's error falls faster than by half per doubling here)."""
     if activation in ("erf", "relu"):
         theta = analytic_ntk(X, 1, activation)
         return theta, 8 * np.finfo(np.float64).eps * float(np.abs(theta).max())
     sigma = X @ X.T / X.shape[1]
     slope = lambda h: 1 - np.tanh(h) ** 2  # noqa: E731
     kernels = [_gauss_expectations(sigma, np.tanh, k) + sigma * _gauss_expectations(sigma, slope, k)
-               for k in (QUADRATURE_NODES, 2 * QUADRATURE_NODES)]
+               for k in (nodes, 2 * nodes)]
     return kernels[1], float(np.abs(kernels[1] - kernels[0]).max())
 
 
 def limit_definiteness(X: torch.Tensor, activation: str) -> dict:
     """lambda_min of the limit NTK on X against n eps ||Theta||_2 (the backward error of a symmetric eigensolver)
-    + n delta (Weyl: entries off by delta move each eigenvalue by at most ||E||_2 <= n delta)."""
-    theta, delta = limit_kernel(X.detach().double().cpu().numpy(), activation)
-    eigenvalues = np.linalg.eigvalsh(theta)
-    n = len(theta)
-    tolerance = n * np.finfo(np.float64).eps * float(np.abs(eigenvalues).max()) + n * delta
+    + n delta (Weyl: entries off by delta move each eigenvalue by at most ||E||_2 <= n delta). ``definite``: True
+    above both, False within the solver's error alone (singular: a repeated input), None in between (the
+    quadrature, refined up to MAX_NODES nodes, cannot tell)."""
+    points, nodes = X.detach().double().cpu().numpy(), QUADRATURE_NODES
+    n = len(points)
+    while True:
+        theta, delta = limit_kernel(points, activation, nodes)
+        eigenvalues = np.linalg.eigvalsh(theta)
+        solver = n * np.finfo(np.float64).eps * float(np.abs(eigenvalues).max())
+        tolerance = solver + n * delta
+        if not solver < eigenvalues[0] <= tolerance or 2 * nodes >= MAX_NODES:
+            break
+        nodes *= 2
+    definite = True if eigenvalues[0] > tolerance else False if eigenvalues[0] <= solver else None
     return {"lambda_min": float(eigenvalues[0]), "lambda_max": float(eigenvalues[-1]), "tolerance": tolerance,
-            "definite": bool(eigenvalues[0] > tolerance)}
+            "solver_error": solver, "definite": definite}
 
 
 def one_layer_kernel(X: torch.Tensor, W: torch.Tensor, a: torch.Tensor, *, activation: str = "erf",
@@ -219,9 +232,12 @@ def check_ntk_movement(X: torch.Tensor, y: torch.Tensor, *, widths=(16, 32, 64, 
     finite = all(run["finite"] and run["movement"] > 0 for _, run in runs)
     common = dict(dtype=dtype_name(X.dtype))
     reasons = [declared] if declared else []
-    reasons += [] if definiteness["definite"] else [
-        f"lambda_min of the limit kernel {definiteness['lambda_min']:.3g} <= {definiteness['tolerance']:.3g} "
-        "(n eps ||Theta|| + n delta): not positive definite on X (a repeated input?)"]
+    if definiteness["definite"] is False:
+        reasons.append(f"lambda_min of the limit kernel {definiteness['lambda_min']:.3g} <= "
+                       f"{definiteness['solver_error']:.3g} (n eps ||Theta||): singular on X (a repeated input?)")
+    elif definiteness["definite"] is None:
+        reasons.append(f"lambda_min of the limit kernel {definiteness['lambda_min']:.3g} is within the quadrature's "
+                       f"error ({definiteness['tolerance']:.3g}): its definiteness on X is undecided")
     if not (enough and finite):
         reasons.append("too few widths or seeds for an interval (at least 3 widths and 2 seeds)" if not enough
                        else "a run diverged or did not move (non-finite or zero movement)")
