@@ -5,8 +5,9 @@ Gaussian design, instances drawn by the audit's generator (n in [12, 30], sigma^
 the audit's grid): the per-draw conditional risks E[risk | X] (risks_are="conditional") and raw risks
 ||X^+ y - beta||^2 (risks_are="raw"), each judged with its own exact sd, the raw ones also with the conditional sd
 (the old behaviour); 'violated' is a false alarm. Power: the same risks scaled by 1.5 (a formula off by 50 %),
-and raw risks observed on a Rademacher design (observe_risks: the design is measured, so 'vacuous' is a
-detection). Random ReLU features (features="relu", d in [50, 60], psi1 in {0.5, 1.5} x {6, 12}, 20 draws of a
+and risks observed on a Rademacher design (observe_risks: the design is measured, so 'vacuous' is a detection);
+observe_risks on the Gaussian design and min-norm (labels integrated out), as given and scaled by 1.5 (the
+design measurement's false alarms are 'vacuous' there). Random ReLU features (features="relu", d in [50, 60], psi1 in {0.5, 1.5} x {6, 12}, 20 draws of a
 500-point test set: the audit's instances, which take psi1 = 6 only, and psi1 = 12): false alarms, and detection of the two wrong formulas (zeta^2 and the typo'd
 transcription, one psi1 below the threshold) and of the test errors scaled by 1.05 (a formula off by 5 %).
 
@@ -21,8 +22,8 @@ import sys
 import numpy as np
 
 import theorycheck as tc
-from theorycheck.claims.double_descent import (DoubleDescentCase, conditional_risks, min_norm, observe_risks,
-                                                random_case, raw_risks)
+from theorycheck.claims.double_descent import (DoubleDescentCase, ObservedRisks, conditional_risks, min_norm,
+                                                observe_risks, random_case, raw_risks)
 from theorycheck.engines.random_features import random_features_draws
 
 
@@ -45,13 +46,18 @@ def gaussian(instances: int, rng: np.random.Generator) -> dict:
                                             seed=case.seed) for p in grid}
         raw = {p: raw_risks(n, p, r2=case.r2, sigma2=case.sigma2, draws=case.draws, seed=case.seed) for p in grid}
         signs = observe_risks(min_norm, rademacher, draws=case.draws, seed=case.seed, **given)
+        observed = observe_risks(draws=case.draws, seed=case.seed, **given)
         for name, verdict in (
                 ("conditional", tc.check_double_descent(conditional, **given)),
                 ("raw", tc.check_double_descent(raw, risks_are="raw", **given)),
                 ("raw judged as conditional", tc.check_double_descent(raw, **given)),
                 ("conditional x 1.5", tc.check_double_descent({p: 1.5 * v for p, v in conditional.items()}, **given)),
                 ("raw x 1.5", tc.check_double_descent({p: 1.5 * v for p, v in raw.items()}, risks_are="raw", **given)),
-                ("Rademacher design (observed)", tc.check_double_descent(signs, risks_are="raw", **given))):
+                ("min-norm on a Gaussian design (observed)",
+                 tc.check_double_descent(observed, risks_are=observed.kind, **given)),
+                ("min-norm on a Gaussian design (observed) x 1.5", tc.check_double_descent(
+                    ObservedRisks({p: 1.5 * v for p, v in observed.items()}), risks_are=observed.kind, **given)),
+                ("Rademacher design (observed)", tc.check_double_descent(signs, risks_are=signs.kind, **given))):
             counts[name][verdict.status] += 1
     return counts
 

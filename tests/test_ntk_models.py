@@ -71,3 +71,17 @@ def test_a_factory_must_return_a_scalar_output_module():
         tc.check_ntk(X, depth=1, model=lambda w: "not a module", widths=(16, 32, 64), seeds=(0, 1))
     with pytest.raises(tc.InvalidArgument, match="one output per row"):
         tc.check_ntk(X, depth=1, model=lambda w: torch.nn.Linear(4, 2), widths=(16, 32, 64), seeds=(0, 1))
+
+
+def test_the_weights_law_needs_mean_0_and_variance_1_only():
+    """unit_variance: N(0, 1) and uniform(+-sqrt 3) weights (variance 1, another law: the same limit) pass; variance
+    0.8 and mean 0.2 fail, at 4 x 2048 entries per layer."""
+    from theorycheck.claims.ntk_models import unit_variance
+
+    generator = torch.Generator().manual_seed(0)
+    layers = lambda draw: [[draw((64, 32)), draw((1, 64))] for _ in range(4)]  # noqa: E731
+    gaussian = lambda shape: torch.randn(shape, generator=generator, dtype=torch.float64)  # noqa: E731
+    uniform = lambda shape: (2 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1) * math.sqrt(3)  # noqa: E731
+    assert unit_variance(layers(gaussian), tests=2)["unit"] and unit_variance(layers(uniform), tests=2)["unit"]
+    assert not unit_variance(layers(lambda shape: math.sqrt(0.8) * gaussian(shape)), tests=2)["unit"]
+    assert not unit_variance(layers(lambda shape: 0.2 + gaussian(shape)), tests=2)["unit"]

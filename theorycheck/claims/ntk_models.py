@@ -88,15 +88,17 @@ def declared_match(models: list[torch.nn.Module], X: torch.Tensor, width: int, d
 
 
 def unit_variance(weights: list[list[torch.Tensor]], tests: int) -> dict:
-    """Each layer's entries pooled over the models: |mean| <= z s / sqrt(k) and |s^2 - 1| <= z sqrt((m4 - s^4) / k)
-    (normal approximations, m4 the sample fourth central moment), z at 1 - ALPHA / (4 tests) two-sided per check
-    (a union over the 2 x ``tests`` checks)."""
+    """Each layer's entries pooled over the models: |mean| <= z s / sqrt(k) and |s^2 - 1| <= z sqrt((kappa - 1) / k),
+    the standard error of s^2 at variance 1 (kappa = m4 / s^4 the sample kurtosis, scale-free: the plug-in
+    sqrt(m4 - s^4) shrinks with s and raised false alarms, measured), z at 1 - ALPHA / (4 tests) two-sided per check
+    (normal approximations, a union over the 2 x ``tests`` checks)."""
     z = stats.norm.ppf(1 - ALPHA / (4 * tests))
     for index in range(len(weights[0])):
         entries = torch.cat([w[index].reshape(-1) for w in weights]).double().cpu().numpy()
         k, mean, var = entries.size, float(entries.mean()), float(entries.var())
         m4 = float(np.mean((entries - mean) ** 4))
-        if abs(mean) > z * math.sqrt(var / k) or abs(var - 1) > z * math.sqrt(max(m4 - var ** 2, 0.0) / k):
+        kurtosis = m4 / var ** 2 if var > 0 else math.inf
+        if abs(mean) > z * math.sqrt(var / k) or not abs(var - 1) <= z * math.sqrt(max(kurtosis - 1, 0.0) / k):
             return {"unit": False, "reason": f"layer {index + 1}'s weights have mean {mean:.3g} and variance {var:.4g} "
                                              f"over {k} entries: not mean 0, variance 1 (z = {z:.3g})"}
     return {"unit": True, "reason": ""}
