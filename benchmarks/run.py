@@ -1,7 +1,7 @@
 """The batched ensemble engine (theorycheck.engines.ensemble) against the loop a researcher writes, and against
 the machine's large-matrix-product rate.
 
-    python benchmarks/run.py [--quick] [--repeats 5] [--loop-networks 16] [--steps 300] [--threads N]
+    python benchmarks/run.py [--quick] [--claims a,b] [--repeats 5] [--loop-networks 16] [--steps 300] [--threads N]
                              [--device cpu|cuda]
 
 Reference setting: 64 bias-free ReLU MLPs 10 -> 32 -> 32 -> 1 (depth 3 = three weight layers), 128 samples,
@@ -21,8 +21,8 @@ median rate; ``peak_fraction`` = the engine's median GFLOP/s (the matrix-product
 from the widths: :func:`engine_flops`) over the peak's median GFLOP/s. Then the engine's cost
 (seconds per step) against width, depth, sample count and ensemble size with a fitted log-log slope each,
 peak memory (growth of the resident set's high-water mark over one reference run; on CUDA the allocator's
-peak), and each registered claim's checker time per audit instance (median over --instances, float64, on
-the device). ``--device cuda`` runs every program on the GPU and waits for its queued kernels before each
+peak), and each registered claim's (or each of --claims) checker time per audit instance (median over
+--instances, float64, on the device). ``--device cuda`` runs every program on the GPU and waits for its queued kernels before each
 reading of the clock. Last two lines: ``speedup float32=<x> float64=<y>`` and
 ``peak_fraction float32=<x> float64=<y>``.
 """
@@ -233,13 +233,14 @@ def peak_memory(args) -> dict:
     return out
 
 
-def checker_costs(instances: int) -> dict[str, float]:
-    """Median wall seconds per audit instance of every registered claim (float64, on DEVICE, audit seed 0):
-    each claim's first instance runs once untimed (first-call costs), then ``instances`` are timed."""
+def checker_costs(instances: int, claims: list[str] | None) -> dict[str, float]:
+    """Median wall seconds per audit instance of the given registered claims (all when None; float64, on
+    DEVICE, audit seed 0): each claim's first instance runs once untimed (first-call costs), then
+    ``instances`` are timed."""
     from theorycheck.core.registry import CLAIMS
 
     costs = {}
-    for claim_id, claim in CLAIMS.items():
+    for claim_id, claim in ({c: CLAIMS[c] for c in claims} if claims else CLAIMS).items():
         cases = [c for c in claim.audit_cases(n=instances + 1, seed=0, device=DEVICE.type, dtype="float64")
                  if c.kind == "instance"]
         cases[0].run()
@@ -263,12 +264,21 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help=f"torch threads for every program (default: {torch.get_num_threads()}, torch's default here)")
     parser.add_argument("--instances", type=int, default=3, help="audit instances timed per claim (default: 3)")
+    parser.add_argument("--claims", type=lambda text: text.split(","), default=None,
+                        help="comma-separated claims whose checker time is measured (default: every registered claim)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every program runs (default: cpu)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not cuda_available():
         parser.error("expected a CUDA device for --device cuda, but torch.cuda.is_available() is False "
                      f"(torch {torch.__version__}). Fix: run on a machine with a GPU and a CUDA build of torch, "
                      "or --device cpu")
+    if args.claims:
+        from theorycheck.core.registry import CLAIMS
+
+        unknown = sorted(set(args.claims) - set(CLAIMS))
+        if unknown:
+            parser.error(f"expected --claims from {sorted(CLAIMS)}, but got {unknown}. Fix: leave --claims out to "
+                         "time every registered claim")
     global DEVICE
     DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -302,7 +312,7 @@ def main(argv=None) -> int:
             f"{program} {dt} {value / 1024:.0f} KiB" for (program, dt), value in memory.items()))
     except (OSError, AttributeError) as error:
         print(f"peak memory: not measured ({error})")
-    costs = checker_costs(args.instances)
+    costs = checker_costs(args.instances, args.claims)
     print(f"checker time per audit instance (median of {args.instances}, float64, after one untimed instance):")
     for claim_id, seconds in sorted(costs.items(), key=lambda item: -item[1]):
         print(f"  {claim_id:<32}{seconds * 1e3:>10.1f} ms")

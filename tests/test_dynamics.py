@@ -274,6 +274,12 @@ class _HalvedLinear(nn.Linear):
         return nn.functional.linear(x, self.weight / 2, self.bias)
 
 
+def _frozen_weight(layer: nn.Module) -> nn.Module:
+    """``layer`` with its weight frozen and its bias trained."""
+    layer.weight.requires_grad_(False)
+    return layer
+
+
 def _image(channels, height, width, *layers):
     """A conv net on (12, channels * height * width) rows, unflattened to images."""
     return nn.Sequential(nn.Unflatten(1, (channels, height, width)), *layers)
@@ -302,6 +308,11 @@ JACOBIAN_CASES = {
                                       nn.Linear(16, 1, bias=False)), 32, "vmap"),
     "conv2d-same": (lambda: _image(1, 4, 4, nn.Conv2d(1, 2, 3, padding="same"), nn.ReLU(), nn.Flatten(),
                                    nn.Linear(32, 1)), 16, "vmap"),
+    "frozen-biased-backbone": (lambda: nn.Sequential(nn.Linear(3, 5).requires_grad_(False), nn.ReLU(),
+                                                     nn.Linear(5, 1, bias=False)), 3, "layerwise"),
+    "frozen-middle-trained-bias": (lambda: nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(),
+                                                         nn.Linear(5, 4).requires_grad_(False), nn.ReLU(),
+                                                         _frozen_weight(nn.Linear(4, 1))), 3, "layerwise"),
     "shared-layer": (lambda: _SharedLayer(), 3, "vmap"),
     "conv2d-subclass": (lambda: _image(1, 4, 4, _StandardizedConv(1, 2, 3), nn.ReLU(), nn.Flatten(),
                                        nn.Linear(8, 1)), 16, "vmap"),

@@ -422,7 +422,7 @@ def test_read_parameters_without_inputs_keeps_its_shape_rule():
 
 
 def test_the_measurement_the_engines_use_agrees_with_the_claims_verdict():
-    """The flow engine, the Recorder and kkt read ``measure_homogeneity(...).homogeneous``: on instances of every
+    """The Recorder reads ``measure_homogeneity(...).homogeneous``: on instances of every
     status it says what the claim's verdict says (holds: True, inconclusive: None, else False), same numbers."""
     from theorycheck.engines.homogeneity import measure_homogeneity
 

@@ -240,3 +240,14 @@ def test_an_audit_draw_whose_flow_never_separates_is_drawn_again_and_the_reason_
     assert verdict.status == "holds" and verdict.details["redrawn"] == list(rejected)
     kept = FlowInstance(spec=LINEAR, seed=3, n=8, log_loss_target=TARGET)
     assert admitted(kept, 7, "cpu", "float64") == (kept, ())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_flow_the_integrator_does_not_resolve_is_said_so(dtype):
+    """The exact flow lowers L: records where log L rises beyond roundoff are steps the integrator did not resolve
+    (a leaky-ReLU flow chatters across kinks at the default rtol); a linear flow has none."""
+    kinked = tc.check_margin_monotone(_run(LEAKY, dtype=dtype, log_loss_target=-10.0))
+    assert kinked.details["loss_rises"]["records"] > 0 and "does not resolve the flow" in kinked.reason
+    assert "chatter across kinks" in kinked.reason
+    linear = tc.check_margin_monotone(_run(LINEAR, dtype=dtype, log_loss_target=-10.0))
+    assert linear.details["loss_rises"]["records"] == 0 and "does not resolve" not in linear.reason

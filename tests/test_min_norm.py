@@ -237,3 +237,99 @@ def test_early_stopping_controls():
         tc.check_early_stopping(torch.ones(3, 2), torch.ones(2), sigma=-1.0)
     zero = tc.check_early_stopping(torch.ones(3, 2), torch.zeros(2), sigma=0.0)
     assert zero.status == "inconclusive" and "nothing to compare" in zero.reason
+
+
+# --- early_stopping on your own estimators ---------------------------------------------------------
+
+def _your_estimators(X):
+    """A user's gradient flow (eigendecomposition, expm1) and ridge (a solve) on the design X, in X's dtype."""
+    n, d = X.shape
+    S = X.T @ X / n
+
+    def flow(y, t):
+        s, V = torch.linalg.eigh(S)
+        s = s.clamp_min(0)
+        filt = torch.where(s > 0, -torch.expm1(-t * s) / torch.where(s > 0, s, 1), torch.zeros_like(s))
+        return V @ (filt * (V.T @ (X.T @ y / n)))
+
+    def ridge(y, lam):
+        return torch.linalg.solve(S + lam * torch.eye(d, dtype=X.dtype), X.T @ y / n)
+
+    def big_step_gd(y, t, lr=0.5):  # GD with a step far from the flow
+        b = torch.zeros(d, dtype=X.dtype)
+        for _ in range(max(1, round(t / lr))):
+            b = b - lr * X.T @ (X @ b - y) / n
+        return b
+
+    def clipped(y, lam):  # a nonlinear ridge: the coefficients clipped
+        return ridge(y, lam).clamp(-0.1, 0.1)
+
+    return flow, ridge, big_step_gd, clipped
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_early_stopping_on_your_own_estimators(dtype):
+    """A design with a repeated column (rank-deficient S, zero eigenvalues): your exact estimators hold on their
+    own risks; GD with a big step and a clipped (nonlinear) ridge are not the theorem's estimators (vacuous)."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    X = torch.cat([base, base[:, :1]], dim=1).to(dtype)
+    beta0 = torch.randn(5, generator=g, dtype=torch.float64).to(dtype)
+    flow, ridge, gd, clipped = _your_estimators(X)
+    verdict = tc.check_early_stopping(X, beta0, sigma=0.5, estimators=(flow, ridge), times=[0.3, 30.0])
+    assert verdict.status == "holds", verdict.summary()
+    rows = verdict.details["estimators"]["times"]
+    assert len(rows) >= 5 and all(r["ratio"] <= r["allowed"] for r in rows)
+    assert verdict.details["estimators"]["deviation"] <= verdict.details["estimators"]["estimator_error"]
+    for wrong in ((gd, ridge), (flow, clipped)):
+        other = tc.check_early_stopping(X, beta0, sigma=0.5, estimators=wrong)
+        assert other.status == "vacuous" and "not gradient flow and ridge" in other.reason, other.summary()
+
+
+def test_your_exact_estimators_meet_the_constant_and_a_miscalibration_is_violated():
+    """One direction, no signal: your estimators' ratio reaches the constant itself at t = 1.79 (holds within
+    the stated tolerance); judged at lambda = 1.0003 / t, the same estimators are violated."""
+    from theorycheck.claims.min_norm import akt_constant
+
+    X, beta0 = torch.ones(4, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    flow, ridge, _, _ = _your_estimators(X)
+    edge = tc.check_early_stopping(X, beta0, sigma=1.0, estimators=(flow, ridge))
+    assert edge.status == "holds" and edge.statistic == pytest.approx(akt_constant(), rel=1e-12), edge.summary()
+    off = tc.check_early_stopping(X, beta0, sigma=1.0, estimators=(flow, ridge), calibration=1.0003)
+    assert off.status == "violated", off.summary()
+    with pytest.raises(tc.InvalidArgument, match="estimators=\\(flow, ridge\\)"):
+        tc.check_early_stopping(X, beta0, sigma=1.0, estimators=flow)
+    with pytest.raises(tc.InvalidArgument, match="shape \\(1,\\)"):
+        tc.check_early_stopping(X, beta0, sigma=1.0, estimators=(lambda y, t: y, ridge))
+
+
+def test_an_estimator_that_raises_is_named():
+    X, beta0 = torch.ones(4, 2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)  # S singular
+    flow, ridge, _, _ = _your_estimators(X)
+
+    def failing(y, lam):
+        raise RuntimeError("solver diverged")
+
+    with pytest.raises(tc.InvalidArgument, match="it raised RuntimeError: solver diverged"):
+        tc.check_early_stopping(X, beta0, sigma=1.0, estimators=(flow, failing))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_min_norm_on_your_own_module_and_loop(dtype):
+    """Your nn.Linear trained by your loop on the mean squared error (lr 0.1: a step of 0.2 / n on 1/2 ||Xw - y||^2),
+    the weights stacked after each step: plain GD holds; the same loop on mini-batches is not plain GD (vacuous)."""
+    g = torch.Generator().manual_seed(5)
+    X, y = torch.randn(6, 10, generator=g, dtype=dtype), torch.randn(6, generator=g, dtype=dtype)
+    for batch, expected in ((6, "holds"), (3, "vacuous")):
+        model = torch.nn.Linear(10, 1, bias=False).to(dtype)
+        torch.nn.init.zeros_(model.weight)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        iterates = [model.weight.detach().clone().reshape(-1)]
+        for step in range(60):
+            rows = torch.arange(6) if batch == 6 else torch.arange(step % 2 * 3, step % 2 * 3 + 3)
+            optimizer.zero_grad()
+            ((model(X[rows]).squeeze(1) - y[rows]) ** 2).mean().backward()
+            optimizer.step()
+            iterates.append(model.weight.detach().clone().reshape(-1))
+        verdict = tc.check_min_norm(X, y, torch.stack(iterates), lr=0.2 / 6)
+        assert verdict.status == expected, verdict.summary()

@@ -9,6 +9,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
+from theorycheck.core import threads
 from theorycheck.core.verdict import STATUSES
 
 SUITE = '''
@@ -68,13 +69,17 @@ def test_help_lists_options_under_one_prefix(pytester):
 
 def test_serial_and_xdist_give_the_same_verdicts(pytester, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # no GPU needed: pinning only rewrites the variable
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):  # when this suite itself runs under xdist
+    # not when this suite itself runs under xdist, and no thread setting of the user's (which would win)
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", *threads.THREAD_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(test_suite=SUITE)
     pytester.makeconftest('''
 import os, pathlib, torch
-pathlib.Path("pinned-" + os.environ.get("PYTEST_XDIST_WORKER", "main")).write_text(
-    f"{os.environ.get('CUDA_VISIBLE_DEVICES')} {torch.cuda.is_initialized()}")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+pathlib.Path("pinned-" + WORKER).write_text(f"{os.environ.get('CUDA_VISIBLE_DEVICES')} {torch.cuda.is_initialized()}")
+
+def pytest_runtest_setup(item):  # xdist workers' stdout does not reach the controller
+    pathlib.Path("threads-" + WORKER).write_text(str(torch.get_num_threads()))
 ''')
     serial = pytester.runpytest_subprocess("-p", "no:xdist", "-rs")
     serial.assert_outcomes(passed=13, failed=1, skipped=12)
@@ -102,6 +107,9 @@ pathlib.Path("pinned-" + os.environ.get("PYTEST_XDIST_WORKER", "main")).write_te
     assert (pytester.path / "pinned-gw0").read_text() == "3 False"
     assert (pytester.path / "pinned-gw1").read_text() == "5 False"
     assert (pytester.path / "pinned-main").read_text() == "3,5 False"
+    # each worker runs torch on its share of the cores
+    share = str(max(1, threads.available_cores() // 2))
+    assert [(pytester.path / f"threads-gw{k}").read_text() for k in (0, 1)] == [share, share]
 
 
 def test_an_unwritable_report_directory_exits_2(pytester):

@@ -8,6 +8,7 @@ import torch
 import theorycheck as tc
 from theorycheck.generate.data import digits
 from theorycheck.core.errors import InvalidArgument
+from theorycheck.core.kit import KITS
 
 RNG = np.random.default_rng(0)
 LOW, HIGH = RNG.uniform(0.01, 0.05, size=(7, 30)), RNG.uniform(0.2, 0.5, size=(7, 30))
@@ -100,3 +101,55 @@ def test_training_stops_at_the_first_check_with_every_run_fitted_on_the_same_ite
     assert not (stopped["run"].min_margin[-101] > 0).all()  # not yet fitted at the check before
     whole = tc.label_margin_pairs(data.X, data.y, seeds=range(7), steps=stopped["steps"])
     assert torch.equal(whole["true"], stopped["true"]) and torch.equal(whole["random"], stopped["random"])
+
+
+# --- the user's own networks and training loop ---------------------------------------------------
+
+class _Net(torch.nn.Module):
+    """A user's network (not the toolkit's MLP): ReLU then LeakyReLU, depth 3, optional biases or tanh."""
+
+    def __init__(self, bias=False, smooth=False):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(64, 16, bias=bias), torch.nn.Linear(16, 16, bias=bias)
+        self.out, self.smooth = torch.nn.Linear(16, 1, bias=bias), smooth
+
+    def forward(self, x):
+        h = torch.tanh(self.fc1(x)) if self.smooth else torch.relu(self.fc1(x))
+        return self.out(torch.nn.functional.leaky_relu(self.fc2(h), 0.1))
+
+
+def _adam(steps):
+    def train(net, X, labels):  # the user's loop: Adam, not GD
+        optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            torch.nn.functional.softplus(-labels * net(X).reshape(-1)).sum().backward()
+            optimizer.step()
+    return train
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_your_own_network_and_training_loop(dtype):
+    data = digits(24, classes=(3, 8), seed=1, dtype=dtype)
+    pairs = tc.label_margin_pairs(data.X, data.y, seeds=range(7), model=lambda: _Net().to(dtype), train=_adam(50))
+    assert len(pairs["homogeneous"]) == 14 and all(pairs["homogeneous"].values())
+    verdict = tc.check_random_label_margin(pairs)
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.assumptions[KITS["random_label_margin"].assumptions["homogeneous"]] is True
+
+
+@pytest.mark.parametrize("kw", [{"bias": True}, {"smooth": True}], ids=["biases", "functional-tanh"])
+def test_networks_whose_normalized_margin_depends_on_scale_are_vacuous(kw):
+    """Biases, or a tanh inside forward: f(W) != prod ||W_k|| f(V), measured on each trained network."""
+    data = digits(24, classes=(3, 8), seed=1, dtype=torch.float64)
+    pairs = tc.label_margin_pairs(data.X, data.y, seeds=range(7), model=lambda: _Net(**kw).double(), train=_adam(5))
+    verdict = tc.check_random_label_margin(pairs)
+    assert verdict.status == "vacuous" and "homogeneous" in " ".join(verdict.failed_assumptions), verdict.summary()
+
+
+def test_your_loop_needs_your_network_and_the_dict_its_keys():
+    data = digits(8, classes=(3, 8), seed=1, dtype=torch.float64)
+    with pytest.raises(InvalidArgument, match="train= with model="):
+        tc.label_margin_pairs(data.X, data.y, seeds=range(2), train=_adam(1))
+    with pytest.raises(InvalidArgument, match="keys 'true', 'random'"):
+        tc.check_random_label_margin({"true": HIGH})

@@ -89,21 +89,23 @@ def test_a_shrink_keeps_the_status_and_stops_at_its_budget():
     assert shrink.shrink(strategy, seed, original, lambda v: v, keeps=lambda v: v >= 100, seconds=0.0) is None
 
 
-@pytest.mark.parametrize("claim, shrinks", [("homogeneity", True), ("min_norm", True), ("layer_balance", False)])
-def test_instances_drawn_from_a_strategy_shrink(claim, shrinks):
+@pytest.mark.parametrize("claim, instance_shrinks, control_shrinks",
+                         [("homogeneity", True, False), ("min_norm", True, True), ("layer_balance", False, False)])
+def test_cases_drawn_from_a_strategy_shrink(claim, instance_shrinks, control_shrinks):
     """homogeneity draws its instances from the generator its property tests use, min_norm (a dataclass claim)
-    through Hypothesis; a claim drawing with numpy has no shrink step (its original counterexample stands
-    alone); controls never shrink."""
+    its instances and controls through Hypothesis; a case drawn with numpy has no shrink step (its original
+    counterexample stands alone)."""
     from theorycheck.core.registry import CLAIMS
 
     cases = list(CLAIMS[claim].audit_cases(n=1, seed=0, device="cpu", dtype="float64"))
-    assert [(c.kind, c.shrink is not None) for c in cases] == [("instance", shrinks), ("control", False)]
+    assert [(c.kind, c.shrink is not None) for c in cases] == [("instance", instance_shrinks),
+                                                               ("control", control_shrinks)]
 
 
 def test_dataclass_cases_written_for_numpy_shrink_too():
     """A claim whose cases are frozen dataclasses drawn by ``random_case(claim, rng, control)`` with numpy's
-    Generator API gets its instances through Hypothesis unchanged: an instance wrong from n = 5 on shrinks
-    to n = 5; the controls still draw from numpy and never shrink."""
+    Generator API gets its instances and controls through Hypothesis unchanged: an instance wrong from n = 5
+    on shrinks to n = 5, and so does a control the checker misses from n = 5 on."""
     import dataclasses as dc
 
     import numpy as np
@@ -114,8 +116,9 @@ def test_dataclass_cases_written_for_numpy_shrink_too():
     kit = ClaimKit(id="planted_samples", statement="", source="tests", assumptions={}, tolerance="0")
 
     @kit.checker
-    def check_planted_samples(n: int, scale: float):
-        return kit.decide(assumptions={}, comparisons=[comparison("n", float(n >= 5), 0.0, 0.0, "planted")])
+    def check_planted_samples(n: int, scale: float, control: bool):
+        wrong = n < 5 if control else n >= 5  # a control the checker catches only below n = 5
+        return kit.decide(assumptions={}, comparisons=[comparison("n", float(wrong), 0.0, 0.0, "planted")])
 
     @dc.dataclass(frozen=True)
     class Sized:
@@ -126,21 +129,24 @@ def test_dataclass_cases_written_for_numpy_shrink_too():
         control: str | None = None
 
         def verdict(self, device="cpu", dtype="float64"):
-            return check_planted_samples(self.n, self.scale)
+            return check_planted_samples(self.n, self.scale, self.control is not None)
 
     def random_case(claim, rng, control=None):
         assert isinstance(rng.uniform(), float) and isinstance(rng.integers(3), np.integer)  # numpy's scalar types
         return Sized(claim=claim, n=int(rng.integers(1, 40)), scale=float(rng.uniform(0.5, 2.0)),
                      seed=int(rng.integers(2**31)), control=control)
 
-    kit.dataclass_cases(random_case, {"fine": "holds"})
+    kit.dataclass_cases(random_case, {"caught": "violated"})
     try:
         cases = list(kit.audit_cases(n=6, seed=1, device="cpu", dtype="float64"))
-        assert [c.shrink is not None for c in cases] == [True] * 6 + [False] * 6
-        records = [run_case(c, claim=kit.id, device="cpu", dtype="float64", seed=1) for c in cases if c.kind == "instance"]
-        violated = [r for r in records if r["status"] == "violated"]
-        assert violated and all("Sized(claim='planted_samples', n=5, scale=1.0, seed=0, control=None)"
-                                in r["minimal"]["params"] for r in violated), [r["minimal"]["params"] for r in violated]
+        assert all(c.shrink is not None for c in cases)
+        records = [run_case(c, claim=kit.id, device="cpu", dtype="float64", seed=1) for c in cases]
+        for kind, status, control in (("instance", "violated", None), ("control", "holds", "'caught'")):
+            unexpected = [r for r in records if r["kind"] == kind and r["status"] == status]
+            minimal = f"Sized(claim='planted_samples', n=5, scale=1.0, seed=0, control={control})"
+            assert unexpected and all(r["outcome"] == "unexpected" and minimal in r["minimal"]["params"]
+                                      for r in unexpected), [r["minimal"]["params"] for r in unexpected]
+        assert all("minimal" not in r for r in records if r["outcome"] == "expected")
     finally:
         registry._CLAIMS.pop("planted_samples", None)
         KITS.pop("planted_samples", None)

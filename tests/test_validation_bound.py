@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import binom
 
 import theorycheck as tc
@@ -182,3 +183,47 @@ def test_a_declared_loss_range_the_risks_contradict_is_vacuous():
     assert tc.check_validation_bound(true, val, delta=0.05, m=200, loss_range=(0.0, 1.0)).status == "holds"
     contradicted = tc.check_validation_bound(3 * true, 3 * val, delta=0.05, m=200, loss_range=(0.0, 1.0))
     assert contradicted.status == "vacuous" and "outside [0, C = 1]" in contradicted.reason, contradicted.summary()
+
+
+# --- your own family and data --------------------------------------------------------------------
+
+def _sample(shift=0.0):
+    """A user's distribution: x ~ N(0, I_3), y = sign(x_0 + 0.5 noise) (the torch.Generator given decides)."""
+    def sample(size, generator):
+        X = torch.randn(size, 3, generator=generator, dtype=torch.float64) + shift
+        return X, torch.sign(X[:, 0] + 0.5 * torch.randn(size, generator=generator, dtype=torch.float64))
+    return sample
+
+
+def _models(dtype):
+    torch.manual_seed(0)
+    return [torch.nn.Sequential(torch.nn.Linear(3, 1).to(dtype), torch.nn.Flatten(0)) for _ in range(3)]
+
+
+def _zero_one(predictions, y):
+    return (torch.sign(predictions).to(y.dtype) != y).double()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_your_models_and_data_hold(dtype):
+    models = _models(dtype)
+    cast = lambda size, gen: tuple(t.to(dtype) for t in _sample()(size, gen))  # noqa: E731
+    runs = tc.validation_runs(models, cast, _zero_one, m=100, repeats=200, reference=100_000)
+    verdict = tc.check_validation_bound(runs["true_risks"], runs["val_losses"], delta=0.2,
+                                        risk_error=runs["risk_error"])
+    assert verdict.status == "holds", verdict.summary()
+    assert verdict.details["risk_error"] < 0.01 and "2 alpha" in verdict.tolerance_basis
+
+
+def test_your_unbounded_loss_is_vacuous_and_a_coarse_reference_undecided():
+    models = _models(torch.float64)
+    squared = lambda predictions, y: (predictions - y) ** 2  # noqa: E731
+    runs = tc.validation_runs(models, _sample(), squared, m=100, repeats=200, reference=20_000)
+    out = tc.check_validation_bound(runs["true_risks"], runs["val_losses"], delta=0.2, risk_error=runs["risk_error"])
+    assert out.status == "vacuous" and "outside [0, C" in out.reason, out.summary()
+    coarse = tc.validation_runs(models, _sample(), _zero_one, m=100, repeats=200, reference=50)
+    blurred = tc.check_validation_bound(coarse["true_risks"], coarse["val_losses"], delta=0.2,
+                                        risk_error=coarse["risk_error"])
+    assert blurred.status == "inconclusive" and "risk_error" in blurred.reason, blurred.summary()
+    with pytest.raises(tc.InvalidArgument, match="per-sample losses"):
+        tc.validation_runs(models, _sample(), lambda p, y: p.mean(), m=10, repeats=2, reference=10)

@@ -119,9 +119,10 @@ def test_bad_input_raises(kwargs, message):
         tc.check_weight_norm(model, X, y, **kwargs)
     with pytest.raises(tc.InvalidArgument, match=r"one sample count across \['X', 'y'\].*X: 5, y: 2"):
         tc.check_weight_norm(model, X, y[:2])
-    conv = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, bias=False)).double()
-    with pytest.raises(tc.InvalidArgument, match="Linear weight matrices"):
-        tc.check_weight_norm(conv, torch.randn(4, 1, 5, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+    only_bias = torch.nn.Sequential(torch.nn.Flatten(0))
+    only_bias.register_parameter("offset", torch.nn.Parameter(torch.zeros((), dtype=torch.float64)))
+    with pytest.raises(tc.InvalidArgument, match="weight layers"):
+        tc.check_weight_norm(only_bias, torch.randn(4, 1, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
 
 
 def test_audit_cases_meet_their_expectations():
@@ -168,4 +169,70 @@ def test_homogeneity_is_measured_not_read_from_module_types(make, tc_dtype):
     model = make().to(dtype)
     X, y = torch.randn(8, 4, dtype=dtype), torch.tensor([1.0, -1.0] * 4, dtype=dtype)
     verdict = tc.check_weight_norm(model, X, y)
+    assert verdict.status == "vacuous" and "homogeneous" in " ".join(verdict.failed_assumptions), verdict.summary()
+
+
+# --- layers other than Linear: convolutions and custom modules --------------------------------------
+
+class _Kernel(torch.nn.Module):
+    """A user's layer with its own weight (not a Linear): x -> x K^T / 2, read as a weight by measurement."""
+
+    def __init__(self, d_in, d_out):
+        super().__init__()
+        self.kernel = torch.nn.Parameter(torch.randn(d_out, d_in))
+
+    def forward(self, x):
+        return x @ self.kernel.T / 2
+
+
+def _conv_net(bias=False, activation=torch.nn.ReLU):
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, bias=bias), activation(), torch.nn.Flatten(),
+                               _Kernel(27, 4), activation(), torch.nn.Linear(4, 1, bias=False))
+
+
+class _Reused(torch.nn.Module):  # one Linear applied twice: degree 2 in its weight
+    def __init__(self):
+        super().__init__()
+        self.layer, self.out = torch.nn.Linear(4, 4, bias=False), torch.nn.Linear(4, 1, bias=False)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.layer(torch.relu(self.layer(x)))))
+
+
+def _images(dtype, n=6):
+    X = torch.randn(n, 2, 5, 5, dtype=dtype)
+    return X, torch.tensor([1.0, -1.0] * (n // 2), dtype=dtype)
+
+
+def test_convolutions_and_custom_weights_follow_the_lagrange_flow(tc_dtype):
+    torch.manual_seed(0)
+    dtype = getattr(torch, tc_dtype)
+    model = _conv_net().to(dtype)
+    verdict = tc.check_weight_norm(model, *_images(dtype), loss="logistic")
+    assert verdict.status == "holds", verdict.summary()
+    assert set(verdict.details["layers"]) == {"0.weight", "3.kernel", "5.weight"}
+    for row in verdict.details["layers"].values():
+        assert row["norm_ratio_lagrange_unconstrained"] == pytest.approx(row["rho_k"] ** 2, rel=1e-3)
+    scale = tc.check_weight_norm(model, *_images(dtype), v_norm=3.0)
+    assert scale.status == "violated", scale.summary()
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: _conv_net(bias=True), "bias"),
+    (lambda: _conv_net(activation=lambda: torch.nn.Softplus()), "homogeneous"),
+    (lambda: torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, bias=False), _SquaredReLU(), torch.nn.Flatten(),
+                                 torch.nn.Linear(27, 1, bias=False)), "homogeneous"),
+], ids=["conv-bias", "conv-softplus", "conv-relu-squared"])
+def test_convolutional_nets_outside_the_theorem_are_vacuous(make, words, tc_dtype):
+    torch.manual_seed(1)
+    dtype = getattr(torch, tc_dtype)
+    verdict = tc.check_weight_norm(make().to(dtype), *_images(dtype))
+    assert verdict.status == "vacuous" and words in " ".join(verdict.failed_assumptions), verdict.summary()
+
+
+def test_a_layer_used_twice_is_measured_not_homogeneous_of_degree_one(tc_dtype):
+    torch.manual_seed(2)
+    dtype = getattr(torch, tc_dtype)
+    X, y = torch.randn(8, 4, dtype=dtype), torch.tensor([1.0, -1.0] * 4, dtype=dtype)
+    verdict = tc.check_weight_norm(_Reused().to(dtype), X, y)
     assert verdict.status == "vacuous" and "homogeneous" in " ".join(verdict.failed_assumptions), verdict.summary()

@@ -21,7 +21,7 @@ _EXPORTS = {  # module -> the public names it defines
                          "least_squares_run"),
     ".claims.flat_minima": ("assert_flat_minima", "assert_gauss_newton", "check_flat_minima", "check_gauss_newton"),
     ".claims.weight_norm": ("assert_weight_norm", "check_weight_norm"),
-    ".claims.validation_bound": ("assert_validation_bound", "check_validation_bound"),
+    ".claims.validation_bound": ("assert_validation_bound", "check_validation_bound", "validation_runs"),
     ".claims.double_descent": ("assert_double_descent", "check_double_descent"),
     ".claims.random_labels": ("assert_random_labels", "check_random_labels"),
     ".claims.random_label_margin": ("assert_random_label_margin", "check_random_label_margin", "label_margin_pairs"),

@@ -31,8 +31,9 @@ kit = ClaimKit(
     assumptions={"weights": "weight layers found", "no_bias": "no bias parameters",
                  "modules": "no non-homogeneous modules (tanh, sigmoid, GELU, normalization)",
                  "deterministic": "deterministic forward (no dropout or other training-mode randomness)"},
-    tolerance="per check, on a float64 copy: Euler gamma_K, scalings 2 gamma_K' + (d+2)u, relative to "
-              "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|); the model's own pass within gamma_K'(u) of the same",
+    tolerance="per check, on a float64 copy (or the model's own pass, in the precision its forward is measured "
+              "to compute in): Euler gamma_K, scalings 2 gamma_K' + (d+2)u, relative to "
+              "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|); the model's own pass within gamma_K'(u) of the copy",
 )
 
 
@@ -44,6 +45,8 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
     :data:`~theorycheck.engines.homogeneity.SCALES`, and f(W) = rho f(V), measured by
     :func:`~theorycheck.engines.homogeneity.measure_homogeneity` on a float64 copy (the float32 weights
     exactly); the model's own forward pass is checked against that copy within its first-order error bound.
+    A forward that fixes its own dtypes is judged on its own pass in the precision it is measured to use;
+    ``x`` may hold integer ids; the batch axis is measured; paths hidden from autograd are named.
     ``degrees``: the degree of f in each weight layer (list in registration order, or dict by name);
     default ``model.homogeneity_degrees`` if set, else 1 each. The model is not changed.
     """

@@ -18,6 +18,12 @@ lambda, most of them on non-support points. For networks with kinks (ReLU, max-p
 G are gradients at theta~ and at a few points within a relative radius r (Goldstein's r-subdifferential;
 r = the run's per-step error tolerance, within which the flow's position is known), so that a state
 sliding along a kink is judged with both one-sided gradients.
+
+What a run decides: eps, delta -> 0 is a limit without a rate (eps may rise before it falls), so a run holds
+where they decrease (or reach their roundoff) and is inconclusive otherwise, at any length; it is violated only by
+what the theorem excludes at a finite time, the smoothed margin falling between snapshots beyond the run's own
+allowance (Thm 4.1, exact for the flow). Homogeneity is joint in the trained parameters
+(:mod:`theorycheck.engines.joint_homogeneity`), the only kind Lyu & Li assume.
 """
 
 from __future__ import annotations
@@ -33,17 +39,16 @@ from scipy.optimize import lsq_linear, nnls
 from ..core.devices import gamma
 from ..engines.dynamics import DEFAULT_RTOL
 from ..engines.flat_network import FlatNetwork, twice_differentiable
-from ..engines.homogeneity import measure_homogeneity
+from ..engines.joint_homogeneity import run_degree
 from ..engines.trajectory import Trajectory
 from ..core.errors import expect
 from ..engines.losses import get_loss
 from ..core.kit import Case, ClaimKit
 from ..engines.svm import angle, hard_margin_svm
-from ..core.modules import declared_degrees, read_parameters
 from ..core.inputs import as_batch, as_labels
 from ..core.verdict import Verdict
-from .margin import (AUDIT_FAMILIES, RUN_ASSUMPTIONS, admitted, instance_line, random_instance, run_assumptions,
-                     separation_index, trained, with_redraws)
+from .margin import (AUDIT_FAMILIES, RUN_ASSUMPTIONS, admitted, instance_line, largest_drop, random_instance,
+                     run_assumptions, separation_index, trained, with_redraws)
 
 NEAR_SUPPORT_DECADES = tuple(range(1, 8))  # Lyu & Li's counts #{q_n < q_min + ln 10^k}
 # the support: samples whose loss is within 10^7 of the largest (Lyu & Li's widest band). Support vectors
@@ -53,10 +58,6 @@ SUPPORT_BAND = 7 * math.log(10)
 GOLDSTEIN_SAMPLES = 8
 GOLDSTEIN_STEPS = 3  # radius = 3 x the run's per-step relative error tolerance: where the flow is within a few steps
 MIN_SNAPSHOTS = 3
-# eps and delta tend to 0 but need not fall monotonically (the flow can pass near other KKT directions);
-# a trend that has not shown by log(1/L) = 128 (L ~ 1e-56, 8 snapshot levels) counts as a violation,
-# before that as a run too short to tell
-LONG_TREND = 128.0
 
 
 def _subdifferential_columns(net: FlatNetwork, theta: torch.Tensor, radius: float, seed: int) -> list[torch.Tensor]:
@@ -172,6 +173,26 @@ def linear_weights(model: torch.nn.Module) -> np.ndarray | None:
     return None
 
 
+def snapshot_margins(trajectory: Trajectory, snaps: list, margins: list) -> dict:
+    """The smoothed margin l^{-1}(L) / ||theta||^L (L the run's degree, as recorded) recomputed from each snapshot's
+    parameters and margins, and its
+    largest fall between two snapshots against the run's allowance: the margin drift the run recorded between
+    their records (sum of ||grad gamma~|| x local error estimates) plus the recorded roundoff at both."""
+    loss = get_loss(trajectory.loss)
+    r = trajectory.records
+    values = np.array([float(loss.margin_numerator(loss.log_total(torch.as_tensor(q, dtype=torch.float64))))
+                       / float(np.linalg.norm(s.theta)) ** trajectory.degree for s, q in zip(snaps, margins)])
+    if len(snaps) < 2:
+        return {"values": values.tolist(), "drop": -math.inf, "allowed": 0.0, "pair_log_inverse_loss": [math.nan] * 2}
+    records = [s.record for s in snaps]
+    drift = np.nan_to_num(r["margin_drift"], nan=0.0)
+    between = np.array([0.0] + [float(drift[a + 1:b + 1].sum()) for a, b in zip(records, records[1:])])
+    roundoff = np.nan_to_num(np.asarray(r["margin_roundoff"])[records], nan=0.0)
+    drop, allowed, i, j = largest_drop(values, between, roundoff)
+    return {"values": values.tolist(), "drop": drop, "allowed": allowed,
+            "pair_log_inverse_loss": [-snaps[i].log_loss, -snaps[j].log_loss]}
+
+
 def _trend_ratio(values: list[float]) -> float:
     """The median of the last third over the median of the first third (below 1: decreasing)."""
     third = max(1, len(values) // 3)
@@ -203,7 +224,9 @@ kit = ClaimKit(
            "Nat. Commun. 2020",
     assumptions={**RUN_ASSUMPTIONS, "separated": "theta separates the data (q_min > 0)"},  # a run's: margin's
     tolerance="delta <= 1/(e q_min) (the flow's own multipliers' bound) at every state; eps and delta decrease "
-              "along the run or reach their roundoff; a single state only as an exact KKT point (eps within roundoff)",
+              "along the run or reach their roundoff (a missing decrease is inconclusive: the limit has no rate); "
+              "violated by a smoothed margin falling at the snapshots beyond the run's allowance; a single state "
+              "only as an exact KKT point (eps within roundoff)",
 )
 
 
@@ -215,9 +238,11 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
 
     The multipliers are chosen with delta <= 1/(e q_min), the bound the flow's own multipliers meet at that
     margin (:func:`delta_limit`), and eps is the smallest residual they leave. With ``trajectory`` (the run
-    from :func:`theorycheck.train` that produced the model): eps and delta must decrease along the run
-    (median of the last third of the snapshots after t0 below that of the first third), or sit within
-    their roundoff at the end (the limit reached). Without it, one state holds only as an exact KKT point
+    from :func:`theorycheck.train` that produced the model): it holds where eps and delta decrease along the run
+    (median of the last third of the snapshots after t0 below that of the first third) or sit within their
+    roundoff at the end (the limit reached); eps, delta -> 0 has no rate, so a missing decrease is
+    inconclusive at any length, and the run is violated only by what the theorem excludes at a finite time:
+    the smoothed margin recomputed at the snapshots falling beyond the run's allowance (C^2 networks). Without it, one state holds only as an exact KKT point
     (eps within roundoff); otherwise it is inconclusive: Lyu & Li bound eps only along the run.
     ``multipliers``: judge these lambda (one per sample) at this state: a negative lambda (dual feasibility of
     (P)) or delta above 1/(e q_min) (a large multiplier on a non-support point) is violated, both within
@@ -225,16 +250,19 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
     inconclusive if not (eps is bounded only along the run, never by this state's own flow certificate).
     One-layer linear models are also compared with the exact hard-margin SVM (angle, support set,
     Soudry's rate). ``radius``: Goldstein sampling radius relative to ||theta|| (default: 0 for C^2
-    networks, else 3 x the run's rtol, or 3 x the default rtol for networks with kinks).
+    networks, else 3 x the run's rtol, or 3 x the default rtol for networks with kinks). ``degree``: L of f
+    jointly in the trained parameters (default: the run's; on one state the declared degrees of the trained
+    layers, else the measured one: :func:`theorycheck.engines.joint_homogeneity.run_degree`).
     """
     X = as_batch(X, model)
     y = as_labels(y, X)
     net = FlatNetwork(model, X, y)
     theta = net.flatten()
-    found = read_parameters(model)
-    L = float(degree) if degree is not None else (
-        trajectory.degree if trajectory is not None else float(sum(declared_degrees(model, list(found.weights)))))
-    smooth, _ = twice_differentiable(model)
+    if trajectory is not None and degree is None:
+        L, homogeneity = trajectory.degree, None  # the run measured homogeneity at its snapshots
+    else:
+        L, homogeneity = run_degree(model, X, degree)
+    smooth, _ = twice_differentiable(model, X)
     if radius is None:
         radius = 0.0 if smooth else GOLDSTEIN_STEPS * (trajectory.rtol if trajectory is not None and trajectory.rtol
                                                        else DEFAULT_RTOL[False, X.dtype])
@@ -261,7 +289,6 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
         assumptions["separated"] = separated
     else:
         snaps, unmet = [], []
-        homogeneity = measure_homogeneity(model, X)  # a run measures it at its snapshots; one state needs it here
         log_loss = float(torch.logsumexp(get_loss(loss).log(torch.as_tensor(now["margins"])), 0))
         assumptions = {"homogeneous": homogeneity.homogeneous, "separated": separated,
                        "t0": log_loss < math.log(get_loss(loss).at_zero)}
@@ -341,7 +368,10 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
                                                "xlabel": "log(1/L)", "ylabel": "relative residual",
                                                "xscale": "log", "yscale": "log"}}
         enough = len(history) >= MIN_SNAPSHOTS
-        inconclusive = enough is False and all(assumptions.values())
+        # the finite-time part of the theorem: the smoothed margin is non-decreasing after t0 (Lyu & Li Thm 4.1, on
+        # which Thm 4.4 rests), judged at the snapshots against the run's own allowance (decisive for C^2 networks)
+        margin = snapshot_margins(trajectory, [s for s, _ in history], [p["margins"] for _, p in history])
+        fell = bool(margin["drop"] > margin["allowed"]) and trajectory.smooth
         # a residual already at its roundoff at the end has reached the limit: no trend left to show
         eps_limit_reached = bool(history) and history[-1][1]["eps"] <= history[-1][1]["eps_roundoff"]
         delta_limit_reached = bool(history) and history[-1][1]["delta"] <= history[-1][1]["delta_roundoff"]
@@ -351,24 +381,39 @@ def check_kkt(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, traje
         angles = details.get("svm", {}).get("angles", [])
         angle_reached = bool(angles) and angles[-1] <= details["svm"]["angle_roundoff"]
         angle_down = len(angles) < MIN_SNAPSHOTS or angle_reached or _trend(angles)
-        held = bool(eps_down and delta_down and angle_down)
-        # at kinks the residuals come from sampled subgradients and stay noisy: a missing trend is then undecided
-        decisive = bool(history) and -history[-1][0].log_loss >= LONG_TREND and smooth
-        inconclusive = inconclusive or (enough and not held and not decisive and all(assumptions.values()))
-        details.update(eps_decreasing=eps_down, delta_decreasing=delta_down, trend_decisive=decisive,
-                       eps_limit_reached=eps_limit_reached, delta_limit_reached=delta_limit_reached)
-        statistic = max(_trend_ratio(eps_series), _trend_ratio(delta_series)) if enough else math.nan
-        bound, tolerance = 1.0, 0.0
-        basis = ("at every snapshot after t0 the multipliers meet delta <= 1/(e q_min) (the flow's own delta); trend: "
-                 "median of eps (and of delta) over the last third of the snapshots over the median over the first "
-                 "third, below 1, unless the last value is within its roundoff (the limit reached)")
-        if inconclusive:
+        trend = bool(eps_down and delta_down and angle_down)
+        # eps, delta -> 0 is a limit with no rate: a finite run that has not shown the decrease (eps may peak before
+        # it falls, the flow passing near another KKT direction) does not resolve it; only the margin's fall decides
+        held = trend and not fell
+        inconclusive = not fell and not trend and all(assumptions.values())
+        details.update(eps_decreasing=eps_down, delta_decreasing=delta_down, eps_limit_reached=eps_limit_reached,
+                       delta_limit_reached=delta_limit_reached, snapshot_margin=margin)
+        if fell:
+            statistic, bound, tolerance = margin["drop"], 0.0, margin["allowed"]
+        else:
+            statistic = max(_trend_ratio(eps_series), _trend_ratio(delta_series)) if enough else math.nan
+            bound, tolerance = 1.0, 0.0
+        basis = ("at every snapshot after t0 the multipliers meet delta <= 1/(e q_min) (the flow's own delta); "
+                 "violated only where the smoothed margin at the snapshots falls by more than the run's allowance "
+                 "(sum of ||grad gamma~|| x local error estimates between them + roundoff at both; C^2 networks); "
+                 "holds where eps and delta decrease (median over the last third of the snapshots below that over "
+                 "the first third) or sit within their roundoff at the end; otherwise the run does not resolve the limit")
+        if fell:
+            reasons.append(f"the smoothed margin at the snapshots fell by {margin['drop']:.3e} between log(1/L) = "
+                           f"{margin['pair_log_inverse_loss'][0]:.4g} and {margin['pair_log_inverse_loss'][1]:.4g}, "
+                           f"more than the allowed {margin['allowed']:.3e}: not a gradient flow of this network "
+                           "(Lyu & Li Thm 4.1, on which Thm 4.4 rests)")
+        elif inconclusive:
             reasons.append(f"only {len(history)} snapshots after t0 (need {MIN_SNAPSHOTS}): run too short" if not enough
-                           else f"run too short to decide: the trend has not shown by log(1/L) = "
-                                f"{-history[-1][0].log_loss:.3g}; it is decided "
-                                f"from {LONG_TREND:g} on, and only for C^2 networks (at kinks the residuals come from "
-                                f"subgradients sampled within radius {radius:.2g} ||theta||)")
-        if not held:
+                           else f"run too short to resolve the limit eps, delta -> 0 (Lyu & Li give no rate): the decrease "
+                                f"has not shown by log(1/L) = {-history[-1][0].log_loss:.3g}, and nothing the theorem "
+                                "excludes at a finite time did" + (
+                                    " (the smoothed margin never fell beyond its allowance)" if trajectory.smooth
+                                    or margin["drop"] <= margin["allowed"] else
+                                    f" (the smoothed margin fell by {margin['drop']:.3e} at the snapshots, more than "
+                                    f"the allowed {margin['allowed']:.3e}, which is not decisive at kinks: the local "
+                                    "error estimates are not bounds there)"))
+        if enough and not trend:
             reasons.append(f"eps {'decreasing' if eps_down else 'not decreasing'} ({eps_series[:1]} -> "
                            f"{eps_series[-1:]}), delta {'decreasing' if delta_down else 'not decreasing'} "
                            f"({delta_series[:1]} -> {delta_series[-1:]})"

@@ -35,7 +35,8 @@ from ..core.kit import Case, ClaimKit
 from ..core.verdict import Verdict
 
 RUN_ASSUMPTIONS = {  # Lyu & Li's assumptions on a run, shared with the kkt claim
-    "homogeneous": "f positively homogeneous in theta of the stated degree L (checked on X along the run)",
+    "homogeneous": "f positively homogeneous of the stated degree L jointly in the trained parameters theta, frozen "
+                   "ones fixed (measured on X along the run)",
     "loss": "exponential-type loss (exp or logistic)",
     "no_decay": "no weight decay",
     "t0": "summed loss below l(0) at t0 (data separated)",
@@ -185,6 +186,13 @@ def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None,
                           f"more than the allowed {allowance:.3e}"
                        + ("" if decisive else " (not decisive: at ReLU-type kinks the flow slides and the local "
                                               "error estimates are not reliable bounds)"))
+    rises = trajectory.loss_rises
+    details["loss_rises"] = {"records": len(rises), "first_log_t": float(r["log_t"][rises[0]]) if len(rises) else None}
+    if len(rises) and trajectory.method != "sgd":
+        reasons.append(f"log L rose beyond roundoff between {len(rises)} pairs of records (first at log t = "
+                       f"{r['log_t'][rises[0]]:.4g}): the integrator does not resolve the flow there"
+                       + ("" if trajectory.smooth else " (steps chatter across kinks" + (
+                           f" at rtol {trajectory.rtol:g})" if trajectory.rtol else ")")))
     if trajectory.weight_decay > 0 and trajectory.stop_reason != "log_loss_target":
         reasons.append(f"L did not go to 0 (run ended '{trajectory.stop_reason}' at log L = {r['log_loss'][-1]:.4g}, "
                        f"||theta|| = {r['norm'][-1]:.4g})")

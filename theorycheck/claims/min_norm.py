@@ -30,6 +30,7 @@ from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..core.kit import ClaimKit
 from ..core.verdict import Verdict
+from ..engines.linear_estimator import estimator_matrix, linear_risk
 
 SOURCE = ("Poggio, Liao & Banburski, Nat. Commun. 11:3371 (2020), intro; Yao, Rosasco & Caponnetto, "
           "Constr. Approx. 26 (2007) (spectral filters)")
@@ -265,14 +266,16 @@ early_stopping_kit = ClaimKit(
               "ridge with lambda = 1/t, for every t, X and beta0 (per eigendirection: bias e^{-2ts} <= (1 + ts)^-2, "
               "variance ratio ((1 - e^{-x})(1 + x)/x)^2 <= 1.68591).",
     source=AKT,
-    assumptions={"flow": "gradient flow (not discrete GD steps)"},
+    assumptions={"flow": "gradient flow (not discrete GD steps)",
+                 "estimators": "the estimators given are gradient flow from 0 and ridge on X: linear in y, their matrices "
+                               "within estimator_error (relative) of the exact operators (measured)"},
     tolerance="2 gamma_{d+10} relative (the sums of positive terms; the eigendecomposition is exact for a nearby PSD matrix)",
 )
 
 
 @early_stopping_kit.checker(finite=("X", "beta0", "times"))
 def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: float = 1.0, step: float | None = None,
-                         seed: int | None = None) -> Verdict:
+                         estimators=None, estimator_error: float | None = None, seed: int | None = None) -> Verdict:
     """Estimation risk E||b - beta0||^2 (y = X beta0 + noise of variance sigma^2) of gradient flow on
     (1/2n)||y - X b||^2 from 0 at time t against ridge (1/n)||y - X b||^2 + lambda ||b||^2 at lambda =
     ``calibration`` / t: risk(GF, t) <= 1.68591 risk(ridge, 1/t) for every t, X, beta0 (AKT Thm 1), per
@@ -281,7 +284,10 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     (x = t s from 0.01 to 100 in every direction, steps <= 0.1 in log t) joined with ``times``, and each local
     maximum of the grid is refined by bounded scalar maximization between its grid neighbours
     (``details["worst_t"]``, ``details["located_maxima"]``).
-    ``step``: discrete GD with that step instead of the flow (an assumption not met), judged at ``times``."""
+    ``step``: discrete GD with that step instead of the flow (an assumption not met), judged at ``times``.
+    ``estimators=(flow, ridge)``: your own, ``flow(y, t)`` and ``ridge(y, lam)`` returning the coefficients
+    fitted on X (see :func:`_your_estimators`): judged at the located worst t, your ``times`` and a few
+    times across the spectrum, on their own exact expected risks."""
     Xn, b0 = _numpy(torch.as_tensor(X), "X"), _numpy(torch.as_tensor(beta0), "beta0").reshape(-1)
     expect(Xn.ndim == 2 and b0.shape == (Xn.shape[1],), expected="X of shape (n, d) and beta0 of shape (d,)",
            received=f"{Xn.shape} and {b0.shape}", fix="one coefficient per column of X")
@@ -336,7 +342,27 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     bound = akt_constant()
     tolerance = bound * 2 * gamma(d + 10, torch.float64)
     held = finite and worst_ratio <= bound + tolerance
-    reasons = []
+    reasons, details, assumptions = [], {}, {"flow": step is None}
+    if estimators is not None and finite:
+        expect(step is None, expected="estimators= or step=, not both", received="both",
+               fix="judge your estimators (estimators=) or the closed-form GD filter (step=)")
+        # the probed times stay within the spectrum the eigendecomposition resolves (s > d u s_1): a lambda below
+        # the rounding of S asks any solver for a singular system
+        resolved = positive[positive > d * unit_roundoff(torch.float64) * positive.max()] if positive.size else positive
+        span = (0.01 / resolved.max(), 100 / resolved.min()) if resolved.size else (1.0, 1.0)
+        given = [] if times is None else list(np.asarray(times, np.float64))
+        probe_times = np.unique(np.clip([worst_t, *given, *np.geomspace(*span, 4)], *span))
+        yours = _your_estimators(estimators, torch.as_tensor(X), Xn, b0, sigma, s, V, probe_times, calibration,
+                                 estimator_error, resolved)
+        assumptions["estimators"] = yours["within_error"]
+        details["estimators"] = yours
+        worst_yours = max(yours["times"], key=lambda row: row["ratio"] - row["allowed"])
+        held = held and all(row["ratio"] <= row["allowed"] for row in yours["times"])
+        worst_t, worst_ratio, tolerance = worst_yours["t"], worst_yours["ratio"], worst_yours["allowed"] - bound
+        if not yours["within_error"]:
+            reasons.append(f"your estimators are not gradient flow and ridge on X: relative deviation "
+                           f"{yours['deviation']:.3g} from the exact operators (linearity gap included) > "
+                           f"estimator_error {yours['estimator_error']:.3g}")
     if step is not None:
         reasons.append(f"discrete GD (step {step:g}, eta s_1 = {step * s.max():.3g}), not the flow: the filter "
                        "1 - (1 - eta s)^k exceeds 1 - e^{-ts} where eta s is not small")
@@ -346,14 +372,18 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     if not finite:
         reasons.append("the ridge risk is 0 at every t (beta0 = 0 and sigma = 0) or not finite: nothing to compare")
     return early_stopping_kit.decide(
-        assumptions={"flow": step is None}, conclusion_held=held, inconclusive=not finite,
+        assumptions=assumptions, conclusion_held=held, inconclusive=not finite,
         statistic=worst_ratio, bound=bound, tolerance=tolerance,
         tolerance_basis=("max over t > 0 of risk(GF, t) / risk(ridge, 1/t) (located by bounded scalar maximization "
                          "between the grid neighbours of each local maximum of the grid; discrete GD: on its steps) "
                          "from the float64 eigendecomposition of X^T X / n "
                          "(exact for a nearby PSD matrix, for which the theorem holds too); 2 gamma_{d+10}: the rounding "
-                         "of the two sums of positive terms"),
-        details={"n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": worst_t,
+                         "of the two sums of positive terms"
+                         + ("; with estimators=: the worst of your estimators' exact expected risk ratios at the probed "
+                            "times (details['estimators']), the bound widened to (sqrt(bound) (sqrt(r_ridge) + D_ridge) "
+                            "+ D_gf)^2 / r_ridge, D = ||A - A_exact||_F (||X beta0|| + sigma), plus 2 gamma_{nd+10}"
+                            if "estimators" in details else "")),
+        details={**details, "n": n, "d": d, "sigma": sigma, "calibration": calibration, "step": step, "worst_t": worst_t,
                  "located_maxima": located,
                  "series": {"risk(GF, t) / risk(ridge, 1/t)": {"x": t.tolist(), "y": np.nan_to_num(ratio).tolist(),
                                                               "xlabel": "gradient-flow time t"}}},
@@ -361,6 +391,53 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
 
 
 assert_early_stopping = early_stopping_kit.assert_
+
+
+def _your_estimators(estimators, X: torch.Tensor, Xn, beta0, sigma, s, V, times, calibration, estimator_error,
+                     resolved) -> dict:
+    """Your (flow, ridge) read as matrices at each t (and lambda = calibration / t) by
+    :func:`theorycheck.engines.linear_estimator.estimator_matrix`, against the exact operators
+    V diag((1 - e^{-ts}) / s) V^T X^T / n and (S + lambda I)^{-1} X^T / n; their exact expected risks and the
+    ratio the theorem allows them: (sqrt(bound) (sqrt(r_ridge) + D_ridge) + D_gf)^2 / r_ridge, D = ||A -
+    A_exact||_F (||X beta0|| + sigma) the change of sqrt(risk) a deviation of A can make."""
+    given = estimator_error is not None
+    expect(isinstance(estimators, (tuple, list)) and len(estimators) == 2 and all(map(callable, estimators)),
+           expected="estimators=(flow, ridge): flow(y, t) and ridge(y, lam) returning the coefficients on X",
+           received=repr(estimators), fix="estimators=(my_flow, my_ridge)")
+    n, d = Xn.shape
+    u = unit_roundoff(X.dtype)
+    cond = float(resolved.max() / resolved.min()) if resolved.size else 1.0  # over the resolved spectrum
+    if estimator_error is None:
+        estimator_error = 16 * (n + d) * u * cond
+    expect(estimator_error >= 0, expected="estimator_error >= 0 (relative) or None", received=repr(estimator_error),
+           fix="your solver's relative error, e.g. its rtol")
+    scale = float(np.linalg.norm(Xn @ beta0)) + sigma
+    XtV = V.T @ Xn.T / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where(s > 0, 1 / np.where(s > 0, s, 1.0), 0.0)
+    bound, rows, deviation = akt_constant(), [], 0.0
+    for t in times:
+        lam = calibration / t
+        exact = {"flow": V @ ((-np.expm1(-t * s) * inverse)[:, None] * XtV),
+                 "ridge": V @ ((1 / (s + lam))[:, None] * XtV)}
+        row = {"t": float(t), "lambda": lam}
+        for (name, fn), arg in zip(zip(("flow", "ridge"), estimators), (t, lam)):
+            A, gap = estimator_matrix(fn, n, d, dtype=X.dtype, device=X.device, args=(float(arg),))
+            norm = float(np.linalg.norm(exact[name]))
+            off = float(np.linalg.norm(A - exact[name]))
+            row[f"{name}_deviation"] = max(off / norm if norm > 0 else (0.0 if off == 0 else math.inf), gap)
+            row[f"{name}_risk"], row[f"{name}_shift"] = linear_risk(A, Xn, beta0, sigma), off * scale
+            deviation = max(deviation, row[f"{name}_deviation"])
+        r_gf, r_ridge = row["flow_risk"], row["ridge_risk"]
+        row["ratio"] = r_gf / r_ridge if r_ridge > 0 else math.nan
+        # r_gf <= (sqrt(r_gf*) + D_gf)^2 <= (sqrt(bound r_ridge*) + D_gf)^2, r_ridge* <= (sqrt(r_ridge) + D_ridge)^2
+        row["allowed"] = ((math.sqrt(bound) * (math.sqrt(r_ridge) + row["ridge_shift"]) + row["flow_shift"]) ** 2
+                          / r_ridge + bound * 2 * gamma(n * d + 10, torch.float64)) if r_ridge > 0 else math.inf
+        rows.append(row)
+    return {"times": rows, "deviation": deviation, "estimator_error": estimator_error,
+            "within_error": deviation <= estimator_error,
+            "error_basis": "estimator_error given" if given else
+            f"16 (n + d) u cond(S), cond = {cond:.3g}: a backward-stable solver's relative error"}
 
 
 def _locate_maximum(f, u: np.ndarray, values: np.ndarray) -> tuple[float, float, list[dict]]:

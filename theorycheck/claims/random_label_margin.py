@@ -28,7 +28,10 @@ from ..core.devices import dtype_name, dtype_of
 from ..engines.ensemble import Ensemble, train_ensemble
 from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
+from ..core.inputs import require_module
+from ..core.modules import read_parameters
 from ..core.registry import case_seed
+from ..engines.homogeneity import measure_homogeneity
 
 kit = ClaimKit(
     id="random_label_margin",
@@ -38,7 +41,10 @@ kit = ClaimKit(
     source="Zhang, Bengio, Hardt, Recht & Vinyals, ICLR 2017; Bartlett, Foster & Telgarsky, NeurIPS 2017 "
            "(spectrally-normalized margin bounds); Poggio et al., Theory III (CBMM Memo 90), normalized margins",
     assumptions={"interpolates": "every run, true and random labels, reached zero training error (all q_i > 0)",
-                 "finite": "the margins are finite"},
+                 "finite": "the margins are finite",
+                 "homogeneous": "every trained network is bias-free and positively 1-homogeneous in each weight layer "
+                                "on X (measured), so y f(x) / prod_k ||W_k||_F does not depend on the scale a run "
+                                "reached"},
     tolerance="exact binomial sign test, one-sided at alpha (default 0.01): a false 'holds' or 'violated' has "
               "probability <= alpha; with fewer than log2(1/alpha) untied seed pairs the test cannot reach alpha: "
               "inconclusive (a limit of the run, not of the theorem)")
@@ -48,9 +54,18 @@ FIT_CHECK_STEPS = 100  # the audit's runs stop at the first multiple of this wit
 
 
 @kit.checker
-def check_random_label_margin(true_margins, random_margins, *, alpha: float = ALPHA, seed: int | None = None):
-    """``true_margins`` / ``random_margins``: (S, N) normalized margins, row s of each from seed pair s (see
-    :func:`label_margin_pairs`). Sign test of median(true) > median(random) over the S pairs."""
+def check_random_label_margin(true_margins, random_margins=None, *, alpha: float = ALPHA, seed: int | None = None):
+    """``true_margins`` / ``random_margins``: (S, N) normalized margins, row s of each from seed pair s; or the
+    runs :func:`label_margin_pairs` returns as the one argument (their homogeneity, measured on each trained
+    network, is then an assumption of the verdict). Sign test of median(true) > median(random) over the S pairs."""
+    homogeneity = None
+    if isinstance(true_margins, dict) and random_margins is None:
+        expect({"true", "random"} <= set(true_margins), expected="the dict label_margin_pairs returns (keys 'true', "
+               "'random')", received=f"keys {sorted(true_margins)}", fix="check_random_label_margin(label_margin_pairs(...))")
+        homogeneity = true_margins.get("homogeneous")
+        true_margins, random_margins = true_margins["true"], true_margins["random"]
+    expect(random_margins is not None, expected="random_margins (S, N) beside true_margins", received="None",
+           fix="check_random_label_margin(true, random), or pass the dict label_margin_pairs returns alone")
     true, rand = (np.asarray(torch.as_tensor(m).detach().double().cpu()) for m in (true_margins, random_margins))
     expect(true.ndim == 2 and true.shape == rand.shape and true.shape[0] >= 1, expected="two (S, N) arrays of "
            "normalized margins, row s of each from seed pair s", received=f"shapes {true.shape} and {rand.shape}",
@@ -60,6 +75,9 @@ def check_random_label_margin(true_margins, random_margins, *, alpha: float = AL
     finite = bool(np.isfinite(true).all() and np.isfinite(rand).all())
     errors = [float((m <= 0).mean()) for m in (true, rand)] if finite else [math.nan, math.nan]
     assumptions = {"interpolates": finite and max(errors) == 0.0, "finite": finite}
+    if homogeneity is not None:  # measured per run: False if any run is not, None if any is undecided
+        runs = list(homogeneity.values())
+        assumptions["homogeneous"] = False if False in runs else (None if None in runs else True)
     common = dict(seed=seed, dtype=dtype_name(torch.as_tensor(true_margins).dtype))
     if not finite:
         return kit.decide(assumptions=assumptions, inconclusive=True, reason="non-finite margins", **common)
@@ -74,6 +92,10 @@ def check_random_label_margin(true_margins, random_margins, *, alpha: float = AL
     if 0.5 ** pairs > alpha:
         reasons.append(f"{pairs} seed pairs: the sign test cannot reach p <= {alpha:g} (needs at least "
                        f"{math.ceil(math.log2(1 / alpha))} pairs)")
+    if assumptions.get("homogeneous") is not True and homogeneity is not None:
+        failed = sorted(name for name, held in homogeneity.items() if held is not True)
+        reasons.append(f"normalized margins of networks not measured bias-free and 1-homogeneous per layer: {failed[:4]}"
+                       + (" ..." if len(failed) > 4 else "") + " (y f(x) / prod ||W_k|| then depends on the scale reached)")
     if not assumptions["interpolates"]:
         reasons.append(f"training error {errors[0]:.3g} (true labels), {errors[1]:.3g} (random labels): the premise "
                        "'fits random labels' is not met")
@@ -97,20 +119,77 @@ def check_random_label_margin(true_margins, random_margins, *, alpha: float = AL
 assert_random_label_margin = kit.assert_
 
 
-def label_margin_pairs(X: torch.Tensor, y: torch.Tensor, *, seeds, widths=(64,), lr: float = 0.008,
-                       steps: int = 2000, label_seed: int = 0, check_every: int | None = None) -> dict:
-    """Train, side by side, one bias-free ReLU MLP per seed on the true labels and one per seed on random +-1
-    labels (GD on the summed logistic loss, same architecture, step and steps; seed s initializes both arms
-    of pair s from different streams). Returns the (S, N) normalized margins of each arm, the steps trained
+def _random_labels(y: torch.Tensor, S: int, label_seed: int) -> torch.Tensor:
+    generator = np.random.default_rng(case_seed(label_seed, "random_label_margin", "labels"))
+    return torch.as_tensor(generator.choice([-1.0, 1.0], size=(S, len(y))), dtype=y.dtype, device=y.device)
+
+
+def sgd_loop(lr: float = 0.05, steps: int = 500):
+    """A training loop for :func:`label_margin_pairs`: full-batch GD (torch.optim.SGD) on the summed
+    logistic loss, ``steps`` steps."""
+    def train(model: torch.nn.Module, X: torch.Tensor, labels: torch.Tensor) -> None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            torch.nn.functional.softplus(-labels * model(X).reshape(-1)).sum().backward()
+            optimizer.step()
+    return train
+
+
+def _user_pairs(X, y, seeds, model, train, label_seed) -> dict:
+    """Each arm of each pair: ``model()`` under torch.manual_seed of the pair's stream, trained in place by
+    ``train(net, X, labels)``; margins normalized by the product of the weight layers' Frobenius norms
+    (layers read by :func:`theorycheck.core.modules.read_parameters` on X), homogeneity measured per net."""
+    S = len(seeds)
+    random_labels = _random_labels(y, S, label_seed)
+    arms = {"true": y.expand(S, len(y)), "random": random_labels}
+    margins, homogeneous = {}, {}
+    with torch.random.fork_rng(devices=[X.device] if X.device.type == "cuda" else []):
+        for arm, labels in arms.items():
+            rows = []
+            for s, row in zip(seeds, labels):
+                torch.manual_seed(case_seed(int(s), "arm", arm))
+                net = model()
+                require_module(net, "model()")
+                train(net, X, row.clone())
+                found = read_parameters(net, X)
+                expect(bool(found.weights), expected="a network with weight layers", received=f"{found.roles}",
+                       fix="model: a factory of the network to train")
+                with torch.no_grad():
+                    rho = math.prod(float(w.detach().norm()) for w in found.weights.values())
+                    rows.append(row * net(X).reshape(-1) / rho)
+                measured = measure_homogeneity(net, X, degrees=[1.0] * len(found.weights))
+                homogeneous[f"{arm}-{s}"] = False if found.others else measured.homogeneous
+            margins[arm] = torch.stack(rows).detach()
+    return {**margins, "steps": None, "run": None, "random_labels": random_labels, "homogeneous": homogeneous}
+
+
+def label_margin_pairs(X: torch.Tensor, y: torch.Tensor, *, seeds, model=None, train=None, widths=(64,),
+                       lr: float = 0.008, steps: int = 2000, label_seed: int = 0, check_every: int | None = None) -> dict:
+    """Train, side by side, one network per seed on the true labels and one per seed on random +-1 labels
+    (same architecture and optimizer; seed s initializes both arms of pair s from different streams) and
+    return the (S, N) normalized margins y f(x) / prod_k ||W_k||_F of each arm.
+
+    Your own networks and loop: ``model`` a factory ``model() -> nn.Module`` (called under
+    torch.manual_seed of each arm's stream), ``train(net, X, labels)`` your training loop, changing ``net``
+    in place (default :func:`sgd_loop` with ``lr`` and ``steps``); each trained network's bias-freeness and
+    1-homogeneity per layer are measured on X (``"homogeneous"``: run name -> True / None / False), which
+    :func:`check_random_label_margin` takes as an assumption when given this dict.
+
+    Default (no ``model``): the toolkit's bias-free ReLU MLPs of ``widths``, trained together
+    (GD on the summed logistic loss, :mod:`theorycheck.engines.ensemble`); also returns the steps trained
     and the run (with ``check_every``: its last segment). ``check_every``: train in segments of that many
     steps and stop after the first segment that ends with every run at zero training error (the iterates are
     those of one run of the same length: GD does not depend on where it is cut).
     Sized for 64 digits: in 16 random draws (7 pairs each, width 64, lr 0.008) every run had zero training
     error from step 794 on at the latest, so the audit's 1500 steps leave a factor ~2 (lr 0.012 at width 128
     left some random-label runs unfitted after 1000 steps)."""
+    if model is not None:
+        return _user_pairs(X, y, seeds, model, sgd_loop(lr, steps) if train is None else train, label_seed)
+    expect(train is None, expected="train= with model= (your loop trains your networks)", received="train without "
+           "model", fix="label_margin_pairs(X, y, seeds=..., model=make_net, train=my_loop)")
     S, N = len(seeds), len(y)
-    generator = np.random.default_rng(case_seed(label_seed, "random_label_margin", "labels"))
-    random_labels = torch.as_tensor(generator.choice([-1.0, 1.0], size=(S, N)), dtype=X.dtype, device=X.device)
+    random_labels = _random_labels(y.to(X.dtype), S, label_seed)
     labels = torch.cat([y.expand(S, N), random_labels])
     with torch.random.fork_rng(devices=[]):  # Ensemble.random seeds torch's global generator: keep the caller's
         networks = [Ensemble.random(1, (X.shape[1], *widths, 1), dtype=X.dtype, seed=case_seed(int(s), "arm", arm))

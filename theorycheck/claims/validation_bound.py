@@ -121,7 +121,8 @@ kit = ClaimKit(
 @kit.checker
 def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1.0, m: int | None = None,
                            loss_range=None, sided: str = "two", alpha: float = ALPHA, zero_one: bool | None = None,
-                           power: float = POWER, effect: float = EFFECT, seed: int | None = None) -> Verdict:
+                           power: float = POWER, effect: float = EFFECT, risk_error: float = 0.0,
+                           seed: int | None = None) -> Verdict:
     """Check the bound on repeated validation sets.
 
     ``val_losses``: per-sample losses, shape (repeats, K, m), or validation risks (repeats, K) with ``m``
@@ -131,7 +132,10 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
     the exact union of binomial tails is also required to be <= delta. Not rejecting is ``holds`` only if the
     test had power >= ``power`` (default 1 - alpha) against a violation rate ``effect`` * delta (default 2 delta)
     at this number of repetitions (exact binomial, :func:`power_against`); otherwise ``inconclusive``, naming
-    the repetitions needed (:func:`repeats_for_power`).
+    the repetitions needed (:func:`repeats_for_power`). ``risk_error``: how far the true risks given may be
+    from the exact ones (estimated on a reference sample, :func:`validation_runs`): a repetition counts as a
+    violation for ``violated`` only beyond eps + risk_error, and as a possible one for ``holds`` beyond
+    eps - risk_error; a verdict the two counts disagree on is inconclusive.
     """
     losses = np.asarray(val_losses, dtype=np.float64)
     risks = np.asarray(true_risks, dtype=np.float64)
@@ -142,6 +146,8 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
     expect(sided in SIDES, expected=f"sided in {SIDES}", received=repr(sided), fix="sided='two'")
     expect(0 < power < 1 and effect > 1, expected="0 < power < 1 and effect > 1", received=f"power={power!r}, "
            f"effect={effect!r}", fix="power=1 - alpha, effect=2 (a violation rate 2 delta must be seen)")
+    expect(risk_error >= 0, expected="risk_error >= 0 (the error of the true risks given)", received=repr(risk_error),
+           fix="risk_error=0.0 for exact risks, validation_runs(...)['risk_error'] for estimated ones")
     repeats, K = losses.shape[:2]
     expect(risks.shape in ((K,), (repeats, K)), expected=f"true_risks of shape ({K},) or ({repeats}, {K})",
            received=f"shape {risks.shape}", fix="one true risk per model (per repetition if the family changes)")
@@ -162,14 +168,16 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
     eps = epsilon(K, m, delta, C, sided)
     finite = bool(np.isfinite(val).all() and np.isfinite(risks).all())
     gap = (risks - val) if sided == "one" else np.abs(val - risks)
-    violations = int(np.sum(np.any(gap > eps, axis=1))) if finite else 0
+    violations = int(np.sum(np.any(gap > eps + risk_error, axis=1))) if finite else 0
+    possible = int(np.sum(np.any(gap > eps - risk_error, axis=1))) if finite else 0
     critical = _critical_count(repeats, delta, alpha)
     from scipy.stats import binomtest
 
     test = binomtest(violations, repeats, delta, alternative="greater")
     upper = float(test.proportion_ci(confidence_level=1 - alpha).high)
-    exact = exact_union_tail(risks, m, eps, sided) if zero_one and risks.ndim == 1 else math.nan
+    exact = exact_union_tail(risks, m, eps, sided) if zero_one and risks.ndim == 1 and risk_error == 0 else math.nan
     held_mc = test.pvalue >= alpha
+    blurred = held_mc and binomtest(possible, repeats, delta, alternative="greater").pvalue < alpha
     achieved = power_against(repeats, delta, alpha, effect)
     powered = achieved >= power
     held_exact = math.isnan(exact) or exact <= delta * (1 + 1e-9)
@@ -190,18 +198,26 @@ def check_validation_bound(true_risks, val_losses, *, delta: float, C: float = 1
         reasons.append(f"not rejected, but {repeats} repetitions see a violation rate {effect:g} delta = "
                        f"{min(1.0, effect * delta):.3g} only with power {achieved:.3g} < {power:g}: run more "
                        f"(>= {repeats_for_power(delta, alpha, power, effect)} repetitions)")
+    if blurred:
+        reasons.append(f"{possible} of {repeats} validation sets lie beyond eps - risk_error ({risk_error:.3g}): the "
+                       "error of the true risks given leaves the test undecided (a larger reference sample shrinks it)")
     if not finite:
         reasons.append("non-finite losses or risks")
     return kit.decide(
         assumptions={"range": in_range}, conclusion_held=held_mc and held_exact,
-        inconclusive=not finite, undecided=held_mc and held_exact and not powered,
+        inconclusive=not finite, undecided=held_mc and held_exact and (not powered or blurred),
         statistic=violations / repeats, bound=delta,
         tolerance=(critical / repeats - delta) if critical is not None else math.inf,
         tolerance_basis=(f"exact one-sided binomial test of H0: violation rate <= delta at level alpha = {alpha:g} "
                          f"(scipy.stats.binomtest): {critical} or more violations of {repeats} reject; power "
                          f"{achieved:.4g} against a rate {effect:g} delta (holds needs >= {power:g}); eps = "
-                         f"{eps:.4g} = C sqrt(ln({'2K' if sided == 'two' else 'K'}/delta)/(2m))"),
+                         f"{eps:.4g} = C sqrt(ln({'2K' if sided == 'two' else 'K'}/delta)/(2m))"
+                         + (f"; true risks within risk_error = {risk_error:.3g} (violated counts gaps beyond eps + "
+                            "risk_error, holds those beyond eps - risk_error; estimated by validation_runs they hold "
+                            "with probability >= 1 - alpha, so a decision errs with probability <= 2 alpha)"
+                            if risk_error > 0 else "")),
         details={"K": K, "m": m, "repeats": repeats, "epsilon": eps, "sided": sided, "violations": violations,
+                 "possible_violations": possible, "risk_error": risk_error,
                  "p_value": float(test.pvalue), "rate_upper_confidence": upper, "critical_count": critical,
                  "level": alpha, "power": achieved, "power_required": power, "alternative_rate": min(1.0, effect * delta),
                  "exact_union_tail": exact, "loss_range": list(observed), "C": C,
@@ -227,6 +243,39 @@ def validation_experiment(risks, *, m: int, repeats: int, seed: int = 0, select_
     if per_sample:
         return risks, scale * (rng.uniform(size=(repeats, risks.size, m)) < risks[None, :, None]).astype(np.float64)
     return risks, scale * rng.binomial(m, risks, size=(repeats, risks.size)) / m
+
+
+def validation_runs(models, sample, loss, *, m: int, repeats: int, reference: int, C: float = 1.0,
+                    alpha: float = ALPHA, seed: int = 0) -> dict:
+    """Your family on your data: ``models`` K callables X -> predictions (nn.Modules), fixed before any
+    validation set is drawn; ``sample(size, generator)`` -> (X, y) draws from your distribution with the
+    torch.Generator given; ``loss(predictions, y)`` -> per-sample losses. Returns ``val_losses`` (repeats, K,
+    m) on ``repeats`` independent validation sets, ``true_risks`` (K,) estimated on one more independent
+    sample of size ``reference`` and ``risk_error`` = C sqrt(ln(2K / alpha) / (2 reference)) (Hoeffding with a
+    union bound over the K models: every estimate is within it with probability >= 1 - alpha), the keyword
+    arguments of :func:`check_validation_bound` (with ``m``)."""
+    import torch
+
+    expect(len(models) >= 1 and all(map(callable, models)) and callable(sample) and callable(loss),
+           expected="models: K callables, sample(size, generator) and loss(predictions, y) callables",
+           received=f"{type(models).__name__} of {len(models)}, {type(sample).__name__}, {type(loss).__name__}",
+           fix="validation_runs([model_a, model_b], sample, loss, m=..., repeats=..., reference=...)")
+    expect(m >= 1 and repeats >= 1 and reference >= 1, expected="m, repeats, reference >= 1",
+           received=f"m={m!r}, repeats={repeats!r}, reference={reference!r}", fix="e.g. m=100, reference=100 * m")
+    generator = torch.Generator().manual_seed(int(seed))
+
+    def losses(size: int) -> np.ndarray:
+        X, y = sample(size, generator)
+        with torch.no_grad():
+            rows = [torch.as_tensor(loss(model(X), y)).detach().reshape(-1) for model in models]
+        expect(all(r.numel() == size for r in rows), expected=f"loss(predictions, y) -> {size} per-sample losses",
+               received=str([r.numel() for r in rows]), fix="return one loss per sample (reduction='none')")
+        return torch.stack(rows).double().cpu().numpy()
+
+    true_risks = losses(reference).mean(axis=1)
+    val_losses = np.stack([losses(m) for _ in range(repeats)])
+    return {"true_risks": true_risks, "val_losses": val_losses, "m": m,
+            "risk_error": C * math.sqrt(math.log(2 * len(models) / alpha) / (2 * reference))}
 
 
 # --- audit cases ---------------------------------------------------------------------------------

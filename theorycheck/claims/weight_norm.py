@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 from ..core.devices import dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
@@ -52,14 +52,39 @@ def _ratio(residual: float, bound: float) -> float:
     return residual / bound if bound > 0 else (0.0 if residual == 0 else math.inf)
 
 
+def sample_scales(model: torch.nn.Module, x: torch.Tensor, names: list[str]) -> torch.Tensor:
+    """c_n = max(||x_n||, f_abs(x_n), max_k ||d f_abs(x_n) / dV_k||_F), f_abs the absolute network (every
+    unit-norm weight |V_k|, input |x_n|): it bounds |f(V; x_n)| and ||G_k,n|| and the absolute sums behind
+    their rounding for any layer (a convolution's patches overlap, so ||V_k||_op may exceed ||V_k||_F = 1);
+    for matrices with ReLU-type activations it is ||x_n||."""
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    V_abs = {n: (params[n] / params[n].norm()).abs() for n in names}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+
+    def f_abs(Vs, xn):
+        state = {n: b.clone() for n, b in buffers.items()}
+        return functional_call(model, ({**params, **Vs}, state), (xn.unsqueeze(0),)).reshape(())
+
+    try:
+        grads, values = vmap(grad_and_value(f_abs), in_dims=(None, 0))(V_abs, x.abs())
+    except (RuntimeError, ValueError, NotImplementedError):  # a module vmap cannot batch: one sample at a time
+        pairs = [grad_and_value(f_abs)(V_abs, xn) for xn in x.abs()]
+        grads = {n: torch.stack([g[n] for g, _ in pairs]) for n in names}
+        values = torch.stack([v for _, v in pairs])
+    scales = [x.reshape(len(x), -1).norm(dim=1), values.detach().abs()]
+    scales += [g.detach().reshape(len(x), -1).norm(dim=1) for g in grads.values()]
+    return torch.stack(scales).amax(0)
+
+
 def flows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "exp", v_norm: float = 1.0,
           parametrization: str = "weight_norm") -> dict:
-    """Per weight layer, by autograd at the model's weights: the WN direction u_k' and g_k' (or, for
-    ``scale``, v_k' and g_k' of W_k = g_k v_k), the Lagrange V_k' and rho_k', the unconstrained V_k' and
-    rho_k' = <V_k, W_k'>, and the terms of the roundoff bound."""
+    """Per weight layer (Linear, convolution or a custom module's weight, read with
+    :func:`theorycheck.core.modules.read_parameters` on x), by autograd at the model's weights: the WN
+    direction u_k' and g_k' (or, for ``scale``, v_k' and g_k' of W_k = g_k v_k), the Lagrange V_k' and rho_k',
+    the unconstrained V_k' and rho_k' = <V_k, W_k'>, and the terms of the roundoff bound."""
     ell, slope = LOSSES[loss]
     params = {n: p.detach() for n, p in model.named_parameters()}
-    names = list(read_parameters(model).weights)
+    names = list(read_parameters(model, x).weights)
 
     def total(weights):
         return ell(y * functional_call(model, {**params, **weights}, (x,)).reshape(-1)).sum()
@@ -100,7 +125,7 @@ kit = ClaimKit(
     assumptions={"no_bias": "no bias parameters",
                  "homogeneous": "f positively 1-homogeneous in each weight layer (measured on X: Euler's identity, "
                                 "the scalings f(a W_k) = a f(W) and f(W) = rho f(V))"},
-    tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| ||x_n|| 2(gamma_K + eps_n) (unit-norm layers bound the terms)",
+    tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| c_n 2(gamma_K + eps_n), c_n the absolute network's scale on x_n",
 )
 
 
@@ -108,7 +133,8 @@ kit = ClaimKit(
 def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp",
                       v_norm: float = 1.0, parametrization: str = "weight_norm", seed: int | None = None) -> Verdict:
     """Check WN == Lagrange (u_k' = V_k', g_k' = rho_k') and V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) for every
-    weight layer of a bias-free Linear network at its current weights (rho_k = ||W_k||_F, read off).
+    weight layer of a bias-free network at its current weights (rho_k = ||W_k||_F, read off): Linear,
+    convolutions or a custom module's weights; 1-homogeneity in each layer is measured on X.
     ``v_norm``: ||v_k|| of the WN parameters (the claim needs 1); ``parametrization="scale"``: W_k = g_k v_k
     without normalization (a control: not the constrained flow)."""
     x = as_batch(X, model)
@@ -118,16 +144,14 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     expect(parametrization in PARAMETRIZATIONS, expected=f"parametrization in {PARAMETRIZATIONS}",
            received=repr(parametrization), fix="parametrization='weight_norm'")
     expect(v_norm > 0, expected="v_norm > 0", received=repr(v_norm), fix="v_norm=1.0")
-    found = read_parameters(model)
-    expect(bool(found.weights) and all(w.ndim == 2 for w in found.weights.values()),
-           expected="a network of Linear weight matrices", received=str({n: tuple(w.shape) for n, w in
-                                                                         found.weights.items()}),
-           fix="the norm-wise roundoff bound uses ||V_k||_2 <= ||V_k||_F = 1, which needs matrices")
+    found = read_parameters(model, x)
+    expect(bool(found.weights), expected="a network with weight layers (f = 0 when a layer's weight is 0)",
+           received=f"parameters {found.roles}", fix="pass the network whose layers are weight-normalized")
     y = y.detach().to(x.dtype)
     K = _dot_product_terms(found.weights) + x.shape[0] + 8  # + the sum over samples and the normalizations
     result = flows(model, x, y, loss=loss, v_norm=v_norm, parametrization=parametrization)
     rho, e = result["rho"], result["e"]
-    norms = x.reshape(x.shape[0], -1).norm(dim=1)
+    norms = sample_scales(model, x, list(found.weights))
     u, g = unit_roundoff(x.dtype), gamma(K, x.dtype)
     # per sample: |e_n y_n| ||x_n|| (2 gamma_K + 2 eps_n), eps_n = 2u + rho gamma_K |y_n| ||x_n|| the exponent's error
     weight = float((e * y.abs() * norms * 2 * (g + 2 * u + rho * g * y.abs() * norms)).sum())
@@ -173,9 +197,11 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
         assumptions=assumptions, conclusion_held=statistic <= 1, inconclusive=not finite or silent,
         statistic=statistic, bound=0.0, tolerance=1.0,
         tolerance_basis=(f"statistic: the largest ratio of a difference to its roundoff bound; directions 2 rho sum_n "
-                         f"e_n |y_n| ||x_n|| 2(gamma_K + eps_n), K = {K} (Higham, with ||G_k,n|| <= ||x_n|| and |f(V; x_n)| "
-                         "<= ||x_n|| since ||V_j||_2 <= ||V_j||_F = 1 and |a'| <= 1; eps_n = 2u + rho gamma_K |y_n| ||x_n||, "
-                         "the error of e_n through the exponent), divided by rho_k for g_k' and rho_k'"),
+                         f"e_n |y_n| c_n 2(gamma_K + eps_n), K = {K} (Higham, with c_n = max(||x_n||, f_abs(x_n), "
+                         "||d f_abs(x_n)/dV_k||) bounding ||G_k,n||, |f(V; x_n)| and their absolute sums, f_abs the network "
+                         "with |V_k| on |x_n|; c_n = ||x_n|| for matrices since ||V_j||_2 <= ||V_j||_F = 1 and |a'| <= 1; "
+                         "eps_n = 2u + rho gamma_K |y_n| c_n, the error of e_n through the exponent), divided by rho_k for "
+                         "g_k' and rho_k'"),
         details={"rho": rho, "layers": rows, "loss": loss, "v_norm": v_norm, "parametrization": parametrization,
                  "lambda_k": 0.5 * rho * float((e * y * result["f_V"]).sum()),
                  "critical_points": "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) with rho_k^2 > 0: the same zero set"},

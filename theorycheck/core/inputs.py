@@ -58,16 +58,45 @@ def _shape_fits(x: torch.Tensor, layer: nn.Module, width: int) -> bool:
     return x.ndim == len(layer.kernel_size) + 2 and x.shape[1] == width
 
 
-def as_batch(x, model: nn.Module, name: str = "x") -> torch.Tensor:
+def _runs_on(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the model's forward takes ``x`` as it is (one pass without gradients on copies of its buffers,
+    the random state restored; it converts x itself)."""
+    from torch.func import functional_call
+
+    state = {n: b.clone() for n, b in model.named_buffers()}
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            functional_call(model, (dict(model.named_parameters()), state), (x,))
+    except Exception:  # noqa: BLE001 - any refusal means: not an input this model converts
+        return False
+    return True
+
+
+def as_batch(x, model: nn.Module, name: str = "x", *, indices: bool = False) -> torch.Tensor:
     """Check that ``x`` is a floating tensor with a batch dimension on the model's device and dtype,
     shaped for the model's first layer when that can be read off (a ``Sequential`` starting with a
-    Linear or Conv layer)."""
+    Linear or Conv layer). ``indices``: inputs the model's forward converts itself are taken as they
+    are, on the model's device: integers (token ids, uint8 pixels), and floats of another dtype where the
+    forward runs on them (``x.float()`` inside)."""
     device, dtype = model_device_dtype(model)
     expect(isinstance(x, torch.Tensor), expected=f"{name} as a torch.Tensor",
            received=type(x).__name__, fix=f"torch.as_tensor({name}, dtype={dtype}, device='{device}')")
-    expect(x.ndim >= 2 and x.shape[0] >= 1, expected=f"{name} with a batch dimension (shape (batch, ...))",
+    expect(x.ndim >= 2 or (indices and x.ndim == 1 and not x.is_floating_point()),
+           expected=f"{name} with a batch dimension (shape (batch, ...))",
            received=f"shape {tuple(x.shape)}", fix=f"{name}.unsqueeze(0) for a single sample")
-    expect(x.dtype == dtype and x.device == device, expected=f"{name} on the model's {device} / {dtype}",
+    expect(x.shape[0] >= 1, expected=f"{name} with a batch dimension (shape (batch, ...))",
+           received=f"shape {tuple(x.shape)}", fix=f"{name}.unsqueeze(0) for a single sample")
+    integer = not (x.is_floating_point() or x.is_complex())
+    if integer:
+        expect(indices, expected=f"{name} as floating-point inputs on the model's {device} / {dtype}",
+               received=f"integers ({x.dtype}: token ids or pixels?)",
+               fix="token ids: embed them in the model (check_homogeneity takes ids as they are); pixels or "
+                   "counts: convert them to the model's dtype as the model's training did")
+        expect(x.device == device, expected=f"{name} on the model's {device}", received=f"{x.device}",
+               fix=f"{name}.to('{device}')")
+        return x
+    expect((x.dtype == dtype or (indices and _runs_on(model, x))) and x.device == device,
+           expected=f"{name} on the model's {device} / {dtype}",
            received=f"{x.device} / {x.dtype}", fix=f"{name}.to(device='{device}', dtype={dtype})")
     shape = expected_input(model)
     if shape is not None:
@@ -119,7 +148,8 @@ def guard_inputs(claim: str, arguments: dict, *, samples=(), finite=(), indices=
         integer = not (array.is_floating_point() or array.is_complex())
         expect(not integer or name in indices,
                expected=f"{name} of {claim!r} as floating point numbers", received=f"dtype {array.dtype}",
-               fix=f"{name}.to(torch.float64) (or float32)")
+               fix=f"token ids: {claim!r} needs the model's real-valued inputs, so embed them first; numeric "
+                   f"features stored as integers: {name}.to(torch.float64) (or float32)")
         expect(array.numel() > 0 and (array.ndim == 0 or array.shape[0] > 0),
                expected=f"a non-empty {name} for {claim!r}", received=f"shape {tuple(array.shape)}",
                fix=f"pass at least one sample in {name}, and at least one feature")

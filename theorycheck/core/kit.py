@@ -95,7 +95,8 @@ class ClaimKit:
     check: Callable[..., Verdict] | None = None
     assert_: Callable[..., Verdict] | None = None
     _instances: CaseMaker | None = None
-    _controls: dict[str, tuple[CaseMaker, frozenset[str], bool]] = dataclasses.field(default_factory=dict)
+    # name -> (make, expected, on_instance, (strategy, build) of a strategy-drawn control or None)
+    _controls: dict[str, tuple[CaseMaker, frozenset[str], bool, tuple | None]] = dataclasses.field(default_factory=dict)
     _strategy: tuple[Callable, Callable] | None = None  # (strategy(device, dtype), build(params, device, dtype))
 
     def decide(self, *, assumptions: Mapping[str, bool | None], comparisons: Sequence[Comparison] = (),
@@ -226,11 +227,7 @@ class ClaimKit:
         same on every machine); an instance whose verdict is unexpected is shrunk by Hypothesis
         (:mod:`theorycheck.core.shrink`) and the audit records the minimal one beside it."""
         self._strategy = (strategy, build)
-
-        def make(rng, device, dtype) -> Case:
-            return build(shrinking.draw(strategy(device, dtype), _example_seed(rng)), device, dtype)
-
-        self.instances(make)
+        self.instances(_drawn_from(strategy, build))
 
     def strategy(self, device: str = "cpu", dtype: str = "float64"):
         """The Hypothesis strategy the audit draws this claim's instances from (for property tests:
@@ -247,10 +244,11 @@ class ClaimKit:
                                   f"{self.id!r} has none. Fix: rebuild the case by name with kit.case(...).")
         return self._strategy[1](params, device, dtype).run()
 
-    def _shrinker(self, stream_seed: int, device: str, dtype: str) -> Callable[[float, str], dict | None]:
-        """The shrink step of one strategy-drawn instance (see :meth:`instances_from`): ``shrink(seconds,
-        status)`` with the unexpected status the audit saw."""
-        strategy, build = self._strategy
+    def _shrinker(self, drawn: tuple[Callable, Callable], stream_seed: int, device: str, dtype: str
+                  ) -> Callable[[float, str], dict | None]:
+        """The shrink step of one strategy-drawn instance or control (``drawn``: its (strategy, build); see
+        :meth:`instances_from`): ``shrink(seconds, status)`` with the unexpected status the audit saw."""
+        strategy, build = drawn
 
         def shrink(seconds: float, status: str) -> dict | None:
             example_seed = _example_seed(np.random.default_rng(stream_seed))  # the instance's, as drawn
@@ -285,26 +283,37 @@ class ClaimKit:
                 ) -> Callable[[CaseMaker], CaseMaker]:
         """Register a negative control and the status(es) the checker must give it. ``on_instance``: control
         k draws instance k's stream (the same generated instance, so the two can share its run)."""
-        expected = frozenset([expect] if isinstance(expect, str) else expect)
-        wrong = sorted(expected - set(STATUSES))
-        if wrong or not expected:
-            close = difflib.get_close_matches(str(wrong[0]), STATUSES, n=1) if wrong else []
-            raise InvalidArgument(f"expected the statuses control {name!r} of claim {self.id!r} must get, from "
-                                  f"{STATUSES}, but got {wrong or 'none'}. Fix: "
-                                  f"{f'did you mean {close[0]!r}?' if close else 'name one of them'}")
+        expected = self._expected_statuses(name, expect)
 
         def add(make: CaseMaker) -> CaseMaker:
-            self._controls[name] = (make, expected, on_instance)
+            self._controls[name] = (make, expected, on_instance, None)
             return make
 
         return add
 
+    def control_from(self, name: str, *, expect: str | Sequence[str], strategy: Callable[[str, str], object],
+                     build: Callable[[object, str, str], Case]) -> None:
+        """Register a negative control drawn from a Hypothesis strategy (as :meth:`instances_from`): a control
+        whose verdict is not the expected one is shrunk to the smallest control that keeps the status it got."""
+        self._controls[name] = (_drawn_from(strategy, build), self._expected_statuses(name, expect), False,
+                                (strategy, build))
+
+    def _expected_statuses(self, control: str, expect: str | Sequence[str]) -> frozenset[str]:
+        expected = frozenset([expect] if isinstance(expect, str) else expect)
+        wrong = sorted(expected - set(STATUSES))
+        if wrong or not expected:
+            close = difflib.get_close_matches(str(wrong[0]), STATUSES, n=1) if wrong else []
+            raise InvalidArgument(f"expected the statuses control {control!r} of claim {self.id!r} must get, from "
+                                  f"{STATUSES}, but got {wrong or 'none'}. Fix: "
+                                  f"{f'did you mean {close[0]!r}?' if close else 'name one of them'}")
+        return expected
+
     def dataclass_cases(self, make: Callable, controls: Mapping[str, str]) -> None:
         """Register instances ``make(claim_id, rng, None)`` and, per control, ``make(claim_id, rng, control)``
         (expected: ``controls[control]``): frozen dataclasses with ``.verdict(device=, dtype=)`` and ``.n``.
-        The instances are drawn through Hypothesis (``rng`` a :class:`~theorycheck.core.shrink.HypothesisRng`:
-        the same generator, now a strategy), so an unexpected one shrinks; the controls from the case's
-        numpy stream."""
+        Instances and controls are drawn through Hypothesis (``rng`` a
+        :class:`~theorycheck.core.shrink.HypothesisRng`: the same generator, now a strategy), so an unexpected
+        one shrinks."""
         def case_of(case, device, dtype) -> Case:
             line = (f"from {type(case).__module__} import {type(case).__name__}; print({case_line(case)}"
                     f".verdict(device={device!r}, dtype={dtype!r}).summary())")
@@ -314,8 +323,8 @@ class ClaimKit:
         self.instances_from(lambda device, dtype: shrinking.rng_strategy(lambda rng: make(self.id, rng, None)),
                             case_of)
         for control, expected in controls.items():
-            self.control(control, expect=expected)(
-                lambda rng, device, dtype, control=control: case_of(make(self.id, rng, control), device, dtype))
+            self.control_from(control, expect=expected, build=case_of, strategy=lambda device, dtype, control=control:
+                              shrinking.rng_strategy(lambda rng: make(self.id, rng, control)))
 
     def battery(self, check: Callable[..., Verdict]) -> Callable[..., Verdict]:
         """Register the battery adapter ``check(model, X, y, *, seed) -> Verdict`` for parametrize_with_claims."""
@@ -336,13 +345,13 @@ class ClaimKit:
         controls = list(self._controls.items())
         for index in range(n):
             yield self._audit_case(f"instance-{index}", "instance", self._instances, frozenset({"holds"}),
-                                   seed, device, dtype)
+                                   seed, device, dtype, drawn=self._strategy)
         for index in range(n if controls else 0):
-            control, (make, expected, on_instance) = controls[index % len(controls)]
+            control, (make, expected, on_instance, drawn) = controls[index % len(controls)]
             yield self._audit_case(f"control-{control}-{index}", "control", make, expected, seed, device, dtype,
-                                   stream=f"instance-{index}" if on_instance else None)
+                                   stream=f"instance-{index}" if on_instance else None, drawn=drawn)
 
-    def _audit_case(self, name, kind, make, expected, seed, device, dtype, stream=None) -> AuditCase:
+    def _audit_case(self, name, kind, make, expected, seed, device, dtype, stream=None, drawn=None) -> AuditCase:
         stream_seed = case_seed(seed, self.streams_from or self.id, stream or name)
         generated = make(np.random.default_rng(stream_seed), device, dtype)
         module = getattr(self.check, "__module__", "theorycheck")
@@ -354,11 +363,18 @@ class ClaimKit:
             with provenance.audit_seed(stream_seed):
                 return generated.run()
 
-        shrinks = kind == "instance" and self._strategy is not None
         return AuditCase(name=name, kind=kind, expected=expected, run=run, size=generated.size,
                          size_unit=generated.size_unit,
                          reproduce=line, stream=stream or name,
-                         shrink=self._shrinker(stream_seed, device, dtype) if shrinks else None)
+                         shrink=self._shrinker(drawn, stream_seed, device, dtype) if drawn else None)
+
+
+def _drawn_from(strategy: Callable[[str, str], object], build: Callable[[object, str, str], Case]) -> CaseMaker:
+    """The case maker of a strategy-drawn case: its parameters drawn under the first draw of the case's stream."""
+    def make(rng, device, dtype) -> Case:
+        return build(shrinking.draw(strategy(device, dtype), _example_seed(rng)), device, dtype)
+
+    return make
 
 
 def _example_seed(rng: np.random.Generator) -> int:

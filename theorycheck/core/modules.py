@@ -112,19 +112,21 @@ def _consumers(output: torch.Tensor, leaves: dict[str, torch.Tensor]) -> dict[st
 
 
 def _measured_roles(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, str]:
-    """Roles of parameters no known module defines, read on a float64 copy: f = 0 at p = 0 -> a weight
-    (a multiplicative factor, homogeneous or not: the identities then decide); otherwise an additive
+    """Roles of parameters no known module defines, read on a float64 copy (or the model's own parameters
+    where its forward fixes dtypes: :func:`~theorycheck.core.evaluation.evaluation_state`): f = 0 at p = 0 ->
+    a weight (a multiplicative factor, homogeneous or not: the identities then decide); otherwise an additive
     offset if p enters the graph only through additions, else a parameter f is not homogeneous in."""
     from torch.func import functional_call
 
-    params = {n: p.detach().to(torch.float64) for n, p in model.named_parameters()}
+    from .evaluation import evaluation_state, output_tensor
+
+    evaluation = evaluation_state(model, x)
+    params, buffers, x = evaluation.params, evaluation.buffers, evaluation.x
     leaves = {n: params[n].clone().requires_grad_(True) for n in names}
-    buffers = {n: b.detach().to(torch.float64) if b.is_floating_point() else b for n, b in model.named_buffers()}
-    x = x.detach().to(torch.float64)
 
     def f(replaced):
         state = {n: b.clone() for n, b in buffers.items()}
-        return functional_call(model, ({**params, **replaced}, state), (x,)).reshape(-1)
+        return output_tensor(functional_call(model, ({**params, **replaced}, state), (x,))).reshape(-1)
 
     with torch.enable_grad():
         consumers = _consumers(f(leaves), leaves)

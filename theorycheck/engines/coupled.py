@@ -251,6 +251,12 @@ def coupled_sgd(model: torch.nn.Module, loss: Callable, X: torch.Tensor, y: torc
            expected=f"loss(model_output, y) returning per-sample losses of shape ({X_test.shape[0]},)",
            received=f"shape {tuple(getattr(probe, 'shape', ()))}",
            fix="use reduction='none' (e.g. F.binary_cross_entropy_with_logits(out, y, reduction='none'))")
+    with torch.no_grad():  # measured, not read off module types: a random forward (dropout) cannot be coupled
+        again = objective(w0, X_test, y_test)
+    expect(bool(torch.equal(probe.nan_to_num(), again.nan_to_num())),
+           expected="a deterministic model (the two runs may differ only in the replaced example)",
+           received="losses that differ between two identical evaluations (dropout or other training-mode "
+                    "randomness in the forward)", fix="call model.eval() first")
 
     sample_grad = vmap(grad_and_value(lambda w, x, t: objective(w, x.unsqueeze(0), t.unsqueeze(0)).sum()))
     probe_losses = vmap(lambda w: objective(w, X_test, y_test))

@@ -45,7 +45,7 @@ from ..core.errors import expect
 from ..core.inputs import as_batch, as_labels
 from ..core.threads import one_thread_when_small
 from .flat_network import FlatNetwork, KinkPattern, twice_differentiable
-from .homogeneity import measure_homogeneity
+from .joint_homogeneity import measure_joint_homogeneity, run_degree
 from .losses import Loss, get_loss
 from .trajectory import COLUMNS, Snapshot, Trajectory
 
@@ -393,15 +393,15 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     Stopping: log L <= ``log_loss_target`` (default -700, L ~ 1e-304), or ``steps`` accepted steps
     (flow default 20000, GD/SGD default 10000), or (flow) a stationary point, a summed loss still
     above l(0) at t = 1e10 (stalled short of separation), or no admissible step.
-    ``degree``: the homogeneity degree L of f in theta (default: the sum of the model's declared
-    per-layer degrees, ``model.homogeneity_degrees``, else 1 per weight layer); homogeneity is measured
-    (:func:`theorycheck.engines.homogeneity.measure_homogeneity`) on all of X at the start, at every snapshot
-    and at the end (``homogeneity_checks``); ``homogeneous`` means every identity held in all of them. The model's parameters are left at the final
-    state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
+    ``degree``: the degree L of f in the trained parameters theta (those with requires_grad; frozen ones stay
+    fixed and do not count). Default: the declared per-layer degrees ``model.homogeneity_degrees`` (one per weight
+    layer, trainable or frozen, as :func:`theorycheck.check_homogeneity` takes them) summed over the trained
+    layers, else the degree measured by scaling theta. Joint homogeneity f(c theta) = c^L f(theta), all Lyu & Li
+    need, is measured (:mod:`theorycheck.engines.joint_homogeneity`) on all of X at the start, at every snapshot
+    and at the end (``homogeneity_checks``); ``homogeneous`` means every identity held in all of them. The model's
+    parameters are left at the final state. Parameters are kept (``snapshots``) when log(1/L) first reaches 1, 2, 4, ... and at the end.
     A run of fewer than SMALL_WORK parameters x samples uses one intra-op thread (theorycheck.core.threads).
     """
-    from ..core.modules import declared_degrees, read_parameters
-
     X = as_batch(X, model)
     y = as_labels(y, X)
     expect(method in METHODS, expected=f"method in {METHODS}", received=repr(method),
@@ -420,18 +420,13 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
         out = net.outputs(net.flatten(), X[:2])  # buffers are copies: batch-norm statistics stay as they are
     expect(out.numel() == len(X[:2]), expected="a model with one output per sample (binary classifier, labels +-1)",
            received=f"{out.numel() // len(X[:2])} outputs per sample", fix="use a final layer with out_features=1")
-    found = read_parameters(model)
-    homogeneity = measure_homogeneity(model, X)
-    layer_sum = float(sum(declared_degrees(model, list(found.weights)))) if found.weights else 1.0
-    degree = layer_sum if degree is None else float(degree)
-    expect(degree > 0 and math.isfinite(degree), expected="a positive homogeneity degree", received=repr(degree),
-           fix="pass degree=L for an L-homogeneous model")
+    if degree is not None:
+        expect(float(degree) > 0 and math.isfinite(float(degree)), expected="a positive homogeneity degree",
+               received=repr(degree), fix="pass degree=L for an L-homogeneous model")
+    degree, homogeneity = run_degree(model, X, degree)
     homogeneous, homogeneity_reason = homogeneity.homogeneous is True, homogeneity.summary()
     decided = homogeneity.homogeneous is not None
-    if degree != layer_sum:
-        homogeneous, decided = False, True
-        homogeneity_reason = f"degree L={degree:g} given, but the layers' degrees sum to {layer_sum:g}"
-    smooth, smooth_reason = twice_differentiable(model)
+    smooth, smooth_reason = twice_differentiable(model, X)
     problem = _Problem(net, loss_fn, float(weight_decay), float(degree))
     dtype = X.dtype
     rtol = DEFAULT_RTOL[smooth, dtype] if rtol is None else float(rtol)
@@ -451,7 +446,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
             target=log_loss_target, batch_size=batch_size if method == "sgd" else None, seed=seed)
         integrator = ("gradient descent; error vs the flow: Euler-Heun estimate" if method == "gd"
                       else "stochastic gradient descent (no flow error estimate)")
-    checks = _homogeneity_along(model, net, X, log.snapshots, final) if homogeneous or not decided else ()
+    checks = _homogeneity_along(model, net, X, log.snapshots, final, degree) if homogeneous or not decided else ()
     failed = [c for c in checks if c["homogeneous"] is False]
     undecided = [c for c in checks if c["homogeneous"] is None]
     if failed:
@@ -477,15 +472,17 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
         homogeneity_decided=decided)
 
 
-def _homogeneity_along(model: nn.Module, net: FlatNetwork, X: torch.Tensor, snapshots, final: _State) -> list[dict]:
-    """Homogeneity measured on all of X at every snapshot and at the final state (the model is left at the final
-    state by the caller): a network homogeneous only in a region (ReLU6, Hardtanh) can leave it as ||theta|| grows."""
+def _homogeneity_along(model: nn.Module, net: FlatNetwork, X: torch.Tensor, snapshots, final: _State,
+                       degree: float) -> list[dict]:
+    """Joint homogeneity of degree ``degree`` in the trained parameters, measured on all of X at every snapshot and
+    at the final state (the model is left at the final state by the caller): a network homogeneous only in a
+    region (ReLU6, Hardtanh) can leave it as ||theta|| grows."""
     states = [(s.log_loss, torch.as_tensor(s.theta, dtype=X.dtype, device=X.device)) for s in snapshots]
     if not snapshots:
         states.append((final.log_loss, final.theta))
     checks = []
     for log_loss, theta in states:
         net.write(theta)
-        measured = measure_homogeneity(model, X)
+        measured = measure_joint_homogeneity(model, X, degree=degree)
         checks.append({"log_loss": float(log_loss), "homogeneous": measured.homogeneous, "summary": measured.summary()})
     return checks

@@ -6,12 +6,15 @@ Used by the flow engine (:mod:`theorycheck.engines.dynamics`) and the KKT claim;
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from ..core.devices import gamma
+from .direct_pass import KINK_MODULES, DirectPass, kink_code
 
 # modules known to be C^2 in their input and weights (PowerReLU is C^2 exactly when p > 2)
 _SMOOTH_MODULES = (nn.Linear, nn.modules.conv._ConvNd, nn.Identity, nn.Flatten, nn.Unflatten,
@@ -19,25 +22,80 @@ _SMOOTH_MODULES = (nn.Linear, nn.modules.conv._ConvNd, nn.Identity, nn.Flatten, 
                    nn.ModuleList, nn.ModuleDict, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.Softplus)
 
 
-def twice_differentiable(model: nn.Module) -> tuple[bool, str]:
-    """Whether every module of ``model`` is known to be C^2 (Lyu & Li's Thm 4.2 needs it for GD).
+# autograd ops that are C^infinity where defined: a custom forward applying only these to the trained parameters is C^2
+_SMOOTH_OPS = frozenset(
+    f"{op}Backward" for op in (
+        "Add", "Sub", "Mul", "Div", "Neg", "Mm", "Addmm", "Bmm", "Mv", "Dot", "Linear", "Convolution", "T", "Transpose",
+        "Permute", "View", "Unsafe_View", "UnsafeView", "Expand", "Squeeze", "Unsqueeze", "Clone", "ToCopy", "Sum",
+        "Mean", "Cat", "Stack", "Select", "Slice", "Index", "Split", "SplitWithSizes", "Unbind", "AvgPool1D",
+        "AvgPool2D", "AvgPool3D", "AdaptiveAvgPool2D", "AdaptiveAvgPool3D", "Tanh", "Sigmoid", "Exp", "Gelu", "Silu",
+        "Softplus", "Alias", "Reshape", "Flip", "Roll", "Repeat")) | {"torch::autograd::AccumulateGrad"}
 
-    ReLU, LeakyReLU, max-pooling and ReLU^p with p <= 2 are not; modules with their own forward
-    (unknown to this list) cannot be established and count as not.
+
+def twice_differentiable(model: nn.Module, X: torch.Tensor | None = None) -> tuple[bool, str]:
+    """Whether ``model`` is C^2 in its trained parameters (Lyu & Li's Thm 4.2 needs it for GD).
+
+    Modules known to be C^2 are; ReLU, LeakyReLU, max-pooling and ReLU^p with p <= 2 are not. Given ``X``, what
+    the forward pass on X does to the trained parameters is read from autograd: a module with no trained parameter
+    whose inputs carry no gradient (a frozen feature map upstream of every trained parameter) is a fixed function
+    of the data and is skipped, and a module with its own forward (not torch's) is C^2 when every op on the graph
+    from the trained parameters is (:data:`_SMOOTH_OPS`; x^p for a constant integer p >= 0 or p > 2); without X it
+    counts as not.
     """
     from ..core.modules import PowerReLU
 
-    offending = []
+    fixed, ops = _trained_graph(model, X) if X is not None else (set(), None)
+    offending, custom = [], []
     for name, module in model.named_modules():
+        if name in fixed:
+            continue
         if isinstance(module, PowerReLU):
             if module.p <= 2:
                 offending.append(f"{name or 'model'} (ReLU^{module.p:g}: C^2 needs p > 2)")
         elif not isinstance(module, _SMOOTH_MODULES):
-            offending.append(f"{name or 'model'} ({type(module).__name__})")
+            own = type(module).__module__.partition(".")[0] != "torch"
+            (custom if own else offending).append(f"{name or 'model'} ({type(module).__name__})")
+    if custom and not offending and ops is not None:
+        rough = sorted(op for op in ops if op not in _SMOOTH_OPS)
+        if not rough:
+            return True, f"C^2 in the trained parameters: known modules, and the ops of {custom} on X ({sorted(ops)})"
+        custom = [f"{c}: ops {rough}" for c in custom]
+    offending += custom
     return not offending, ("all modules C^2" if not offending else "not C^2 (or unknown): " + ", ".join(offending))
 
 
-_KINK_MODULES = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ReLU6, nn.Hardtanh, nn.modules.pooling._MaxPoolNd)
+def _trained_graph(model: nn.Module, X: torch.Tensor) -> tuple[set[str], set[str]]:
+    """(names of the modules without trained parameters whose every input on X carries no gradient, the autograd
+    ops on the graph from the trained parameters to the output; x^p named with its exponent unless C^2)."""
+    tracked: dict[str, bool] = {}
+    names = {module: name for name, module in model.named_modules()}
+
+    def hook(module, args, output):
+        trained = any(p.requires_grad for p in module.parameters())
+        tracked[names[module]] = trained or any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    try:
+        with torch.enable_grad(), torch.random.fork_rng(devices=[X.device] if X.device.type == "cuda" else []):
+            buffers = {n: b.clone() for n, b in model.named_buffers()}  # batch-norm statistics stay as they are
+            out = functional_call(model, (dict(model.named_parameters()), buffers), (X.detach(),))
+    finally:
+        for handle in handles:
+            handle.remove()
+    ops, stack, seen = set(), [getattr(out, "grad_fn", None)], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack += [child for child, _ in node.next_functions]
+        op = node.name().rstrip("0123456789")
+        if op == "PowBackward":
+            p = getattr(node, "_saved_exponent", None)
+            smooth = isinstance(p, (int, float)) and ((float(p).is_integer() and p >= 0) or p > 2)
+            op = "MulBackward" if smooth else f"PowBackward(exponent {p})"
+        ops.add(op)
+    return {name for name, carries in tracked.items() if not carries}, ops
 
 
 class KinkPattern:
@@ -50,25 +108,18 @@ class KinkPattern:
 
     def __init__(self, net: "FlatNetwork", smooth: bool):
         self.net = net
-        self.modules = [m for m in net.model.modules() if isinstance(m, _KINK_MODULES)]
+        self.modules = [m for m in net.model.modules() if isinstance(m, KINK_MODULES)]
         self.known = smooth or bool(self.modules)
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor | None:
         if not self.modules:
             return None
+        if self.net.direct is not None:
+            return self.net.kink_pattern(theta)
         seen: list[torch.Tensor] = []
 
         def hook(module, inputs, output):
-            x = inputs[0]
-            if isinstance(module, nn.modules.pooling._MaxPoolNd):
-                pool = getattr(torch.nn.functional, f"max_pool{x.dim() - 2}d")
-                seen.append(pool(x, module.kernel_size, module.stride, module.padding, module.dilation,
-                                 module.ceil_mode, return_indices=True)[1].reshape(-1))
-            elif isinstance(module, (nn.ReLU6, nn.Hardtanh)):
-                low, high = (0.0, 6.0) if isinstance(module, nn.ReLU6) else (module.min_val, module.max_val)
-                seen.append(((x > low).to(torch.int8) + (x > high).to(torch.int8)).reshape(-1))
-            else:
-                seen.append((x > 0).reshape(-1))
+            seen.append(kink_code(module, inputs[0]))
 
         handles = [m.register_forward_hook(hook) for m in self.modules]
         try:
@@ -84,11 +135,13 @@ _LAYERWISE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def _layer_roles(model: nn.Module, names: list[str]):
-    """([(module name, layer)], [(module name, 'weight' | 'bias')] in parameter order) when every parameter
+    """([(module name, layer)], [(module name, 'weight' | 'bias')] in parameter order) when every trained parameter
     belongs to an nn.Linear, nn.Conv1d or nn.Conv2d itself, not a subclass (layers whose per-sample gradients
     are products of a delta and the layer's input); else ([], [])."""
-    # the exact classes: a subclass may transform its weight in forward (standardized, masked), then the rule fails
-    layers = [(n, m) for n, m in model.named_modules() if type(m) in _LAYERWISE_MODULES]
+    # the exact classes: a subclass may transform its weight in forward (standardized, masked), then the rule fails;
+    # frozen layers (no trained parameter of their own) carry no gradient to build
+    layers = [(n, m) for n, m in model.named_modules() if type(m) in _LAYERWISE_MODULES
+              and any(p.requires_grad for p in m.parameters(recurse=False))]
     owner = {(f"{n}.{kind}" if n else kind): (n, kind) for n, _ in layers for kind in ("weight", "bias")}
     if not layers or any(name not in owner for name in names):
         return [], []
@@ -119,7 +172,9 @@ def _per_sample_weight_gradient(layer: nn.Module, inputs: torch.Tensor, delta: t
 
 
 class FlatNetwork:
-    """A module seen as a function of one flat parameter vector theta (the module is not changed)."""
+    """A module seen as a function of one flat parameter vector theta (the module is not changed). A plain stack
+    of layers runs through its direct pass (:mod:`theorycheck.engines.direct_pass`), anything else through
+    ``torch.func.functional_call``: the same operations, bit for bit."""
 
     def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor):
         self.model, self.X, self.y = model, X, y
@@ -130,6 +185,9 @@ class FlatNetwork:
         self.buffers = {n: b.detach() for n, b in model.named_buffers()}
         self._per_sample: bool | None = None  # whether margin_jacobian may vectorize over samples (None: untested)
         self._layers, self._parameter_roles = _layer_roles(model, self.names)
+        # a plain stack runs without functional_call; the last patterns its Jacobian passes saw are kept
+        self.direct = DirectPass.of(model, self.names, self.shapes)
+        self._patterns: collections.deque = collections.deque(maxlen=4)
 
     def flatten(self) -> torch.Tensor:
         params = dict(self.model.named_parameters())
@@ -147,6 +205,8 @@ class FlatNetwork:
 
     def outputs(self, theta: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
         X = self.X if X is None else X
+        if self.direct is not None:
+            return self.direct.run(theta, X).output
         buffers = {n: b.clone() for n, b in self.buffers.items()}
         return functional_call(self.model, (self.unflatten(theta), buffers), (X,)).reshape(-1)
 
@@ -181,6 +241,11 @@ class FlatNetwork:
         pass of sum_n q_n; with the samples independent, the gradient of q_n in a layer's weight is built from
         its output delta and input for sample n (:func:`_per_sample_weight_gradient`), its bias gradient is
         the delta summed over positions."""
+        if self.direct is not None:
+            theta = theta.detach().requires_grad_(True)
+            record = self.direct.run(theta, self.X, keep=True, kinks=self.direct.has_kinks)
+            self._patterns.append((theta.detach().clone(), record.pattern))
+            return self._layer_blocks(self.y * record.output, record.inputs, record.outputs)
         inputs: dict[str, torch.Tensor] = {}
         outputs: dict[str, torch.Tensor] = {}
 
@@ -200,6 +265,10 @@ class FlatNetwork:
                 handle.remove()
         if len(inputs) < len(self._layers):
             raise ValueError("a layer the forward pass does not call")
+        return self._layer_blocks(q, inputs, outputs)
+
+    def _layer_blocks(self, q: torch.Tensor, inputs: dict, outputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, A) from one backward pass of sum_n q_n to each layer's output and the layers' inputs."""
         layers = dict(self._layers)
         deltas = dict(zip(layers, torch.autograd.grad(q.sum(), [outputs[n] for n in layers])))
         blocks = []
@@ -248,12 +317,28 @@ class FlatNetwork:
         (A,) = torch.autograd.grad(q, theta, basis, is_grads_batched=True)
         return q.detach(), A
 
-    def absolute_outputs(self, theta: torch.Tensor) -> torch.Tensor:
-        """f evaluated with |theta| on |X|: the scale of Higham's forward-error bound for a network of
-        dot products and monotone positively homogeneous activations."""
+    def kink_pattern(self, theta: torch.Tensor) -> torch.Tensor | None:
+        """The kink pattern at theta of a plain stack: the one its last Jacobian passes saw there, else one
+        forward pass."""
+        for seen, pattern in self._patterns:
+            if torch.equal(seen, theta):
+                return pattern
         with torch.no_grad():
-            return self.outputs(theta.abs(), self.X.abs()).abs()
+            return self.direct.run(theta, self.X, kinks=True).pattern
+
+    def absolute_outputs(self, theta: torch.Tensor) -> torch.Tensor:
+        """f evaluated with |theta| and every frozen parameter's absolute value on |X|: the scale of Higham's
+        forward-error bound for a network of dot products and monotone positively homogeneous activations."""
+        frozen = {n: p.detach().abs() for n, p in self.model.named_parameters() if not p.requires_grad}
+        with torch.no_grad():
+            if not frozen:
+                return self.outputs(theta.abs(), self.X.abs()).abs()
+            buffers = {n: b.clone() for n, b in self.buffers.items()}
+            return functional_call(self.model, ({**frozen, **self.unflatten(theta.abs())}, buffers),
+                                   (self.X.abs(),)).reshape(-1).abs()
 
     def dot_product_terms(self) -> int:
-        """K in gamma_K: the summed fan-in of the weight layers plus their number (forward-error length)."""
-        return sum(int(np.prod(s[1:])) for s in self.shapes if len(s) >= 2) + len(self.shapes)
+        """K in gamma_K: the summed fan-in of the weight layers, trained or frozen, plus their number (forward-error
+        length)."""
+        shapes = [p.shape for p in self.model.parameters()]
+        return sum(int(np.prod(s[1:])) for s in shapes if len(s) >= 2) + len(shapes)

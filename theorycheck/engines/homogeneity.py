@@ -2,8 +2,13 @@
 layer, and f(W) = rho f(V), as residuals over their roundoff tolerances (a record, not a verdict).
 
 The identities are evaluated on a float64 copy of the weights (the float32 weights exactly), so roundoff is
-float64's; the model's own forward pass is compared with that copy within its first-order error bound.
-Tolerances: Higham's gamma_K for each computation, K counted from the dot lengths (see the helpers).
+float64's; the model's own forward pass is compared with that copy within its first-order error bound. A
+forward that fixes its dtypes itself (``x.float()``) is evaluated on its own parameters instead, in the
+precision it is measured to compute in (:mod:`theorycheck.core.evaluation`).
+Tolerances: Higham's gamma_K for each computation, K counted from the dot lengths (see the helpers), with the
+unit roundoff of the arithmetic used. Where autograd's <W_k, df/dW_k> disagrees with the derivative of
+a -> f(a W_k) measured by forward evaluations (a path under torch.no_grad, ``.detach()``, reentrant
+checkpointing), Euler's identity is judged from those forward evaluations and the layers are named.
 Sources: Lyu & Li, ICLR 2020, eq. (6) and Theorem B.2 (Euler's theorem for homogeneous functions).
 The claim ``homogeneity`` turns a measurement into its verdict; the flow engine and the Recorder use
 :attr:`HomogeneityMeasurement.homogeneous` as the pre-check of their runs.
@@ -12,22 +17,24 @@ The claim ``homogeneity`` turns a measurement into its verdict; the flow engine 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import operator
 
 import numpy as np
 import torch
 from torch.func import functional_call
 
 from ..core.devices import dtype_name, unit_roundoff
+from ..core.evaluation import evaluation_state, output_tensor, unwrap
 from ..core.inputs import as_batch
 from ..core.modules import declared_degrees, read_parameters
-from .euler import euler_sums
+from .euler import UNTRACKED, euler_sums
 
 SCALES = (1e-3, 0.5, 2.0, 1e3)  # f(a W_k) = a^{d_k} f(W): below and above 1, over six orders of magnitude
 # and, per layer, a such that a x (the median |pre-activation| of the layer) = 10^j: a threshold anywhere from
 # 1e-15 to 1e15 in the pre-activations' own units (relu6 on inputs x 1e-4, a dead zone at |z| < 1e-9) is crossed
 SWEEP_DECADES = tuple(range(-15, 16, 3))
-REFERENCE = torch.float64  # the identities are evaluated on a float64 copy (exact up-cast of the weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,14 +78,16 @@ def measure_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None
     f(W) = rho f(V), V_k = W_k / ||W_k||, rho = prod ||W_k||^{d_k}, per weight layer of ``model`` on the batch
     ``x``. ``degrees``: the degree of f in each weight layer (list in registration order, or dict by name);
     default ``model.homogeneity_degrees`` if set, else 1 each. The model is not changed (buffers are copied,
-    the random state restored)."""
-    x = as_batch(x, model)
+    the random state restored). ``x`` may hold integer ids (an embedding model); ``nn.DataParallel`` is
+    checked through the module it wraps."""
+    model = unwrap(model)
+    x = as_batch(x, model, indices=True)
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         return _measure(model, x, degrees)
 
 
 def _measure(model, x, degrees) -> HomogeneityMeasurement:
-    dtype = x.dtype
+    dtype = x.dtype if x.is_floating_point() else next(model.parameters()).dtype
     where = dict(device=str(x.device), dtype=dtype_name(dtype))
     found = read_parameters(model, x)
     layer_params = {**found.weights, **found.frozen_weights}
@@ -94,18 +103,25 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                                       reason="no weight layers found (parameters f vanishes at, or the weights "
                                              "of Linear/Conv modules)", **where)
     degrees = declared_degrees(model, names, degrees)
-    params = {n: p.detach().to(REFERENCE) for n, p in model.named_parameters()}
-    buffers = {n: b.detach().to(REFERENCE) if b.is_floating_point() else b for n, b in model.named_buffers()}
-    xr = x.detach().to(REFERENCE)
+    evaluation = evaluation_state(model, x)
+    params, buffers, xr, arithmetic = evaluation.params, evaluation.buffers, evaluation.x, evaluation.arithmetic
+    u, arithmetic_name = _forward_unit_roundoff(arithmetic, x.device)
+    sums = euler_sums(model, params, buffers, names, xr)
+    if sums.method == UNTRACKED:
+        return HomogeneityMeasurement(
+            facts=facts, statistic=math.nan, tolerance=math.nan, inconclusive=all(facts.values()), details=reading,
+            tolerance_basis="not tested: no roundoff scale without gradients",
+            reason="autograd sees no path from any weight to f (the forward runs under torch.no_grad or detaches "
+                   "its output): Euler's sums and the roundoff scale sum |delta|^T |W| |a| they give cannot be "
+                   "formed; check the model with a forward autograd can follow", **where)
+    f = sums.output
 
     def forward(replaced, inputs=xr):
         state = {n: b.clone() for n, b in buffers.items()}
         with torch.no_grad():
-            return functional_call(model, ({**params, **replaced}, state), (inputs,)).reshape(-1)
+            out = output_tensor(functional_call(model, ({**params, **replaced}, state), (inputs,)))
+        return (out if sums.output_axis is None else out.movedim(sums.output_axis, 0)).reshape(-1)
 
-    u = unit_roundoff(REFERENCE)
-    sums = euler_sums(model, params, buffers, names, xr)
-    f = sums.output
     # per sample, first order: the forward error is <= gamma_K sum_k |delta_k|^T |W_k| |a_k| (each layer's
     # rounding carried to f by its exact Jacobian); d|f| adds the identity's other side
     scale = sum(sums.absolute[n] + d * f.abs() for n, d in zip(names, degrees))
@@ -123,30 +139,54 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                   "scaling": lambda d: 2 * _gamma(k_forward, u) + (d + 2) * u,
                   "rescaling": 2 * _gamma(k_forward, u) + 2 * sum(
                       d * (_gamma(params[n].numel(), u) + 2 * u) for n, d in zip(names, degrees))}
-    sweep = _layer_scales(model, forward, names, degrees)
-    scaled = {n: {a: forward({n: a * params[n]}) for a in sweep[n]} for n in names}
     f_unit = forward({n: params[n] / params[n].norm() for n in names})
     rho = math.prod(float(params[n].norm()) ** d for n, d in zip(names, degrees))
     finite = bool(torch.isfinite(f).all() and torch.isfinite(scale).all() and torch.isfinite(f_unit).all()
                   and all(torch.isfinite(sums.euler[n]).all() and torch.isfinite(sums.absolute[n]).all()
                           for n in names))
     # Higham's bounds assume no underflow: samples whose terms reach the subnormal range are set aside
-    normal_floor = torch.finfo(REFERENCE).tiny / u
+    normal_floor = torch.finfo(arithmetic).tiny / u
     underflow = (scale > 0) & (scale < normal_floor)
     usable = ~underflow
     ones = torch.ones_like(scale)
     safe_scale = torch.where(scale > 0, scale, ones)  # a sample with every term 0 has residual 0
-    layers = {n: _layer_report(f, sums.euler[n], sums.absolute[n], scaled[n], d, safe_scale, usable, tolerances)
-              for n, d in zip(names, degrees)}
+    informative = usable & (f.abs() > 1e3 * tolerances["euler"] * safe_scale)
+
+    def scaling(fa, factor, degree, extra=0.0):
+        return _scaling_entry(fa, factor, f, safe_scale, usable, tolerances["scaling"](degree) + extra, normal_floor)
+
+    (medians, order), limit = _medians(model, forward, names), 0.85 * math.log(torch.finfo(arithmetic).max)
+    joint = [(own, scaling(forward({n: a * params[n] for n, a in own.items()}),
+                           math.prod(_power(own[n], d) for n, d in zip(names, degrees)), max(degrees),
+                           _gamma(2 * len(names), 2.0 ** -53)))  # the float64 product of the factors
+             for own in _joint_vectors(order, dict(zip(names, degrees)), medians, limit)]
+    joint_ratio = max([0.0] + [e["residual"] / e["tolerance"] for _, e in joint if not math.isnan(e["residual"])])
+    joint_held = joint_ratio <= 1
+    if joint_held:
+        scalings = {n: _per_layer_view(n, joint) for n in names}
+        inferred = {n: ((sums.euler[n] / f)[informative]).tolist() or [math.nan] for n in names}
+        cumulative = _cumulative(order, [own for own, _ in joint])
+        layer_scales = {n: sorted({own[n] for own, _ in joint} | cumulative[n]) for n in names}
+    else:  # attribute the failure: each layer scaled alone
+        layer_scales = _layer_scales(medians, names, degrees, limit)
+        scaled = {n: {a: forward({n: a * params[n]}) for a in layer_scales[n]} for n in names}
+        scalings = {n: {str(a): scaling(fa, _power(a, d), d) for a, fa in scaled[n].items()}
+                    for n, d in zip(names, degrees)}
+        inferred = {n: _infer_degree(f, scaled[n], informative) for n in names}
+    layers = {n: _layer_report(f, sums.euler[n], sums.absolute[n], scalings[n], inferred[n], d, safe_scale, usable,
+                               informative) for n, d in zip(names, degrees)}
+    blind = _untracked_paths(forward, params, names, degrees, f, safe_scale, usable, layers, tolerances, u)
     # f(V) is computed at the scale S / rho: it must stay in the normal range too
     rescalable = usable & ((scale == 0) | (scale / rho >= normal_floor)) if 0 < rho < math.inf else usable & False
     rescale_res = _masked_max((f - rho * f_unit).abs() / safe_scale, rescalable)
 
-    model_check = _model_forward_check(model, x, buffers, f, scale, k_forward)
+    model_check = (_model_forward_check(model, x, dtype, buffers, f, scale, k_forward, sums.output_axis)
+                   if evaluation.copied else {"inconclusive": False, "finite": True, "reasons": [], "set_aside": 0,
+                                              "checked": "the identities ran on the model's own pass"})
     ratios = {n: _layer_ratio(r, tolerances["euler"]) for n, r in layers.items()}
     offending = [n for n, r in ratios.items() if r > 1]
     rescale_ratio = 0.0 if math.isnan(rescale_res) else rescale_res / tolerances["rescaling"]
-    statistic = max([rescale_ratio] + list(ratios.values()))
+    statistic = max([rescale_ratio, joint_ratio] + list(ratios.values()))
     silent = not bool((f[usable] != 0).any())
     all_underflow = not bool(usable.any())
     # the model's own pass is bounded only for nets the theorem covers; it can only stop a "holds"
@@ -171,6 +211,9 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                        f"{layers[worst]['degree_inferred']:.3g} vs declared {layers[worst]['degree_declared']:g}")
     elif rescale_ratio > 1:
         reasons.append(f"f(W) != rho f(V): residual {rescale_res:.2e}")
+    elif joint_ratio > 1:
+        reasons.append(f"scaling all layers at once fails (residual / tolerance {joint_ratio:.2e}) while each "
+                       "layer scaled alone passes")
     if found.others:
         frozen = [n for n in sorted(found.others) if n in found.frozen]
         reasons.append(f"bias/non-weight parameters: {sorted(found.others)}"
@@ -181,9 +224,16 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
         reasons.append(f"non-homogeneous modules: {found.non_homogeneous_modules}")
     if sums.method != "hooks":
         reasons.append(f"Euler sums by {sums.method}")
+    if blind:
+        reasons.append(f"autograd does not see every path from {sorted(blind)} to f: <W, df/dW> differs from the "
+                       "derivative of a -> f(aW) measured by forward evaluations (a path under torch.no_grad, "
+                       ".detach() or reentrant checkpointing); Euler's identity there is judged from f((1 +- h)W)")
+    if not evaluation.copied:
+        reasons.append(f"identities evaluated in {dtype_name(arithmetic)} ({evaluation.note})")
     return HomogeneityMeasurement(
         facts=facts, statistic=statistic, tolerance=1.0, inconclusive=inconclusive,
-        tolerance_basis=(f"worst residual / its tolerance, float64 copy of the {dtype_name(dtype)} weights; Euler "
+        tolerance_basis=(f"worst residual / its tolerance, {evaluation.note} of the {dtype_name(dtype)} model, "
+                         f"unit roundoff {u:.2e} ({arithmetic_name}); Euler "
                          f"gamma_K = {tolerances['euler']:.2e} (K = {k_euler:g}: forward + backward dot lengths + "
                          f"the sum, x max degree), scalings a in {list(SCALES)} and per layer a "
                          f"with a x median|pre-activation| = 10^j, j in {SWEEP_DECADES[0]}..{SWEEP_DECADES[-1]}: "
@@ -192,13 +242,21 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                          "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|)"),
         details={"layers": layers, "rescaling_residual": rescale_res, "rho": rho, "total_degree": sum(degrees),
                  "offending_layers": offending, "batch": int(x.shape[0]), "scales": list(SCALES),
-                 "layer_scales": {n: list(sweep[n]) for n in names},
+                 "layer_scales": {n: list(layer_scales[n]) for n in names},
+                 "scaling_mode": "joint" if joint_held else "per layer",
                  "scales_reason": "homogeneity is exact at every a > 0: scales below and above 1 over six "
                                   "orders of magnitude catch thresholds (clamp, relu6) a single a = 2 misses, and "
-                                  "per layer a with a x median|pre-activation| = 1e-15 .. 1e15 (every 3 decades) "
-                                  "catch thresholds outside the inputs' own range",
-                 "euler_method": sums.method,
-                 "tolerances": {"euler": tolerances["euler"], "forward_float64": tolerances["forward"],
+                                  "a with a x median|pre-activation| = 1e-15 .. 1e15 (every 3 decades) "
+                                  "catch thresholds outside the inputs' own range. Joint: all layers scaled at "
+                                  "once, f(a_1 W_1, ..) = prod a_k^d_k f (each layer's weight by a and 1/a in "
+                                  "turn; every layer's pre-activations brought to 10^j together), O(depth) "
+                                  "passes; where one fails, each layer alone (the per-layer identities) names "
+                                  "the layer. layer_scales: the factors of each layer's weight and of its "
+                                  "pre-activations",
+                 "euler_method": sums.method, "output_batch_axis": sums.output_axis,
+                 "arithmetic": arithmetic_name, "evaluation": evaluation.note,
+                 "untracked_paths": blind,
+                 "tolerances": {"euler": tolerances["euler"], "forward": tolerances["forward"],
                                 "rescaling": tolerances["rescaling"],
                                 "scaling": {n: tolerances["scaling"](d) for n, d in zip(names, degrees)}},
                  "model_forward": {k: v for k, v in model_check.items() if k != "reasons"},
@@ -207,11 +265,10 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
         reason="; ".join(reasons), **where)
 
 
-def _layer_scales(model, forward, names: list[str], degrees: list[float]) -> dict[str, tuple[float, ...]]:
-    """Per weight layer: :data:`SCALES` and a = 10^j / m for j in :data:`SWEEP_DECADES`, m the median nonzero
-    |output| of the module owning the weight (its pre-activations, measured on the float64 copy), kept where
-    a^d stays in float64's range (|d ln a| <= 600, as the report requires). A weight not owned by a module's
-    output (used functionally) gets m = 1."""
+def _medians(model, forward, names: list[str]) -> tuple[dict[str, float], list[str]]:
+    """Per weight layer, the median nonzero |output| of the module owning it (its pre-activations, on the
+    evaluated copy; 1 for a weight not owned by a module's output, used functionally), and the layers in the
+    order of their first call (those not seen last)."""
     modules = dict(model.named_modules())
     seen: dict[str, list[torch.Tensor]] = {}
     hooks = []
@@ -231,14 +288,83 @@ def _layer_scales(model, forward, names: list[str], degrees: list[float]) -> dic
     finally:
         for hook in hooks:
             hook.remove()
+    values = {n: torch.cat(seen[n]) if seen.get(n) else torch.empty(0) for n in names}
+    order = list(seen) + [n for n in names if n not in seen]
+    return {n: float(v.double().median()) if v.numel() else 1.0 for n, v in values.items()}, order
+
+
+def _layer_scales(medians: dict, names: list[str], degrees: list[float], limit: float) -> dict[str, tuple]:
+    """Per weight layer alone: :data:`SCALES` and a = 10^j / m for j in :data:`SWEEP_DECADES`, m its median
+    pre-activation, kept where a^d stays well inside the arithmetic's range (|d ln a| <= ``limit``, 0.85 ln max:
+    600 in float64, 75 in float32)."""
     out = {}
     for name, d in zip(names, degrees):
-        values = torch.cat(seen.get(name, [])) if seen.get(name) else torch.empty(0)
-        m = float(values.median()) if values.numel() else 1.0
-        extra = [10.0 ** j / m for j in SWEEP_DECADES]
-        kept = [a for a in extra if 0 < a < math.inf and abs(max(d, 1.0) * math.log(a)) <= 600]
+        extra = [10.0 ** j / medians[name] for j in SWEEP_DECADES]
+        kept = [a for a in extra if 0 < a < math.inf and abs(max(d, 1.0) * math.log(a)) <= limit]
         out[name] = tuple(sorted(set(SCALES) | set(kept)))
     return out
+
+
+def _joint_vectors(names: list[str], degree: dict[str, float], medians: dict, limit: float) -> list[dict]:
+    """Scale vectors for all layers at once: for a in :data:`SCALES` (as pairs a, 1/a), a and 1/a alternating
+    over the layers, from the first layer or the second and starting with either (each layer's weight at a and
+    at 1/a, and each layer's pre-activations at a and 1/a, the product of the factors before it staying within
+    [1/a, a]); and for j in :data:`SWEEP_DECADES`, the factors c_k / c_(k-1) with c_k = 10^j / m_k that bring
+    every layer's pre-activations to 10^j at once (in a chain of positively homogeneous layers, in call order).
+    Kept where every product of factors and the expected factor stay within ``limit`` (as ln). ``names`` in
+    call order."""
+    largest = max(max(degree.values()), 1.0)
+    vectors = []
+    for a in sorted({max(s, 1 / s) for s in SCALES}):
+        for shift in (0, 1):
+            for up in (a, 1 / a):
+                vectors.append({n: 1.0 if k < shift else (up if (k - shift) % 2 == 0 else 1 / up)
+                                for k, n in enumerate(names)})
+    for j in SWEEP_DECADES:
+        c = [10.0 ** j / medians[n] for n in names]
+        vectors.append({n: c[k] / (c[k - 1] if k else 1.0) for k, n in enumerate(names)})
+    kept = []
+    for own in vectors:
+        logs = [math.log(own[n]) if 0 < own[n] < math.inf else math.inf for n in names]
+        partial = max(abs(p) for p in itertools.accumulate(logs)) * largest
+        if any(x != 0 for x in logs) and partial <= limit and abs(sum(degree[n] * g for n, g in zip(names, logs))) <= limit:
+            kept.append(own)
+    return kept
+
+
+def _cumulative(names: list[str], vectors: list[dict]) -> dict[str, set[float]]:
+    """Per layer, the factors its pre-activations are scaled by: the products of the factors up to it
+    (``names`` in call order)."""
+    out = {n: set() for n in names}
+    for own in vectors:
+        for name, product in zip(names, itertools.accumulate((own[n] for n in names), operator.mul)):
+            out[name].add(product)
+    return out
+
+
+def _per_layer_view(name: str, joint: list) -> dict:
+    """A layer's scalings from the joint checks: keyed by its own weight's factor (the worst residual)."""
+    view = {}
+    for own, entry in joint:
+        key = str(own[name])
+        if key not in view or entry["residual"] > view[key]["residual"]:
+            view[key] = entry
+    return view
+
+
+def _power(a: float, d: float) -> float:
+    """a^d, inf where it would leave float64's range (|d ln a| > 600: nothing to compare there)."""
+    return a ** d if abs(d * math.log(a)) <= 600 else math.inf
+
+
+def _scaling_entry(fa, factor, f, scale, usable, tolerance, normal_floor) -> dict:
+    """|f(scaled) - factor f| / (factor S), where factor S stays in the normal range."""
+    if not (0 < factor < math.inf and abs(math.log(factor)) <= 600):  # a^d S may leave float64's range
+        return {"residual": math.nan, "tolerance": tolerance, "samples": 0}
+    target = factor * scale
+    kept = usable & torch.isfinite(fa) & (target >= normal_floor)
+    return {"residual": _masked_max((fa - factor * f).abs() / target, kept), "tolerance": tolerance,
+            "samples": int(kept.sum())}
 
 
 def _gamma(n: float, u: float) -> float:
@@ -286,21 +412,10 @@ def _infer_degree(f, scaled: dict, informative) -> list[float]:
     return found or [math.nan]
 
 
-def _layer_report(f, euler, absolute, scaled, degree, scale, usable, tolerances) -> dict:
-    """Residuals of one layer relative to the sample's absolute scale: Euler's identity and
-    f(a W_k) = a^d f(W) at every scale a, with the degree inferred from the scalings."""
-    informative = usable & (f.abs() > 1e3 * tolerances["euler"] * scale)
-    inferred = np.array(_infer_degree(f, scaled, informative))
-    scalings = {}
-    for a, fa in scaled.items():
-        if abs(degree * math.log(a)) > 600:  # a^d leaves float64's range: nothing to compare at this scale
-            scalings[a] = {"residual": math.nan, "tolerance": tolerances["scaling"](degree), "samples": 0}
-            continue
-        factor = a ** degree
-        target = factor * scale
-        kept = usable & torch.isfinite(fa) & (target >= torch.finfo(REFERENCE).tiny / unit_roundoff(REFERENCE))
-        scalings[a] = {"residual": _masked_max((fa - factor * f).abs() / target, kept),
-                       "tolerance": tolerances["scaling"](degree), "samples": int(kept.sum())}
+def _layer_report(f, euler, absolute, scalings, inferred, degree, scale, usable, informative) -> dict:
+    """Residuals of one layer relative to the sample's absolute scale: Euler's identity and the scalings,
+    with the degree inferred (from the scalings of the layer alone, or Euler's sum over f)."""
+    inferred = np.array(inferred)
     return {
         "degree_declared": degree,
         "degree_inferred": float(np.median(inferred)),
@@ -308,15 +423,18 @@ def _layer_report(f, euler, absolute, scaled, degree, scale, usable, tolerances)
         "euler_residual": _masked_max((euler - degree * f).abs() / scale, usable),
         "scaling_residual": max((s["residual"] for s in scalings.values() if not math.isnan(s["residual"])),
                                 default=math.nan),
-        "scalings": {str(a): s for a, s in scalings.items()},
+        "scalings": scalings,
         "euler_relative_to_f": _masked_max((euler - degree * f).abs() / f.abs(), informative),
+        "euler_values": euler,
         "absolute_sum_max": float(absolute.max()) if absolute.numel() else 0.0,
     }
 
 
 def _layer_ratio(report: dict, tol_euler: float) -> float:
-    """The worst residual of a layer divided by its tolerance (NaN-free: unjudged checks count 0)."""
-    ratios = [report["euler_residual"] / tol_euler]
+    """The worst residual of a layer divided by its tolerance (NaN-free: unjudged checks count 0); Euler's
+    identity by forward evaluations where autograd misses paths (:func:`_untracked_paths`)."""
+    by_forward = report.get("euler_by_forward")
+    ratios = [by_forward["ratio"] if by_forward else report["euler_residual"] / tol_euler]
     ratios += [s["residual"] / s["tolerance"] for s in report["scalings"].values()]
     return max([0.0] + [r for r in ratios if not math.isnan(r)])
 
@@ -330,18 +448,18 @@ def _stochastic(forward, found, f, scale, tolerance) -> dict[str, str]:
     return {}
 
 
-def _model_forward_check(model, x, buffers, f_reference, scale, k_forward) -> dict:
+def _model_forward_check(model, x, dtype, buffers, f_reference, scale, k_forward, output_axis) -> dict:
     """The model's own pass in its dtype against the float64 copy: |f - f_64| <= gamma_K(u) times the
     sample's scale, first order (see :func:`_roundoff_counts`); samples whose terms are subnormal in
     the model's dtype are set aside."""
-    dtype = x.dtype
-    if dtype == REFERENCE:
+    if dtype == f_reference.dtype:
         return {"inconclusive": False, "finite": True, "reasons": [], "set_aside": 0, "checked": "model is float64"}
     u, arithmetic = _forward_unit_roundoff(dtype, x.device)
     bound = _gamma(k_forward, u)
     state = {n: b.clone().to(dtype) if b.is_floating_point() else b.clone() for n, b in buffers.items()}
     with torch.no_grad():
-        own = functional_call(model, (dict(model.named_parameters()), state), (x,)).reshape(-1).to(REFERENCE)
+        own = output_tensor(functional_call(model, (dict(model.named_parameters()), state), (x,)))
+    own = (own if output_axis is None else own.movedim(output_axis, 0)).reshape(-1).to(f_reference.dtype)
     finite = bool(torch.isfinite(own).all())
     normal = scale >= torch.finfo(dtype).tiny / unit_roundoff(dtype)
     error = _masked_max((own - f_reference).abs() / scale, normal & (scale > 0)) if finite else math.nan
@@ -354,3 +472,43 @@ def _model_forward_check(model, x, buffers, f_reference, scale, k_forward) -> di
                        f"the absolute terms, above its error bound {bound:.2e} ({arithmetic})")
     return {"inconclusive": (not finite) or bool(reasons), "finite": finite, "reasons": reasons,
             "set_aside": int((~normal).sum()), "error": error, "bound": bound, "arithmetic": arithmetic}
+
+
+def _untracked_paths(forward, params, names, degrees, f, scale, usable, layers, tolerances, u) -> list[str]:
+    """Layers whose Euler identity fails while autograd's <W_k, df/dW_k> disagrees with the derivative of
+    a -> f(a W_k) at a = 1 measured by forward evaluations: D(h) = (f((1+h)W) - f((1-h)W)) / 2h at
+    h = u^(1/3) (a power of 2) and h/2. Their difference bounds D(h/2)'s truncation error (Richardson, 3x
+    over), each evaluation is within the scaling tolerance, so |D(h/2) - true| <= |D(h) - D(h/2)|
+    + 2 tau (1+h)^d S / h. Beyond that plus Euler's tolerance, autograd misses a path of W_k to f (the
+    forward hides it), and the layer's Euler identity d f = D is judged from D(h/2) with that error added
+    (the report's ``euler_by_forward``)."""
+    h = 2.0 ** -round(-math.log2(u) / 3)
+    blind = []
+    for name, d in zip(names, degrees):
+        report = layers[name]
+        if not report["euler_residual"] > tolerances["euler"]:
+            continue
+
+        def derivative(step, name=name):
+            up, down = forward({name: (1 + step) * params[name]}), forward({name: (1 - step) * params[name]})
+            return (up - down) / (2 * step)
+
+        coarse, fine = derivative(h), derivative(h / 2)
+        error = (coarse - fine).abs() + 2 * tolerances["scaling"](d) * (1 + h) ** d * scale / h
+        euler = report["euler_values"]
+        allowed = error + tolerances["euler"] * scale
+        ok = usable & torch.isfinite(fine)
+        if not bool((((euler - fine).abs() > allowed) & ok).any()):
+            continue
+        blind.append(name)
+        measured = (fine / f)[ok & (f != 0)]  # the degree from the forward's own derivative, not autograd's
+        if measured.numel():
+            report["degree_inferred"] = float(measured.median())
+            report["degree_inferred_range"] = [float(measured.min()), float(measured.max())]
+        report["euler_by_forward"] = {
+            "step": h, "ratio": _masked_max((fine - d * f).abs() / allowed, ok),
+            "autograd_vs_forward": _masked_max((euler - fine).abs() / scale, ok),
+            "forward_residual": _masked_max((fine - d * f).abs() / scale, ok)}
+    for report in layers.values():
+        report.pop("euler_values")
+    return blind

@@ -105,6 +105,17 @@ class Trajectory:
         return all(ok(name, values) for name, values in self.records.items())
 
     @property
+    def loss_rises(self) -> np.ndarray:
+        """Records k at which log L exceeds its value at record k - 1 by more than the roundoff of both: the exact
+        flow (and GD with a small step) lowers L, so a rise is a step the integrator did not resolve (at kinks the
+        steps chatter). The roundoff of log L at a record is its smoothed margin's roundoff times ||theta||^L."""
+        r = self.records
+        log_loss = np.asarray(r["log_loss"])
+        bound = np.nan_to_num(np.asarray(r["margin_roundoff"]) * np.asarray(r["norm"]) ** self.degree, nan=np.inf)
+        rise = np.diff(log_loss) > bound[1:] + bound[:-1]
+        return np.flatnonzero(rise) + 1
+
+    @property
     def error_estimate(self) -> float:
         """Sum of the local error estimates over the run (parameter norm): the global-error estimate."""
         return float(np.nansum(self.records["error"]))
