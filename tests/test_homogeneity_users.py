@@ -623,3 +623,14 @@ def test_thresholds_past_fifteen_decades_are_crossed(dtype, thresholds):
                (lambda m, h, t=t: torch.relu(h).clamp(max=t)))
         verdict = tc.check_homogeneity(_build(TwoLayers, dtype, cut), x)
         assert verdict.status == "violated" and "l1.weight" in verdict.details["offending_layers"], (t, verdict.summary())
+
+
+@pytest.mark.parametrize("dtype, gain", [("float64", 1e150), ("float32", 1e15)])
+def test_weights_near_the_range_edge_keep_the_sweep_in_range(dtype, gain):
+    """Medians ~gain^2: the sweep's decades 10^j / m leave float64's range; their ratios are taken in logs."""
+    model = _build(TwoLayers, dtype, lambda m, h: torch.relu(h))
+    with torch.no_grad():
+        model.l1.weight.mul_(gain)
+        model.l2.weight.mul_(gain)
+    verdict = tc.check_homogeneity(model, torch.randn(16, 10, dtype=dtype_of(dtype)))
+    assert verdict.status == "holds", verdict.summary()

@@ -385,9 +385,9 @@ def _joint_vectors(names: list[str], degree: dict[str, float], medians: dict, li
             for up in (a, 1 / a):
                 vectors.append(({n: 1.0 if k < shift else (up if (k - shift) % 2 == 0 else 1 / up)
                                  for k, n in enumerate(names)}, None))
-    for j in decades:
-        c = [10.0 ** j / medians[n] for n in names]
-        vectors.append(({n: c[k] / (c[k - 1] if k else 1.0) for k, n in enumerate(names)}, j))
+    for j in decades:  # in logs: 10^j / m_k may leave float64's range where the ratios do not
+        c = [j * math.log(10.0) - math.log(medians[n]) for n in names]
+        vectors.append(({n: math.exp(min(c[k] - (c[k - 1] if k else 0.0), 709.0)) for k, n in enumerate(names)}, j))
     kept = []
     for own, j in vectors:
         logs = [math.log(own[n]) if 0 < own[n] < math.inf else math.inf for n in names]
