@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from theorycheck.core.devices import gamma
+from theorycheck.core.devices import gamma, unit_roundoff
 from theorycheck.engines.gradient_scale import GradientScale
 from theorycheck.generate.models import NetworkSpec
 from theorycheck.core.modules import PowerReLU
@@ -27,11 +27,12 @@ def test_scale_is_the_absolute_network_on_the_real_pattern():
         model = nn.Sequential(nn.Linear(3, 5, bias=False), activation, nn.Linear(5, 1, bias=False)).double()
         scale = GradientScale(model)
         _logistic_backward(model, X, y)
-        S, samples = scale.take()
+        S, samples, roundoff = scale.take()
         W1, w2 = model[0].weight.detach(), model[2].weight.detach()
         c = torch.sigmoid(-y * model(X).reshape(-1).detach())  # |l'(q_n)|
         expected = (c * ((gain(X @ W1.T) * (X.abs() @ W1.abs().T)) @ w2.abs().T).reshape(-1)).sum()
         assert samples == 7 and S == pytest.approx(float(expected), rel=1e-12)
+        assert roundoff == unit_roundoff(torch.float64)  # the arithmetic the backward ran in
         scale.close()
 
 
@@ -46,7 +47,8 @@ def test_scale_bounds_the_error_of_float32_euler_sums(spec, seed):
     y = torch.where(torch.arange(16) % 2 == 0, 1.0, -1.0)
     scale = GradientScale(model)
     _logistic_backward(model, X, y)
-    S, samples = scale.take()
+    S, samples, roundoff = scale.take()
+    assert roundoff == unit_roundoff(torch.float32)
     reference = [p.detach().double().clone().requires_grad_(True) for p in model.parameters()]
     names = [n for n, _ in model.named_parameters()]
     out = torch.func.functional_call(model, dict(zip(names, reference)), (X.double(),))
@@ -67,7 +69,7 @@ def test_scale_leaves_random_state_and_buffers_alone():
     scale = GradientScale(model)
     _logistic_backward(model, X, y)
     state, running = torch.get_rng_state(), model[1].running_mean.clone()
-    S, _ = scale.take()
+    S, _, _ = scale.take()
     assert math.isfinite(S) and torch.equal(torch.get_rng_state(), state) and torch.equal(model[1].running_mean, running)
 
 
