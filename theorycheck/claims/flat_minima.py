@@ -35,6 +35,7 @@ from ..core.errors import expect
 from ..core.inputs import as_batch, model_device_dtype, require_module
 from ..core.kit import ClaimKit
 from ..core.verdict import Verdict
+from ..engines.batch_behaviour import BatchBehaviour, measure_batch_behaviour
 from ..engines.hessian import LossLandscape
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
@@ -96,6 +97,19 @@ def _problem(model, X, y, loss) -> LossLandscape:
     expect(problem.P > 0, expected="a module with trainable parameters", received="none",
            fix="requires_grad_(True) on the parameters the Hessian is taken in")
     return problem
+
+
+DETERMINISTIC = ("f a deterministic function of the parameters on X (two evaluations agree; no dropout in training "
+                 "mode: call model.eval())")
+COUPLED = ("the samples are coupled (an output depends on another sample's input, e.g. batch statistics of a "
+           "BatchNorm in training mode): the per-sample roundoff bound does not cover f, so a gap cannot be told "
+           "from roundoff; call model.eval() for the per-sample network")
+
+
+def _random_verdict(kit: ClaimKit, behaviour: BatchBehaviour, model) -> Verdict:
+    """A random forward: the Hessian of one evaluation is not defined (vacuous), nothing is differentiated."""
+    return kit.decide(assumptions={"deterministic": False}, dtype=dtype_name(model_device_dtype(model)[1]),
+                      details={"batch_behaviour": dataclasses.asdict(behaviour)}, reason=behaviour.reason())
 
 
 def _probes(problem: LossLandscape, probes: int | None, seed) -> torch.Tensor | None:
@@ -171,7 +185,8 @@ flat_minima_kit = ClaimKit(
               "a^2 lambda_max(H_BB) <= lambda_max(H_a) <= max_i t_i^-2 lambda_max(H) (B: W_k+1's block), so equal "
               "functions sit at minima of any sharpness.",
     source=DINH,
-    assumptions={"invariant": "f unchanged on X by the alpha-scale (a W_k, a b_k, W_k+1 / a) at every factor a the "
+    assumptions={"deterministic": DETERMINISTIC,
+                 "invariant": "f unchanged on X by the alpha-scale (a W_k, a b_k, W_k+1 / a) at every factor a the "
                               "check applies, to the roundoff of f (a positively 1-homogeneous activation between "
                               "the two layers)"},
     tolerance="gamma_K relative to the absolute network's f and 2 gamma_K to its Hessian terms (float64 copy)",
@@ -193,6 +208,9 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     problem = _problem(model, X, y, loss)
     pairs = _alpha_pairs(alphas)
     name_k, name_k1, first, second = _rescaling_pair(problem, layers)
+    behaviour = measure_batch_behaviour(problem.model, problem.X)
+    if behaviour.random:
+        return _random_verdict(flat_minima_kit, behaviour, model)
     V = _probes(problem, probes, seed)
     theta, u, g, P = problem.theta, problem.u, problem.g, problem.P
     with torch.no_grad():
@@ -256,9 +274,13 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     if silent:
         reasons.append(f"f does not depend on the parameters of {name_k!r} and {name_k1!r} on X (every hidden unit "
                        "between them and the output dead): nothing to test")
+    coupled = bool(behaviour.coupled) and not (invariant and held)  # only a pass within the bound is decided
+    if coupled:
+        reasons.append(COUPLED)
     return flat_minima_kit.decide(
-        assumptions={"invariant": invariant}, conclusion_held=held,
-        inconclusive=not finite or silent, statistic=statistic, bound=0.0, tolerance=1.0,
+        assumptions={"deterministic": True, "invariant": None if coupled and not invariant else invariant},
+        conclusion_held=held, inconclusive=not finite or silent, undecided=coupled,
+        statistic=statistic, bound=0.0, tolerance=1.0,
         tolerance_basis=(f"statistic: the largest ratio of a change to its roundoff bound (float64 copy of the model): "
                          f"|f_a - f| to gamma_K (f_abs + f_abs,a), K = {problem.K} (2 x (fan-ins + tensors) + n k + 4), "
                          "f_abs = f(|theta|; |x|) the absolute network; each |H_a - T^-1 H T^-1| entry to the bound of "
@@ -268,6 +290,7 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
         dtype=dtype_name(model_device_dtype(model)[1]),
         details={"alphas": rows, "layers": [name_k, name_k1], "lambda_max": lam, "lambda_max_H22": lam_BB,
                  "parameters": P, "invariance_gap": invariance, "probes": None if V is None else V.shape[1],
+                 "batch_behaviour": dataclasses.asdict(behaviour),
                  "series": {"lambda_max(H_a) a2^2 (-> lambda_max(H_BB))": {
                      "x": [r["alpha"] for r in rows], "y": [r.get("lambda_max", math.nan) * r["alpha_W2"] ** 2
                                                             for r in rows], "xlabel": "rescaling alpha"}}},
@@ -280,7 +303,8 @@ gauss_newton_kit = ClaimKit(
               "vanishes), so rank H <= n k; for any loss of the outputs, at a point where every dL/df_n = 0, "
               "H = J^T D J with D = d^2 L / df^2.",
     source=GN_SOURCE,
-    assumptions={"interpolates": "interpolation: every output gradient dL/df_n (f(x_n) - y_n for the squared loss) "
+    assumptions={"deterministic": DETERMINISTIC,
+                 "interpolates": "interpolation: every output gradient dL/df_n (f(x_n) - y_n for the squared loss) "
                                  "within what the roundoff of f leaves"},
     tolerance="2 gamma_K (J_abs^T J_abs + sum |r| d^2 f_abs) entrywise plus the residual interpolation allows "
               "(float64 copy), plus the error stated for a Hessian you give",
@@ -326,6 +350,9 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     ``vacuous``; the residual term sum_n r_n d^2 f_n it leaves is reported."""
     problem = _problem(model, X, y, loss)
     device, dtype = model_device_dtype(model)
+    behaviour = measure_batch_behaviour(problem.model, problem.X)
+    if behaviour.random:
+        return _random_verdict(gauss_newton_kit, behaviour, model)
     expect(hessian_error >= 0 and math.isfinite(hessian_error), expected="hessian_error >= 0 (finite)",
            received=repr(hessian_error), fix="hessian_error=0.0")
     if hessian is not None and not isinstance(hessian, torch.Tensor) and probes is None:
@@ -336,6 +363,7 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     r, allowed = problem.residuals(theta), problem.allowed_residual(theta)
     interpolates = bool((r.abs() <= allowed).all())
     details = {"parameters": P, "n_times_k": nk, "max_abs_residual": float(r.abs().max()),
+               "batch_behaviour": dataclasses.asdict(behaviour),
                "hessian": "autograd" if hessian is None else "given", "hessian_error": hessian_error}
     if V is None:
         H = problem.hessian(theta) if H_given is None else H_given
@@ -369,9 +397,13 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
         reasons.append(f"H != J^T D J (J^T J for the squared loss) at an interpolating point: entrywise ratio to roundoff {ratio:.3g}, {what}")
     if not finite:
         reasons.append("non-finite Hessian or Jacobian")
+    coupled = bool(behaviour.coupled) and not (interpolates and held)  # only a pass within the bound is decided
+    if coupled:
+        reasons.append(COUPLED)
     return gauss_newton_kit.decide(
-        assumptions={"interpolates": interpolates}, conclusion_held=held,
-        inconclusive=not finite, statistic=float(residual.norm()), bound=0.0, tolerance=float(tol.norm()),
+        assumptions={"deterministic": True, "interpolates": None if coupled and not interpolates else interpolates},
+        conclusion_held=held, inconclusive=not finite, undecided=coupled,
+        statistic=float(residual.norm()), bound=0.0, tolerance=float(tol.norm()),
         tolerance_basis=(f"||H - J^T J||_F (or of (H - J^T J) V on probes) vs the norm of the entrywise bound 2 gamma_K "
                          f"(J_abs^T J_abs + sum |r_n| d^2 f_abs,n) + sum_n rho_n d^2 f_abs,n, K = {problem.K}, "
                          "f_abs = f(|theta|; |x|), rho_n = 2 gamma_K f_abs,n + u|y_n| (the residual interpolation "

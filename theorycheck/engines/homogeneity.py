@@ -65,6 +65,14 @@ class HomogeneityMeasurement:
             return False
         return None if self.inconclusive else bool(self.statistic <= 1)
 
+    @property
+    def identities_hold(self) -> bool | None:
+        """The measurement alone, module types only explaining it: False where no weight layer was found, the
+        forward is random or an identity fails; None where undecided; True where every identity holds."""
+        if not (self.facts["weights"] and self.facts["deterministic"]):
+            return False
+        return None if self.inconclusive or math.isnan(self.statistic) else bool(self.statistic <= 1)
+
     def summary(self) -> str:
         word = {True: "homogeneous", None: "homogeneity undecided", False: "not homogeneous"}[self.homogeneous]
         failed = [name for name, met in self.facts.items() if not met]
