@@ -91,3 +91,22 @@ def test_dropout_in_training_mode_is_vacuous_and_says_call_eval(dtype):
                                   torch.nn.Linear(6, 1, bias=False)).to(dtype)
         verdict = tc.check_weight_norm(net, wn_X, wn_y)
         assert verdict.status == "vacuous" and "model.eval()" in verdict.reason, verdict.summary()
+
+
+@pytest.mark.parametrize("dtype,scale,expected", [(torch.float64, 1e-160, "inconclusive"),
+                                                   (torch.float32, 1e-18, "holds")], ids=["float64", "float32"])
+def test_inputs_at_the_edge_of_the_range_are_never_violated(dtype, scale, expected):
+    """X x 1e-160 in float64: Hessian entries ~1e-320 are subnormal and the roundoff bounds underflow to 0, so
+    nothing can be decided (inconclusive, never a 'violated' from a bound of 0); float32 inputs x 1e-18 stay
+    normal in the float64 copy and hold."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 6, bias=False), torch.nn.ReLU(), torch.nn.Linear(6, 5, bias=False),
+                                torch.nn.ReLU(), torch.nn.Linear(5, 1, bias=False)).to(dtype)
+    X = torch.randn(5, 3, dtype=dtype) * scale
+    with torch.no_grad():
+        y = model(X)
+    for check in (tc.check_gauss_newton, tc.check_flat_minima):
+        verdict = check(model, X, y)
+        assert verdict.status == expected, verdict.summary()
+        if expected == "inconclusive":
+            assert "underflow" in verdict.reason

@@ -31,8 +31,9 @@ from ..core.kit import Case, ClaimKit, comparison
 from ..core.inputs import require_module
 from ..core.modules import read_parameters
 from ..core.registry import case_seed
+from ..core.threads import threads_for
 from ..engines.batch_behaviour import measure_batch_behaviour
-from ..engines.homogeneity import measure_homogeneity
+from ..engines.homogeneity import measure_homogeneity, measurement_work
 
 kit = ClaimKit(
     id="random_label_margin",
@@ -173,7 +174,8 @@ def _user_pairs(X, y, seeds, model, train, label_seed) -> dict:
                 net = model()
                 require_module(net, "model()")
                 _expect_one_output(net, X)
-                train(net, X, row.clone())
+                with threads_for(*measurement_work(net, X)):  # a small net trains faster on one thread
+                    train(net, X, row.clone())
                 found = read_parameters(net, X)
                 expect(bool(found.weights), expected="a network with weight layers", received=f"{found.roles}",
                        fix="model: a factory of the network to train")

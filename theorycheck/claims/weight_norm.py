@@ -28,8 +28,9 @@ from ..core.devices import dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..core.modules import read_parameters
 from ..engines.batch_behaviour import measure_batch_behaviour
-from ..engines.homogeneity import measure_homogeneity
+from ..engines.homogeneity import measure_homogeneity, measurement_work
 from ..core.kit import ClaimKit
+from ..core.threads import one_thread_when_small
 from ..core.inputs import as_batch
 from ..core.verdict import Verdict
 
@@ -133,6 +134,7 @@ kit = ClaimKit(
 
 
 @kit.checker(samples=("X", "y"))
+@one_thread_when_small(lambda model, X, *args, **kwargs: measurement_work(model, X))
 def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp",
                       v_norm: float = 1.0, parametrization: str = "weight_norm", seed: int | None = None) -> Verdict:
     """Check WN == Lagrange (u_k' = V_k', g_k' = rho_k') and V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) for every

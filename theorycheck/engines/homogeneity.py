@@ -29,6 +29,7 @@ from ..core.devices import dtype_name, unit_roundoff
 from ..core.evaluation import evaluation_state, output_tensor, unwrap
 from ..core.inputs import as_batch
 from ..core.modules import declared_degrees, read_parameters
+from ..core.threads import one_thread_when_small
 from .euler import UNTRACKED, euler_sums
 
 SCALES = (1e-3, 0.5, 2.0, 1e3)  # f(a W_k) = a^{d_k} f(W): below and above 1, over six orders of magnitude
@@ -80,6 +81,13 @@ class HomogeneityMeasurement:
                 + (f"; not met: {failed}" if failed else "") + (f"; {self.reason}" if self.reason else ""))
 
 
+def measurement_work(model, x, **kwargs) -> tuple[float, object]:
+    """Parameters x samples and the device (a small measurement runs on one intra-op thread)."""
+    samples = x.shape[0] if isinstance(x, torch.Tensor) and x.ndim else 1
+    return sum(p.numel() for p in model.parameters()) * samples, getattr(x, "device", "cpu")
+
+
+@one_thread_when_small(measurement_work)
 def measure_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None) -> HomogeneityMeasurement:
     """Euler's identity <W_k, df/dW_k> = d_k f (one forward and one backward pass per output column,
     :mod:`theorycheck.engines.euler`), f(a W_k) = a^{d_k} f(W) for every a in :data:`SCALES` and
