@@ -16,6 +16,10 @@ the outputs given.
   interpolating point (r = 0) H = J^T J, so rank H <= n k (k outputs) << #parameters: the Hessian at
   such a global minimum is degenerate (Poggio, Banburski & Liao, CBMM Memo 100 (2019), abstract). For any
   loss of the outputs, H = J^T D J + sum_n g_n . d^2 f_n (g = dL/df, D = d^2 L/df^2): J^T D J where g = 0.
+Both bounds are per sample: how the forward treats the batch is measured first
+(:mod:`theorycheck.engines.batch_behaviour`): a random forward (dropout in training mode) is vacuous, samples
+coupled by batch statistics are undecided unless everything holds within the bound, and entries below
+tiny / u (underflow) inconclusive.
 Hessians by torch.func on a float64 copy of the module (:mod:`theorycheck.engines.hessian`); above
 ``FULL_LIMIT`` parameters (or with ``probes=``) the identities are tested on random probe vectors by
 Hessian-vector products.
