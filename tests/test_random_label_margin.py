@@ -180,3 +180,21 @@ def test_a_frozen_layer_is_measured_as_a_layer(dtype):
 
     pairs = tc.label_margin_pairs(data.X, data.y, seeds=range(2), model=frozen, train=_adam(1))
     assert all(held is True for held in pairs["homogeneous"].values()), pairs["homogeneous"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("middle", [lambda: torch.nn.BatchNorm1d(16, affine=False), lambda: torch.nn.Dropout(0.2)],
+                         ids=["batchnorm-train", "dropout-train"])
+def test_a_network_left_in_training_mode_has_no_per_sample_margin(middle, dtype):
+    """Batch statistics or dropout: f(x_n) is not a function of x_n alone, so no normalized margin exists to
+    compare (measured per run: not homogeneous), never a raw error from the measurement."""
+    data = digits(8, classes=(3, 8), seed=1, dtype=dtype)
+
+    def make():
+        return torch.nn.Sequential(torch.nn.Linear(64, 16, bias=False), middle(), torch.nn.ReLU(),
+                                   torch.nn.Linear(16, 1, bias=False)).to(dtype)
+
+    pairs = tc.label_margin_pairs(data.X, data.y, seeds=range(2), model=make, train=_adam(1))
+    assert not any(pairs["homogeneous"].values())
+    verdict = tc.check_random_label_margin(pairs)
+    assert verdict.status == "vacuous" and "homogeneous" in " ".join(verdict.failed_assumptions)

@@ -158,6 +158,23 @@ def _expect_one_output(net: torch.nn.Module, X: torch.Tensor) -> None:
            fix="a binary classifier with one output: the margin is y f(x)")
 
 
+def _trained_margins(net, X, row, train, homogeneous: dict, name: str) -> torch.Tensor:
+    """Train ``net`` on the labels ``row``; its normalized margins, its homogeneity recorded under ``name``."""
+    _expect_one_output(net, X)
+    train(net, X, row.clone())
+    found = read_parameters(net, X)
+    expect(bool(found.weights), expected="a network with weight layers", received=f"{found.roles}",
+           fix="model: a factory of the network to train")
+    layers = {**found.weights, **found.frozen_weights}  # frozen layers scale f too
+    # a forward that is random, changes buffers or couples samples has no per-sample f to scale
+    per_sample = measure_batch_behaviour(net, X).per_sample
+    homogeneous[name] = (False if found.others or not per_sample else
+                         measure_homogeneity(net, X, degrees=[1.0] * len(layers)).identities_hold)
+    with torch.no_grad():
+        rho = math.prod(float(w.detach().norm()) for w in layers.values())
+        return row * net(X).reshape(-1) / rho
+
+
 def _user_pairs(X, y, seeds, model, train, label_seed) -> dict:
     """Each arm of each pair: ``model()`` under torch.manual_seed of the pair's stream, trained in place by
     ``train(net, X, labels)``; margins normalized by the product of the weight layers' Frobenius norms
@@ -173,20 +190,8 @@ def _user_pairs(X, y, seeds, model, train, label_seed) -> dict:
                 torch.manual_seed(case_seed(int(s), "arm", arm))
                 net = model()
                 require_module(net, "model()")
-                _expect_one_output(net, X)
-                with threads_for(*measurement_work(net, X)):  # a small net trains faster on one thread
-                    train(net, X, row.clone())
-                found = read_parameters(net, X)
-                expect(bool(found.weights), expected="a network with weight layers", received=f"{found.roles}",
-                       fix="model: a factory of the network to train")
-                layers = {**found.weights, **found.frozen_weights}  # frozen layers scale f too
-                with torch.no_grad():
-                    rho = math.prod(float(w.detach().norm()) for w in layers.values())
-                    rows.append(row * net(X).reshape(-1) / rho)
-                # a forward that is random, changes buffers or couples samples has no per-sample f to scale
-                per_sample = measure_batch_behaviour(net, X).per_sample
-                homogeneous[f"{arm}-{s}"] = (False if found.others or not per_sample else
-                                             measure_homogeneity(net, X, degrees=[1.0] * len(layers)).identities_hold)
+                with threads_for(*measurement_work(net, X)):  # a small net runs faster on one thread
+                    rows.append(_trained_margins(net, X, row, train, homogeneous, f"{arm}-{s}"))
             margins[arm] = torch.stack(rows).detach()
     return {**margins, "steps": None, "run": None, "random_labels": random_labels, "homogeneous": homogeneous}
 
