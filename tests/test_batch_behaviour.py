@@ -110,3 +110,16 @@ def test_inputs_at_the_edge_of_the_range_are_never_violated(dtype, scale, expect
         assert verdict.status == expected, verdict.summary()
         if expected == "inconclusive":
             assert "underflow" in verdict.reason
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_norm_on_coupled_samples_is_never_violated(dtype):
+    """z - mean over the batch is linear in each layer (the identities hold) but couples the samples: the
+    per-sample bound does not cover it, so only a pass within it is decided."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6, bias=False), BatchCentred(), torch.nn.ReLU(),
+                              torch.nn.Linear(6, 1, bias=False)).to(dtype)
+    X, y = torch.randn(8, 4, dtype=dtype), torch.tensor([1.0, -1.0] * 4, dtype=dtype)
+    verdict = tc.check_weight_norm(net, X, y)
+    assert verdict.status in ("holds", "inconclusive") and verdict.details["batch_behaviour"]["coupled"] is True
+    assert "coupled" in verdict.reason

@@ -119,6 +119,8 @@ COUPLED = ("the samples are coupled (an output depends on another sample's input
            "BatchNorm in training mode): the per-sample roundoff bound does not cover f, so a gap cannot be told "
            "from roundoff; call model.eval() for the per-sample network")
 
+COUPLED_HELD = "the samples are coupled (batch statistics): everything held within the per-sample roundoff bound"
+
 
 def _random_verdict(kit: ClaimKit, behaviour: BatchBehaviour, model) -> Verdict:
     """A random forward: the Hessian of one evaluation is not defined (vacuous), nothing is differentiated."""
@@ -295,8 +297,8 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
         reasons.append(f"f does not depend on the parameters of {name_k!r} and {name_k1!r} on X (every hidden unit "
                        "between them and the output dead): nothing to test")
     coupled = bool(behaviour.coupled) and not (invariant and held)  # only a pass within the bound is decided
-    if coupled:
-        reasons.append(COUPLED)
+    if behaviour.coupled:
+        reasons.append(COUPLED if coupled else COUPLED_HELD)
     return flat_minima_kit.decide(
         assumptions={"deterministic": True, "invariant": None if coupled and not invariant else invariant},
         conclusion_held=held, inconclusive=not finite or silent, undecided=coupled,
@@ -419,8 +421,8 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     if not finite:
         reasons.append("non-finite Hessian or Jacobian (overflow), or entries below tiny / u (underflow: rescale the data)")
     coupled = bool(behaviour.coupled) and not (interpolates and held)  # only a pass within the bound is decided
-    if coupled:
-        reasons.append(COUPLED)
+    if behaviour.coupled:
+        reasons.append(COUPLED if coupled else COUPLED_HELD)
     return gauss_newton_kit.decide(
         assumptions={"deterministic": True, "interpolates": None if coupled and not interpolates else interpolates},
         conclusion_held=held, inconclusive=not finite, undecided=coupled,
