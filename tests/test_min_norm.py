@@ -365,3 +365,14 @@ def test_exact_estimators_hold_at_one_sample_and_a_zero_problem_holds(dtype):
     zero = tc.check_early_stopping(X, torch.zeros(5, dtype=dtype), sigma=0.0, estimators=(flow, ridge))
     assert zero.status == "holds" and zero.statistic == 0 and "exactly 0" in zero.reason, zero.summary()
     assert tc.check_early_stopping(X, torch.zeros(5, dtype=dtype), sigma=0.0).status == "holds"
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e160])
+def test_a_design_outside_the_normal_range_is_inconclusive(scale):
+    """X x 1e-160 (S subnormal: flow times 1 / s beyond float64) or x 1e160 (S overflows): inconclusive with
+    the fix named, never a raw error; float32 designs stay in range in the float64 copy and hold."""
+    g = torch.Generator().manual_seed(0)
+    X, beta0 = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    verdict = tc.check_early_stopping(X * scale, beta0, sigma=0.5)
+    assert verdict.status == "inconclusive" and "rescale X" in verdict.reason, verdict.summary()
+    assert tc.check_early_stopping((X * 1e-18).float(), beta0.float(), sigma=0.5).status == "holds"

@@ -297,7 +297,17 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     n, d = Xn.shape
     # the eigendecomposition is exact for a symmetric S + E, ||E|| <= d u ||S||; the inequality holds for every
     # PSD matrix, so only the evaluation of the sums below is rounded (clamping negative eigenvalues to 0)
-    s, V = np.linalg.eigh(Xn.T @ Xn / n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        S = Xn.T @ Xn / n
+    size = float(np.abs(S).max()) if S.size else 0.0
+    if not math.isfinite(size) or 0 < size < np.finfo(np.float64).tiny / unit_roundoff(torch.float64):
+        # overflow, or S below the normal range: its eigenvalues lost their digits, and the flow times 1 / s
+        # the supremum ranges over are not representable
+        return early_stopping_kit.decide(
+            assumptions={"flow": step is None}, inconclusive=True, details={"n": n, "d": d, "max_abs_S": size},
+            reason=f"X^T X / n has entries of size {size:.3g}: outside float64's normal range (overflow or "
+                   "underflow); rescale X (the ratio over t > 0 does not depend on the scale of X)")
+    s, V = np.linalg.eigh(S)
     s = np.clip(s, 0.0, None)
     coef = (V.T @ b0) ** 2
     positive = s[s > 0]
