@@ -44,6 +44,13 @@ def test_the_measurement_sees_randomness_buffer_updates_and_every_coupled_pair(d
     model = _net(torch.nn.BatchNorm1d(4), dtype)
     measure_batch_behaviour(model, X)
     assert int(model[3].num_batches_tracked) == 0  # the model itself is not run
+    assert measure_batch_behaviour(_net(BatchCentred(), dtype), X[:1]).coupled is False  # one sample
+
+    class Untracked(torch.nn.Module):
+        def forward(self, z):
+            with torch.no_grad():
+                return z - z.mean(0)
+    assert measure_batch_behaviour(Untracked(), X).coupled is None  # autograd cannot see it: not claimed
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -56,12 +56,14 @@ def measure_batch_behaviour(model: torch.nn.Module, X: torch.Tensor) -> BatchBeh
     return BatchBehaviour(random=random, mutates_buffers=mutates, coupled=coupled)
 
 
-def _coupled(net: torch.nn.Module, X: torch.Tensor) -> bool:
+def _coupled(net: torch.nn.Module, X: torch.Tensor) -> bool | None:
     N = X.shape[0]
     if N < 2:
         return False
     x = X.detach().clone().requires_grad_(True)
     out = output_tensor(net(x)).reshape(N, -1)
+    if not (out.requires_grad and out.is_floating_point()):  # autograd does not see f (torch.no_grad inside)
+        return None
     gen = torch.Generator().manual_seed(0)
     R = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out)
     index = torch.arange(N, device=X.device)
