@@ -37,7 +37,9 @@ def test_the_measurement_sees_randomness_buffer_updates_and_every_coupled_pair(d
     bn = measure_batch_behaviour(_net(torch.nn.BatchNorm1d(4), dtype), X)
     assert (bn.random, bn.mutates_buffers, bn.coupled) == (False, True, True)
     assert measure_batch_behaviour(_net(torch.nn.BatchNorm1d(4), dtype).eval(), X).per_sample
-    assert measure_batch_behaviour(_net(torch.nn.Dropout(0.5), dtype), X).random
+    for p in (0.5, 1e-9):  # a rate so small that no unit drops is still a random forward
+        assert measure_batch_behaviour(_net(torch.nn.Dropout(p), dtype), X).random
+    assert measure_batch_behaviour(_net(torch.nn.Dropout(0.0), dtype), X).per_sample
     for module in (BatchCentred(), NextSample()):
         found = measure_batch_behaviour(_net(module, dtype), X)
         assert (found.random, found.mutates_buffers, found.coupled) == (False, False, True)
@@ -86,12 +88,13 @@ def test_the_same_network_in_eval_mode_holds(dtype):
 def test_dropout_in_training_mode_is_vacuous_and_says_call_eval(dtype):
     torch.manual_seed(0)
     X = torch.randn(5, 3, dtype=dtype)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.ReLU(), torch.nn.Dropout(0.3),
-                                torch.nn.Linear(6, 1)).to(dtype)
     y = torch.zeros(5, 1, dtype=dtype)
-    for check in (tc.check_gauss_newton, tc.check_flat_minima):
-        verdict = check(model, X, y)
-        assert verdict.status == "vacuous" and "model.eval()" in verdict.reason, verdict.summary()
+    for p in (0.3, 1e-9):  # at 1e-9 no unit drops, yet the forward draws: torch.func could not differentiate it
+        model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.ReLU(), torch.nn.Dropout(p),
+                                    torch.nn.Linear(6, 1)).to(dtype)
+        for check in (tc.check_gauss_newton, tc.check_flat_minima):
+            verdict = check(model, X, y)
+            assert verdict.status == "vacuous" and "model.eval()" in verdict.reason, verdict.summary()
     wn_X, wn_y = torch.randn(8, 4, dtype=dtype), torch.tensor([1.0, -1.0] * 4, dtype=dtype)
     for middle in (torch.nn.Dropout(0.3), torch.nn.BatchNorm1d(6, affine=False)):
         net = torch.nn.Sequential(torch.nn.Linear(4, 6, bias=False), middle, torch.nn.ReLU(),

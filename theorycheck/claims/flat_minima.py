@@ -419,7 +419,8 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     elif not held:
         reasons.append(f"H != J^T D J (J^T J for the squared loss) at an interpolating point: entrywise ratio to roundoff {ratio:.3g}, {what}")
     if not finite:
-        reasons.append("non-finite Hessian or Jacobian (overflow), or entries below tiny / u (underflow: rescale the data)")
+        reasons.append("non-finite Hessian or Jacobian (overflow), or entries below tiny / u (underflow: rescale "
+                       "the data)")
     coupled = bool(behaviour.coupled) and not (interpolates and held)  # only a pass within the bound is decided
     if behaviour.coupled:
         reasons.append(COUPLED if coupled else COUPLED_HELD)

@@ -1,7 +1,7 @@
-"""How a module's forward treats a batch, measured on it (a record, never a verdict): whether two evaluations
-agree (no training-mode randomness such as dropout), whether it leaves its buffers unchanged (a BatchNorm in
-training mode updates its running statistics), and whether the samples are coupled (an output of sample n
-depends on the input of sample m != n, e.g. through batch statistics).
+"""How a module's forward treats a batch, measured on it (a record, never a verdict): whether it is random
+(it draws from torch's generator, as dropout does at any rate p > 0, or two evaluations differ), whether it
+leaves its buffers unchanged (a BatchNorm in training mode updates its running statistics), and whether the
+samples are coupled (an output of sample n depends on the input of sample m != n: batch statistics).
 
 Theorems about f(theta; x) per sample, and roundoff bounds built per sample, need a deterministic forward
 with uncoupled samples: a module in training mode gives neither, and ``model.eval()`` is the usual fix.
@@ -47,13 +47,21 @@ def measure_batch_behaviour(model: torch.nn.Module, X: torch.Tensor) -> BatchBeh
     and the coupling of the samples (module docstring)."""
     net = copy.deepcopy(model)
     before = {n: b.detach().clone() for n, b in net.named_buffers()}
-    with torch.random.fork_rng(devices=[X.device] if X.device.type == "cuda" else []):
+    cuda = X.device.type == "cuda"
+    with torch.random.fork_rng(devices=[X.device] if cuda else []):
+        state = _generator_state(X.device)
         with torch.no_grad():
             first, second = (output_tensor(net(X)) for _ in range(2))
-        random = not torch.equal(torch.nan_to_num(first), torch.nan_to_num(second))
+        # a draw from the generator (dropout at any p > 0) or two outputs that differ
+        random = (not torch.equal(_generator_state(X.device), state)
+                  or not torch.equal(torch.nan_to_num(first), torch.nan_to_num(second)))
         mutates = any(not torch.equal(torch.nan_to_num(b), torch.nan_to_num(before[n])) for n, b in net.named_buffers())
         coupled = None if random or not X.is_floating_point() else _coupled(net, X)
     return BatchBehaviour(random=random, mutates_buffers=mutates, coupled=coupled)
+
+
+def _generator_state(device: torch.device) -> torch.Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
 
 
 def _coupled(net: torch.nn.Module, X: torch.Tensor) -> bool | None:
