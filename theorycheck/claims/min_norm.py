@@ -429,9 +429,10 @@ def _your_estimators(estimators, X: torch.Tensor, Xn, beta0, sigma, s, V, times,
     expect(estimator_error is None or estimator_error >= 0, expected="estimator_error >= 0 (relative) or None",
            received=repr(estimator_error), fix="your solver's relative error, e.g. its rtol")
     # a backward-stable solver errs by 16 (n + d) u cond(S) relative; in the directions S does not resolve
-    # (null or below d u ||S||) the computed eigenvectors keep components of X^T y / n of size (n + d) u ||X||_2 / n,
-    # which a filter of size <= t (flow) or <= 1 / lambda (ridge) multiplies: at most sqrt(d) of them
-    null_scale = 16 * (n + d) * u * math.sqrt(d) * float(np.linalg.norm(Xn, 2)) / n
+    # (null or below d u ||S||) the computed eigenvectors are off by an angle <= 16 (n + d) u ||S|| / gap (Davis-
+    # Kahan, gap = the smallest resolved eigenvalue) and keep components of X^T y / n of that angle times
+    # ||X||_2 / n, which a filter of size <= t (flow) or <= 1 / lambda (ridge) multiplies: at most sqrt(d) of them
+    null_scale = 16 * (n + d) * u * cond * math.sqrt(d) * float(np.linalg.norm(Xn, 2)) / n
     probes = linearity_probes(Xn, beta0, sigma)
     probe_norms = np.linalg.norm(probes, axis=0)
     scale = float(np.linalg.norm(Xn @ beta0)) + sigma
@@ -474,8 +475,8 @@ def _your_estimators(estimators, X: torch.Tensor, Xn, beta0, sigma, s, V, times,
                                                                             float(probe_norms.max())]},
             "error_basis": "estimator_error given" if given else
             f"16 (n + d) u cond(S), cond = {cond:.3g} (a backward-stable solver's relative error), plus 16 (n + d) u "
-            "sqrt(d) ||X||_2 / n x (t for the flow, 1 / lambda for ridge) / ||A_exact||_F: the components of X^T y / n "
-            "rounding leaves in the directions S does not resolve, times the filter there"}
+            "cond sqrt(d) ||X||_2 / n x (t for the flow, 1 / lambda for ridge) / ||A_exact||_F: the components of "
+            "X^T y / n rounding leaves in the directions S does not resolve (Davis-Kahan), times the filter there"}
 
 
 def _locate_maximum(f, u: np.ndarray, values: np.ndarray) -> tuple[float, float, list[dict]]:
