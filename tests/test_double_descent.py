@@ -87,3 +87,47 @@ def test_raw_risks_are_judged_with_their_own_variance():
     assert as_conditional.statistic > verdict.statistic * 3
     with pytest.raises(tc.InvalidArgument, match="risks_are"):
         tc.check_double_descent(raw, n=n, r2=r2, sigma2=sigma2, risks_are="test-mse")
+
+
+def _lstsq(X, y):
+    """A user's min-norm estimator (lstsq, not the checker's pinv)."""
+    return np.linalg.lstsq(X, y, rcond=None)[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_users_estimator_and_design_are_observed(dtype):
+    """observe_risks runs your estimator on your design: min-norm on N(0, I) rows holds (in float32 too); Rademacher,
+    uniform and correlated designs are outside the theorem (vacuous, measured on the rows drawn), and a ridge
+    estimator misses the exact risk (violated)."""
+    from theorycheck.claims.double_descent import observe_risks
+
+    def gaussian(rng, n, p):
+        return rng.standard_normal((n, p)).astype(dtype)
+
+    def estimator(X, y):
+        return _lstsq(X.astype(dtype), y.astype(dtype))
+
+    given = dict(n=16, r2=1.0, sigma2=1.5)
+    cases = [(estimator, gaussian, "holds"),
+             (estimator, lambda rng, n, p: rng.choice([-1.0, 1.0], size=(n, p)), "vacuous"),
+             (estimator, lambda rng, n, p: rng.uniform(-math.sqrt(3), math.sqrt(3), size=(n, p)), "vacuous"),
+             (estimator, lambda rng, n, p: rng.standard_normal((n, p)) @ (np.eye(p) + np.ones((p, p)) / p), "vacuous"),
+             (lambda X, y: np.linalg.solve(X.T @ X + 4 * np.eye(X.shape[1]), X.T @ y), gaussian, "violated")]
+    for fit, design, expected in cases:
+        risks = observe_risks(fit, design, draws=80, seed=1, **given)
+        verdict = tc.check_double_descent(risks, risks_are=risks.kind, **given)
+        assert verdict.status == expected, verdict.summary()
+        assert (expected == "vacuous") == ("not N(0, I_p)" in verdict.reason)
+
+
+def test_observed_risks_refuse_wrong_shapes_and_conditional_judging():
+    from theorycheck.claims.double_descent import observe_risks
+
+    with pytest.raises(tc.InvalidArgument, match=r"estimator\(X, y\) of shape"):
+        observe_risks(lambda X, y: np.zeros(3), n=12, r2=1.0, sigma2=1.0, draws=2)
+    with pytest.raises(tc.InvalidArgument, match=r"design\(rng, n, p\) of shape"):
+        observe_risks(design=lambda rng, n, p: np.zeros((p, n + 1)), n=12, r2=1.0, sigma2=1.0, draws=2)
+    risks = observe_risks(n=12, r2=1.0, sigma2=1.0, draws=5)
+    assert risks.kind == "conditional"  # the default min-norm estimator is linear in y
+    with pytest.raises(tc.InvalidArgument, match="risks_are='conditional'"):
+        tc.check_double_descent(risks, n=12, r2=1.0, sigma2=1.0, risks_are="raw")

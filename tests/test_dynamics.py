@@ -345,3 +345,17 @@ def test_per_sample_margin_jacobian_matches_the_batched_backward_passes(name):
     assert torch.equal(q, q_old.detach()) or bool(((q - q_old).abs() <= 1e-15 * q_old.abs().max()).all())
     assert net._per_sample is (path != "batched")
     assert path == "batched" or bool(net._layers) is (path == "layerwise")
+
+
+@pytest.mark.parametrize("spec, resolved", [(LEAKY, False), (SMOOTH, True)])
+def test_a_flow_that_raises_the_loss_says_it_is_not_resolving_the_flow(spec, resolved, tc_device, tc_dtype):
+    """The exact flow lowers log J. A leaky-ReLU flow at the default rtol (1e-2) accepts steps chattering across
+    kinks that raise it (measured: 44 of 161 steps, by up to 5.4, down to log J = -40); the run says so instead of
+    passing as the flow. A C^2 network at its default rtol lowers it at every step."""
+    model, X, y = FlowInstance(spec=spec, seed=1, n=10).build(tc_device, tc_dtype)
+    trajectory = tc.train(model, X, y, log_loss_target=-40.0)
+    assert trajectory.resolves_flow is resolved, (trajectory.log_loss_rises, trajectory.largest_log_loss_rise)
+    assert ("NOT resolving the flow" in trajectory.integrator) is (not resolved)
+    assert Trajectory.from_dict(json.loads(json.dumps(trajectory.to_dict()))).log_loss_rises == trajectory.log_loss_rises
+    gd = tc.train(model, X, y, method="gd", lr=0.1, steps=3)
+    assert gd.resolves_flow is None and gd.log_loss_rises == 0

@@ -78,7 +78,12 @@ def test_precision_lost_inside_the_forward_is_measured(dtype):
     model = _build(RoundTrip, dtype)
     x = torch.randn(8, 4, dtype=dtype_of(dtype))
     verdict = tc.check_homogeneity(model, x)
-    assert verdict.status == "holds", verdict.summary()
+    if dtype == "float64":  # float32's range cuts the sweep short of float64's: thresholds there are untested
+        assert verdict.status == "inconclusive", verdict.summary()
+        assert "limited by float32's range to pre-activations 10^-30..10^30" in verdict.reason
+        assert verdict.details["decades_not_covered"] == [-240, -120, -60, 60, 120, 240]
+    else:
+        assert verdict.status == "holds", verdict.summary()
     assert verdict.details["arithmetic"] == "float32"
     assert "computes in torch.float32" in verdict.details["evaluation"]
     assert verdict.details["tolerances"]["euler"] > 1e-7  # float32's roundoff, not float64's
@@ -344,9 +349,12 @@ def test_dropout_in_coupled_runs_asks_for_eval():
 
 
 def test_bfloat16_autocast_inside_the_forward_is_measured():
+    """bfloat16's roundoff bound on a ReLU net exceeds half of |f| on every sample: the identity cannot be
+    resolved (inconclusive, not holds); a break far beyond the bound is still seen."""
     autocast = _build(Around, "float32", lambda net, x: _autocast(net, x))
     verdict = tc.check_homogeneity(autocast, torch.randn(8, 4))
-    assert verdict.status == "holds", verdict.summary()
+    assert verdict.status == "inconclusive" and "bfloat16 arithmetic cannot resolve" in verdict.reason
+    assert min(verdict.details["resolution"].values()) > 0.5
     assert verdict.details["arithmetic"] == "bfloat16" and verdict.dtype == "float32"
     autocast.net[1] = nn.Softplus()
     assert tc.check_homogeneity(autocast, torch.randn(8, 4)).details["offending_layers"] == ["net.0.weight"]
@@ -414,3 +422,215 @@ def test_forward_entirely_under_no_grad_is_inconclusive_not_violated(dtype):
     verdict = tc.check_homogeneity(_build(NoGradForward, dtype), x)
     assert verdict.status == "inconclusive" and "autograd sees no path" in verdict.reason
     assert tc.check_homogeneity(_build(NoGradForward, dtype, True), x).status == "vacuous"
+
+
+# --- low precision: what the arithmetic can resolve, and where it acts --------------------------------
+
+class TwoLayers(nn.Module):
+    """``inputs`` -> ``width`` -> 1, bias-free, with ``middle(self, h)`` between the layers and ``before(x)``
+    applied to the input."""
+
+    def __init__(self, middle, before=None, inputs=10, width=32):
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(inputs, width, bias=False), nn.Linear(width, 1, bias=False)
+        self.middle, self.before = middle, before or (lambda x: x)
+
+    def forward(self, x):
+        return self.l2(self.middle(self, self.l1(self.before(x))))
+
+
+def _in_autocast(activation, noise=0.0):
+    def middle(module, h):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = activation(h)
+            return (h * (1 + noise * torch.randn_like(h))).to(torch.float32)
+    return middle
+
+
+def test_bfloat16_autocast_cannot_resolve_a_gelu_and_says_so():
+    """GELU inside bfloat16 autocast is 47% of max|f| away from homogeneous, inside bfloat16's bound: not holds."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 10)
+    functional = Around(lambda net, x: _autocast(net, x))
+    functional.net = nn.Sequential(nn.Linear(10, 32, bias=False), nn.ReLU(), nn.Linear(32, 1, bias=False))
+    functional.net[1].forward = torch.nn.functional.gelu  # a GELU the module scan cannot see
+    verdict = tc.check_homogeneity(functional, x)
+    assert verdict.status == "inconclusive" and "bfloat16 arithmetic cannot resolve" in verdict.reason
+    assert verdict.details["euler_method"] == "hooks"  # bfloat16 rounding is not "used outside its module"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_noise_below_the_roundoff_bound_is_still_random(dtype):
+    """Two identical CPU passes are bitwise equal: noise of a few units of roundoff is randomness."""
+    unit = torch.finfo(dtype_of(dtype)).eps
+    noisy = _build(TwoLayers, dtype, lambda m, h: torch.relu(h) * (1 + 4 * unit * torch.randn_like(h)))
+    verdict = tc.check_homogeneity(noisy, torch.randn(8, 10, dtype=dtype_of(dtype)))
+    assert verdict.status == "vacuous" and verdict.assumptions["deterministic forward (no dropout or other " \
+        "training-mode randomness)"] is False, verdict.summary()
+    assert "bitwise" in verdict.reason
+    autocast = _build(TwoLayers, "float32", _in_autocast(torch.relu, noise=0.05))
+    assert tc.check_homogeneity(autocast, torch.randn(8, 10)).status == "vacuous"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_cast_of_the_input_alone_does_not_set_the_arithmetic(dtype):
+    """x.half() before any layer changes f's input, not the weights' roundoff: the sweep and tolerances stay the
+    model's, so clamp(min=1e-6) as a ReLU is caught."""
+    quantize = lambda x: x.half().to(x.dtype)  # noqa: E731
+    x = torch.randn(16, 10, dtype=dtype_of(dtype))
+    relu = tc.check_homogeneity(_build(TwoLayers, dtype, lambda m, h: torch.relu(h), quantize), x)
+    assert relu.status == "holds" and relu.details["arithmetic"] == "float64", relu.summary()  # the exact copy
+    assert relu.details["decades_not_covered"] == []
+    clamp = tc.check_homogeneity(_build(TwoLayers, dtype, lambda m, h: h.clamp(min=1e-6), quantize), x)
+    assert clamp.status == "violated" and clamp.details["offending_layers"] == ["l1.weight"], clamp.summary()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_sweep_cut_short_by_a_hidden_half_cast_is_not_holds(dtype):
+    """Hidden activations in float16: the sweep reaches 10^4 at most; the rest of the model's range is untested."""
+    hidden = _build(TwoLayers, dtype, lambda m, h: torch.relu(h).half().to(h.dtype), None, 4, 4)
+    verdict = tc.check_homogeneity(hidden, torch.randn(8, 4, dtype=dtype_of(dtype)))
+    assert verdict.status != "holds" and verdict.details["arithmetic"] == "float16", verdict.summary()
+    if verdict.status == "inconclusive":
+        assert "limited by float16's range to pre-activations 10^-3..10^3" in verdict.reason
+    assert verdict.details["decades_not_covered"][0] == (-240 if dtype == "float64" else -30)
+
+
+# --- the model is never changed ---------------------------------------------------------------------
+
+class Looked(nn.Module):
+    """Ids -> an embedding table (mean over the sequence) -> a bias-free ReLU MLP."""
+
+    def __init__(self, table="embedding", max_norm=None, activation=None):
+        super().__init__()
+        self.table = table
+        self.e = (nn.EmbeddingBag(50, 8, mode="mean") if table == "bag" else
+                  nn.Embedding(50, 8, max_norm=max_norm) if table == "embedding" else
+                  nn.Linear(50, 8, bias=False))
+        self.l1, self.l2 = nn.Linear(8, 16, bias=False), nn.Linear(16, 1, bias=False)
+        self.activation = activation or torch.relu
+
+    def forward(self, ids):
+        if self.table == "one_hot":
+            z = torch.nn.functional.one_hot(ids, 50).to(self.e.weight.dtype).mean(1) @ self.e.weight.T
+        else:
+            z = self.e(ids) if self.table == "bag" else self.e(ids).mean(1)
+        return self.l2(self.activation(self.l1(z)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_forward_that_writes_into_its_parameters_leaves_the_model_unchanged(dtype):
+    """nn.Embedding(max_norm) renormalizes the rows it looks up in place: the checks run on copies."""
+    torch.manual_seed(0)
+    model = Looked(max_norm=0.5).to(dtype_of(dtype))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    verdict = tc.check_homogeneity(model, torch.randint(0, 50, (12, 5)))
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert verdict.status != "holds" and "max_norm" in str(verdict.details["non_homogeneous_modules"])
+
+
+# --- what f depends on, measured ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_tables_are_weight_layers_by_measurement(dtype):
+    """A lookup is linear in its table: Embedding, EmbeddingBag and one_hot(ids) @ E are the same map."""
+    ids = torch.randint(0, 50, (12, 5))
+    for table in ("embedding", "bag", "one_hot"):
+        verdict = tc.check_homogeneity(_build(Looked, dtype, table), ids)
+        assert verdict.status == "holds" and "e.weight" in verdict.details["layers"], (table, verdict.summary())
+        assert verdict.details["parameter_roles"]["e.weight"].startswith("weight")
+    broken = tc.check_homogeneity(_build(Looked, dtype, "embedding", None, torch.tanh), ids)
+    assert broken.status == "violated" and "e.weight" in broken.details["offending_layers"], broken.summary()
+
+
+class Heads(nn.Module):
+    """A ReLU MLP with an auxiliary head ``aux`` used only by a training loss elsewhere (or ``gated`` x 0)."""
+
+    def __init__(self, use_aux="unused"):
+        super().__init__()
+        self.l1, self.l2, self.aux = (nn.Linear(10, 32, bias=False), nn.Linear(32, 1, bias=False),
+                                      nn.Linear(32, 5, bias=False))
+        self.use_aux = use_aux
+
+    def forward(self, x):
+        h = torch.relu(self.l1(x))
+        out = self.l2(h)
+        if self.use_aux == "gated":
+            return out + 0 * self.aux(h).sum(1, keepdim=True)
+        if self.use_aux == "only":
+            return x.sum(1, keepdim=True)
+        return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_head_f_does_not_depend_on_is_not_a_layer_of_f(dtype):
+    x = torch.randn(16, 10, dtype=dtype_of(dtype))
+    for use in ("unused", "gated"):
+        verdict = tc.check_homogeneity(_build(Heads, dtype, use), x)
+        assert verdict.status == "holds", verdict.summary()
+        assert verdict.details["independent_layers"] == ["aux.weight"] and "aux.weight" not in verdict.details["layers"]
+        assert "f does not depend on" in verdict.reason or "does not depend on" in verdict.reason
+    none = tc.check_homogeneity(_build(Heads, dtype, "only"), x)
+    assert none.status == "vacuous" and "does not depend on any weight layer" in none.reason
+
+
+class Standardized(nn.Module):
+    """(x - mu) / sd before a bias-free ReLU MLP, mu and sd as buffers or frozen parameters; ``after``: an
+    offset mu2 after the first layer instead."""
+
+    def __init__(self, kind="buffer", after=False):
+        super().__init__()
+        mu, sd = torch.randn(10), torch.rand(10) + 0.5
+        if kind == "buffer":
+            self.register_buffer("mu", mu)
+            self.register_buffer("sd", sd)
+        else:
+            self.mu, self.sd = nn.Parameter(mu, requires_grad=False), nn.Parameter(sd, requires_grad=False)
+        self.l1, self.l2 = nn.Linear(10, 32, bias=False), nn.Linear(32, 1, bias=False)
+        self.after = after
+
+    def forward(self, x):
+        if self.after:
+            return self.l2(torch.relu(self.l1(x) - self.mu.repeat(4)[:32]))
+        return self.l2(torch.relu(self.l1((x - self.mu) / self.sd)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_frozen_preprocessing_parameters_are_constants_like_buffers(dtype):
+    x = torch.randn(16, 10, dtype=dtype_of(dtype))
+    for kind in ("buffer", "frozen"):
+        verdict = tc.check_homogeneity(_build(Standardized, dtype, kind), x)
+        assert verdict.status == "holds", (kind, verdict.summary())
+    frozen = tc.check_homogeneity(_build(Standardized, dtype, "frozen"), x)
+    assert frozen.details["frozen_constants"] == ["mu", "sd"] and "held constant like buffers" in frozen.reason
+    after = tc.check_homogeneity(_build(Standardized, dtype, "frozen", True), x)  # an offset after a layer
+    assert after.status == "vacuous" and after.assumptions["no bias parameters"] is False, after.summary()
+    assert "held constant, the identities fail" in after.reason
+    assert tc.check_homogeneity(_build(Standardized, dtype, "buffer", True), x).status == "violated"
+
+
+# --- thresholds far outside the inputs' range ------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, thresholds", [("float64", (1e-25, 1e20, 1e-100, 1e200)),
+                                               ("float32", (1e-20, 1e20))])
+def test_thresholds_past_fifteen_decades_are_crossed(dtype, thresholds):
+    x = torch.randn(16, 10, dtype=dtype_of(dtype))
+    relu = tc.check_homogeneity(_build(TwoLayers, dtype, lambda m, h: torch.relu(h)), x)
+    assert relu.status == "holds" and relu.details["decades_judged"][-1] == 240, relu.summary()  # float64 copy
+    assert "j judged in -240..240" in relu.tolerance_basis
+    for t in thresholds:
+        cut = ((lambda m, h, t=t: torch.where(h.abs() > t, torch.relu(h), torch.zeros_like(h))) if t < 1 else
+               (lambda m, h, t=t: torch.relu(h).clamp(max=t)))
+        verdict = tc.check_homogeneity(_build(TwoLayers, dtype, cut), x)
+        assert verdict.status == "violated" and "l1.weight" in verdict.details["offending_layers"], (t, verdict.summary())
+
+
+@pytest.mark.parametrize("dtype, gain", [("float64", 1e150), ("float32", 1e15)])
+def test_weights_near_the_range_edge_keep_the_sweep_in_range(dtype, gain):
+    """Medians ~gain^2: the sweep's decades 10^j / m leave float64's range; their ratios are taken in logs."""
+    model = _build(TwoLayers, dtype, lambda m, h: torch.relu(h))
+    with torch.no_grad():
+        model.l1.weight.mul_(gain)
+        model.l2.weight.mul_(gain)
+    verdict = tc.check_homogeneity(model, torch.randn(16, 10, dtype=dtype_of(dtype)))
+    assert verdict.status == "holds", verdict.summary()

@@ -3,6 +3,7 @@ runs (which move O(1)) are caught, and relu, mean-field and a supercritical step
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,50 @@ def test_the_mean_field_control_fits_unit_targets_and_is_violated():
     verdict = cases["control-mean_field_as_ntk-58"].run()
     assert verdict.status == "violated", verdict.summary()
     assert verdict.details["interval"][0] > -0.5
+
+
+def test_the_trapezoid_rule_against_the_analytic_erf_kernel():
+    """The 2-D rule of limit_kernel (used for tanh) reproduces Williams' erf kernel to 1e-13 at step 0.2, within its
+    error bound (the change from step 0.4)."""
+    from scipy.special import erf
+
+    from theorycheck.claims.ntk import erf_dual
+    from theorycheck.claims.ntk_movement import _gauss_expectations
+
+    X = np.random.default_rng(0).standard_normal((5, 3))
+    sigma = X @ X.T / 3
+    coarse, fine = (_gauss_expectations(sigma, erf, step) for step in (0.4, 0.2))
+    error = np.abs(fine - erf_dual(sigma)[0]).max()
+    assert error <= 1e-13 and error <= np.abs(fine - coarse).max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ["erf", "tanh"])
+def test_a_repeated_input_makes_the_limit_kernel_singular_and_the_verdict_vacuous(activation, dtype):
+    """lambda_min(Theta) > 0 on the training inputs is an assumption of Lee et al. (2019): a repeated input (here
+    with a second target) makes Theta singular, whatever the fitted slope says; inputs 1e-3 apart keep it
+    definite (lambda_min over 10x n eps ||Theta|| + n delta)."""
+    from theorycheck.claims.ntk_movement import limit_definiteness
+
+    X = torch.as_tensor(np.random.default_rng(1).standard_normal((3, 4)), dtype=dtype)
+    repeated = torch.cat([X, X[:1]])
+    run = dict(widths=(16, 32, 64), seeds=(0, 1), steps=2, activation=activation)
+    verdict = tc.check_ntk_movement(repeated, torch.tensor([1.0, -1.0, 0.5, -1.0], dtype=dtype), **run)
+    assert verdict.status == "vacuous" and "singular on X" in verdict.reason
+    assert verdict.details["limit_kernel"]["lambda_min"] <= verdict.details["limit_kernel"]["solver_error"]
+    close = torch.cat([X, X[:1] + 1e-3])
+    measured = limit_definiteness(close, activation)
+    assert measured["definite"] is True and measured["lambda_min"] > 10 * measured["tolerance"]
+
+
+def test_a_wide_tanh_input_gets_a_step_within_its_strip_of_analyticity():
+    """One-dimensional inputs of size 2 make tanh(u) nearly a step (poles pi / (2 a) from the real axis): the step
+    follows a, so lambda_min (6e-3) stands far above the rule's error; a fixed step of 0.6 would not resolve it
+    (no bound), and an input 3x wider still decides."""
+    from theorycheck.claims.ntk_movement import limit_definiteness, limit_kernel
+
+    X = torch.tensor([[1.54099611], [-0.29342891], [-2.17878938]], dtype=torch.float64)
+    measured = limit_definiteness(X, "tanh")
+    assert measured["definite"] is True and measured["lambda_min"] > 1e6 * measured["tolerance"]
+    assert limit_kernel(X.numpy(), "tanh", step=0.6)[1] == math.inf
+    assert limit_definiteness(3 * X, "tanh")["definite"] is True

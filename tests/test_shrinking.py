@@ -90,10 +90,11 @@ def test_a_shrink_keeps_the_status_and_stops_at_its_budget():
 
 
 @pytest.mark.parametrize("claim, instance_shrinks, control_shrinks",
-                         [("homogeneity", True, False), ("min_norm", True, True), ("layer_balance", False, False)])
+                         [("homogeneity", True, False), ("min_norm", True, True), ("random_labels", True, True),
+                          ("layer_balance", False, False)])
 def test_cases_drawn_from_a_strategy_shrink(claim, instance_shrinks, control_shrinks):
     """homogeneity draws its instances from the generator its property tests use, min_norm (a dataclass claim)
-    its instances and controls through Hypothesis; a case drawn with numpy has no shrink step (its original
+    and random_labels their instances and controls through Hypothesis; a case drawn with numpy has no shrink step (its original
     counterexample stands alone)."""
     from theorycheck.core.registry import CLAIMS
 

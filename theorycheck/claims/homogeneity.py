@@ -33,7 +33,9 @@ kit = ClaimKit(
                  "deterministic": "deterministic forward (no dropout or other training-mode randomness)"},
     tolerance="per check, on a float64 copy (or the model's own pass, in the precision its forward is measured "
               "to compute in): Euler gamma_K, scalings 2 gamma_K' + (d+2)u, relative to "
-              "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|); the model's own pass within gamma_K'(u) of the copy",
+              "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|); the model's own pass within gamma_K'(u) of the copy; "
+              "u of the operations on the parameters; a check whose bound exceeds |f| / 2 on every sample, or a sweep "
+              "the arithmetic's range cuts short of the model dtype's, is inconclusive",
 )
 
 
@@ -48,7 +50,10 @@ def check_homogeneity(model: torch.nn.Module, x: torch.Tensor, *, degrees=None, 
     A forward that fixes its own dtypes is judged on its own pass in the precision it is measured to use;
     ``x`` may hold integer ids; the batch axis is measured; paths hidden from autograd are named.
     ``degrees``: the degree of f in each weight layer (list in registration order, or dict by name);
-    default ``model.homogeneity_degrees`` if set, else 1 each. The model is not changed.
+    default ``model.homogeneity_degrees`` if set, else 1 each. The model is not changed (the checks run on
+    copies). Frozen non-weight parameters are constants of f, as buffers are, unless the identities fail with
+    them held constant (then they count as biases); weight layers f does not depend on (measured) have
+    degree 0 and are left out.
     """
     measured = measure_homogeneity(model, x, degrees=degrees)
     facts = measured.facts

@@ -40,10 +40,14 @@ def _inner_product_error(traj: BalanceTrajectory, dtype) -> tuple[np.ndarray, np
     Where the Recorder formed the roundoff scale S (``grad_scale``): gamma_K d_k S for the backward pass and its
     batch sum (K = 2 x total fan-in + depth + samples) plus gamma_{P_k} sum|W_k * g_k| for the inner product of
     P_k terms. Elsewhere only the estimate gamma_K sum|W_k * g_k|, which misses a gradient whose per-sample terms
-    cancel (balanced labels on a linear network: <W, g> 2e4 times below S, measured)."""
+    cancel (balanced labels on a linear network: <W, g> 2e4 times below S, measured). gamma_K uses the unit
+    roundoff of the arithmetic the step's backward ran in (``grad_roundoff``: a bfloat16 autocast forward on
+    float32 weights rounds at 2^-8), never below the weights' own."""
     scale = np.full(traj.steps, np.nan) if traj.grad_scale is None else np.asarray(traj.grad_scale, dtype=float)
     samples = 0 if traj.grad_samples is None or not len(traj.grad_samples) else int(np.max(traj.grad_samples))
-    g_backward = gamma(2 * traj.fan_in_total + len(traj.layers) + samples, dtype)
+    u = _backward_roundoff(traj, dtype)
+    count = 2 * traj.fan_in_total + len(traj.layers) + samples
+    g_backward = np.where(count * u < 1, count * u / np.maximum(1 - count * u, 1e-300), np.inf)[:, None]
     g_inner = np.array([gamma(size, dtype) for size in traj.sizes])
     known = np.isfinite(scale)
     bound = np.where(known[:, None], g_backward * np.asarray(traj.degrees) * np.where(known, scale, 0.0)[:, None]
@@ -51,25 +55,35 @@ def _inner_product_error(traj: BalanceTrajectory, dtype) -> tuple[np.ndarray, np
     return bound, known
 
 
-def _pair_tolerance(traj: BalanceTrajectory, inner_error: np.ndarray, k: int, r: float, u: float, dtype,
-                    j: int | None = None) -> np.ndarray:
-    """Roundoff bound on the balance residual of layers (k, j) (default j = k + 1), accumulated step by step.
+def _backward_roundoff(traj: BalanceTrajectory, dtype) -> np.ndarray:
+    """Per step, the unit roundoff of the gradient's arithmetic: the recorded one (autocast, half activations),
+    at least the weights' dtype's."""
+    own = np.full(traj.steps, unit_roundoff(dtype))
+    if traj.grad_roundoff is None:
+        return own
+    seen = np.asarray(traj.grad_roundoff, dtype=float)
+    return np.where(np.isfinite(seen), np.maximum(seen, own), own)
+
+
+def _pair_tolerance(traj: BalanceTrajectory, inner_error: np.ndarray, layers: list[int], weights, u: float,
+                    dtype) -> np.ndarray:
+    """Roundoff bound on sum_m w_m ||W_m||^2 drift against its eta^2 term (a layer pair: ``layers`` [k, k + 1],
+    ``weights`` [1, r_k]; a per-unit symmetry: its members' layers and |exponents|), accumulated step by step.
 
     Per step: the rounded update (3u (||W^{t+1}||^2 + lr sum|W * g|) per layer), the computed
     gradient's Euler sums (2 lr times ``inner_error``, :func:`_inner_product_error`) and the eta^2 term
     (lr^2 (gamma_n + gamma_T) ||g||^2); plus gamma_n on the four endpoint norms. Returns the running
     bound after each step (length steps).
     """
-    j = k + 1 if j is None else j
-    both, weight = [k, j], np.array([1.0, r])
+    weight = np.asarray(weights, dtype=float)
     steps = traj.steps
-    n = max(traj.sizes[k], traj.sizes[j])
-    lr = traj.lr[:, both]
-    inner_error = inner_error[:, both]
-    per_step = (3 * u * (traj.sq_norms[1:, both] + lr * traj.abs_inner[:, both])
+    n = max(traj.sizes[k] for k in layers)
+    lr = traj.lr[:, layers]
+    inner_error = inner_error[:, layers]
+    per_step = (3 * u * (traj.sq_norms[1:, layers] + lr * traj.abs_inner[:, layers])
                 + 2 * lr * inner_error
-                + lr ** 2 * (gamma(n, dtype) + gamma(max(steps, 1), dtype)) * traj.grad_sq[:, both]) @ weight
-    endpoints = gamma(n, dtype) * (traj.sq_norms[0, both] @ weight + traj.sq_norms[1:, both] @ weight)
+                + lr ** 2 * (gamma(n, dtype) + gamma(max(steps, 1), dtype)) * traj.grad_sq[:, layers]) @ weight
+    endpoints = gamma(n, dtype) * (traj.sq_norms[0, layers] @ weight + traj.sq_norms[1:, layers] @ weight)
     return np.cumsum(per_step) + endpoints
 
 
@@ -98,7 +112,28 @@ def _finite_prefix(traj: BalanceTrajectory) -> BalanceTrajectory:
         edited=None if traj.edited is None else traj.edited[:steps],
         outputs=None if traj.outputs is None else traj.outputs[:steps],
         grad_scale=None if traj.grad_scale is None else traj.grad_scale[:steps],
+        grad_roundoff=None if traj.grad_roundoff is None else traj.grad_roundoff[:steps],
+        grad_reused=None if traj.grad_reused is None else traj.grad_reused[:steps],
         grad_samples=None if traj.grad_samples is None else traj.grad_samples[:steps])
+
+
+def _pair_name(pair) -> str:
+    """A symmetry as its slices with exponents, e.g. ``a.weight[0]^1 * b.weight[1]^-1``."""
+    return " * ".join(f"{m.layer}[{m.axis}{'' if m.layout == 'whole' else ', ' + m.layout}]^{m.exponent:g}"
+                      for m in pair.members)
+
+
+def _per_neuron_part(traj: BalanceTrajectory) -> dict:
+    """What the per-neuron identity could be judged on: every weight in a measured per-unit symmetry (judged),
+    weights in none (vacuous for them: their units have no rescaling symmetry, so the theorem says nothing per
+    neuron), or symmetries that could not be measured (inconclusive for them)."""
+    unmeasured = [layer for _, layer, why in traj.unpaired if "not measured" in why]
+    without = [layer for _, layer, why in traj.unpaired if "not measured" not in why]
+    status = "inconclusive" if unmeasured else "vacuous" if without else "judged"
+    if not traj.pairs and not traj.unpaired:
+        status = "not recorded"
+    return {"status": status, "judged_symmetries": len(traj.pairs), "without_symmetry": without,
+            "not_measured": unmeasured, "why": [why for _, _, why in traj.unpaired][:1]}
 
 
 def _subsample_index(length: int) -> np.ndarray:
@@ -144,12 +179,16 @@ def _euler_observation(traj: BalanceTrajectory, error: np.ndarray, known: np.nda
         "worst_spread": float(spread[step]) if len(spread) else 0.0,
         "allowed": float(allowed[step]) if len(allowed) else 0.0,
         "rigorous_steps": int(known.sum()),
+        "reused_steps_off": int((off & np.asarray(traj.grad_reused if traj.grad_reused is not None
+                                                  else np.zeros(len(off), dtype=bool))).sum()),
         "per_degree_sums": per_degree[step].tolist() if len(per_degree) else []}
 
 
 _TOLERANCE_BASIS = ("roundoff accumulated over the steps: 3u(||W'||^2 + lr sum|W*g|) for each rounded update, 2 lr "
                     "(gamma_K d_k S + gamma_P sum|W*g|) for the computed gradient's Euler sums (S: the backward pass's "
-                    "roundoff scale sum_n |l'_n| A_n, A the network on |x| with |W|), lr^2 (gamma_n + gamma_T) ||g||^2 "
+                    "roundoff scale sum_n |l'_n| A_n, A the network on |x| with |W|; gamma_K in the arithmetic the "
+                    "backward ran in, autocast's included; a reused gradient keeps the S of the pass that computed it, "
+                    "carried by the growth of sum|W*g|), lr^2 (gamma_n + gamma_T) ||g||^2 "
                     "for the eta^2 term, gamma_n on the endpoint norms; the eta^2 term is the exact discrete correction")
 
 
@@ -225,7 +264,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                                                     - r * traj.lr[:, k + 1] ** 2 * traj.grad_sq[:, k + 1])])
         drift = balance - balance[0]
         residual = drift - eta_term
-        tol = np.concatenate([[0.0], _pair_tolerance(traj, inner_error, k, r, u, dtype)])
+        tol = np.concatenate([[0.0], _pair_tolerance(traj, inner_error, [k, k + 1], [1.0, r], u, dtype)])
         ratio = float(np.abs(residual[1:]).max() / tol[-1]) if tol[-1] > 0 else math.inf
         pairs[name] = {"degree_ratio": r, "drift": float(drift[-1]), "eta2_term": float(eta_term[-1]),
                        "residual": float(residual[-1]), "max_abs_residual": float(np.abs(residual).max()), "tolerance": float(tol[-1]),
@@ -244,18 +283,20 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
 
     neurons = {}
     for p, pair in enumerate(traj.pairs):
-        k, j = traj.layers.index(pair.lower), traj.layers.index(pair.upper)
-        r = traj.degrees[k] / traj.degrees[j]
-        lr = traj.lr[:, k][:, None]
-        balance = traj.neuron_sq[p][:, 0] - r * traj.neuron_sq[p][:, 1]
-        residual = balance[-1] - balance[0] - (lr ** 2 * (traj.neuron_grad_sq[p][:, 0]
-                                                          - r * traj.neuron_grad_sq[p][:, 1])).sum(0)
-        # each unit's roundoff terms are parts of its layers' terms: the layer pair's bound covers it
-        tol = _pair_tolerance(traj, inner_error, k, r, u, dtype, j)[-1]
+        # Q_j = sum_m s_m ||W_m,j||^2 changes by sum_m s_m lr_m^2 ||g_m,j||^2 per step (unit_pairing)
+        members = [traj.layers.index(m.layer) for m in pair.members]
+        exponents = np.array([m.exponent for m in pair.members])
+        lr = traj.lr[:, members][:, :, None]
+        q = np.einsum("m,tmj->tj", exponents, traj.neuron_sq[p])
+        eta_term = np.einsum("m,tmj->j", exponents, lr ** 2 * traj.neuron_grad_sq[p])
+        residual = q[-1] - q[0] - eta_term
+        # each unit's roundoff terms are parts of its layers' terms: the members' layer bound covers it
+        tol = _pair_tolerance(traj, inner_error, members, np.abs(exponents), u, dtype)[-1]
         unit = int(np.argmax(np.abs(residual)))
-        neurons[f"{pair.lower} -> {pair.upper}"] = {"units": pair.units, "worst_unit": unit,
-                                                    "residual": float(residual[unit]), "tolerance": float(tol),
-                                                    "ratio": float(abs(residual[unit]) / tol) if tol > 0 else math.inf}
+        neurons[_pair_name(pair)] = {"units": pair.units, "worst_unit": unit, "residual": float(residual[unit]),
+                                     "tolerance": float(tol),
+                                     "ratio": float(abs(residual[unit]) / tol) if tol > 0 else math.inf}
+    per_neuron = _per_neuron_part(traj)
     worst_neuron = max(neurons, key=lambda n: neurons[n]["ratio"], default=None)
     reasons = []
     if pairs[worst]["ratio"] > 1:
@@ -264,6 +305,10 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     if worst_neuron is not None and neurons[worst_neuron]["ratio"] > 1:
         reasons.append(f"neuron {neurons[worst_neuron]['worst_unit']} of {worst_neuron} drifted by "
                        f"{neurons[worst_neuron]['residual']:.1e}, allowed {neurons[worst_neuron]['tolerance']:.1e}")
+    if per_neuron["status"] in ("vacuous", "inconclusive"):
+        layers = per_neuron["without_symmetry"] + per_neuron["not_measured"]
+        reasons.append(f"per-neuron identity {per_neuron['status']} for {layers} ({per_neuron['why'][0]}); the "
+                       "layer-wise identity is judged")
     if not plain:
         reasons.append(f"update/gradient cosine {plain_details['min_update_gradient_cosine']:.3f}, relative "
                        f"deviation {plain_details['worst_relative_deviation']:.1e} in {plain_details['steps_not_plain']}"
@@ -277,7 +322,10 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         reasons.append(f"Euler sums <W_k, g_k>/d_k = {euler_details['per_degree_sums']} disagree by "
                        f"{euler_details['worst_spread']:.2e} > {euler_details['allowed']:.2e} at step "
                        f"{euler_details['worst_step']} ({euler_details['steps_off']} step(s)): the gradient is not a "
-                       "loss gradient of f (a penalty, per-layer or value clipping, noise, or wrong degrees?)")
+                       "loss gradient of f (a penalty, per-layer or value clipping, noise, or wrong degrees?)"
+                       + (f"; {euler_details['reused_steps_off']} of those step(s) reused the previous step's gradient "
+                          "with no backward pass since (a gradient of earlier weights)"
+                          if euler_details["reused_steps_off"] else ""))
     if not assumptions["unedited"]:
         step, layer = np.unravel_index(int(np.argmax(edited)), edited.shape)
         reasons.append(f"{traj.layers[layer]} changed by {edited[step, layer]:.2e} between steps {step - 1} and "
@@ -302,6 +350,7 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
                  "plain_steps": plain_details, "euler_sums": euler_details,
                  "max_edit_between_steps": float(edited.max(initial=0.0)),
                  "neurons_unpaired": [{"lower": lo, "upper": up, "why": why} for lo, up, why in traj.unpaired],
+                 "per_neuron": per_neuron, "roles": traj.roles,
                  "series": series},
         reason="; ".join(reasons), **common)
 

@@ -187,12 +187,18 @@ def check_margin_monotone(trajectory: Trajectory, *, since: float | None = None,
                        + ("" if decisive else " (not decisive: at ReLU-type kinks the flow slides and the local "
                                               "error estimates are not reliable bounds)"))
     rises = trajectory.loss_rises
-    details["loss_rises"] = {"records": len(rises), "first_log_t": float(r["log_t"][rises[0]]) if len(rises) else None}
+    details["loss_rises"] = {"records": len(rises), "first_log_t": float(r["log_t"][rises[0]]) if len(rises) else None,
+                             "flow_steps": trajectory.log_loss_rises,
+                             "largest_step_rise": trajectory.largest_log_loss_rise}
     if len(rises) and trajectory.method != "sgd":
         reasons.append(f"log L rose beyond roundoff between {len(rises)} pairs of records (first at log t = "
                        f"{r['log_t'][rises[0]]:.4g}): the integrator does not resolve the flow there"
                        + ("" if trajectory.smooth else " (steps chatter across kinks" + (
                            f" at rtol {trajectory.rtol:g})" if trajectory.rtol else ")")))
+    elif trajectory.resolves_flow is False:
+        reasons.append(f"{trajectory.log_loss_rises} accepted flow steps raised log J (by up to "
+                       f"{trajectory.largest_log_loss_rise:.3g}) between records: the integrator does not resolve "
+                       "the flow there")
     if trajectory.weight_decay > 0 and trajectory.stop_reason != "log_loss_target":
         reasons.append(f"L did not go to 0 (run ended '{trajectory.stop_reason}' at log L = {r['log_loss'][-1]:.4g}, "
                        f"||theta|| = {r['norm'][-1]:.4g})")

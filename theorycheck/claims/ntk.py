@@ -35,6 +35,7 @@ from ..core.errors import expect
 from ..core.kit import Case, ClaimKit, comparison
 from ..core.registry import case_seed
 from ..core.threads import threads_for
+from . import ntk_models
 
 kit = ClaimKit(
     id="ntk",
@@ -42,7 +43,10 @@ kit = ClaimKit(
               "arc-cosine (arcsin) NTK as width^{-1/2}: the fitted slope of log relative error against log width is -1/2.",
     source="Jacot, Gabriel & Hongler, NeurIPS 2018, Thm 1; Arora, Du, Hu, Li, Salakhutdinov & Wang, NeurIPS 2019, "
            "eqs. 3-5; Cho & Saul, NeurIPS 2009 (arc-cosine kernels); Williams, NeurIPS 1997 (the erf/arcsin kernel)",
-    assumptions={"ntk_scaling": "NTK parameterization: every layer scaled by 1/sqrt(fan-in) of N(0, 1) weights"},
+    assumptions={"ntk_scaling": "NTK parameterization: every layer scaled by 1/sqrt(fan-in) of N(0, 1) weights",
+                 "declared_network": "the model is the declared bias-free MLP (its parameters are its depth + 1 "
+                                     "matrices, its outputs on X equal it at its own weights to rounding) with "
+                                     "weights of mean 0 and variance 1 (99.9% intervals)"},
     tolerance="99.9% Student-t interval of the fitted slope must contain -1/2 and that of the limit's offset along "
               "Theta (weighted fit s = b_0 + b_1 / w) must contain 0 (false alarm <= 2e-3 per verdict); "
               "fewer than 3 widths or 2 seeds give no interval: inconclusive (a limit of the run, not of the "
@@ -155,14 +159,17 @@ def empirical_ntk(X: torch.Tensor, width: int, depth: int, *, seeds, output_scal
 @kit.checker(samples=("X",))
 def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seeds=(0, 1, 2, 3, 4, 5),
               depth: int = 2, output_scale: str = "ntk", kernel=None, activation: str = "relu",
-              resolution: float | None = None):
+              resolution: float | None = None, model=None):
     """Fit log(relative error) = a + b log(width) over the widths x seeds, and the offset of the limit along
     Theta, <Theta_w - Theta, Theta> / ||Theta||^2 = b_0 + b_1 / w (weights w); holds when the 99.9% interval
     of b contains -1/2 and that of b_0 contains 0 (``details["detectable_offset"]``: the half-width, the smallest
     relative error of the limit this run can see). ``activation``: "relu" or "erf" (the network's);
     ``kernel(X, depth)`` is the limit compared with (default: the analytic NTK of that activation); ``depth`` counts the hidden layers (0: a linear network, whose kernel is the limit).
     ``resolution``: a relative error of the limit that a ``holds`` must have been able to see (e.g. 0.05); a run
-    whose detectable offset is larger is ``inconclusive`` unless violated (None: not required)."""
+    whose detectable offset is larger is ``inconclusive`` unless violated (None: not required).
+    ``model``: your own network, a factory ``width -> nn.Module`` (built once per width and seed under a seed of
+    its own): its kernels are J J^T over its parameters, and it is measured to be the declared network
+    (:mod:`theorycheck.claims.ntk_models`; ``depth`` and ``activation`` declare it): vacuous if it is not."""
     expect(isinstance(X, torch.Tensor) and X.ndim == 2 and X.shape[0] >= 2, expected="X as an (n >= 2, d) tensor",
            received=f"{type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}", fix="a few input points as rows")
     expect(output_scale in ("ntk", "mean-field"), expected="output_scale 'ntk' or 'mean-field'",
@@ -173,15 +180,22 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
            fix="resolution=0.05 (a limit off by 5 % must be visible) or None")
     enough = len(set(widths)) >= 3 and len(seeds) >= 2
     exact = (kernel or functools.partial(analytic_ntk, activation=activation))(X.detach().double().numpy(), depth)
-    logs_w, logs_e, runs = [], [], []
+    logs_w, logs_e, runs, declared = [], [], [], {"matches": True, "unit": True, "reason": ""}
     for width in widths:
-        for emp in empirical_ntk(X, int(width), depth, seeds=[int(s) for s in seeds], output_scale=output_scale,
-                                 activation=activation).double().numpy():
+        if model is None:
+            kernels = empirical_ntk(X, int(width), depth, seeds=[int(s) for s in seeds], output_scale=output_scale,
+                                    activation=activation)
+        else:
+            kernels, declared = _factory_kernels(model, X, int(width), [int(s) for s in seeds], depth, activation,
+                                                 declared, tests=len(set(widths)))
+        for emp in kernels.double().numpy():
             error = float(np.linalg.norm(emp - exact) / np.linalg.norm(exact))
             logs_w.append(math.log(width))
             logs_e.append(math.log(error) if error > 0 else -math.inf)
             runs.append((int(width), float(np.sum((emp - exact) * exact) / np.sum(exact * exact)), error))
     assumptions = {"ntk_scaling": output_scale == "ntk"}
+    if model is not None:
+        assumptions["declared_network"] = declared["matches"] and declared["unit"]
     common = dict(dtype=dtype_name(X.dtype))
     # rounding of J J^T: sums of d + depth x width products of factors each rounded depth + 1 times
     roundoff = gamma(X.shape[1] + depth * max(int(w) for w in widths) + 2 * (depth + 1), X.dtype)
@@ -196,11 +210,12 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
             **common)
     if not enough or not np.all(np.isfinite(logs_e)):
         return kit.decide(assumptions=assumptions, undecided=not enough, inconclusive=enough,
-                          reason="too few widths or seeds for an interval (at least 3 widths and 2 seeds)"
-                          if not enough else "non-finite kernel", **common)
+                          reason="; ".join(filter(None, [declared["reason"], "too few widths or seeds for an interval "
+                                                         "(at least 3 widths and 2 seeds)" if not enough
+                                                         else "non-finite kernel"])), **common)
     fit, half = slope_interval(logs_w, logs_e)
     offset, offset_half, used = limit_offset(runs)
-    reasons = []
+    reasons = [declared["reason"]] if declared["reason"] else []
     if abs(fit.slope + 0.5) > half:
         reasons.append(f"slope {fit.slope:.3f} +- {half:.3f}: the error does not decay as width^-1/2")
     if abs(offset) > offset_half:
@@ -228,6 +243,23 @@ def check_ntk(X: torch.Tensor, *, widths=(16, 32, 64, 128, 256, 512, 1024), seed
                  "series": {"relative NTK error vs width": width_series(logs_w, logs_e, fit,
                                                                         "||Theta_w - Theta|| / ||Theta||")}},
         reason="; ".join(reasons), **common)
+
+
+def _factory_kernels(factory, X: torch.Tensor, width: int, seeds: list[int], depth: int, activation: str,
+                     declared: dict, tests: int) -> tuple[torch.Tensor, dict]:
+    """The kernels of the user's models at one width (one per seed), and whether they (and those of the widths
+    before, ``declared``) are the declared network."""
+    models = [ntk_models.build(factory, width, seed, "ntk") for seed in seeds]
+    Xm = X.to(next(models[0].parameters()).dtype)
+    with threads_for(sum(p.numel() for p in models[0].parameters()) * len(X) * len(models), X.device):
+        kernels = torch.stack([ntk_models.module_kernel(m, Xm) for m in models])
+    if not (declared["matches"] and declared["unit"]):
+        return kernels, declared
+    match = ntk_models.declared_match(models, Xm, width, depth, ACTIVATIONS[activation], mlp_output)
+    if not match["matches"]:
+        return kernels, {"matches": False, "unit": True, "reason": f"width {width}: {match['reason']}"}
+    unit = ntk_models.unit_variance(match["weights"], tests * (depth + 1))
+    return kernels, {"matches": True, "unit": unit["unit"], "reason": unit["reason"]}
 
 
 def limit_offset(runs: list[tuple[int, float, float]]) -> tuple[float, float, int]:

@@ -11,7 +11,11 @@ triangular solve and of the network's forward pass.
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import torch
+from hypothesis import strategies as st
 
 from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
@@ -87,39 +91,45 @@ def check_random_labels(X: torch.Tensor, y: torch.Tensor, *, seed: int = 0):
         seed=seed, dtype=dtype_name(X.dtype))
 
 
-def _points(rng, dtype: str, n: int, d: int) -> torch.Tensor:
-    return torch.as_tensor(rng.standard_normal((n, d)), dtype=dtype_of(dtype))
+@dataclasses.dataclass(frozen=True)
+class LabelCase:
+    """n Gaussian points in d dimensions with random +-1 labels drawn from ``seed`` (``control``: the last point
+    repeats the first with the opposite label, or one coordinate is NaN); rebuilt from these fields."""
+
+    n: int
+    d: int
+    seed: int
+    control: str | None = None
+
+    def data(self, device: str, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(self.seed)
+        X = torch.as_tensor(rng.standard_normal((self.n, self.d)), dtype=dtype_of(dtype), device=device)
+        y = torch.as_tensor(rng.choice([-1.0, 1.0], size=self.n), dtype=X.dtype, device=device)
+        if self.control == "duplicate_points":
+            X[-1], y[-1] = X[0], -y[0]
+        if self.control == "non_finite":
+            X[min(2, self.n - 1), 0] = float("nan")
+        return X, y
 
 
-def _case(X: torch.Tensor, y: torch.Tensor, seed: int) -> Case:
-    return Case(run=lambda: check_random_labels(X, y, seed=seed), size=2 * X.shape[0] + X.shape[1])
+def _case(case: LabelCase, device: str, dtype: str) -> Case:
+    X, y = case.data(device, dtype)
+    line = (f"import torch, theorycheck as tc; from theorycheck.claims.random_labels import LabelCase; "
+            f"X, y = {case!r}.data({device!r}, {dtype!r}); print(tc.check_random_labels(X, y, seed={case.seed}).summary())")
+    return Case(run=lambda: check_random_labels(X, y, seed=case.seed), size=2 * case.n + case.d, reproduce=line)
 
 
-@kit.instances
-def random_label_instances(rng, device, dtype):
-    """n in [2, 64] Gaussian points in d in [1, 8] dimensions with random +-1 labels (Zhang et al.'s setting)."""
-    n, d = int(rng.integers(2, 65)), int(rng.integers(1, 9))
-    X = _points(rng, dtype, n, d).to(device)
-    y = torch.as_tensor(rng.choice([-1.0, 1.0], size=n), dtype=X.dtype, device=X.device)
-    return _case(X, y, int(rng.integers(2**31)))
+def _cases(n: st.SearchStrategy, control: str | None = None):
+    """Zhang et al.'s setting: n Gaussian points in d in [1, 8] dimensions, random labels."""
+    return lambda device, dtype: st.builds(LabelCase, n=n, d=st.integers(1, 8), seed=st.integers(0, 2**31 - 1),
+                                           control=st.just(control))
 
 
-@kit.control("duplicate_points", expect="vacuous")
-def duplicate_points(rng, device, dtype):
-    """A point repeated with the opposite label: no function fits both."""
-    n, d = int(rng.integers(3, 33)), int(rng.integers(1, 9))
-    X = _points(rng, dtype, n, d).to(device)
-    X[-1] = X[0]
-    y = torch.as_tensor(rng.choice([-1.0, 1.0], size=n), dtype=X.dtype, device=X.device)
-    y[-1] = -y[0]
-    return _case(X, y, int(rng.integers(2**31)))
-
-
-@kit.control("non_finite", expect="inconclusive")
-def non_finite(rng, device, dtype):
-    X = _points(rng, dtype, 8, 3).to(device)
-    X[2, 1] = float("nan")
-    return _case(X, torch.ones(8, dtype=X.dtype, device=X.device), int(rng.integers(2**31)))
+kit.instances_from(_cases(st.integers(2, 64)), _case)
+# a point repeated with the opposite label: no function fits both; a NaN coordinate: nothing to decide
+kit.control_from("duplicate_points", expect="vacuous", strategy=_cases(st.integers(3, 32), "duplicate_points"),
+                 build=_case)
+kit.control_from("non_finite", expect="inconclusive", strategy=_cases(st.integers(3, 8), "non_finite"), build=_case)
 
 
 assert_random_labels = kit.assert_

@@ -4,7 +4,10 @@ float64, else the model's own parameters, with the precision its forward actuall
 A forward may fix dtypes itself (``x.float()``, ``x.to(torch.float32) / 255``): on a float64 copy it then
 fails, or computes in float32. The precision is measured, never assumed: every floating-point operation of
 one forward pass is recorded (:class:`_Precision`), and the lowest-precision result among the operations
-that compute on floating-point inputs is the arithmetic the identities' tolerances must use.
+that compute on a parameter or on a result derived from one is the arithmetic the identities' tolerances
+must use (a cast of the input alone, ``x.half().float()`` before any layer, changes f's input, not the
+roundoff of the computations in the weights). Parameters are always copied: a forward that writes into
+them (``nn.Embedding(max_norm=...)`` renormalizes its table in place) changes the copy, never the model.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from .errors import InvalidArgument, expect
 
@@ -23,17 +27,22 @@ REFERENCE = torch.float64
 
 
 class _Precision(TorchDispatchMode):
-    """Records the dtypes of the floating-point results of operations with floating-point inputs."""
+    """Records the dtypes of the floating-point results of operations with an input derived from one of
+    ``sources`` (the parameters: results of operations on them, transitively)."""
 
-    def __init__(self):
+    def __init__(self, sources):
         super().__init__()
         self.dtypes: set[torch.dtype] = set()
+        self.derived = WeakTensorKeyDictionary({t: True for t in sources})
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if any(isinstance(t, torch.Tensor) and t.is_floating_point() for t in pytree.tree_leaves((args, kwargs))):
-            self.dtypes |= {t.dtype for t in pytree.tree_leaves(out)
-                            if isinstance(t, torch.Tensor) and t.is_floating_point()}
+        if any(isinstance(t, torch.Tensor) and t in self.derived for t in pytree.tree_leaves((args, kwargs))):
+            for t in pytree.tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    self.derived[t] = True
+                    if t.is_floating_point():
+                        self.dtypes.add(t.dtype)
         return out
 
 
@@ -83,7 +92,7 @@ class Evaluation:
 
 
 def _run(model, params, buffers, x) -> tuple[torch.Tensor, torch.dtype | None]:
-    recorder = _Precision()
+    recorder = _Precision([p for p in params.values() if p.is_floating_point()])
     state = {n: b.clone() for n, b in buffers.items()}
     with torch.no_grad(), recorder:
         out = output_tensor(functional_call(model, (params, state), (x,)))
@@ -91,7 +100,9 @@ def _run(model, params, buffers, x) -> tuple[torch.Tensor, torch.dtype | None]:
 
 
 def _cast(tensors: dict, dtype: torch.dtype) -> dict:
-    return {n: t.detach().to(dtype) if t.is_floating_point() else t.detach() for n, t in tensors.items()}
+    """Copies (never views: ``.to`` returns the tensor itself when the dtype already matches)."""
+    return {n: t.detach().to(dtype, copy=True) if t.is_floating_point() else t.detach().clone()
+            for n, t in tensors.items()}
 
 
 def evaluation_state(model: nn.Module, x: torch.Tensor) -> Evaluation:
@@ -110,7 +121,8 @@ def evaluation_state(model: nn.Module, x: torch.Tensor) -> Evaluation:
     if used == REFERENCE:
         return Evaluation(*copy, arithmetic=REFERENCE, copied=True, note="float64 copy (measured: every floating-"
                           "point operation of the forward computes in float64)")
-    own = ({n: p.detach() for n, p in params.items()}, {n: b.detach() for n, b in buffers.items()}, x.detach())
+    own = ({n: p.detach().clone() for n, p in params.items()}, {n: b.detach().clone() for n, b in buffers.items()},
+           x.detach())
     try:
         _, arithmetic = _run(model, *own)
     except (RuntimeError, TypeError, IndexError, ValueError) as error:

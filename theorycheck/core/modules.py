@@ -33,14 +33,14 @@ class PowerReLU(nn.Module):
 NON_HOMOGENEOUS_MODULES = (
     nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Softmax,
     nn.LogSoftmax, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Tanhshrink, nn.Softsign,
-    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.Embedding,
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
 )
 HOMOGENEOUS_MODULES = (
     nn.Linear, nn.modules.conv._ConvNd, nn.ReLU, nn.LeakyReLU, nn.RReLU, PowerReLU, nn.Identity, nn.Flatten,
     nn.Unflatten, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
     nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.Dropout,
-    nn.Sequential, nn.ModuleList,
-)
+    nn.Sequential, nn.ModuleList, nn.Embedding, nn.EmbeddingBag,  # a table lookup (or its mean/sum) is linear in
+)  # the table; its role is measured like any parameter's (f = 0 at a zero table: a weight layer)
 STOCHASTIC_MODULES = (nn.modules.dropout._DropoutNd, nn.RReLU)  # random in training mode
 # modules whose parameters' roles are fixed by the module's own map, by type (not by attribute name)
 KNOWN_ROLES = (
@@ -48,7 +48,6 @@ KNOWN_ROLES = (
     ((nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm),
      {"weight": "normalization scale", "bias": "additive offset"}),
     ((nn.PReLU,), {"weight": "activation slope"}),
-    ((nn.Embedding,), {"weight": "embedding table"}),
 )
 WEIGHT = "weight"
 
@@ -169,6 +168,8 @@ def read_parameters(model: nn.Module, x: torch.Tensor | None = None) -> ModelPar
     for name, module in model.named_modules():
         if isinstance(module, NON_HOMOGENEOUS_MODULES):
             bad[name] = type(module).__name__
+        elif isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.max_norm is not None:
+            bad[name] = f"{type(module).__name__}(max_norm={module.max_norm}): renormalizes the rows it looks up"
         elif not isinstance(module, HOMOGENEOUS_MODULES) and not list(module.children()):
             unrecognized[name] = type(module).__name__
         if isinstance(module, STOCHASTIC_MODULES) and module.training and getattr(module, "p", 1) != 0:

@@ -139,8 +139,10 @@ def samples_interact(model: nn.Module, owners: dict, axes: dict, out_axis: int, 
                for g, (_, axis) in zip(grads, zeros))
 
 
-def _hooked_sums(model, names, weights, state, x) -> tuple[EulerSums | None, str, int | None]:
-    """The one-backward-per-column path; ``(None, reason, output axis)`` when the structure forbids it."""
+def _hooked_sums(model, names, weights, state, x, arithmetic) -> tuple[EulerSums | None, str, int | None]:
+    """The one-backward-per-column path; ``(None, reason, output axis)`` when the structure forbids it.
+    ``arithmetic``: the dtype the forward computes in (bfloat16 under autocast), whose roundoff bounds the
+    two orders of summation."""
     owners = {n: _owner(model, n) for n in names}
     axes, out_axis, why = batch_axes(model, {n: m for n, m in owners.items() if m is not None}, state, x)
     if None in owners.values():
@@ -179,13 +181,15 @@ def _hooked_sums(model, names, weights, state, x) -> tuple[EulerSums | None, str
                     absolute[name][:, j] += per_sample(call["grad"].abs() * call["abs"], call["axis"], batch).sum(1)
                     call["grad"] = None
             # the hooks' per-sample sums and <W, dF/dW> use the same computed delta and a, summed in two
-            # orders: each within gamma_K sum|terms| (K = entries + batch x terms per sample), unless the
-            # weight also enters f outside its module's forward
+            # orders: each within gamma_K sum|terms| (K = entries + batch x terms per sample, in the arithmetic
+            # the forward uses), unless the weight also enters f outside its module's forward
             total = 0.0 if g is None else float((weights[name].detach() * g).sum())
             k = weights[name].numel() + sum(c["lin"].numel() for c in calls[name])
-            if abs(total - float(euler[name][:, j].sum())) > 2 * gamma(k, f.dtype) * float(absolute[name][:, j].sum()):
-                return None, f"{name} is used outside its module's forward (its gradient is not the hooks' sum)", \
-                    out_axis
+            bound = 2 * gamma(k, arithmetic) * float(absolute[name][:, j].sum())
+            if abs(total - float(euler[name][:, j].sum())) > bound:
+                return None, (f"{name} is used outside its module's forward (its <W, dF/dW> differs from the "
+                              f"hooks' sum beyond the {arithmetic} roundoff bound {bound:.2e} of the two "
+                              "summation orders)"), out_axis
     reduction = {n: max(c["lin"].numel() // batch for c in calls[n]) * max(1, len(calls[n])) if calls[n] else 0
                  for n in names}
     return EulerSums(f.detach().reshape(-1), {n: e.reshape(-1) for n, e in euler.items()},
@@ -220,11 +224,12 @@ def _per_output_sums(model, names, weights, state, x, reason, out_axis, accumula
 
 
 def euler_sums(model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-               names: list[str], x: torch.Tensor) -> EulerSums:
+               names: list[str], x: torch.Tensor, arithmetic: torch.dtype | None = None) -> EulerSums:
     """Euler sums of ``model`` (run with ``params``; ``buffers`` copied per pass) in each layer of ``names``.
     The substituted tensors stay in the module through the backward passes too, so a checkpointed block
     recomputed there runs on them; where ``autograd.grad`` is refused (reentrant checkpointing), the
-    per-output passes accumulate by ``.backward()``."""
+    per-output passes accumulate by ``.backward()``. ``arithmetic``: the dtype the forward computes in (default
+    the parameters')."""
     weights = {n: params[n].detach().clone().requires_grad_(True) for n in names}
 
     def state():
@@ -236,7 +241,8 @@ def euler_sums(model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[
             zeros = {n: torch.zeros(out.numel(), dtype=out.dtype, device=out.device) for n in names}
             return EulerSums(out.detach().reshape(-1), zeros, dict(zeros), {n: 0 for n in names}, UNTRACKED, None)
         try:
-            sums, reason, out_axis = _hooked_sums(model, names, weights, state, x)
+            sums, reason, out_axis = _hooked_sums(model, names, weights, state, x,
+                                                  arithmetic or weights[names[0]].dtype)
         except RuntimeError as error:  # autograd.grad refused: the accumulating passes are exact
             return _per_output_sums(model, names, weights, state, x, f"autograd.grad refused "
                                     f"({str(error).splitlines()[0][:100]})", None, accumulate=True)

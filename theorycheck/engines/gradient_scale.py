@@ -9,6 +9,10 @@ Jacobian above layer k, which is what every product of the forward and backward 
 Without the real pattern (all units on) the bound is valid but loose: ReLU^3 networks of depth 3 gave S 10^5
 times <W, g>, hiding a 1% L2 penalty in float32. Activations applied functionally (torch.relu in a forward)
 are not seen and pass |h| unchanged, which still bounds ReLU and LeakyReLU.
+The arithmetic a pass ran in is measured too: the lowest precision among the floating outputs of the model's
+modules and the gradient at its output, and autocast's dtype where autocast was on for float32 parameters in
+that forward (a bfloat16 forward on float32 weights rounds its products at u = 2^-8, not 2^-24), and TF32's
+(u = 2^-11) where CUDA may use it for float32 products.
 Sources: Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., Sec. 3.1 and 3.5 (gamma_n bounds of
 sums and products).
 """
@@ -20,7 +24,9 @@ import math
 import torch
 from torch import nn
 
+from ..core.devices import unit_roundoff
 from ..core.modules import PowerReLU
+from .homogeneity import _forward_unit_roundoff
 
 ACTIVATION_MODULES = (nn.ReLU, nn.LeakyReLU, PowerReLU)
 
@@ -42,34 +48,56 @@ class GradientScale:
         self.model = model
         self._activations = [m for m in model.modules() if isinstance(m, ACTIVATION_MODULES)]
         self._seen: dict[nn.Module, list[torch.Tensor]] = {}  # real activation inputs of the forward in progress
-        self._passes: list[tuple[torch.Tensor, tuple, dict]] = []
-        self._hooks = [model.register_forward_hook(self._note_output)]
+        self._passes: list[tuple[torch.Tensor, tuple, dict, float]] = []
+        self._roundoff = 0.0  # the largest unit roundoff of the arithmetic seen in the forward in progress
+        params = list(model.parameters())
+        self._device = params[0].device.type if params else "cpu"
+        self._float32 = any(p.dtype == torch.float32 for p in params)
+        self._hooks = [m.register_forward_hook(self._note_arithmetic) for m in model.modules() if m is not model]
+        self._hooks += [model.register_forward_pre_hook(self._note_autocast), model.register_forward_hook(self._note_output)]
         self._hooks += [m.register_forward_pre_hook(self._note_activation) for m in self._activations]
 
     def _note_activation(self, module, args):
         if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
             self._seen.setdefault(module, []).append(args[0].detach().clone())  # before an in-place activation
 
+    def _note_autocast(self, module, args):
+        """At the start of a forward: autocast's dtype where it is on and lowers these float32 parameters, and TF32
+        where CUDA may use it for their products."""
+        self._roundoff = 0.0
+        if self._float32 and torch.is_autocast_enabled(self._device):
+            self._roundoff = unit_roundoff(torch.get_autocast_dtype(self._device))
+        if self._float32:
+            self._roundoff = max(self._roundoff, _forward_unit_roundoff(torch.float32, torch.device(self._device))[0])
+
+    def _note_arithmetic(self, module, args, output):
+        if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.is_floating_point():
+            self._roundoff = max(self._roundoff, unit_roundoff(output.dtype))
+
     def _note_output(self, module, args, output):
         seen, self._seen = self._seen, {}
         if not (torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad):
             return
         inputs = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
-        output.register_hook(lambda grad: self._passes.append((grad.detach(), inputs, seen)))
+        roundoff = max(self._roundoff, unit_roundoff(output.dtype))
+        output.register_hook(lambda grad: self._passes.append(
+            (grad.detach(), inputs, seen, max(roundoff, unit_roundoff(grad.dtype)))))
 
-    def take(self) -> tuple[float, int]:
-        """(S, samples summed) over the backward passes since the last call; S is NaN when it cannot be formed
-        (no backward pass through the model's output, a forward that does not run on float64 absolute values, or
-        activation calls that differ from the real forward's). The user's random state and buffers are kept."""
+    def take(self) -> tuple[float, int, float]:
+        """(S, samples summed, u) over the backward passes since the last call; u is the largest unit roundoff of
+        the arithmetic they ran in (NaN without a pass); S is NaN when it cannot be formed (no backward pass through
+        the model's output, a forward that does not run on float64 absolute values, or activation calls that
+        differ from the real forward's). The user's random state and buffers are kept."""
         passes, self._passes = self._passes, []
-        samples = sum(int(grad.shape[0]) if grad.ndim else 1 for grad, _, _ in passes)
+        samples = sum(int(grad.shape[0]) if grad.ndim else 1 for grad, _, _, _ in passes)
         if not passes:
-            return math.nan, 0
+            return math.nan, 0, math.nan
+        roundoff = max(one[3] for one in passes)
         try:
-            total = sum(self._one_pass(*one) for one in passes)
+            total = sum(self._one_pass(*one[:3]) for one in passes)
         except (RuntimeError, TypeError, ValueError, IndexError, KeyError):
-            return math.nan, samples
-        return (total if math.isfinite(total) else math.nan), samples
+            return math.nan, samples, roundoff
+        return (total if math.isfinite(total) else math.nan), samples, roundoff
 
     def _one_pass(self, grad: torch.Tensor, inputs: tuple, seen: dict) -> float:
         parameters = {name: p.detach().abs().double() for name, p in self.model.named_parameters()}

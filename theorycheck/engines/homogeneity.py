@@ -36,6 +36,12 @@ SCALES = (1e-3, 0.5, 2.0, 1e3)  # f(a W_k) = a^{d_k} f(W): below and above 1, ov
 # and, per layer, a such that a x (the median |pre-activation| of the layer) = 10^j: a threshold anywhere from
 # 1e-15 to 1e15 in the pre-activations' own units (relu6 on inputs x 1e-4, a dead zone at |z| < 1e-9) is crossed
 SWEEP_DECADES = tuple(range(-15, 16, 3))
+# beyond them, out to the dtype's range (|j| <= 0.85 log10 max): a threshold past 1e15 (a dead zone at
+# |z| < 1e-25, clamp(max=1e20)) is crossed by any decade past it
+OUTER_DECADES = (30, 60, 120, 240)
+# a comparison resolves the identity on a sample when a deviation of half of |f| exceeds its roundoff bound
+# (tolerance x the sample's absolute terms); one that resolves it on no sample cannot see it fail
+RESOLUTION = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +114,10 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
     found = read_parameters(model, x)
     layer_params = {**found.weights, **found.frozen_weights}
     names = [n for n, _ in model.named_parameters() if n in layer_params]
-    facts = {"weights": bool(names), "no_bias": not found.others,
+    # a frozen non-weight parameter is held constant, as a buffer is (preprocessing before every weight layer);
+    # it counts against "no bias parameters" where the identities fail with it held constant
+    frozen_others = sorted(n for n in found.others if n in found.frozen)
+    facts = {"weights": bool(names), "no_bias": len(frozen_others) == len(found.others),
              "homogeneous_modules": not found.non_homogeneous_modules, "deterministic": True}
     reading = {"non_weight_parameters": sorted(found.others), "frozen_parameters": list(found.frozen),
                "parameter_roles": dict(found.roles), "non_homogeneous_modules": found.non_homogeneous_modules,
@@ -122,7 +131,27 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
     evaluation = evaluation_state(model, x)
     params, buffers, xr, arithmetic = evaluation.params, evaluation.buffers, evaluation.x, evaluation.arithmetic
     u, arithmetic_name = _forward_unit_roundoff(arithmetic, x.device)
-    sums = euler_sums(model, params, buffers, names, xr)
+    sums = euler_sums(model, params, buffers, names, xr, arithmetic=arithmetic)
+    f = sums.output
+
+    def forward(replaced, inputs=xr):  # on copies: a forward that writes into its parameters changes none
+        state = {n: b.clone() for n, b in buffers.items()}
+        values = {n: replaced[n] if n in replaced else p.clone() for n, p in params.items()}
+        with torch.no_grad():
+            out = output_tensor(functional_call(model, (values, state), (inputs,)))
+        return (out if sums.output_axis is None else out.movedim(sums.output_axis, 0)).reshape(-1)
+
+    independent = _independent_layers(forward, sums, params, names)
+    if independent:  # not layers of f: degree 0, measured; the identities are about the others
+        degrees = [d for n, d in zip(names, degrees) if n not in independent]
+        names = [n for n in names if n not in independent]
+        reading["independent_layers"] = independent
+        facts["weights"] = bool(names)
+        if not names:
+            return HomogeneityMeasurement(
+                facts=facts, statistic=math.nan, tolerance=math.nan, inconclusive=False, details=reading,
+                tolerance_basis="no weight layer f depends on",
+                reason=f"f does not depend on any weight layer ({_independent_text(independent)})", **where)
     if sums.method == UNTRACKED:
         return HomogeneityMeasurement(
             facts=facts, statistic=math.nan, tolerance=math.nan, inconclusive=all(facts.values()), details=reading,
@@ -130,19 +159,11 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
             reason="autograd sees no path from any weight to f (the forward runs under torch.no_grad or detaches "
                    "its output): Euler's sums and the roundoff scale sum |delta|^T |W| |a| they give cannot be "
                    "formed; check the model with a forward autograd can follow", **where)
-    f = sums.output
-
-    def forward(replaced, inputs=xr):
-        state = {n: b.clone() for n, b in buffers.items()}
-        with torch.no_grad():
-            out = output_tensor(functional_call(model, ({**params, **replaced}, state), (inputs,)))
-        return (out if sums.output_axis is None else out.movedim(sums.output_axis, 0)).reshape(-1)
-
     # per sample, first order: the forward error is <= gamma_K sum_k |delta_k|^T |W_k| |a_k| (each layer's
     # rounding carried to f by its exact Jacobian); d|f| adds the identity's other side
     scale = sum(sums.absolute[n] + d * f.abs() for n, d in zip(names, degrees))
     k_forward = _roundoff_counts({n: params[n] for n in names}, degrees)
-    stochastic = _stochastic(forward, found, f, scale, 2 * _gamma(k_forward, u))
+    stochastic = _stochastic(forward, found, scale, 2 * _gamma(k_forward, u))
     if stochastic:
         facts["deterministic"] = False
         return HomogeneityMeasurement(facts=facts, statistic=math.nan, tolerance=math.nan, inconclusive=False,
@@ -172,10 +193,15 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
         return _scaling_entry(fa, factor, f, safe_scale, usable, tolerances["scaling"](degree) + extra, normal_floor)
 
     (medians, order), limit = _medians(model, forward, names), 0.85 * math.log(torch.finfo(arithmetic).max)
+    # the sweep the model's own dtype represents (its widest-ranged parameters'), and the arithmetic's share
+    declared = max((p.dtype for p in model.parameters() if p.is_floating_point()), key=lambda t: torch.finfo(t).max)
+    decades, wanted = _decades(arithmetic), _decades(declared)
+    labelled = _joint_vectors(order, dict(zip(names, degrees)), medians, limit, decades)
     joint = [(own, scaling(forward({n: a * params[n] for n, a in own.items()}),
                            math.prod(_power(own[n], d) for n, d in zip(names, degrees)), max(degrees),
                            _gamma(2 * len(names), 2.0 ** -53)))  # the float64 product of the factors
-             for own in _joint_vectors(order, dict(zip(names, degrees)), medians, limit)]
+             for own, _ in labelled]
+    judged = sorted(j for (_, j), (_, e) in zip(labelled, joint) if j is not None and e["samples"])
     joint_ratio = max([0.0] + [e["residual"] / e["tolerance"] for _, e in joint if not math.isnan(e["residual"])])
     joint_held = joint_ratio <= 1
     if joint_held:
@@ -184,11 +210,13 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
         cumulative = _cumulative(order, [own for own, _ in joint])
         layer_scales = {n: sorted({own[n] for own, _ in joint} | cumulative[n]) for n in names}
     else:  # attribute the failure: each layer scaled alone
-        layer_scales = _layer_scales(medians, names, degrees, limit)
+        layer_scales = _layer_scales(medians, names, degrees, limit, decades)
         scaled = {n: {a: forward({n: a * params[n]}) for a in layer_scales[n]} for n in names}
         scalings = {n: {str(a): scaling(fa, _power(a, d), d) for a, fa in scaled[n].items()}
                     for n, d in zip(names, degrees)}
         inferred = {n: _infer_degree(f, scaled[n], informative) for n in names}
+        judged = sorted({j for n in names for j in decades
+                         if scalings[n].get(str(10.0 ** j / medians[n]), {}).get("samples")})
     layers = {n: _layer_report(f, sums.euler[n], sums.absolute[n], scalings[n], inferred[n], d, safe_scale, usable,
                                informative) for n, d in zip(names, degrees)}
     blind = _untracked_paths(forward, params, names, degrees, f, safe_scale, usable, layers, tolerances, u)
@@ -203,13 +231,30 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
     offending = [n for n, r in ratios.items() if r > 1]
     rescale_ratio = 0.0 if math.isnan(rescale_res) else rescale_res / tolerances["rescaling"]
     statistic = max([rescale_ratio, joint_ratio] + list(ratios.values()))
+    if frozen_others and statistic > 1:
+        facts["no_bias"] = False
     silent = not bool((f[usable] != 0).any())
     all_underflow = not bool(usable.any())
+    resolution = {check: _resolution(tol, f, safe_scale, usable) for check, tol in (
+        ("Euler", tolerances["euler"]), ("scalings", max(tolerances["scaling"](d) for d in degrees)),
+        ("f = rho f(V)", tolerances["rescaling"]))}
+    unresolved = [check for check, r in resolution.items() if not r < RESOLUTION]
+    uncovered = [j for j in wanted if j not in decades]
     # the model's own pass is bounded only for nets the theorem covers; it can only stop a "holds"
     forward_decides = statistic <= 1 and all(facts.values()) and not found.unrecognized_modules
     inconclusive = ((not finite) or silent or all_underflow or not model_check["finite"]
-                    or (model_check["inconclusive"] and forward_decides))
+                    or (model_check["inconclusive"] and forward_decides)
+                    or (forward_decides and bool(unresolved or uncovered)))
     reasons = []
+    if forward_decides and unresolved:
+        reasons.append(f"the {arithmetic_name} arithmetic cannot resolve the identity: for {unresolved} the "
+                       f"roundoff bound x the sample's absolute terms exceeds {RESOLUTION:g} |f| on every sample "
+                       f"(smallest relative deviation of f seen: "
+                       f"{', '.join(f'{c} {resolution[c]:.2g}' for c in unresolved)}), so a failure could pass")
+    if forward_decides and uncovered:
+        reasons.append(f"the scale sweep is limited by {arithmetic_name}'s range to pre-activations "
+                       f"10^{decades[0]}..10^{decades[-1]}: the decades j = {uncovered} of {dtype_name(declared)}'s "
+                       "range are not tested (a threshold there would go unseen)")
     if not finite or not model_check["finite"]:
         reasons.append("non-finite output or gradient (overflow or NaN)")
     if all_underflow:
@@ -230,10 +275,15 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
     elif joint_ratio > 1:
         reasons.append(f"scaling all layers at once fails (residual / tolerance {joint_ratio:.2e}) while each "
                        "layer scaled alone passes")
-    if found.others:
-        frozen = [n for n in sorted(found.others) if n in found.frozen]
+    if found.others and not facts["no_bias"]:
         reasons.append(f"bias/non-weight parameters: {sorted(found.others)}"
-                       + (f" (frozen, requires_grad=False: {frozen})" if frozen else ""))
+                       + (f" (frozen, requires_grad=False: {frozen_others}; held constant, the identities fail)"
+                          if frozen_others else ""))
+    elif frozen_others:
+        reasons.append(f"frozen non-weight parameters {frozen_others} held constant like buffers (requires_grad="
+                       "False: constants of f, not parameters it is tested in; the identities hold with them)")
+    if independent:
+        reasons.append(f"weight layers f does not depend on: {_independent_text(independent)}")
     if found.frozen_weights:
         reasons.append(f"frozen weight layers checked as layers: {sorted(found.frozen_weights)}")
     if found.non_homogeneous_modules:
@@ -252,7 +302,7 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                          f"unit roundoff {u:.2e} ({arithmetic_name}); Euler "
                          f"gamma_K = {tolerances['euler']:.2e} (K = {k_euler:g}: forward + backward dot lengths + "
                          f"the sum, x max degree), scalings a in {list(SCALES)} and per layer a "
-                         f"with a x median|pre-activation| = 10^j, j in {SWEEP_DECADES[0]}..{SWEEP_DECADES[-1]}: "
+                         f"with a x median|pre-activation| = 10^j, j judged in {_span(judged)}: "
                          f"2 gamma_K' + (d+2)u "
                          f"(K' = {k_forward:g}), rho: {tolerances['rescaling']:.2e}; relative to "
                          "sum_k (|delta_k|^T |W_k| |a_k| + d_k |f|)"),
@@ -262,8 +312,9 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                  "scaling_mode": "joint" if joint_held else "per layer",
                  "scales_reason": "homogeneity is exact at every a > 0: scales below and above 1 over six "
                                   "orders of magnitude catch thresholds (clamp, relu6) a single a = 2 misses, and "
-                                  "a with a x median|pre-activation| = 1e-15 .. 1e15 (every 3 decades) "
-                                  "catch thresholds outside the inputs' own range. Joint: all layers scaled at "
+                                  "a with a x median|pre-activation| = 1e-15 .. 1e15 (every 3 decades) and "
+                                  "beyond, to the arithmetic's range (10^+-30, 60, 120, 240), catch thresholds "
+                                  "outside the inputs' own range. Joint: all layers scaled at "
                                   "once, f(a_1 W_1, ..) = prod a_k^d_k f (each layer's weight by a and 1/a in "
                                   "turn; every layer's pre-activations brought to 10^j together), O(depth) "
                                   "passes; where one fails, each layer alone (the per-layer identities) names "
@@ -277,7 +328,10 @@ def _measure(model, x, degrees) -> HomogeneityMeasurement:
                                 "scaling": {n: tolerances["scaling"](d) for n, d in zip(names, degrees)}},
                  "model_forward": {k: v for k, v in model_check.items() if k != "reasons"},
                  "samples_set_aside_for_underflow": int(underflow.sum()) + model_check["set_aside"],
-                 "samples_in_rescaling_check": int(rescalable.sum()), **reading},
+                 "samples_in_rescaling_check": int(rescalable.sum()),
+                 "decades_judged": judged, "decades_not_covered": uncovered,
+                 "resolution": resolution, "frozen_constants": frozen_others if facts["no_bias"] else [],
+                 **reading},
         reason="; ".join(reasons), **where)
 
 
@@ -309,42 +363,53 @@ def _medians(model, forward, names: list[str]) -> tuple[dict[str, float], list[s
     return {n: float(v.double().median()) if v.numel() else 1.0 for n, v in values.items()}, order
 
 
-def _layer_scales(medians: dict, names: list[str], degrees: list[float], limit: float) -> dict[str, tuple]:
-    """Per weight layer alone: :data:`SCALES` and a = 10^j / m for j in :data:`SWEEP_DECADES`, m its median
+def _decades(dtype: torch.dtype) -> tuple[int, ...]:
+    """The sweep's decades j (pre-activations brought to 10^j) that ``dtype`` represents well inside its range:
+    :data:`SWEEP_DECADES` and :data:`OUTER_DECADES` (both signs) with |j| <= 0.85 log10 max (262 in float64,
+    32 in float32 and bfloat16, 4 in float16)."""
+    top = 0.85 * math.log10(torch.finfo(dtype).max)
+    return tuple(j for j in sorted(set(SWEEP_DECADES) | {s * j for j in OUTER_DECADES for s in (1, -1)})
+                 if abs(j) <= top)
+
+
+def _layer_scales(medians: dict, names: list[str], degrees: list[float], limit: float,
+                  decades: tuple[int, ...]) -> dict[str, tuple]:
+    """Per weight layer alone: :data:`SCALES` and a = 10^j / m for j in ``decades``, m its median
     pre-activation, kept where a^d stays well inside the arithmetic's range (|d ln a| <= ``limit``, 0.85 ln max:
     600 in float64, 75 in float32)."""
     out = {}
     for name, d in zip(names, degrees):
-        extra = [10.0 ** j / medians[name] for j in SWEEP_DECADES]
+        extra = [10.0 ** j / medians[name] for j in decades]
         kept = [a for a in extra if 0 < a < math.inf and abs(max(d, 1.0) * math.log(a)) <= limit]
         out[name] = tuple(sorted(set(SCALES) | set(kept)))
     return out
 
 
-def _joint_vectors(names: list[str], degree: dict[str, float], medians: dict, limit: float) -> list[dict]:
+def _joint_vectors(names: list[str], degree: dict[str, float], medians: dict, limit: float,
+                   decades: tuple[int, ...]) -> list[tuple[dict, int | None]]:
     """Scale vectors for all layers at once: for a in :data:`SCALES` (as pairs a, 1/a), a and 1/a alternating
     over the layers, from the first layer or the second and starting with either (each layer's weight at a and
     at 1/a, and each layer's pre-activations at a and 1/a, the product of the factors before it staying within
-    [1/a, a]); and for j in :data:`SWEEP_DECADES`, the factors c_k / c_(k-1) with c_k = 10^j / m_k that bring
+    [1/a, a]); and for j in ``decades``, the factors c_k / c_(k-1) with c_k = 10^j / m_k that bring
     every layer's pre-activations to 10^j at once (in a chain of positively homogeneous layers, in call order).
-    Kept where every product of factors and the expected factor stay within ``limit`` (as ln). ``names`` in
-    call order."""
+    Kept where every product of factors and the expected factor stay within ``limit`` (as ln), each with its
+    decade j (None for the pairs). ``names`` in call order."""
     largest = max(max(degree.values()), 1.0)
     vectors = []
     for a in sorted({max(s, 1 / s) for s in SCALES}):
         for shift in (0, 1):
             for up in (a, 1 / a):
-                vectors.append({n: 1.0 if k < shift else (up if (k - shift) % 2 == 0 else 1 / up)
-                                for k, n in enumerate(names)})
-    for j in SWEEP_DECADES:
-        c = [10.0 ** j / medians[n] for n in names]
-        vectors.append({n: c[k] / (c[k - 1] if k else 1.0) for k, n in enumerate(names)})
+                vectors.append(({n: 1.0 if k < shift else (up if (k - shift) % 2 == 0 else 1 / up)
+                                 for k, n in enumerate(names)}, None))
+    for j in decades:  # in logs: 10^j / m_k may leave float64's range where the ratios do not
+        c = [j * math.log(10.0) - math.log(medians[n]) for n in names]
+        vectors.append(({n: math.exp(min(c[k] - (c[k - 1] if k else 0.0), 709.0)) for k, n in enumerate(names)}, j))
     kept = []
-    for own in vectors:
+    for own, j in vectors:
         logs = [math.log(own[n]) if 0 < own[n] < math.inf else math.inf for n in names]
         partial = max(abs(p) for p in itertools.accumulate(logs)) * largest
         if any(x != 0 for x in logs) and partial <= limit and abs(sum(degree[n] * g for n, g in zip(names, logs))) <= limit:
-            kept.append(own)
+            kept.append((own, j))
     return kept
 
 
@@ -381,6 +446,16 @@ def _scaling_entry(fa, factor, f, scale, usable, tolerance, normal_floor) -> dic
     kept = usable & torch.isfinite(fa) & (target >= normal_floor)
     return {"residual": _masked_max((fa - factor * f).abs() / target, kept), "tolerance": tolerance,
             "samples": int(kept.sum())}
+
+
+def _resolution(tolerance: float, f, scale, usable) -> float:
+    """The smallest relative deviation of f a check sees: min over samples of tolerance x S / |f|."""
+    keep = usable & (f != 0)
+    return float((tolerance * scale[keep] / f[keep].abs()).min()) if bool(keep.any()) else math.inf
+
+
+def _span(decades: list[int]) -> str:
+    return f"{decades[0]}..{decades[-1]} ({len(decades)} decades)" if decades else "none"
 
 
 def _gamma(n: float, u: float) -> float:
@@ -455,13 +530,35 @@ def _layer_ratio(report: dict, tol_euler: float) -> float:
     return max([0.0] + [r for r in ratios if not math.isnan(r)])
 
 
-def _stochastic(forward, found, f, scale, tolerance) -> dict[str, str]:
-    """Modules random in training mode, named, or measured: passes that differ beyond roundoff."""
+def _stochastic(forward, found, scale, tolerance) -> dict[str, str]:
+    """Modules random in training mode, named, or measured: two identical passes differ. On the CPU identical
+    computations are bitwise equal, so any difference is randomness; on an accelerator, whose reductions may
+    run in another order, beyond that order's roundoff bound ``tolerance`` x the sample's absolute terms."""
     if found.stochastic_modules:
         return dict(found.stochastic_modules)
-    if bool(((forward({}) - f).abs() > tolerance * scale).any()):
-        return {"<forward>": "two identical forward passes differ"}
+    first, second = forward({}), forward({})
+    exact = first.device.type == "cpu"
+    differ = (first != second) if exact else ((first - second).abs() > tolerance * scale)
+    if bool((differ & ~(first.isnan() & second.isnan())).any()):
+        return {"<forward>": "two identical forward passes differ" + (" (bitwise, on the CPU)" if exact else "")}
     return {}
+
+
+def _independent_layers(forward, sums, params, names) -> list[str]:
+    """Weight layers f does not depend on, measured: autograd's Euler terms are all 0 and f(a W_k) is
+    bitwise f(W) != 0 for every a in :data:`SCALES` and a = 0 (an auxiliary head never called in ``forward``;
+    an f that is 0 on every sample shows nothing)."""
+    candidates = [n for n in names if not bool(sums.absolute[n].any()) and not bool(sums.euler[n].any())]
+    reference = forward({}) if candidates else None
+    if reference is None or not bool((reference != 0).any()):
+        return []
+    return [n for n in candidates
+            if all(torch.equal(forward({n: a * params[n]}), reference) for a in (0.0,) + SCALES)]
+
+
+def _independent_text(independent: list[str]) -> str:
+    return (f"{independent}: autograd's Euler terms are 0 and f(aW) is bitwise f(W) for a in "
+            f"{[0.0, *SCALES]}, so f has degree 0 in them: not layers of f, left out of the identities")
 
 
 def _model_forward_check(model, x, dtype, buffers, f_reference, scale, k_forward, output_axis) -> dict:
@@ -474,7 +571,8 @@ def _model_forward_check(model, x, dtype, buffers, f_reference, scale, k_forward
     bound = _gamma(k_forward, u)
     state = {n: b.clone().to(dtype) if b.is_floating_point() else b.clone() for n, b in buffers.items()}
     with torch.no_grad():
-        own = output_tensor(functional_call(model, (dict(model.named_parameters()), state), (x,)))
+        copies = {n: p.detach().clone() for n, p in model.named_parameters()}  # the model is never written to
+        own = output_tensor(functional_call(model, (copies, state), (x,)))
     own = (own if output_axis is None else own.movedim(output_axis, 0)).reshape(-1).to(f_reference.dtype)
     finite = bool(torch.isfinite(own).all())
     normal = scale >= torch.finfo(dtype).tiny / unit_roundoff(dtype)

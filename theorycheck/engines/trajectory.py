@@ -73,6 +73,10 @@ class Trajectory:
     # False when a homogeneity check of the run was inconclusive (none failed): homogeneity is then undecided,
     # neither met nor unmet (a network that outputs 0 on every sample gives nothing to test)
     homogeneity_decided: bool = True
+    # accepted flow steps that raised log J beyond sqrt(u) (1 + |log J|), and the largest rise: the exact flow
+    # lowers J, so these steps (chattering across kinks) do not resolve it; 0 for a resolved run and for GD/SGD
+    log_loss_rises: int = 0
+    largest_log_loss_rise: float = 0.0
 
     def __post_init__(self):
         missing = [c for c in COLUMNS if c not in self.records]
@@ -114,6 +118,11 @@ class Trajectory:
         bound = np.nan_to_num(np.asarray(r["margin_roundoff"]) * np.asarray(r["norm"]) ** self.degree, nan=np.inf)
         rise = np.diff(log_loss) > bound[1:] + bound[:-1]
         return np.flatnonzero(rise) + 1
+
+    @property
+    def resolves_flow(self) -> bool | None:
+        """Whether every accepted flow step lowered log J as the exact flow does (None: not a flow run)."""
+        return None if self.method != "flow" else self.log_loss_rises == 0
 
     @property
     def error_estimate(self) -> float:
