@@ -131,3 +131,14 @@ def test_weight_norm_on_coupled_samples_is_never_violated(dtype):
     verdict = tc.check_weight_norm(net, X, y)
     assert verdict.status == "holds" and verdict.details["batch_behaviour"]["coupled"] is True
     assert "coupled" in verdict.reason
+
+
+def test_checks_called_with_keywords_or_bad_models_answer_as_checks():
+    """The thread-sizing wrapper reads (model, X) however they are passed, and leaves refusals to the checks."""
+    model, X = _net(torch.nn.Identity(), torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    assert tc.check_gauss_newton(model=model, X=X, y=model(X).detach()).status == "holds"
+    labels = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=torch.float64)
+    assert tc.check_weight_norm(model=model, X=X, y=labels).status == "vacuous"  # biases: measured, not refused
+    for check in (tc.check_flat_minima, tc.check_weight_norm):
+        with pytest.raises(tc.InvalidArgument, match="torch.nn.Module"):
+            check("not a model", X, labels)

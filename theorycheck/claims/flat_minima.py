@@ -42,6 +42,7 @@ from ..core.threads import one_thread_when_small
 from ..core.verdict import Verdict
 from ..engines.batch_behaviour import BatchBehaviour, measure_batch_behaviour
 from ..engines.hessian import LossLandscape
+from ..engines.homogeneity import measurement_work
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
 GN_SOURCE = "Gauss-Newton decomposition of the squared-loss Hessian; Poggio, Banburski & Liao, CBMM Memo 100 (2019)"
@@ -86,15 +87,6 @@ def two_layer_network(W1: torch.Tensor, W2: torch.Tensor, activation="relu") -> 
         first.weight.copy_(W1)
         second.weight.copy_(W2)
     return net
-
-
-def _work(model, X, *args, **kwargs) -> tuple[float, object]:
-    """Parameters x samples and the device: a Hessian this small runs on one intra-op thread (on 2 shared
-    cores, a 27-parameter convolutional net took 2.1 s with two threads and 0.05 s with one)."""
-    parameters = sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else 0
-    samples = X.shape[0] if isinstance(X, torch.Tensor) and X.ndim else 1
-    device = X.device if isinstance(X, torch.Tensor) else "cpu"
-    return parameters * samples, device
 
 
 def _problem(model, X, y, loss) -> LossLandscape:
@@ -215,7 +207,7 @@ flat_minima_kit = ClaimKit(
 
 
 @flat_minima_kit.checker(samples=("X", "y"), indices=("y",))
-@one_thread_when_small(_work)
+@one_thread_when_small(measurement_work)
 def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss=None, layers=None,
                       alphas=(0.1, 10.0, 100.0), probes: int | None = None, seed: int | None = None) -> Verdict:
     """Dinh et al.'s alpha-scale on ``model``: layer ``layers[0]``'s weight and bias times a1, layer
@@ -359,7 +351,7 @@ def _user_hessian(hessian, problem: LossLandscape, dtype, device):
 
 
 @gauss_newton_kit.checker(samples=("X", "y"), indices=("y",), unbounded=("hessian_error",))
-@one_thread_when_small(_work)
+@one_thread_when_small(measurement_work)
 def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss=None, hessian=None,
                        hessian_error: float = 0.0, probes: int | None = None, seed: int | None = None) -> Verdict:
     """At an interpolating point of the squared loss 1/2 sum ||f(x_n) - y_n||^2 of ``model``, the Hessian

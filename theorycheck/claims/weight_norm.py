@@ -134,7 +134,7 @@ kit = ClaimKit(
 
 
 @kit.checker(samples=("X", "y"))
-@one_thread_when_small(lambda model, X, *args, **kwargs: measurement_work(model, X))
+@one_thread_when_small(measurement_work)
 def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp",
                       v_norm: float = 1.0, parametrization: str = "weight_norm", seed: int | None = None) -> Verdict:
     """Check WN == Lagrange (u_k' = V_k', g_k' = rho_k') and V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) for every
