@@ -55,8 +55,8 @@ class ConvNet(nn.Module):
 
     def __init__(self, skip=False, smooth=False):
         super().__init__()
-        self.conv1, self.conv2 = nn.Conv1d(2, 3, 3, padding=1), nn.Conv1d(3, 2, 3)
-        self.head = nn.Linear(8, 1)
+        self.conv1, self.conv2 = nn.Conv1d(1, 2, 3, padding=1), nn.Conv1d(2, 2, 3)
+        self.head = nn.Linear(4, 1)
         self.skip, self.smooth = skip, smooth
 
     def forward(self, x):
@@ -69,7 +69,7 @@ class ConvNet(nn.Module):
 def _conv(dtype, **kw):
     torch.manual_seed(0)
     model = ConvNet(**kw).to(dtype)
-    X = torch.randn(5, 2, 6, dtype=dtype)
+    X = torch.randn(3, 1, 4, dtype=dtype)
     with torch.no_grad():
         y = model(X)
     return model, X, y

@@ -236,7 +236,7 @@ def test_early_stopping_controls():
     with pytest.raises(tc.InvalidArgument, match="sigma >= 0"):
         tc.check_early_stopping(torch.ones(3, 2), torch.ones(2), sigma=-1.0)
     zero = tc.check_early_stopping(torch.ones(3, 2), torch.zeros(2), sigma=0.0)
-    assert zero.status == "inconclusive" and "nothing to compare" in zero.reason
+    assert zero.status == "holds" and "exactly 0" in zero.reason  # y = 0: 0 <= bound x 0
 
 
 # --- early_stopping on your own estimators ---------------------------------------------------------
@@ -333,3 +333,46 @@ def test_min_norm_on_your_own_module_and_loop(dtype):
             iterates.append(model.weight.detach().clone().reshape(-1))
         verdict = tc.check_min_norm(X, y, torch.stack(iterates), lr=0.2 / 6)
         assert verdict.status == expected, verdict.summary()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_ridge_clipped_beyond_the_unit_vectors_is_seen_at_the_data_scale(dtype):
+    """Clipped at 3x the largest coefficient any unit vector gives: linear on e_i and on a unit-scale probe,
+    not at the scale of y = noise with sigma = 30 (its true risk ratio is 4-14): not the theorem's ridge."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(9, 5, generator=g, dtype=torch.float64).to(dtype)
+    flow, ridge, _, _ = _your_estimators(X)
+    seen = max(float(ridge(e, lam).abs().max()) for e in torch.eye(9, dtype=dtype) for lam in (1e-4, 1.0, 1e4))
+    clipped = lambda y, lam: ridge(y, lam).clamp(-3 * seen, 3 * seen)  # noqa: E731
+    verdict = tc.check_early_stopping(X, torch.zeros(5, dtype=dtype), sigma=30.0, estimators=(flow, clipped))
+    assert verdict.status == "vacuous" and "probes of norm" in verdict.reason, verdict.summary()
+    exact = tc.check_early_stopping(X, torch.zeros(5, dtype=dtype), sigma=30.0, estimators=(flow, ridge))
+    assert exact.status == "holds" and "linear on probes y of norm" in exact.reason, exact.summary()
+    low, high = exact.details["estimators"]["linearity_probed"]["norm_range"]
+    assert low < 30 < 30 * 3 < high  # from below the noise norm 30 sqrt(9) to beyond its tail
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_exact_estimators_hold_at_one_sample_and_a_zero_problem_holds(dtype):
+    """n = 1 (four null eigenvalues: the rounding of X^T y / n there, times t, is within the derived error);
+    beta0 = 0 and sigma = 0: every risk is exactly 0."""
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(1, 5, generator=g, dtype=torch.float64).to(dtype)
+    beta0 = torch.randn(5, generator=g, dtype=torch.float64).to(dtype)
+    flow, ridge, _, _ = _your_estimators(X)
+    verdict = tc.check_early_stopping(X, beta0, sigma=0.5, estimators=(flow, ridge))
+    assert verdict.status == "holds", verdict.summary()
+    zero = tc.check_early_stopping(X, torch.zeros(5, dtype=dtype), sigma=0.0, estimators=(flow, ridge))
+    assert zero.status == "holds" and zero.statistic == 0 and "exactly 0" in zero.reason, zero.summary()
+    assert tc.check_early_stopping(X, torch.zeros(5, dtype=dtype), sigma=0.0).status == "holds"
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e160])
+def test_a_design_outside_the_normal_range_is_inconclusive(scale):
+    """X x 1e-160 (S subnormal: flow times 1 / s beyond float64) or x 1e160 (S overflows): inconclusive with
+    the fix named, never a raw error; float32 designs stay in range in the float64 copy and hold."""
+    g = torch.Generator().manual_seed(0)
+    X, beta0 = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    verdict = tc.check_early_stopping(X * scale, beta0, sigma=0.5)
+    assert verdict.status == "inconclusive" and "rescale X" in verdict.reason, verdict.summary()
+    assert tc.check_early_stopping((X * 1e-18).float(), beta0.float(), sigma=0.5).status == "holds"

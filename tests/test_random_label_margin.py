@@ -153,3 +153,48 @@ def test_your_loop_needs_your_network_and_the_dict_its_keys():
         tc.label_margin_pairs(data.X, data.y, seeds=range(2), train=_adam(1))
     with pytest.raises(InvalidArgument, match="keys 'true', 'random'"):
         tc.check_random_label_margin({"true": HIGH})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_labels_other_than_plus_minus_one_and_other_shapes_are_refused(dtype):
+    data = digits(8, classes=(3, 8), seed=1, dtype=dtype)
+    net = lambda: _Net().to(dtype)  # noqa: E731
+    for labels, what in ((3 * data.y, "label values"), ((data.y + 1) / 2, "label values"),
+                         (data.y[:, None], "one label per row")):
+        for model in (None, net):
+            with pytest.raises(InvalidArgument, match=what):
+                tc.label_margin_pairs(data.X, labels, seeds=range(2), model=model, steps=1)
+    two = lambda: torch.nn.Linear(64, 2, bias=False).to(dtype)  # noqa: E731
+    with pytest.raises(InvalidArgument, match="one output per sample"):
+        tc.label_margin_pairs(data.X, data.y, seeds=range(2), model=two, train=_adam(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_frozen_layer_is_measured_as_a_layer(dtype):
+    data = digits(8, classes=(3, 8), seed=1, dtype=dtype)
+
+    def frozen():
+        net = _Net().to(dtype)
+        next(net.parameters()).requires_grad_(False)
+        return net
+
+    pairs = tc.label_margin_pairs(data.X, data.y, seeds=range(2), model=frozen, train=_adam(1))
+    assert all(held is True for held in pairs["homogeneous"].values()), pairs["homogeneous"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("middle", [lambda: torch.nn.BatchNorm1d(16, affine=False), lambda: torch.nn.Dropout(0.2)],
+                         ids=["batchnorm-train", "dropout-train"])
+def test_a_network_left_in_training_mode_has_no_per_sample_margin(middle, dtype):
+    """Batch statistics or dropout: f(x_n) is not a function of x_n alone, so no normalized margin exists to
+    compare (measured per run: not homogeneous), never a raw error from the measurement."""
+    data = digits(8, classes=(3, 8), seed=1, dtype=dtype)
+
+    def make():
+        return torch.nn.Sequential(torch.nn.Linear(64, 16, bias=False), middle(), torch.nn.ReLU(),
+                                   torch.nn.Linear(16, 1, bias=False)).to(dtype)
+
+    pairs = tc.label_margin_pairs(data.X, data.y, seeds=range(2), model=make, train=_adam(1))
+    assert not any(pairs["homogeneous"].values())
+    verdict = tc.check_random_label_margin(pairs)
+    assert verdict.status == "vacuous" and "homogeneous" in " ".join(verdict.failed_assumptions)

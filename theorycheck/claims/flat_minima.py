@@ -16,6 +16,10 @@ the outputs given.
   interpolating point (r = 0) H = J^T J, so rank H <= n k (k outputs) << #parameters: the Hessian at
   such a global minimum is degenerate (Poggio, Banburski & Liao, CBMM Memo 100 (2019), abstract). For any
   loss of the outputs, H = J^T D J + sum_n g_n . d^2 f_n (g = dL/df, D = d^2 L/df^2): J^T D J where g = 0.
+Both bounds are per sample: how the forward treats the batch is measured first
+(:mod:`theorycheck.engines.batch_behaviour`): a random forward (dropout in training mode) is vacuous, samples
+coupled by batch statistics are undecided unless everything holds within the bound, and entries below
+tiny / u (underflow) inconclusive.
 Hessians by torch.func on a float64 copy of the module (:mod:`theorycheck.engines.hessian`); above
 ``FULL_LIMIT`` parameters (or with ``probes=``) the identities are tested on random probe vectors by
 Hessian-vector products.
@@ -34,8 +38,11 @@ from ..core.devices import dtype_name, dtype_of
 from ..core.errors import expect
 from ..core.inputs import as_batch, model_device_dtype, require_module
 from ..core.kit import ClaimKit
+from ..core.threads import one_thread_when_small
 from ..core.verdict import Verdict
+from ..engines.batch_behaviour import BatchBehaviour, measure_batch_behaviour
 from ..engines.hessian import LossLandscape
+from ..engines.homogeneity import measurement_work
 
 DINH = "Dinh, Pascanu, Bengio & Bengio, ICML 2017, Sec. 4 (alpha-scale transformation), Thm 4"
 GN_SOURCE = "Gauss-Newton decomposition of the squared-loss Hessian; Poggio, Banburski & Liao, CBMM Memo 100 (2019)"
@@ -98,6 +105,21 @@ def _problem(model, X, y, loss) -> LossLandscape:
     return problem
 
 
+DETERMINISTIC = ("f a deterministic function of the parameters on X (two evaluations agree; no dropout in training "
+                 "mode: call model.eval())")
+COUPLED = ("the samples are coupled (an output depends on another sample's input, e.g. batch statistics of a "
+           "BatchNorm in training mode): the per-sample roundoff bound does not cover f, so a gap cannot be told "
+           "from roundoff; call model.eval() for the per-sample network")
+
+COUPLED_HELD = "the samples are coupled (batch statistics): everything held within the per-sample roundoff bound"
+
+
+def _random_verdict(kit: ClaimKit, behaviour: BatchBehaviour, model) -> Verdict:
+    """A random forward: the Hessian of one evaluation is not defined (vacuous), nothing is differentiated."""
+    return kit.decide(assumptions={"deterministic": False}, dtype=dtype_name(model_device_dtype(model)[1]),
+                      details={"batch_behaviour": dataclasses.asdict(behaviour)}, reason=behaviour.reason())
+
+
 def _probes(problem: LossLandscape, probes: int | None, seed) -> torch.Tensor | None:
     """None: form full matrices; else a (P, p) block of standard normal probe vectors (seeded)."""
     if probes is None and problem.P <= FULL_LIMIT:
@@ -128,7 +150,12 @@ def _lambda_max(H: torch.Tensor) -> float:
 
 
 def _finite(*tensors: torch.Tensor) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    """Finite and clear of underflow: no entry in (0, tiny / u), where a product may have lost digits to the
+    subnormal range (or to 0) and Higham's bounds no longer hold (a bound of 0 against a residual of 1e-320)."""
+    def clear(t):
+        floor = torch.finfo(t.dtype).tiny / torch.finfo(t.dtype).eps
+        return bool(torch.isfinite(t).all()) and not bool(((t != 0) & (t.abs() < floor)).any())
+    return all(clear(t) for t in tensors)
 
 
 def _rescaling_pair(problem: LossLandscape, layers) -> tuple[str, str, torch.Tensor, torch.Tensor]:
@@ -171,7 +198,8 @@ flat_minima_kit = ClaimKit(
               "a^2 lambda_max(H_BB) <= lambda_max(H_a) <= max_i t_i^-2 lambda_max(H) (B: W_k+1's block), so equal "
               "functions sit at minima of any sharpness.",
     source=DINH,
-    assumptions={"invariant": "f unchanged on X by the alpha-scale (a W_k, a b_k, W_k+1 / a) at every factor a the "
+    assumptions={"deterministic": DETERMINISTIC,
+                 "invariant": "f unchanged on X by the alpha-scale (a W_k, a b_k, W_k+1 / a) at every factor a the "
                               "check applies, to the roundoff of f (a positively 1-homogeneous activation between "
                               "the two layers)"},
     tolerance="gamma_K relative to the absolute network's f and 2 gamma_K to its Hessian terms (float64 copy)",
@@ -179,6 +207,7 @@ flat_minima_kit = ClaimKit(
 
 
 @flat_minima_kit.checker(samples=("X", "y"), indices=("y",))
+@one_thread_when_small(measurement_work)
 def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss=None, layers=None,
                       alphas=(0.1, 10.0, 100.0), probes: int | None = None, seed: int | None = None) -> Verdict:
     """Dinh et al.'s alpha-scale on ``model``: layer ``layers[0]``'s weight and bias times a1, layer
@@ -193,6 +222,9 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     problem = _problem(model, X, y, loss)
     pairs = _alpha_pairs(alphas)
     name_k, name_k1, first, second = _rescaling_pair(problem, layers)
+    behaviour = measure_batch_behaviour(problem.model, problem.X)
+    if behaviour.random:
+        return _random_verdict(flat_minima_kit, behaviour, model)
     V = _probes(problem, probes, seed)
     theta, u, g, P = problem.theta, problem.u, problem.g, problem.P
     with torch.no_grad():
@@ -252,13 +284,17 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     if invariant and not held_bounds:
         reasons.append("lambda_max(H_a) outside [a2^-2 lambda_max(H_BB), max t^-2 lambda_max(H)]")
     if not finite:
-        reasons.append("non-finite Hessian (overflow)")
+        reasons.append("non-finite Hessian (overflow), or entries below tiny / u (underflow: rescale the data)")
     if silent:
         reasons.append(f"f does not depend on the parameters of {name_k!r} and {name_k1!r} on X (every hidden unit "
                        "between them and the output dead): nothing to test")
+    coupled = bool(behaviour.coupled) and not (invariant and held)  # only a pass within the bound is decided
+    if behaviour.coupled:
+        reasons.append(COUPLED if coupled else COUPLED_HELD)
     return flat_minima_kit.decide(
-        assumptions={"invariant": invariant}, conclusion_held=held,
-        inconclusive=not finite or silent, statistic=statistic, bound=0.0, tolerance=1.0,
+        assumptions={"deterministic": True, "invariant": None if coupled and not invariant else invariant},
+        conclusion_held=held, inconclusive=not finite or silent, undecided=coupled,
+        statistic=statistic, bound=0.0, tolerance=1.0,
         tolerance_basis=(f"statistic: the largest ratio of a change to its roundoff bound (float64 copy of the model): "
                          f"|f_a - f| to gamma_K (f_abs + f_abs,a), K = {problem.K} (2 x (fan-ins + tensors) + n k + 4), "
                          "f_abs = f(|theta|; |x|) the absolute network; each |H_a - T^-1 H T^-1| entry to the bound of "
@@ -268,6 +304,7 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
         dtype=dtype_name(model_device_dtype(model)[1]),
         details={"alphas": rows, "layers": [name_k, name_k1], "lambda_max": lam, "lambda_max_H22": lam_BB,
                  "parameters": P, "invariance_gap": invariance, "probes": None if V is None else V.shape[1],
+                 "batch_behaviour": dataclasses.asdict(behaviour),
                  "series": {"lambda_max(H_a) a2^2 (-> lambda_max(H_BB))": {
                      "x": [r["alpha"] for r in rows], "y": [r.get("lambda_max", math.nan) * r["alpha_W2"] ** 2
                                                             for r in rows], "xlabel": "rescaling alpha"}}},
@@ -280,7 +317,8 @@ gauss_newton_kit = ClaimKit(
               "vanishes), so rank H <= n k; for any loss of the outputs, at a point where every dL/df_n = 0, "
               "H = J^T D J with D = d^2 L / df^2.",
     source=GN_SOURCE,
-    assumptions={"interpolates": "interpolation: every output gradient dL/df_n (f(x_n) - y_n for the squared loss) "
+    assumptions={"deterministic": DETERMINISTIC,
+                 "interpolates": "interpolation: every output gradient dL/df_n (f(x_n) - y_n for the squared loss) "
                                  "within what the roundoff of f leaves"},
     tolerance="2 gamma_K (J_abs^T J_abs + sum |r| d^2 f_abs) entrywise plus the residual interpolation allows "
               "(float64 copy), plus the error stated for a Hessian you give",
@@ -313,6 +351,7 @@ def _user_hessian(hessian, problem: LossLandscape, dtype, device):
 
 
 @gauss_newton_kit.checker(samples=("X", "y"), indices=("y",), unbounded=("hessian_error",))
+@one_thread_when_small(measurement_work)
 def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss=None, hessian=None,
                        hessian_error: float = 0.0, probes: int | None = None, seed: int | None = None) -> Verdict:
     """At an interpolating point of the squared loss 1/2 sum ||f(x_n) - y_n||^2 of ``model``, the Hessian
@@ -326,6 +365,9 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     ``vacuous``; the residual term sum_n r_n d^2 f_n it leaves is reported."""
     problem = _problem(model, X, y, loss)
     device, dtype = model_device_dtype(model)
+    behaviour = measure_batch_behaviour(problem.model, problem.X)
+    if behaviour.random:
+        return _random_verdict(gauss_newton_kit, behaviour, model)
     expect(hessian_error >= 0 and math.isfinite(hessian_error), expected="hessian_error >= 0 (finite)",
            received=repr(hessian_error), fix="hessian_error=0.0")
     if hessian is not None and not isinstance(hessian, torch.Tensor) and probes is None:
@@ -336,6 +378,7 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     r, allowed = problem.residuals(theta), problem.allowed_residual(theta)
     interpolates = bool((r.abs() <= allowed).all())
     details = {"parameters": P, "n_times_k": nk, "max_abs_residual": float(r.abs().max()),
+               "batch_behaviour": dataclasses.asdict(behaviour),
                "hessian": "autograd" if hessian is None else "given", "hessian_error": hessian_error}
     if V is None:
         H = problem.hessian(theta) if H_given is None else H_given
@@ -368,10 +411,15 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     elif not held:
         reasons.append(f"H != J^T D J (J^T J for the squared loss) at an interpolating point: entrywise ratio to roundoff {ratio:.3g}, {what}")
     if not finite:
-        reasons.append("non-finite Hessian or Jacobian")
+        reasons.append("non-finite Hessian or Jacobian (overflow), or entries below tiny / u (underflow: rescale "
+                       "the data)")
+    coupled = bool(behaviour.coupled) and not (interpolates and held)  # only a pass within the bound is decided
+    if behaviour.coupled:
+        reasons.append(COUPLED if coupled else COUPLED_HELD)
     return gauss_newton_kit.decide(
-        assumptions={"interpolates": interpolates}, conclusion_held=held,
-        inconclusive=not finite, statistic=float(residual.norm()), bound=0.0, tolerance=float(tol.norm()),
+        assumptions={"deterministic": True, "interpolates": None if coupled and not interpolates else interpolates},
+        conclusion_held=held, inconclusive=not finite, undecided=coupled,
+        statistic=float(residual.norm()), bound=0.0, tolerance=float(tol.norm()),
         tolerance_basis=(f"||H - J^T J||_F (or of (H - J^T J) V on probes) vs the norm of the entrywise bound 2 gamma_K "
                          f"(J_abs^T J_abs + sum |r_n| d^2 f_abs,n) + sum_n rho_n d^2 f_abs,n, K = {problem.K}, "
                          "f_abs = f(|theta|; |x|), rho_n = 2 gamma_K f_abs,n + u|y_n| (the residual interpolation "

@@ -30,7 +30,7 @@ from ..core.devices import dtype_name, dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..core.kit import ClaimKit
 from ..core.verdict import Verdict
-from ..engines.linear_estimator import estimator_matrix, linear_risk
+from ..engines.linear_estimator import estimator_matrix, linear_risk, linearity_probes
 
 SOURCE = ("Poggio, Liao & Banburski, Nat. Commun. 11:3371 (2020), intro; Yao, Rosasco & Caponnetto, "
           "Constr. Approx. 26 (2007) (spectral filters)")
@@ -297,7 +297,17 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     n, d = Xn.shape
     # the eigendecomposition is exact for a symmetric S + E, ||E|| <= d u ||S||; the inequality holds for every
     # PSD matrix, so only the evaluation of the sums below is rounded (clamping negative eigenvalues to 0)
-    s, V = np.linalg.eigh(Xn.T @ Xn / n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        S = Xn.T @ Xn / n
+    size = float(np.abs(S).max()) if S.size else 0.0
+    if not math.isfinite(size) or 0 < size < np.finfo(np.float64).tiny / unit_roundoff(torch.float64):
+        # overflow, or S below the normal range: its eigenvalues lost their digits, and the flow times 1 / s
+        # the supremum ranges over are not representable
+        return early_stopping_kit.decide(
+            assumptions={"flow": step is None}, inconclusive=True, details={"n": n, "d": d, "max_abs_S": size},
+            reason=f"X^T X / n has entries of size {size:.3g}: outside float64's normal range (overflow or "
+                   "underflow); rescale X (the ratio over t > 0 does not depend on the scale of X)")
+    s, V = np.linalg.eigh(S)
     s = np.clip(s, 0.0, None)
     coef = (V.T @ b0) ** 2
     positive = s[s > 0]
@@ -333,10 +343,13 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
     if step is None:  # the flow: the supremum is over every t > 0, the given times only add grid points
         t = np.unique(np.concatenate([t, spectrum]))
     ratio, risk_gf, risk_r = ratio_at(t)
+    trivial = sigma == 0 and not np.any(b0)  # y = 0: every linear estimator's risk is exactly 0 <= bound x 0
+    if trivial:
+        ratio = np.zeros_like(t)
     finite = bool(np.isfinite(risk_gf).all() and np.isfinite(risk_r).all()) and bool(np.isfinite(ratio).any())
     worst = int(np.nanargmax(ratio)) if finite else 0
     worst_t, worst_ratio, located = float(t[worst]), float(ratio[worst]) if finite else math.nan, []
-    if step is None and finite:
+    if step is None and finite and not trivial:
         worst_t, worst_ratio, located = _locate_maximum(lambda u: ratio_at(np.exp(np.atleast_1d(u)))[0][0],
                                                         np.log(t), ratio)
     bound = akt_constant()
@@ -356,21 +369,27 @@ def check_early_stopping(X, beta0, *, sigma: float, times=None, calibration: flo
                                  estimator_error, resolved)
         assumptions["estimators"] = yours["within_error"]
         details["estimators"] = yours
+        probed = yours["linearity_probed"]["norm_range"]
         worst_yours = max(yours["times"], key=lambda row: row["ratio"] - row["allowed"])
         held = held and all(row["ratio"] <= row["allowed"] for row in yours["times"])
         worst_t, worst_ratio, tolerance = worst_yours["t"], worst_yours["ratio"], worst_yours["allowed"] - bound
         if not yours["within_error"]:
-            reasons.append(f"your estimators are not gradient flow and ridge on X: relative deviation "
-                           f"{yours['deviation']:.3g} from the exact operators (linearity gap included) > "
-                           f"estimator_error {yours['estimator_error']:.3g}")
+            reasons.append(f"your estimators are not gradient flow and ridge on X: relative deviation from the exact "
+                           f"operators (linearity gap on probes of norm {probed[0]:.3g} .. {probed[1]:.3g} included) "
+                           f"{yours['deviation_over_allowed']:.3g} x the error allowed ({yours['error_basis']})")
+        else:
+            reasons.append(f"your estimators read as matrices, linear on probes y of norm {probed[0]:.3g} .. "
+                           f"{probed[1]:.3g} (the signal X beta0, noise at sigma and both, scaled)")
     if step is not None:
         reasons.append(f"discrete GD (step {step:g}, eta s_1 = {step * s.max():.3g}), not the flow: the filter "
                        "1 - (1 - eta s)^k exceeds 1 - e^{-ts} where eta s is not small")
     if finite and not held:
         reasons.append(f"risk(GF, t) / risk(ridge, {calibration:g}/t) = {worst_ratio:.7g} > {bound:.6g} at t = {worst_t:.6g}"
                        + (" (lambda != 1/t: mis-calibrated)" if calibration != 1 else ""))
+    if trivial:
+        reasons.append("beta0 = 0 and sigma = 0: y = 0, both risks are exactly 0 at every t (0 <= bound x 0)")
     if not finite:
-        reasons.append("the ridge risk is 0 at every t (beta0 = 0 and sigma = 0) or not finite: nothing to compare")
+        reasons.append("the risks are not finite: nothing to compare")
     return early_stopping_kit.decide(
         assumptions=assumptions, conclusion_held=held, inconclusive=not finite,
         statistic=worst_ratio, bound=bound, tolerance=tolerance,
@@ -407,37 +426,57 @@ def _your_estimators(estimators, X: torch.Tensor, Xn, beta0, sigma, s, V, times,
     n, d = Xn.shape
     u = unit_roundoff(X.dtype)
     cond = float(resolved.max() / resolved.min()) if resolved.size else 1.0  # over the resolved spectrum
-    if estimator_error is None:
-        estimator_error = 16 * (n + d) * u * cond
-    expect(estimator_error >= 0, expected="estimator_error >= 0 (relative) or None", received=repr(estimator_error),
-           fix="your solver's relative error, e.g. its rtol")
+    expect(estimator_error is None or estimator_error >= 0, expected="estimator_error >= 0 (relative) or None",
+           received=repr(estimator_error), fix="your solver's relative error, e.g. its rtol")
+    # a backward-stable solver errs by 16 (n + d) u cond(S) relative; in the directions S does not resolve
+    # (null or below d u ||S||) the computed eigenvectors are off by an angle <= 16 (n + d) u ||S|| / gap (Davis-
+    # Kahan, gap = the smallest resolved eigenvalue) and keep components of X^T y / n of that angle times
+    # ||X||_2 / n, which a filter of size <= t (flow) or <= 1 / lambda (ridge) multiplies: at most sqrt(d) of them
+    null_scale = 16 * (n + d) * u * cond * math.sqrt(d) * float(np.linalg.norm(Xn, 2)) / n
+    probes = linearity_probes(Xn, beta0, sigma)
+    probe_norms = np.linalg.norm(probes, axis=0)
     scale = float(np.linalg.norm(Xn @ beta0)) + sigma
     XtV = V.T @ Xn.T / n
     with np.errstate(divide="ignore", invalid="ignore"):
         inverse = np.where(s > 0, 1 / np.where(s > 0, s, 1.0), 0.0)
-    bound, rows, deviation = akt_constant(), [], 0.0
+    bound, rows, deviation, over = akt_constant(), [], 0.0, 0.0
     for t in times:
         lam = calibration / t
         exact = {"flow": V @ ((-np.expm1(-t * s) * inverse)[:, None] * XtV),
                  "ridge": V @ ((1 / (s + lam))[:, None] * XtV)}
         row = {"t": float(t), "lambda": lam}
-        for (name, fn), arg in zip(zip(("flow", "ridge"), estimators), (t, lam)):
-            A, gap = estimator_matrix(fn, n, d, dtype=X.dtype, device=X.device, args=(float(arg),))
+        within = True
+        for (name, fn), arg, filter_size in zip(zip(("flow", "ridge"), estimators), (t, lam), (t, 1 / lam)):
+            A, gap = estimator_matrix(fn, n, d, dtype=X.dtype, device=X.device, args=(float(arg),), probes=probes)
             norm = float(np.linalg.norm(exact[name]))
             off = float(np.linalg.norm(A - exact[name]))
+            allowed = estimator_error if given else (16 * (n + d) * u * cond + (null_scale * filter_size / norm
+                                                                                 if norm > 0 else 0.0))
             row[f"{name}_deviation"] = max(off / norm if norm > 0 else (0.0 if off == 0 else math.inf), gap)
+            row[f"{name}_linearity_gap"], row[f"{name}_error_allowed"] = gap, allowed
             row[f"{name}_risk"], row[f"{name}_shift"] = linear_risk(A, Xn, beta0, sigma), off * scale
             deviation = max(deviation, row[f"{name}_deviation"])
+            over = max(over, row[f"{name}_deviation"] / allowed if allowed > 0 else
+                       (0.0 if row[f"{name}_deviation"] == 0 else math.inf))
+            within &= row[f"{name}_deviation"] <= allowed
+        row["within_error"] = within
         r_gf, r_ridge = row["flow_risk"], row["ridge_risk"]
-        row["ratio"] = r_gf / r_ridge if r_ridge > 0 else math.nan
+        row["ratio"] = r_gf / r_ridge if r_ridge > 0 else (0.0 if r_gf == 0 else math.inf)  # 0 <= bound x 0
         # r_gf <= (sqrt(r_gf*) + D_gf)^2 <= (sqrt(bound r_ridge*) + D_gf)^2, r_ridge* <= (sqrt(r_ridge) + D_ridge)^2
         row["allowed"] = ((math.sqrt(bound) * (math.sqrt(r_ridge) + row["ridge_shift"]) + row["flow_shift"]) ** 2
-                          / r_ridge + bound * 2 * gamma(n * d + 10, torch.float64)) if r_ridge > 0 else math.inf
+                          / r_ridge + bound * 2 * gamma(n * d + 10, torch.float64)) if r_ridge > 0 else (
+            bound if row["flow_shift"] == 0 else math.inf)
         rows.append(row)
-    return {"times": rows, "deviation": deviation, "estimator_error": estimator_error,
-            "within_error": deviation <= estimator_error,
+    return {"times": rows, "deviation": deviation, "deviation_over_allowed": over,
+            "estimator_error": estimator_error if given else max(max(r["flow_error_allowed"], r["ridge_error_allowed"])
+                                                                 for r in rows),
+            "within_error": all(r["within_error"] for r in rows),
+            "linearity_probed": {"probes": probes.shape[1], "norm_range": [float(probe_norms.min()),
+                                                                            float(probe_norms.max())]},
             "error_basis": "estimator_error given" if given else
-            f"16 (n + d) u cond(S), cond = {cond:.3g}: a backward-stable solver's relative error"}
+            f"16 (n + d) u cond(S), cond = {cond:.3g} (a backward-stable solver's relative error), plus 16 (n + d) u "
+            "cond sqrt(d) ||X||_2 / n x (t for the flow, 1 / lambda for ridge) / ||A_exact||_F: the components of "
+            "X^T y / n rounding leaves in the directions S does not resolve (Davis-Kahan), times the filter there"}
 
 
 def _locate_maximum(f, u: np.ndarray, values: np.ndarray) -> tuple[float, float, list[dict]]:

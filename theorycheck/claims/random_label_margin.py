@@ -31,7 +31,9 @@ from ..core.kit import Case, ClaimKit, comparison
 from ..core.inputs import require_module
 from ..core.modules import read_parameters
 from ..core.registry import case_seed
-from ..engines.homogeneity import measure_homogeneity
+from ..core.threads import threads_for
+from ..engines.batch_behaviour import measure_batch_behaviour
+from ..engines.homogeneity import measure_homogeneity, measurement_work
 
 kit = ClaimKit(
     id="random_label_margin",
@@ -136,6 +138,43 @@ def sgd_loop(lr: float = 0.05, steps: int = 500):
     return train
 
 
+def _expect_labels(X: torch.Tensor, y) -> None:
+    """y: one label in {-1, +1} per row of X (the margin y f(x) and the random arm's labels are +-1)."""
+    expect(isinstance(y, torch.Tensor) and y.ndim == 1 and y.shape[0] == X.shape[0], expected=f"y of shape "
+           f"({X.shape[0]},): one label per row of X", received=f"{type(y).__name__} {tuple(getattr(y, 'shape', ()))}",
+           fix="y.reshape(-1)")
+    values = sorted(set(torch.unique(y.detach()).cpu().tolist()))
+    expect(set(values) <= {-1.0, 1.0}, expected="labels in {-1, +1} (the random arm draws +-1 labels and the "
+           "margin is y f(x))", received=f"label values {values[:6]}" + (" ..." if len(values) > 6 else ""),
+           fix="y = 2 * y01 - 1 for {0, 1} labels, or torch.sign(y) for labels of another scale")
+
+
+def _expect_one_output(net: torch.nn.Module, X: torch.Tensor) -> None:
+    with torch.no_grad():
+        out = net(X)
+    expect(isinstance(out, torch.Tensor) and out.numel() == X.shape[0], expected=f"model() mapping X to one output "
+           f"per sample ({X.shape[0]} values, shape ({X.shape[0]},) or ({X.shape[0]}, 1))",
+           received=f"output {type(out).__name__} {tuple(getattr(out, 'shape', ()))}",
+           fix="a binary classifier with one output: the margin is y f(x)")
+
+
+def _trained_margins(net, X, row, train, homogeneous: dict, name: str) -> torch.Tensor:
+    """Train ``net`` on the labels ``row``; its normalized margins, its homogeneity recorded under ``name``."""
+    _expect_one_output(net, X)
+    train(net, X, row.clone())
+    found = read_parameters(net, X)
+    expect(bool(found.weights), expected="a network with weight layers", received=f"{found.roles}",
+           fix="model: a factory of the network to train")
+    layers = {**found.weights, **found.frozen_weights}  # frozen layers scale f too
+    # a forward that is random, changes buffers or couples samples has no per-sample f to scale
+    per_sample = measure_batch_behaviour(net, X).per_sample
+    homogeneous[name] = (False if found.others or not per_sample else
+                         measure_homogeneity(net, X, degrees=[1.0] * len(layers)).identities_hold)
+    with torch.no_grad():
+        rho = math.prod(float(w.detach().norm()) for w in layers.values())
+        return row * net(X).reshape(-1) / rho
+
+
 def _user_pairs(X, y, seeds, model, train, label_seed) -> dict:
     """Each arm of each pair: ``model()`` under torch.manual_seed of the pair's stream, trained in place by
     ``train(net, X, labels)``; margins normalized by the product of the weight layers' Frobenius norms
@@ -151,15 +190,8 @@ def _user_pairs(X, y, seeds, model, train, label_seed) -> dict:
                 torch.manual_seed(case_seed(int(s), "arm", arm))
                 net = model()
                 require_module(net, "model()")
-                train(net, X, row.clone())
-                found = read_parameters(net, X)
-                expect(bool(found.weights), expected="a network with weight layers", received=f"{found.roles}",
-                       fix="model: a factory of the network to train")
-                with torch.no_grad():
-                    rho = math.prod(float(w.detach().norm()) for w in found.weights.values())
-                    rows.append(row * net(X).reshape(-1) / rho)
-                measured = measure_homogeneity(net, X, degrees=[1.0] * len(found.weights))
-                homogeneous[f"{arm}-{s}"] = False if found.others else measured.homogeneous
+                with threads_for(*measurement_work(net, X)):  # a small net runs faster on one thread
+                    rows.append(_trained_margins(net, X, row, train, homogeneous, f"{arm}-{s}"))
             margins[arm] = torch.stack(rows).detach()
     return {**margins, "steps": None, "run": None, "random_labels": random_labels, "homogeneous": homogeneous}
 
@@ -184,6 +216,7 @@ def label_margin_pairs(X: torch.Tensor, y: torch.Tensor, *, seeds, model=None, t
     Sized for 64 digits: in 16 random draws (7 pairs each, width 64, lr 0.008) every run had zero training
     error from step 794 on at the latest, so the audit's 1500 steps leave a factor ~2 (lr 0.012 at width 128
     left some random-label runs unfitted after 1000 steps)."""
+    _expect_labels(X, y)
     if model is not None:
         return _user_pairs(X, y, seeds, model, sgd_loop(lr, steps) if train is None else train, label_seed)
     expect(train is None, expected="train= with model= (your loop trains your networks)", received="train without "

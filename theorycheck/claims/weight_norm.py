@@ -27,8 +27,10 @@ from torch.func import functional_call, grad, grad_and_value, vmap
 from ..core.devices import dtype_of, gamma, unit_roundoff
 from ..core.errors import expect
 from ..core.modules import read_parameters
-from ..engines.homogeneity import measure_homogeneity
+from ..engines.batch_behaviour import measure_batch_behaviour
+from ..engines.homogeneity import measure_homogeneity, measurement_work
 from ..core.kit import ClaimKit
+from ..core.threads import one_thread_when_small
 from ..core.inputs import as_batch
 from ..core.verdict import Verdict
 
@@ -122,7 +124,9 @@ kit = ClaimKit(
               "(||v_k|| = 1) has u_k' = V_k'(Lagrange) = rho S_k and g_k' = rho_k' = (rho/rho_k) R, and "
               "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained): the same critical points, not the same trajectories.",
     source=SOURCE,
-    assumptions={"no_bias": "no bias parameters",
+    assumptions={"deterministic": "a deterministic forward that leaves the module's buffers unchanged (no dropout "
+                                  "or BatchNorm in training mode: call model.eval()), measured by two evaluations",
+                 "no_bias": "no bias parameters",
                  "homogeneous": "f positively 1-homogeneous in each weight layer (measured on X: Euler's identity, "
                                 "the scalings f(a W_k) = a f(W) and f(W) = rho f(V))"},
     tolerance="norm-wise roundoff 2 rho sum_n e_n |y_n| c_n 2(gamma_K + eps_n), c_n the absolute network's scale on x_n",
@@ -130,6 +134,7 @@ kit = ClaimKit(
 
 
 @kit.checker(samples=("X", "y"))
+@one_thread_when_small(measurement_work)
 def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "exp",
                       v_norm: float = 1.0, parametrization: str = "weight_norm", seed: int | None = None) -> Verdict:
     """Check WN == Lagrange (u_k' = V_k', g_k' = rho_k') and V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) for every
@@ -148,6 +153,10 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     expect(bool(found.weights), expected="a network with weight layers (f = 0 when a layer's weight is 0)",
            received=f"parameters {found.roles}", fix="pass the network whose layers are weight-normalized")
     y = y.detach().to(x.dtype)
+    behaviour = measure_batch_behaviour(model, x)
+    if behaviour.random or behaviour.mutates_buffers:  # the flows of one evaluation are not defined
+        return kit.decide(assumptions={"deterministic": False}, details={"batch_behaviour": dataclasses.asdict(behaviour)},
+                          reason=behaviour.reason())
     K = _dot_product_terms(found.weights) + x.shape[0] + 8  # + the sum over samples and the normalizations
     result = flows(model, x, y, loss=loss, v_norm=v_norm, parametrization=parametrization)
     rho, e = result["rho"], result["e"]
@@ -175,13 +184,20 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
         ratios += [_ratio(row["wn_vs_lagrange"], tol_direction), _ratio(row["g_dot_vs_rho_dot"], tol_radial),
                    _ratio(row["lagrange_vs_rho_k2_unconstrained"], tol_direction)]
     statistic = max(ratios)
-    silent = not bool((result["f_V"] != 0).any()) or tol_direction == 0.0
-    homogeneity = measure_homogeneity(model, x, degrees=[1.0] * len(found.weights))
-    assumptions = {"no_bias": not found.others, "homogeneous": homogeneity.homogeneous}
-    reasons = []
+    unlabelled = not bool((y != 0).any())  # every flow is exactly 0: the identities hold as 0 = 0
+    silent = not bool((result["f_V"] != 0).any()) or (tol_direction == 0.0 and not unlabelled)
+    layer_count = len(found.weights) + len(found.frozen_weights)  # one degree per weight layer, frozen ones too
+    homogeneity = measure_homogeneity(model, x, degrees=[1.0] * layer_count)
+    assumptions = {"deterministic": True, "no_bias": not found.others, "homogeneous": homogeneity.identities_hold}
+    coupled = bool(behaviour.coupled) and statistic > 1  # only a pass within the per-sample bound is decided
+    reasons = ([behaviour.reason() + (" (the per-sample roundoff bound does not cover it)" if coupled else
+                                      "; the flows agreed within the per-sample roundoff bound")]
+               if behaviour.coupled else [])
+    if unlabelled:
+        reasons.append("every label is 0: every flow is exactly 0, the identities hold as 0 = 0")
     if found.others:
         reasons.append(f"bias/non-weight parameters {sorted(found.others)}: f(W) != rho f(V), Euler fails")
-    if homogeneity.homogeneous is not True:
+    if homogeneity.identities_hold is not True:
         reasons.append(f"on X: {homogeneity.summary()}")
     if statistic > 1 and all(held is True for held in assumptions.values()):
         worst = max(rows, key=lambda n: _ratio(rows[n]["wn_vs_lagrange"], tol_direction))
@@ -194,7 +210,7 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     if finite and silent:
         reasons.append("f(V) = 0 on every sample, or every e_n y_n is 0 (underflow, zero labels): nothing to test")
     return kit.decide(
-        assumptions=assumptions, conclusion_held=statistic <= 1, inconclusive=not finite or silent,
+        assumptions=assumptions, conclusion_held=statistic <= 1, inconclusive=not finite or silent, undecided=coupled,
         statistic=statistic, bound=0.0, tolerance=1.0,
         tolerance_basis=(f"statistic: the largest ratio of a difference to its roundoff bound; directions 2 rho sum_n "
                          f"e_n |y_n| c_n 2(gamma_K + eps_n), K = {K} (Higham, with c_n = max(||x_n||, f_abs(x_n), "
@@ -202,7 +218,7 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
                          "with |V_k| on |x_n|; c_n = ||x_n|| for matrices since ||V_j||_2 <= ||V_j||_F = 1 and |a'| <= 1; "
                          "eps_n = 2u + rho gamma_K |y_n| c_n, the error of e_n through the exponent), divided by rho_k for "
                          "g_k' and rho_k'"),
-        details={"rho": rho, "layers": rows, "loss": loss, "v_norm": v_norm, "parametrization": parametrization,
+        details={"rho": rho, "layers": rows, "batch_behaviour": dataclasses.asdict(behaviour), "loss": loss, "v_norm": v_norm, "parametrization": parametrization,
                  "lambda_k": 0.5 * rho * float((e * y * result["f_V"]).sum()),
                  "critical_points": "V_k'(Lagrange) = rho_k^2 V_k'(unconstrained) with rho_k^2 > 0: the same zero set"},
         reason="; ".join(reasons))
