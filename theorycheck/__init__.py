@@ -9,7 +9,7 @@ plugin start without importing torch; using any of them registers every claim fi
 
 import importlib
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _EXPORTS = {  # module -> the public names it defines
     ".harness.battery": ("ClaimCheck", "parametrize_with_claims"),
