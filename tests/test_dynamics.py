@@ -359,3 +359,20 @@ def test_a_flow_that_raises_the_loss_says_it_is_not_resolving_the_flow(spec, res
     assert Trajectory.from_dict(json.loads(json.dumps(trajectory.to_dict()))).log_loss_rises == trajectory.log_loss_rises
     gd = tc.train(model, X, y, method="gd", lr=0.1, steps=3)
     assert gd.resolves_flow is None and gd.log_loss_rises == 0
+
+
+@pytest.mark.parametrize("scale, hidden", [(0.0, True), (1e-300, True), (0.0, False), (1e-170, False)])
+def test_a_start_at_zero_or_below_the_float_range_is_refused_naming_the_fix(scale, hidden):
+    """At theta = 0 (or ||theta||^L underflowing) the clock and the normalized margins are 0/0: an
+    InvalidArgument saying so, not a ZeroDivisionError."""
+    X = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.where(X[:, 0] > 0, 1.0, -1.0).double()
+    layers = [torch.nn.Linear(3, 4, bias=False), torch.nn.ReLU(), torch.nn.Linear(4, 1, bias=False)] if hidden \
+        else [torch.nn.Linear(3, 1, bias=False)]  # a linear model from zeros: logistic regression's usual start
+    model = torch.nn.Sequential(*layers).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(scale)
+    for method in ("flow", "gd"):
+        with pytest.raises(tc.InvalidArgument, match="positive normal numbers.*Fix: start from"):
+            tc.train(model, X, y, method=method, lr=0.1, steps=3)

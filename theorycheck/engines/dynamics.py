@@ -443,6 +443,12 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ex
     expect(method != "flow" or 0 < rtol < 1, expected="0 < rtol < 1", received=repr(rtol), fix="e.g. rtol=1e-4")
     log = _Log(problem, points_per_decade, snapshots)
     theta = net.flatten()
+    rho = float(theta.norm())
+    scale = min(rho**degree, rho**2)
+    expect(scale >= np.finfo(np.float64).tiny and math.isfinite(rho**degree), expected="parameters whose norm^L "
+           "and norm^2 are positive normal numbers (the clock c = ||theta||^2 / ... and the normalized margins "
+           "divide by them)", received=f"||theta|| = {rho:g}, L = {degree:g}",
+           fix="start from the model's default initialization, or scale the weights into the float range")
     started = time.perf_counter()
     if method == "flow":
         final, reason, n_steps, rejected, evaluations = _flow(
