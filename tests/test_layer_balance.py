@@ -642,3 +642,25 @@ def test_a_gradient_reused_without_a_backward_is_decided_by_its_spread(dtype):
     assert verdict.status == "vacuous" and verdict.assumptions[balance_kit.assumptions["euler"]] is False, \
         verdict.summary()
     assert verdict.details["euler_sums"]["reused_steps_off"] >= 1 and "reused" in verdict.reason
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_frozen_first_layer_with_x_given_is_judged_on_the_trained_layers(dtype):
+    """Fine-tuning the head of a bias-free ReLU net (first layer frozen, X given to the Recorder): the
+    homogeneity pre-check counts the frozen layer at degree 1 (no degrees were passed), plain SGD holds on the
+    trained layers and weight decay is still caught."""
+    statuses = []
+    for weight_decay in (0.0, 1e-2):
+        torch.manual_seed(0)
+        X, y = torch.randn(32, 6, dtype=dtype), torch.sign(torch.randn(32, dtype=dtype))
+        model = nn.Sequential(nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 8, bias=False), nn.ReLU(),
+                              nn.Linear(8, 1, bias=False)).to(dtype)
+        model[0].weight.requires_grad_(False)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, weight_decay=weight_decay)
+        with tc.Recorder(model, opt, X, y) as recorder:
+            for _ in range(5):
+                opt.zero_grad()
+                nn.functional.softplus(-y * model(X).squeeze(1)).sum().backward()
+                opt.step()
+        statuses.append(tc.check_layer_balance(recorder.trajectory).status)
+    assert statuses == ["holds", "vacuous"]

@@ -136,7 +136,7 @@ class Recorder:
         self._read_roles(None if self.X is None else ((self.X,), {}))
         self._homogeneity = None
         if self.X is not None:
-            self._homogeneity = measure_homogeneity(model, self.X, degrees=dict(self._degrees))
+            self._homogeneity = measure_homogeneity(model, self.X, degrees={**self._frozen_degrees, **self._degrees})
         self._order: list[str] = []
         self._batch = None  # (args, kwargs) of the first forward pass with autograd on
         self._last_after: dict[str, torch.Tensor] | None = None
@@ -182,8 +182,14 @@ class Recorder:
                     measured = UnitSymmetries(model, self._weights, *batch).degrees()
                 except (RuntimeError, TypeError, ValueError, IndexError) as error:
                     why_not = f"{type(error).__name__}: {error}"
+        # declared degrees cover every weight layer, frozen ones included (as check_homogeneity reads them); a
+        # frozen layer's degree serves only the homogeneity pre-check: 1 unless declared
+        layers = [n for n, _ in model.named_parameters() if n in self._weights or n in found.frozen_weights]
+        self._frozen_degrees = {name: 1.0 for name in found.frozen_weights}
         if self._declared is not None:
-            self._degrees, source = dict(zip(names, declared_degrees(model, names, self._declared))), "declared"
+            declared = dict(zip(layers, declared_degrees(model, layers, self._declared)))
+            self._degrees, source = {name: declared[name] for name in names}, "declared"
+            self._frozen_degrees = {name: declared[name] for name in found.frozen_weights}
         else:  # measured f(2W) = 2^d f(W); 1 where none could be read (not homogeneous: the identities decide)
             self._degrees = {name: measured.get(name) or 1.0 for name in names}
             source = {name: "measured" if measured.get(name) else
