@@ -567,11 +567,14 @@ def test_recorder_leaves_a_seeded_dropout_loop_bit_identical(dtype, closure):
         assert torch.equal(plain[name], observed[name]), name
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("weight_decay, status", [(0.0, "holds"), (0.5, "vacuous")])  # lr wd = 0.025 > 2u of bf16
-def test_half_precision_runs_are_judged_with_their_own_roundoff(dtype, weight_decay, status):
+@pytest.mark.parametrize("dtype, plain", [(torch.float16, "holds"), (torch.bfloat16, "inconclusive")])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.5])  # lr wd = 0.025 > 2u of bf16
+def test_half_precision_runs_are_judged_with_their_own_roundoff(dtype, plain, weight_decay):
     """A float16/bfloat16 model (check_homogeneity accepts it) is recorded and judged with u of its dtype:
-    plain SGD holds, weight decay is still seen as a non-plain step."""
+    plain SGD holds in float16; in bfloat16 the roundoff bound (13.5) exceeds the size of D itself (6.2), so a
+    plain run is undecided rather than a holds that could not have failed; weight decay is still seen as a
+    non-plain step in both."""
+    status = plain if weight_decay == 0 else "vacuous"
     torch.manual_seed(5)
     model = nn.Sequential(nn.Linear(4, 12, bias=False), nn.ReLU(), nn.Linear(12, 1, bias=False)).to(dtype)
     X = torch.randn(16, 4).to(dtype)
@@ -610,13 +613,17 @@ def _autocast_loop(dtype, *, penalty=0.0, steps=6):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_an_autocast_forward_is_judged_with_the_arithmetic_it_ran_in(dtype):
-    """bfloat16 autocast on float32 weights rounds the gradient at 2^-8 (measured from the activations): plain SGD
-    holds; a float64 model is untouched by autocast and keeps its own roundoff."""
+    """bfloat16 autocast on float32 weights rounds the gradient at 2^-8 (measured from the activations): there the
+    bound exceeds the size of D itself, so plain SGD is undecided (a penalty the bound hides could not be seen);
+    a float64 model is untouched by autocast, keeps its own roundoff and holds."""
     traj = _autocast_loop(dtype)
     expected = 2.0 ** -8 if dtype == torch.float32 else 2.0 ** -53
     assert np.all(traj.grad_roundoff == expected), traj.grad_roundoff
     verdict = tc.check_layer_balance(traj)
-    assert verdict.status == "holds", verdict.summary()
+    if dtype == torch.float32:
+        assert verdict.status == "inconclusive" and "cannot resolve D_k" in verdict.reason, verdict.summary()
+    else:
+        assert verdict.status == "holds", verdict.summary()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -266,9 +266,11 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
         residual = drift - eta_term
         tol = np.concatenate([[0.0], _pair_tolerance(traj, inner_error, [k, k + 1], [1.0, r], u, dtype)])
         ratio = float(np.abs(residual[1:]).max() / tol[-1]) if tol[-1] > 0 else math.inf
+        # the size of what D_k is made of: a tolerance at least this large cannot see any change of D_k
+        scale = float((traj.sq_norms[:, k] + r * traj.sq_norms[:, k + 1]).max())
         pairs[name] = {"degree_ratio": r, "drift": float(drift[-1]), "eta2_term": float(eta_term[-1]),
                        "residual": float(residual[-1]), "max_abs_residual": float(np.abs(residual).max()), "tolerance": float(tol[-1]),
-                       "ratio": ratio}
+                       "ratio": ratio, "scale": scale, "resolved": bool(tol[-1] < scale)}
         drift_lines[f"D_{k + 1}"] = drift[index].tolist()
         unexplained_lines[f"D_{k + 1}"] = np.abs(residual[index]).tolist()
         if worst is None or ratio > pairs[worst]["ratio"]:
@@ -344,8 +346,13 @@ def check_layer_balance(trajectory: BalanceTrajectory, *, seed=None) -> Verdict:
     if unbounded and not held:
         reasons.append("the drift exceeds a tolerance whose gradient-roundoff term is an estimate (the Recorder saw no "
                        "backward pass through the model's output on some steps): undecided")
+    unresolved = [name for name, pair in pairs.items() if not pair["resolved"]]
+    if held and unresolved:
+        reasons.append(f"the roundoff bound of {unresolved} is at least max_t (||W_k||^2 + r ||W_k+1||^2) "
+                       f"({pairs[unresolved[0]]['tolerance']:.3g} >= {pairs[unresolved[0]]['scale']:.3g}): the "
+                       "arithmetic the run used cannot resolve D_k at all, so its holding says nothing: undecided")
     return kit.decide(
-        assumptions=assumptions, undecided=unbounded and not held, comparisons=parts,
+        assumptions=assumptions, undecided=(unbounded and not held) or (held and bool(unresolved)), comparisons=parts,
         details={"steps": traj.steps, "optimizer": traj.optimizer, "pairs": pairs, "neurons": neurons,
                  "plain_steps": plain_details, "euler_sums": euler_details,
                  "max_edit_between_steps": float(edited.max(initial=0.0)),
