@@ -107,11 +107,6 @@ def _problem(model, X, y, loss) -> LossLandscape:
 
 DETERMINISTIC = ("f a deterministic function of the parameters on X (two evaluations agree; no dropout in training "
                  "mode: call model.eval())")
-COUPLED = ("the samples are coupled (an output depends on another sample's input, e.g. batch statistics of a "
-           "BatchNorm in training mode): the per-sample roundoff bound does not cover f, so a gap cannot be told "
-           "from roundoff; call model.eval() for the per-sample network")
-
-COUPLED_HELD = "the samples are coupled (batch statistics): everything held within the per-sample roundoff bound"
 
 
 def _random_verdict(kit: ClaimKit, behaviour: BatchBehaviour, model) -> Verdict:
@@ -288,9 +283,8 @@ def check_flat_minima(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     if silent:
         reasons.append(f"f does not depend on the parameters of {name_k!r} and {name_k1!r} on X (every hidden unit "
                        "between them and the output dead): nothing to test")
-    coupled = bool(behaviour.coupled) and not (invariant and held)  # only a pass within the bound is decided
-    if behaviour.coupled:
-        reasons.append(COUPLED if coupled else COUPLED_HELD)
+    coupled, coupling = behaviour.coupling(invariant and held)
+    reasons += coupling
     return flat_minima_kit.decide(
         assumptions={"deterministic": True, "invariant": None if coupled and not invariant else invariant},
         conclusion_held=held, inconclusive=not finite or silent, undecided=coupled,
@@ -413,9 +407,8 @@ def check_gauss_newton(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
     if not finite:
         reasons.append("non-finite Hessian or Jacobian (overflow), or entries below tiny / u (underflow: rescale "
                        "the data)")
-    coupled = bool(behaviour.coupled) and not (interpolates and held)  # only a pass within the bound is decided
-    if behaviour.coupled:
-        reasons.append(COUPLED if coupled else COUPLED_HELD)
+    coupled, coupling = behaviour.coupling(interpolates and held)
+    reasons += coupling
     return gauss_newton_kit.decide(
         assumptions={"deterministic": True, "interpolates": None if coupled and not interpolates else interpolates},
         conclusion_held=held, inconclusive=not finite, undecided=coupled,

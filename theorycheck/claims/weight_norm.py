@@ -189,10 +189,7 @@ def check_weight_norm(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, 
     layer_count = len(found.weights) + len(found.frozen_weights)  # one degree per weight layer, frozen ones too
     homogeneity = measure_homogeneity(model, x, degrees=[1.0] * layer_count)
     assumptions = {"deterministic": True, "no_bias": not found.others, "homogeneous": homogeneity.identities_hold}
-    coupled = bool(behaviour.coupled) and statistic > 1  # only a pass within the per-sample bound is decided
-    reasons = ([behaviour.reason() + (" (the per-sample roundoff bound does not cover it)" if coupled else
-                                      "; the flows agreed within the per-sample roundoff bound")]
-               if behaviour.coupled else [])
+    coupled, reasons = behaviour.coupling(not statistic > 1)  # NaN: not a gap beyond the bound
     if unlabelled:
         reasons.append("every label is 0: every flow is exactly 0, the identities hold as 0 = 0")
     if found.others:

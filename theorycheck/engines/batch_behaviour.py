@@ -41,6 +41,18 @@ class BatchBehaviour:
                                           "batch statistics?)", self.coupled)) if seen]
         return ("the forward pass is " + "; ".join(found) + ": call model.eval() first") if found else ""
 
+    def coupling(self, held: bool) -> tuple[bool, list[str]]:
+        """(undecided, reasons) of a check whose roundoff bound is per sample: with coupled samples only a check
+        that ``held`` within that bound is decided (a gap beyond it cannot be told from roundoff)."""
+        if not self.coupled:
+            return False, []
+        if held:
+            return False, ["the samples are coupled (batch statistics): everything held within the per-sample "
+                           "roundoff bound"]
+        return True, ["the samples are coupled (an output depends on another sample's input, e.g. batch statistics "
+                      "of a BatchNorm in training mode): the per-sample roundoff bound does not cover f, so a gap "
+                      "cannot be told from roundoff; call model.eval() for the per-sample network"]
+
 
 def measure_batch_behaviour(model: torch.nn.Module, X: torch.Tensor) -> BatchBehaviour:
     """Two forward passes of a copy of ``model`` on ``X`` (the random state restored, ``model`` unchanged)

@@ -87,10 +87,11 @@ class DirectPass:
         if leaves is None or _global_hooks() or list(model.buffers()):
             return None
         module_names = {id(m): n for n, m in model.named_modules()}
-        steps, owned = [], set()
+        steps, owned, seen = [], set(), set()
         for leaf in leaves:
-            if _hooked(leaf) or id(leaf) in {id(m) for _, m in steps}:  # hooked, or one module called twice
+            if _hooked(leaf) or id(leaf) in seen:  # hooked, or one module called twice
                 return None
+            seen.add(id(leaf))
             name = module_names[id(leaf)]
             own = [f"{name}.{k}" for k, _ in leaf.named_parameters(recurse=False)]
             if type(leaf) in _LAYERS:
